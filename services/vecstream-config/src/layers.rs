@@ -1,0 +1,413 @@
+//! Loading: defaults → file → environment → flags, each layer a `toml::Value` merged
+//! over the previous one, deserialised once at the end so unknown keys are caught.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use toml::Value;
+use vecstream_core::{Classify, ErrorClass};
+
+use crate::Config;
+
+/// Prefix of every environment variable vecstream reads.
+pub const ENV_PREFIX: &str = "VECSTREAM_";
+
+/// Why the configuration could not be loaded. Always permanent: fix the input.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("invalid value for {origin}: {message}")]
+    Value { origin: String, message: String },
+    #[error("unknown config key `{key}` (from {origin}); known keys: see `vecstream --help`")]
+    UnknownKey { key: String, origin: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Classify for ConfigError {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Permanent
+    }
+}
+
+/// Where the values came from, for `vecstream status` and start-up logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    Defaults,
+    File(PathBuf),
+    Env(String),
+    Flag(String),
+}
+
+/// Inputs of [`Config::load`].
+#[derive(Debug, Default, Clone)]
+pub struct LoadOptions {
+    /// Explicit config file (`--config`); must exist. When `None`, `./vecstream.toml` is
+    /// read if present.
+    pub file: Option<PathBuf>,
+    /// `(dotted key, raw value)` pairs from flags, applied last.
+    pub overrides: Vec<(String, String)>,
+    /// Environment to read; `None` reads the process environment.
+    pub env: Option<BTreeMap<String, String>>,
+}
+
+/// The environment variable of a dotted key: `kafka.sasl_password` →
+/// `VECSTREAM_KAFKA_SASL_PASSWORD`.
+pub fn env_var_name(dotted_key: &str) -> String {
+    format!(
+        "{ENV_PREFIX}{}",
+        dotted_key.replace('.', "_").to_uppercase()
+    )
+}
+
+impl Config {
+    /// Loads the layered configuration and validates it.
+    pub fn load(opts: &LoadOptions) -> Result<(Config, Vec<ConfigSource>), ConfigError> {
+        let defaults =
+            Value::try_from(Config::default()).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let mut merged = defaults.clone();
+        let mut sources = vec![ConfigSource::Defaults];
+
+        let file = match &opts.file {
+            Some(path) => Some(path.clone()),
+            None => Some(PathBuf::from("vecstream.toml")).filter(|p| p.exists()),
+        };
+        if let Some(path) = file {
+            merge(&mut merged, read_file(&path)?);
+            sources.push(ConfigSource::File(path));
+        }
+
+        let env = opts
+            .env
+            .clone()
+            .unwrap_or_else(|| std::env::vars().collect());
+        for (key, default) in leaves(&defaults) {
+            let var = env_var_name(&key);
+            if let Some(raw) = env.get(&var) {
+                set_leaf(&mut merged, &key, parse_like(default, raw, &var)?);
+                sources.push(ConfigSource::Env(var));
+            }
+        }
+
+        for (key, raw) in &opts.overrides {
+            let origin = format!("--set {key}");
+            let default = lookup(&defaults, key).ok_or_else(|| ConfigError::UnknownKey {
+                key: key.clone(),
+                origin: origin.clone(),
+            })?;
+            set_leaf(&mut merged, key, parse_like(default, raw, &origin)?);
+            sources.push(ConfigSource::Flag(key.clone()));
+        }
+
+        let config: Config = merged
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
+        config.validate()?;
+        Ok((config, sources))
+    }
+
+    /// Every key with its environment variable, in file order.
+    pub fn env_keys() -> Vec<(String, String)> {
+        let defaults = Value::try_from(Config::default()).expect("defaults serialise");
+        leaves(&defaults)
+            .into_iter()
+            .map(|(k, _)| (env_var_name(&k), k))
+            .map(|(e, k)| (k, e))
+            .collect()
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}"))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let protocols = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"];
+        let protocol = self.kafka.security_protocol.to_lowercase();
+        if !protocols.contains(&protocol.as_str()) {
+            return Err(invalid(
+                "kafka.security_protocol",
+                &format!("must be one of {protocols:?}"),
+            ));
+        }
+        if protocol.starts_with("sasl") && self.kafka.sasl_mechanism.is_empty() {
+            return Err(invalid(
+                "kafka.sasl_mechanism",
+                "required with a sasl_* security_protocol",
+            ));
+        }
+        if self.kafka.brokers.trim().is_empty() {
+            return Err(invalid("kafka.brokers", "must name at least one broker"));
+        }
+        if self.kafka.partitions < 1 || self.kafka.replication_factor < 1 {
+            return Err(invalid(
+                "kafka.partitions/replication_factor",
+                "must be at least 1",
+            ));
+        }
+        for (key, url) in [
+            ("registry.url", &self.registry.url),
+            ("temporal.address", &self.temporal.address),
+            ("weaviate.url", &self.weaviate.url),
+        ] {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid(key, "must start with http:// or https://"));
+            }
+        }
+        if !["text", "json"].contains(&self.telemetry.log_format.as_str()) {
+            return Err(invalid("telemetry.log_format", "must be text or json"));
+        }
+        if self
+            .telemetry
+            .metrics_addr
+            .parse::<std::net::SocketAddr>()
+            .is_err()
+        {
+            return Err(invalid(
+                "telemetry.metrics_addr",
+                "must be host:port with an IP host",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(key: &str, message: &str) -> ConfigError {
+    ConfigError::Value {
+        origin: key.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+fn read_file(path: &Path) -> Result<Value, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let value: Value = toml::from_str(&text).map_err(|e| ConfigError::File {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    // Reject unknown keys here, with the file named, rather than at the final merge.
+    let defaults = Value::try_from(Config::default()).expect("defaults serialise");
+    for (key, _) in leaves(&value) {
+        if lookup(&defaults, &key).is_none() {
+            return Err(ConfigError::UnknownKey {
+                key,
+                origin: path.display().to_string(),
+            });
+        }
+    }
+    Ok(value)
+}
+
+/// Dotted paths of every non-table value.
+fn leaves(value: &Value) -> Vec<(String, &Value)> {
+    fn walk<'a>(prefix: &str, value: &'a Value, out: &mut Vec<(String, &'a Value)>) {
+        match value {
+            Value::Table(table) => {
+                for (k, v) in table {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            leaf => out.push((prefix.to_owned(), leaf)),
+        }
+    }
+    let mut out = Vec::new();
+    walk("", value, &mut out);
+    out
+}
+
+fn lookup<'a>(value: &'a Value, dotted: &str) -> Option<&'a Value> {
+    dotted
+        .split('.')
+        .try_fold(value, |v, part| v.as_table()?.get(part))
+        .filter(|v| !v.is_table())
+}
+
+fn set_leaf(root: &mut Value, dotted: &str, new: Value) {
+    let mut parts: Vec<&str> = dotted.split('.').collect();
+    let last = parts.pop().expect("non-empty key");
+    let mut cur = root;
+    for part in parts {
+        let table = cur
+            .as_table_mut()
+            .expect("parent of a known leaf is a table");
+        cur = table
+            .entry(part)
+            .or_insert_with(|| Value::Table(Default::default()));
+    }
+    if let Some(table) = cur.as_table_mut() {
+        table.insert(last.to_owned(), new);
+    }
+}
+
+fn merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Table(b), Value::Table(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(existing) if existing.is_table() && v.is_table() => merge(existing, v),
+                    _ => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+/// Parses a raw string (env or flag) into the TOML type of the key's default.
+fn parse_like(default: &Value, raw: &str, origin: &str) -> Result<Value, ConfigError> {
+    let bad = |what: &str| ConfigError::Value {
+        origin: origin.to_owned(),
+        message: format!("expected {what}, got {raw:?}"),
+    };
+    Ok(match default {
+        Value::Integer(_) => Value::Integer(raw.trim().parse().map_err(|_| bad("an integer"))?),
+        Value::Float(_) => Value::Float(raw.trim().parse().map_err(|_| bad("a number"))?),
+        Value::Boolean(_) => match raw.trim().to_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Value::Boolean(true),
+            "0" | "false" | "no" | "off" | "" => Value::Boolean(false),
+            _ => return Err(bad("true or false")),
+        },
+        Value::Array(_) => Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.into()))
+                .collect(),
+        ),
+        _ => Value::String(raw.to_owned()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(
+        file: Option<&str>,
+        env: &[(&str, &str)],
+        flags: &[(&str, &str)],
+    ) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vecstream.toml");
+        if let Some(text) = file {
+            std::fs::write(&path, text).unwrap();
+        }
+        let opts = LoadOptions {
+            file: file.map(|_| path.clone()),
+            overrides: flags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            env: Some(
+                env.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+        };
+        Config::load(&opts).map(|(c, _)| c)
+    }
+
+    #[test]
+    fn defaults_point_at_the_local_stack() {
+        let c = load(None, &[], &[]).unwrap();
+        assert_eq!(c.kafka.brokers, "127.0.0.1:9092");
+        assert_eq!(c.registry.url, "http://127.0.0.1:8081/apis/ccompat/v7");
+        assert_eq!(c.temporal.address, "http://127.0.0.1:7233");
+        assert_eq!(c.weaviate.url, "http://127.0.0.1:8080");
+        assert_eq!(c.telemetry.metrics_addr, "127.0.0.1:9464");
+    }
+
+    #[test]
+    fn file_then_env_then_flags_win_in_that_order() {
+        let file = "[kafka]\nbrokers = \"file:9092\"\npartitions = 3\n[weaviate]\nurl = \"http://file:8080\"\n";
+        let env = [
+            ("VECSTREAM_KAFKA_BROKERS", "env:9092"),
+            ("VECSTREAM_WEAVIATE_URL", "http://env:8080"),
+        ];
+        let c = load(Some(file), &env, &[("weaviate.url", "http://flag:8080")]).unwrap();
+        assert_eq!(c.kafka.partitions, 3, "file beats defaults");
+        assert_eq!(c.kafka.brokers, "env:9092", "env beats file");
+        assert_eq!(c.weaviate.url, "http://flag:8080", "flag beats env");
+    }
+
+    #[test]
+    fn unknown_file_key_is_an_error_naming_it() {
+        let err = load(Some("[kafka]\nbrokerz = \"x\"\n"), &[], &[]).unwrap_err();
+        assert!(err.to_string().contains("kafka.brokerz"), "{err}");
+        let err = load(Some("[kafkaa]\nbrokers = \"x\"\n"), &[], &[]).unwrap_err();
+        assert!(err.to_string().contains("kafkaa.brokers"), "{err}");
+        assert_eq!(err.class(), ErrorClass::Permanent);
+    }
+
+    #[test]
+    fn unknown_flag_key_and_bad_types_are_errors() {
+        assert!(matches!(
+            load(None, &[], &[("kafka.nope", "1")]),
+            Err(ConfigError::UnknownKey { .. })
+        ));
+        let err = load(None, &[("VECSTREAM_KAFKA_PARTITIONS", "many")], &[]).unwrap_err();
+        assert!(
+            err.to_string().contains("VECSTREAM_KAFKA_PARTITIONS"),
+            "{err}"
+        );
+        let err = load(None, &[("VECSTREAM_TEMPORAL_TLS", "maybe")], &[]).unwrap_err();
+        assert!(err.to_string().contains("true or false"), "{err}");
+    }
+
+    #[test]
+    fn validation_rejects_bad_values() {
+        assert!(load(None, &[], &[("kafka.security_protocol", "carrier-pigeon")]).is_err());
+        assert!(load(None, &[], &[("kafka.security_protocol", "sasl_ssl")]).is_err());
+        assert!(load(None, &[], &[("weaviate.url", "localhost:8080")]).is_err());
+        assert!(load(None, &[], &[("telemetry.log_format", "xml")]).is_err());
+    }
+
+    #[test]
+    fn secrets_from_env_are_usable_but_never_rendered() {
+        let c = load(None, &[("VECSTREAM_KAFKA_SASL_PASSWORD", "s3cret")], &[]).unwrap();
+        assert_eq!(c.kafka.sasl_password.expose(), "s3cret");
+        let rendered = format!("{c:?}\n{}", c.to_redacted_toml());
+        assert!(!rendered.contains("s3cret"));
+        assert!(rendered.contains("<redacted>"));
+    }
+
+    #[test]
+    fn every_key_has_an_env_var() {
+        let keys = Config::env_keys();
+        assert!(keys.contains(&(
+            "kafka.sasl_password".into(),
+            "VECSTREAM_KAFKA_SASL_PASSWORD".into()
+        )));
+        assert!(keys.contains(&(
+            "telemetry.otlp_endpoint".into(),
+            "VECSTREAM_TELEMETRY_OTLP_ENDPOINT".into()
+        )));
+        assert!(keys.len() >= 25, "{keys:?}");
+    }
+
+    #[test]
+    fn explicit_missing_file_is_an_error() {
+        let opts = LoadOptions {
+            file: Some("/nonexistent/vecstream.toml".into()),
+            env: Some(BTreeMap::new()),
+            ..Default::default()
+        };
+        assert!(matches!(Config::load(&opts), Err(ConfigError::Read { .. })));
+    }
+}

@@ -1,0 +1,11 @@
+//! Layered configuration: defaults → `vecstream.toml` → `VECSTREAM_*` env → flags.
+
+mod layers;
+mod model;
+mod secret;
+
+pub use layers::{ConfigError, ConfigSource, LoadOptions, env_var_name};
+pub use model::{
+    Config, KafkaConfig, RegistryConfig, TelemetryConfig, TemporalConfig, WeaviateConfig,
+};
+pub use secret::Secret;

@@ -1,0 +1,182 @@
+//! The configuration model. Defaults point at the local stack of `compose/local/stack`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Secret;
+
+/// Everything a vecstream process needs to reach its services.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Apache Kafka.
+    pub kafka: KafkaConfig,
+    /// Confluent-compatible schema registry.
+    pub registry: RegistryConfig,
+    /// Temporal frontend.
+    pub temporal: TemporalConfig,
+    /// Weaviate vector store.
+    pub weaviate: WeaviateConfig,
+    /// Logs, traces and the metrics/health endpoint.
+    pub telemetry: TelemetryConfig,
+}
+
+/// Kafka connection and topic settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma-separated `host:port`.
+    pub brokers: String,
+    /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    pub security_protocol: String,
+    /// SASL mechanism when a `sasl_*` protocol is used: `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`.
+    pub sasl_mechanism: String,
+    /// SASL user name.
+    pub sasl_username: String,
+    /// SASL password (never logged).
+    pub sasl_password: Secret,
+    /// CA bundle for `ssl`/`sasl_ssl`; empty uses the system store.
+    pub ssl_ca_location: String,
+    /// Client id reported to the brokers.
+    pub client_id: String,
+    /// Partitions of topics vecstream creates.
+    pub partitions: i32,
+    /// Replication factor of topics vecstream creates (1 on the local single-node stack).
+    pub replication_factor: i32,
+    /// Timeout of metadata and admin requests, in milliseconds.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            security_protocol: "plaintext".into(),
+            sasl_mechanism: String::new(),
+            sasl_username: String::new(),
+            sasl_password: Secret::default(),
+            ssl_ca_location: String::new(),
+            client_id: "vecstream".into(),
+            partitions: 6,
+            replication_factor: 1,
+            request_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Schema registry (Confluent REST API; Apicurio serves it under `/apis/ccompat/v7`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Base URL of the Confluent-compatible API.
+    pub url: String,
+    /// Basic-auth user name; empty for none.
+    pub username: String,
+    /// Basic-auth password (never logged).
+    pub password: Secret,
+    /// Timeout of one registry request, in milliseconds.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:8081/apis/ccompat/v7".into(),
+            username: String::new(),
+            password: Secret::default(),
+            request_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Temporal frontend connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemporalConfig {
+    /// gRPC address, `http://host:port` (or `https://` with TLS).
+    pub address: String,
+    /// Namespace of vecstream's workflows.
+    pub namespace: String,
+    /// API key for hosted Temporal (never logged); empty for none.
+    pub api_key: Secret,
+    /// Use TLS (implied by `https://` or a client certificate).
+    pub tls: bool,
+    /// PEM CA certificate for TLS; empty uses the system roots.
+    pub tls_ca_cert: String,
+    /// PEM client certificate for mTLS.
+    pub tls_client_cert: String,
+    /// PEM client private key for mTLS.
+    pub tls_client_key: String,
+    /// Task queue of workflows and light activities.
+    pub cpu_task_queue: String,
+    /// Task queue of embedding and training activities.
+    pub gpu_task_queue: String,
+}
+
+impl Default for TemporalConfig {
+    fn default() -> Self {
+        Self {
+            address: "http://127.0.0.1:7233".into(),
+            namespace: "default".into(),
+            api_key: Secret::default(),
+            tls: false,
+            tls_ca_cert: String::new(),
+            tls_client_cert: String::new(),
+            tls_client_key: String::new(),
+            cpu_task_queue: "vecstream-cpu".into(),
+            gpu_task_queue: "vecstream-gpu".into(),
+        }
+    }
+}
+
+/// Weaviate REST endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WeaviateConfig {
+    /// Base URL of the REST API.
+    pub url: String,
+    /// API key (never logged); empty for anonymous access.
+    pub api_key: Secret,
+    /// Alias that always points at the active collection.
+    pub alias: String,
+    /// Timeout of one request, in milliseconds.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for WeaviateConfig {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:8080".into(),
+            api_key: Secret::default(),
+            alias: "Chunks".into(),
+            request_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// Logs, traces and the `/metrics`, `/healthz`, `/readyz` endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// `tracing` filter, e.g. `info` or `vecstream=debug,rdkafka=warn`.
+    pub log_level: String,
+    /// `text` or `json`.
+    pub log_format: String,
+    /// Listen address of the metrics/health server of long-running commands.
+    pub metrics_addr: String,
+    /// OTLP/gRPC endpoint for traces, e.g. `http://127.0.0.1:4317`; empty disables export.
+    pub otlp_endpoint: String,
+    /// `service.name` of exported traces.
+    pub service_name: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            log_level: "info".into(),
+            log_format: "text".into(),
+            metrics_addr: "127.0.0.1:9464".into(),
+            otlp_endpoint: String::new(),
+            service_name: "vecstream".into(),
+        }
+    }
+}

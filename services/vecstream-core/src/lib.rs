@@ -1,0 +1,15 @@
+//! Domain vocabulary of vecstream: topics, records, identities and error classes.
+//!
+//! Nothing here performs I/O; the Kafka, Weaviate and Temporal edges build on these types.
+
+mod error;
+mod ids;
+mod records;
+pub mod topics;
+
+pub use error::{Classify, ErrorClass};
+pub use ids::{CHUNK_NAMESPACE, chunk_id, content_hash};
+pub use records::{
+    ChunkVector, Dataset, Document, DocumentVectors, EventType, Job, LineageEvent, Run,
+    VecstreamFacet,
+};

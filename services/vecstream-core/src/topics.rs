@@ -1,0 +1,26 @@
+//! Topic names of DESIGN section 2 and the TopicNameStrategy subject rule.
+
+/// Compacted source of truth: key = doc id, value = `Document`, null value = delete.
+pub const DOCUMENTS: &str = "docs.documents.v1";
+/// Embedded chunks of one document version (or a delete): key = doc id.
+pub const VECTORS: &str = "docs.vectors.v1";
+/// OpenLineage-shaped events for analysts: key = doc id or run id.
+pub const LINEAGE: &str = "docs.lineage.v1";
+/// Poison documents: original key and bytes, error headers.
+pub const DOCUMENTS_DLQ: &str = "docs.documents.dlq.v1";
+
+/// Schema registry subject of a topic's values (Confluent TopicNameStrategy).
+pub fn value_subject(topic: &str) -> String {
+    format!("{topic}-value")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn subject_follows_topic_name_strategy() {
+        assert_eq!(
+            super::value_subject(super::DOCUMENTS),
+            "docs.documents.v1-value"
+        );
+    }
+}

@@ -1,0 +1,33 @@
+//! Kafka and schema-registry edge of vecstream.
+
+mod error;
+pub mod publisher;
+pub mod registry;
+pub mod schemas;
+pub mod topics;
+pub mod wire;
+
+pub use error::KafkaEdgeError;
+pub use publisher::DocumentPublisher;
+pub use registry::SchemaRegistry;
+
+use vecstream_config::KafkaConfig;
+
+/// librdkafka settings shared by every client vecstream creates: brokers, security and
+/// client id. Secrets go to librdkafka only, never to logs.
+pub fn client_config(cfg: &KafkaConfig) -> rdkafka::ClientConfig {
+    let mut c = rdkafka::ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers)
+        .set("client.id", &cfg.client_id)
+        .set("security.protocol", cfg.security_protocol.to_lowercase());
+    if !cfg.sasl_mechanism.is_empty() {
+        c.set("sasl.mechanism", &cfg.sasl_mechanism)
+            .set("sasl.username", &cfg.sasl_username)
+            .set("sasl.password", cfg.sasl_password.expose());
+    }
+    if !cfg.ssl_ca_location.is_empty() {
+        c.set("ssl.ca.location", &cfg.ssl_ca_location);
+    }
+    c.set("socket.timeout.ms", cfg.request_timeout_ms.to_string());
+    c
+}

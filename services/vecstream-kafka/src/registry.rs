@@ -1,0 +1,183 @@
+//! A typed client of the Confluent schema-registry REST API.
+//!
+//! Only what vecstream needs: register a subject's schema, set its compatibility, fetch a
+//! writer schema by id (cached forever: ids are immutable), and a health probe.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use apache_avro::Schema;
+use serde::Deserialize;
+use serde_json::json;
+use vecstream_config::RegistryConfig;
+
+use crate::{KafkaEdgeError, schemas};
+
+const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+
+/// Schema registry client; cheap to clone (shares its connection pool and cache).
+#[derive(Debug, Clone)]
+pub struct SchemaRegistry {
+    base: String,
+    http: reqwest::Client,
+    auth: Option<(String, String)>,
+    by_id: Arc<RwLock<HashMap<u32, Arc<Schema>>>>,
+}
+
+#[derive(Deserialize)]
+struct IdResponse {
+    id: u32,
+}
+
+#[derive(Deserialize)]
+struct SchemaResponse {
+    schema: String,
+}
+
+impl SchemaRegistry {
+    /// A client for `cfg.url` (e.g. `http://127.0.0.1:8081/apis/ccompat/v7`).
+    pub fn new(cfg: &RegistryConfig) -> Result<Self, KafkaEdgeError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(cfg.request_timeout_ms))
+            .build()
+            .map_err(|e| KafkaEdgeError::RegistryUnreachable {
+                url: cfg.url.clone(),
+                message: e.to_string(),
+            })?;
+        let auth = (!cfg.username.is_empty())
+            .then(|| (cfg.username.clone(), cfg.password.expose().to_owned()));
+        Ok(Self {
+            base: cfg.url.trim_end_matches('/').to_owned(),
+            http,
+            auth,
+            by_id: Default::default(),
+        })
+    }
+
+    /// Base URL of the API.
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    /// Registers `schema` under `subject` (idempotent: the same schema gets the same id).
+    pub async fn register(&self, subject: &str, schema: &str) -> Result<u32, KafkaEdgeError> {
+        let body = json!({ "schema": schema, "schemaType": "AVRO" });
+        let resp: IdResponse = self
+            .send(
+                reqwest::Method::POST,
+                &format!("/subjects/{subject}/versions"),
+                Some(body),
+                &format!("register {subject}"),
+            )
+            .await?;
+        if let Ok(parsed) = schemas::parse(schema) {
+            self.cache().insert(resp.id, Arc::new(parsed));
+        }
+        Ok(resp.id)
+    }
+
+    /// Sets the compatibility level of `subject` (vecstream uses `BACKWARD`).
+    pub async fn set_compatibility(
+        &self,
+        subject: &str,
+        level: &str,
+    ) -> Result<(), KafkaEdgeError> {
+        let body = json!({ "compatibility": level });
+        let _: serde_json::Value = self
+            .send(
+                reqwest::Method::PUT,
+                &format!("/config/{subject}"),
+                Some(body),
+                &format!("compatibility of {subject}"),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Registers the subject's schema with BACKWARD compatibility: what producers call once.
+    pub async fn ensure_subject(&self, subject: &str, schema: &str) -> Result<u32, KafkaEdgeError> {
+        let id = self.register(subject, schema).await?;
+        self.set_compatibility(subject, "BACKWARD").await?;
+        Ok(id)
+    }
+
+    /// The writer schema of `id`, from the cache or the registry.
+    pub async fn schema_by_id(&self, id: u32) -> Result<Arc<Schema>, KafkaEdgeError> {
+        if let Some(s) = self.cache_read().get(&id) {
+            return Ok(s.clone());
+        }
+        let resp: Result<SchemaResponse, _> = self
+            .send(
+                reqwest::Method::GET,
+                &format!("/schemas/ids/{id}"),
+                None,
+                &format!("schema id {id}"),
+            )
+            .await;
+        let resp = match resp {
+            Err(KafkaEdgeError::Registry { status: 404, .. }) => {
+                return Err(KafkaEdgeError::UnknownSchemaId(id));
+            }
+            other => other?,
+        };
+        let schema = Arc::new(schemas::parse(&resp.schema)?);
+        self.cache().insert(id, schema.clone());
+        Ok(schema)
+    }
+
+    /// Subjects known to the registry; doubles as the health probe.
+    pub async fn subjects(&self) -> Result<Vec<String>, KafkaEdgeError> {
+        self.send(reqwest::Method::GET, "/subjects", None, "list subjects")
+            .await
+    }
+
+    async fn send<T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        what: &str,
+    ) -> Result<T, KafkaEdgeError> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self
+            .http
+            .request(method, &url)
+            .header("accept", CONTENT_TYPE);
+        if let Some((user, pass)) = &self.auth {
+            req = req.basic_auth(user, Some(pass));
+        }
+        if let Some(body) = body {
+            req = req
+                .header("content-type", CONTENT_TYPE)
+                .body(body.to_string());
+        }
+        let unreachable = |e: reqwest::Error| KafkaEdgeError::RegistryUnreachable {
+            url: url.clone(),
+            message: e.to_string(),
+        };
+        let resp = req.send().await.map_err(unreachable)?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(unreachable)?;
+        if !status.is_success() {
+            return Err(KafkaEdgeError::Registry {
+                status: status.as_u16(),
+                what: what.to_owned(),
+                body: text,
+            });
+        }
+        serde_json::from_str(&text).map_err(|e| KafkaEdgeError::Registry {
+            status: status.as_u16(),
+            what: what.to_owned(),
+            body: format!("unexpected answer ({e}): {text}"),
+        })
+    }
+
+    fn cache(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<u32, Arc<Schema>>> {
+        self.by_id.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn cache_read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<u32, Arc<Schema>>> {
+        self.by_id.read().unwrap_or_else(|p| p.into_inner())
+    }
+}

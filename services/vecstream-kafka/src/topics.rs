@@ -1,0 +1,154 @@
+//! The topics of DESIGN section 2: creation and the metadata health check.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::types::RDKafkaErrorCode;
+use vecstream_config::KafkaConfig;
+use vecstream_core::topics;
+
+use crate::{KafkaEdgeError, client_config};
+
+/// One topic vecstream owns and how it is configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub name: &'static str,
+    /// Topic-level configs (`cleanup.policy`, `retention.ms`...).
+    pub configs: Vec<(&'static str, &'static str)>,
+}
+
+const THIRTY_DAYS_MS: &str = "2592000000";
+
+/// The four topics, with the documents topic compacted (it is the source of truth that a
+/// reindex re-reads) and the others kept 30 days.
+pub fn specs() -> Vec<TopicSpec> {
+    vec![
+        TopicSpec {
+            name: topics::DOCUMENTS,
+            // Compaction keeps the latest version of each id; a tombstone is kept a day so
+            // consumers that lag see the delete before it is compacted away.
+            configs: vec![
+                ("cleanup.policy", "compact"),
+                ("delete.retention.ms", "86400000"),
+            ],
+        },
+        TopicSpec {
+            name: topics::VECTORS,
+            configs: vec![
+                ("cleanup.policy", "delete"),
+                ("retention.ms", THIRTY_DAYS_MS),
+            ],
+        },
+        TopicSpec {
+            name: topics::LINEAGE,
+            configs: vec![
+                ("cleanup.policy", "delete"),
+                ("retention.ms", THIRTY_DAYS_MS),
+            ],
+        },
+        TopicSpec {
+            name: topics::DOCUMENTS_DLQ,
+            configs: vec![
+                ("cleanup.policy", "delete"),
+                ("retention.ms", THIRTY_DAYS_MS),
+            ],
+        },
+    ]
+}
+
+/// What [`ensure_topics`] did to one topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicOutcome {
+    pub name: String,
+    /// False when the topic already existed (left as it is).
+    pub created: bool,
+}
+
+/// Creates the missing topics of [`specs`]; existing topics are left untouched.
+pub async fn ensure_topics(cfg: &KafkaConfig) -> Result<Vec<TopicOutcome>, KafkaEdgeError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(cfg).create()?;
+    let specs = specs();
+    let new: Vec<NewTopic<'_>> = specs
+        .iter()
+        .map(|s| {
+            s.configs.iter().fold(
+                NewTopic::new(
+                    s.name,
+                    cfg.partitions,
+                    TopicReplication::Fixed(cfg.replication_factor),
+                ),
+                |t, (k, v)| t.set(k, v),
+            )
+        })
+        .collect();
+    let opts =
+        AdminOptions::new().operation_timeout(Some(Duration::from_millis(cfg.request_timeout_ms)));
+    let results = admin.create_topics(&new, &opts).await?;
+    results
+        .into_iter()
+        .map(|r| match r {
+            Ok(name) => Ok(TopicOutcome {
+                name,
+                created: true,
+            }),
+            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => Ok(TopicOutcome {
+                name,
+                created: false,
+            }),
+            Err((name, code)) => Err(KafkaEdgeError::Topic {
+                topic: name,
+                message: code.to_string(),
+            }),
+        })
+        .collect()
+}
+
+/// What the brokers say about the cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterInfo {
+    pub brokers: Vec<String>,
+    pub topics: Vec<String>,
+}
+
+/// Fetches cluster metadata: the Kafka health check of `vecstream status`.
+pub async fn cluster_info(cfg: &KafkaConfig) -> Result<ClusterInfo, KafkaEdgeError> {
+    let consumer: BaseConsumer = client_config(cfg).create()?;
+    let timeout = Duration::from_millis(cfg.request_timeout_ms);
+    // librdkafka's metadata call blocks; keep it off the async workers.
+    tokio::task::spawn_blocking(move || {
+        let md = consumer.fetch_metadata(None, timeout)?;
+        Ok(ClusterInfo {
+            brokers: md
+                .brokers()
+                .iter()
+                .map(|b| format!("{}:{}", b.host(), b.port()))
+                .collect(),
+            topics: md.topics().iter().map(|t| t.name().to_owned()).collect(),
+        })
+    })
+    .await
+    .map_err(|e| KafkaEdgeError::Topic {
+        topic: "*".into(),
+        message: e.to_string(),
+    })?
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn documents_topic_is_compacted_and_others_are_not() {
+        let specs = super::specs();
+        assert_eq!(specs.len(), 4);
+        for s in specs {
+            let compacted = s.configs.contains(&("cleanup.policy", "compact"));
+            assert_eq!(
+                compacted,
+                s.name == vecstream_core::topics::DOCUMENTS,
+                "{}",
+                s.name
+            );
+        }
+    }
+}

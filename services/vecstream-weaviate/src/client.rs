@@ -1,0 +1,471 @@
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+use vecstream_config::WeaviateConfig;
+
+use crate::WeaviateError;
+
+/// Collection of one model's chunks: `Chunk_<model-slug>_<hash8>` (DESIGN section 1).
+///
+/// The slug keeps names readable; the hash of the full model id keeps two models whose
+/// names slug alike apart.
+pub fn collection_name(model_id: &str) -> String {
+    let slug: String = model_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>()
+        .split('_')
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("_");
+    let slug: String = slug.chars().take(48).collect();
+    let hash = hex::encode(&Sha256::digest(model_id.as_bytes())[..4]);
+    format!("Chunk_{slug}_{hash}")
+}
+
+/// One property of a collection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Property {
+    pub name: String,
+    /// Weaviate data type: `text`, `int`, `number`, `boolean`, `uuid`, `date`...
+    #[serde(rename = "dataType")]
+    pub data_type: Vec<String>,
+    /// Whether `text` is tokenised for keyword search; ids are matched whole.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokenization: Option<String>,
+}
+
+impl Property {
+    /// A property of type `data_type`.
+    pub fn new(name: &str, data_type: &str) -> Self {
+        Self {
+            name: name.into(),
+            data_type: vec![data_type.into()],
+            tokenization: None,
+        }
+    }
+
+    /// A text property matched as a whole (ids, hashes), not word by word.
+    pub fn keyword(name: &str) -> Self {
+        Self {
+            tokenization: Some("field".into()),
+            ..Self::new(name, "text")
+        }
+    }
+}
+
+/// A collection with externally supplied vectors (vectorizer `none`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectionSpec {
+    pub name: String,
+    pub properties: Vec<Property>,
+    /// `cosine` for normalised sentence embeddings.
+    pub distance: String,
+}
+
+/// One object of a batch upsert.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BatchObject {
+    #[serde(rename = "class")]
+    pub collection: String,
+    pub id: Uuid,
+    pub properties: Value,
+    pub vector: Vec<f32>,
+}
+
+/// Result of a batch: which ids were written and which failed, with Weaviate's reason.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchOutcome {
+    pub written: Vec<Uuid>,
+    pub failed: Vec<(Uuid, String)>,
+}
+
+/// A search hit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    pub id: Uuid,
+    /// Cosine distance (0 = identical direction).
+    pub distance: f32,
+    pub properties: serde_json::Map<String, Value>,
+}
+
+/// Weaviate REST client; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct WeaviateClient {
+    base: String,
+    http: reqwest::Client,
+    api_key: Option<String>,
+}
+
+impl WeaviateClient {
+    /// A client for `cfg.url`.
+    pub fn new(cfg: &WeaviateConfig) -> Result<Self, WeaviateError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(cfg.request_timeout_ms))
+            .build()
+            .map_err(|e| WeaviateError::Unreachable {
+                url: cfg.url.clone(),
+                message: e.to_string(),
+            })?;
+        let api_key = (!cfg.api_key.is_empty()).then(|| cfg.api_key.expose().to_owned());
+        Ok(Self {
+            base: cfg.url.trim_end_matches('/').to_owned(),
+            http,
+            api_key,
+        })
+    }
+
+    /// Base URL.
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    /// Readiness probe (`/v1/.well-known/ready`) and server version (`/v1/meta`).
+    pub async fn version(&self) -> Result<String, WeaviateError> {
+        self.call(
+            reqwest::Method::GET,
+            "/v1/.well-known/ready",
+            None,
+            "readiness",
+        )
+        .await?;
+        let meta = self
+            .call(reqwest::Method::GET, "/v1/meta", None, "meta")
+            .await?;
+        Ok(meta
+            .get("version")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown")
+            .to_owned())
+    }
+
+    /// Creates the collection unless it exists. Returns true when it was created.
+    pub async fn ensure_collection(&self, spec: &CollectionSpec) -> Result<bool, WeaviateError> {
+        if self.collection_exists(&spec.name).await? {
+            return Ok(false);
+        }
+        let body = json!({
+            "class": spec.name,
+            "vectorizer": "none",
+            "vectorIndexConfig": { "distance": spec.distance },
+            "properties": spec.properties,
+        });
+        match self
+            .call(
+                reqwest::Method::POST,
+                "/v1/schema",
+                Some(body),
+                "create collection",
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            // Another process created it between our check and our create.
+            Err(WeaviateError::Status {
+                status: 422, body, ..
+            }) if body.contains("already exists") => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// True when the collection exists.
+    pub async fn collection_exists(&self, name: &str) -> Result<bool, WeaviateError> {
+        match self
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/schema/{name}"),
+                None,
+                "get collection",
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(WeaviateError::Status { status: 404, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes the collection and its objects (absent is fine).
+    pub async fn delete_collection(&self, name: &str) -> Result<(), WeaviateError> {
+        match self
+            .call(
+                reqwest::Method::DELETE,
+                &format!("/v1/schema/{name}"),
+                None,
+                "delete collection",
+            )
+            .await
+        {
+            Ok(_) | Err(WeaviateError::Status { status: 404, .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes objects by id (create or replace); each object's failure is reported apart.
+    pub async fn upsert_batch(
+        &self,
+        objects: &[BatchObject],
+    ) -> Result<BatchOutcome, WeaviateError> {
+        let what = "batch upsert";
+        let resp = self
+            .call(
+                reqwest::Method::POST,
+                "/v1/batch/objects",
+                Some(json!({ "objects": objects })),
+                what,
+            )
+            .await?;
+        let items = resp
+            .as_array()
+            .ok_or_else(|| unexpected(what, "not an array"))?;
+        let mut outcome = BatchOutcome::default();
+        for item in items {
+            let id = item
+                .get("id")
+                .and_then(Value::as_str)
+                .and_then(|s| Uuid::parse_str(s).ok())
+                .ok_or_else(|| unexpected(what, "object without id"))?;
+            let errors: Vec<String> = item
+                .pointer("/result/errors/error")
+                .and_then(Value::as_array)
+                .map(|errs| {
+                    errs.iter()
+                        .filter_map(|e| e.get("message")?.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if errors.is_empty() {
+                outcome.written.push(id);
+            } else {
+                outcome.failed.push((id, errors.join("; ")));
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Number of objects in a collection (or alias).
+    pub async fn count(&self, collection: &str) -> Result<u64, WeaviateError> {
+        let query = format!("{{ Aggregate {{ {collection} {{ meta {{ count }} }} }} }}");
+        let data = self.graphql(&query, "count").await?;
+        data.pointer(&format!("/Aggregate/{collection}/0/meta/count"))
+            .and_then(Value::as_u64)
+            .ok_or_else(|| unexpected("count", &data.to_string()))
+    }
+
+    /// The `k` nearest objects to `vector` in `collection` (or alias), with `properties`.
+    pub async fn near_vector(
+        &self,
+        collection: &str,
+        vector: &[f32],
+        k: usize,
+        properties: &[&str],
+    ) -> Result<Vec<Hit>, WeaviateError> {
+        let vector =
+            serde_json::to_string(vector).map_err(|e| unexpected("near_vector", &e.to_string()))?;
+        let query = format!(
+            "{{ Get {{ {collection}(nearVector: {{vector: {vector}}}, limit: {k}) {{ {} _additional {{ id distance }} }} }} }}",
+            properties.join(" ")
+        );
+        let data = self.graphql(&query, "nearVector search").await?;
+        let rows = data
+            .pointer(&format!("/Get/{collection}"))
+            .and_then(Value::as_array)
+            .ok_or_else(|| unexpected("nearVector search", &data.to_string()))?;
+        rows.iter()
+            .map(|row| {
+                let mut props = row.as_object().cloned().unwrap_or_default();
+                let extra = props.remove("_additional").unwrap_or(Value::Null);
+                let id = extra
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .and_then(|s| Uuid::parse_str(s).ok());
+                let distance = extra.get("distance").and_then(Value::as_f64);
+                match (id, distance) {
+                    (Some(id), Some(d)) => Ok(Hit {
+                        id,
+                        distance: d as f32,
+                        properties: props,
+                    }),
+                    _ => Err(unexpected(
+                        "nearVector search",
+                        "hit without id or distance",
+                    )),
+                }
+            })
+            .collect()
+    }
+
+    /// Points `alias` at `collection`, creating the alias if needed.
+    pub async fn set_alias(&self, alias: &str, collection: &str) -> Result<(), WeaviateError> {
+        let path = format!("/v1/aliases/{alias}");
+        match self
+            .call(
+                reqwest::Method::PUT,
+                &path,
+                Some(json!({ "class": collection })),
+                "repoint alias",
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(WeaviateError::Status { status: 404, .. }) => {
+                let body = json!({ "alias": alias, "class": collection });
+                self.call(
+                    reqwest::Method::POST,
+                    "/v1/aliases",
+                    Some(body),
+                    "create alias",
+                )
+                .await
+                .map(|_| ())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The collection `alias` points at, if the alias exists.
+    pub async fn resolve_alias(&self, alias: &str) -> Result<Option<String>, WeaviateError> {
+        match self
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/aliases/{alias}"),
+                None,
+                "get alias",
+            )
+            .await
+        {
+            Ok(v) => Ok(v.get("class").and_then(Value::as_str).map(str::to_owned)),
+            Err(WeaviateError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes `alias` (absent is fine).
+    pub async fn delete_alias(&self, alias: &str) -> Result<(), WeaviateError> {
+        match self
+            .call(
+                reqwest::Method::DELETE,
+                &format!("/v1/aliases/{alias}"),
+                None,
+                "delete alias",
+            )
+            .await
+        {
+            Ok(_) | Err(WeaviateError::Status { status: 404, .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn graphql(&self, query: &str, what: &str) -> Result<Value, WeaviateError> {
+        let resp = self
+            .call(
+                reqwest::Method::POST,
+                "/v1/graphql",
+                Some(json!({ "query": query })),
+                what,
+            )
+            .await?;
+        if let Some(errors) = resp
+            .get("errors")
+            .and_then(Value::as_array)
+            .filter(|e| !e.is_empty())
+        {
+            let message = errors
+                .iter()
+                .filter_map(|e| e.get("message")?.as_str())
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(WeaviateError::GraphQl {
+                what: what.to_owned(),
+                message,
+            });
+        }
+        resp.get("data")
+            .cloned()
+            .ok_or_else(|| unexpected(what, "no data"))
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        what: &str,
+    ) -> Result<Value, WeaviateError> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.request(method, &url);
+        if let Some(key) = &self.api_key {
+            req = req.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let unreachable = |e: reqwest::Error| WeaviateError::Unreachable {
+            url: url.clone(),
+            message: e.to_string(),
+        };
+        let resp = req.send().await.map_err(unreachable)?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(unreachable)?;
+        if !status.is_success() {
+            return Err(WeaviateError::Status {
+                status: status.as_u16(),
+                what: what.to_owned(),
+                body: text,
+            });
+        }
+        if text.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text).map_err(|e| unexpected(what, &format!("{e}: {text}")))
+    }
+}
+
+fn unexpected(what: &str, message: &str) -> WeaviateError {
+    WeaviateError::Unexpected {
+        what: what.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collection_names_are_valid_class_names_and_distinct() {
+        let a = collection_name("all-MiniLM-L6-v2@3f2a9c1b");
+        assert!(a.starts_with("Chunk_all_minilm_l6_v2_3f2a9c1b_"), "{a}");
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+        assert_eq!(a.len(), "Chunk_all_minilm_l6_v2_3f2a9c1b_".len() + 8);
+        // Names that slug alike still differ by the hash.
+        assert_ne!(collection_name("a-b"), collection_name("a_b"));
+        assert_eq!(collection_name("m"), collection_name("m"));
+    }
+
+    #[test]
+    fn batch_objects_serialise_as_weaviate_expects() {
+        let obj = BatchObject {
+            collection: "C".into(),
+            id: Uuid::nil(),
+            properties: json!({"text": "t"}),
+            vector: vec![0.25],
+        };
+        let v = serde_json::to_value(&obj).unwrap();
+        assert_eq!(v["class"], "C");
+        assert_eq!(v["vector"][0], 0.25);
+        assert_eq!(
+            Property::keyword("doc_id").tokenization.as_deref(),
+            Some("field")
+        );
+    }
+}

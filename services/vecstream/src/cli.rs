@@ -1,0 +1,317 @@
+//! The command line. Every flag has a `VECSTREAM_*` environment variable; connection flags
+//! share theirs with the config keys they override.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// vecstream: a stream of documents in, a searchable, versioned vector index with lineage out.
+#[derive(Debug, Parser)]
+#[command(
+    name = "vecstream",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+#[command(
+    after_help = "Configuration: defaults < vecstream.toml < VECSTREAM_<SECTION>_<KEY> env < flags.\n\
+Run `vecstream config show --keys` to list every key and its environment variable."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command accepts.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Config file (TOML). Default: ./vecstream.toml when it exists.
+    #[arg(long, global = true, env = "VECSTREAM_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Override any config key, e.g. `--set kafka.partitions=12` (repeatable).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub overrides: Vec<(String, String)>,
+    /// Kafka bootstrap servers (config kafka.brokers).
+    #[arg(
+        long,
+        global = true,
+        env = "VECSTREAM_KAFKA_BROKERS",
+        value_name = "HOST:PORT,..."
+    )]
+    pub kafka_brokers: Option<String>,
+    /// Schema registry URL, Confluent API (config registry.url).
+    #[arg(
+        long,
+        global = true,
+        env = "VECSTREAM_REGISTRY_URL",
+        value_name = "URL"
+    )]
+    pub registry_url: Option<String>,
+    /// Temporal frontend address (config temporal.address).
+    #[arg(
+        long,
+        global = true,
+        env = "VECSTREAM_TEMPORAL_ADDRESS",
+        value_name = "URL"
+    )]
+    pub temporal_address: Option<String>,
+    /// Temporal namespace (config temporal.namespace).
+    #[arg(
+        long,
+        global = true,
+        env = "VECSTREAM_TEMPORAL_NAMESPACE",
+        value_name = "NAME"
+    )]
+    pub temporal_namespace: Option<String>,
+    /// Weaviate REST URL (config weaviate.url).
+    #[arg(
+        long,
+        global = true,
+        env = "VECSTREAM_WEAVIATE_URL",
+        value_name = "URL"
+    )]
+    pub weaviate_url: Option<String>,
+    /// Log filter, e.g. `info` or `vecstream=debug` (config telemetry.log_level).
+    #[arg(
+        long,
+        global = true,
+        env = "VECSTREAM_TELEMETRY_LOG_LEVEL",
+        value_name = "FILTER"
+    )]
+    pub log_level: Option<String>,
+    /// Log format (config telemetry.log_format).
+    #[arg(long, global = true, env = "VECSTREAM_TELEMETRY_LOG_FORMAT", value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
+    /// Listen address of /metrics, /healthz, /readyz for `run` (config telemetry.metrics_addr).
+    #[arg(
+        long,
+        global = true,
+        env = "VECSTREAM_TELEMETRY_METRICS_ADDR",
+        value_name = "IP:PORT"
+    )]
+    pub metrics_addr: Option<String>,
+    /// OTLP/gRPC trace endpoint; empty disables export (config telemetry.otlp_endpoint).
+    #[arg(
+        long,
+        global = true,
+        env = "VECSTREAM_TELEMETRY_OTLP_ENDPOINT",
+        value_name = "URL"
+    )]
+    pub otlp_endpoint: Option<String>,
+}
+
+impl GlobalArgs {
+    /// The flags as `(config key, value)` overrides, applied after file and environment.
+    pub fn overrides(&self) -> Vec<(String, String)> {
+        let named = [
+            ("kafka.brokers", &self.kafka_brokers),
+            ("registry.url", &self.registry_url),
+            ("temporal.address", &self.temporal_address),
+            ("temporal.namespace", &self.temporal_namespace),
+            ("weaviate.url", &self.weaviate_url),
+            ("telemetry.log_level", &self.log_level),
+            ("telemetry.log_format", &self.log_format),
+            ("telemetry.metrics_addr", &self.metrics_addr),
+            ("telemetry.otlp_endpoint", &self.otlp_endpoint),
+        ];
+        let mut out: Vec<(String, String)> = named
+            .into_iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_owned(), v.clone())))
+            .collect();
+        out.extend(self.overrides.iter().cloned());
+        out
+    }
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))?;
+    Ok((k.trim().to_owned(), v.to_owned()))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check Kafka, the schema registry, Temporal and Weaviate; exit 1 naming any that is down.
+    Status(StatusArgs),
+    /// Publish documents (JSONL or a directory of files) as Avro to docs.documents.v1.
+    Produce(ProduceArgs),
+    /// Create or list vecstream's Kafka topics.
+    #[command(subcommand)]
+    Topics(TopicsCommand),
+    /// Show the effective configuration (secrets redacted) and every key's env variable.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Run a long-lived component: embedder, sink, Temporal worker, or all of them.
+    Run(RunArgs),
+    /// Embed a JSONL file of texts with the local engine (issue #3).
+    Embed(PendingArgs),
+    /// Search the active collection by meaning (issue #4).
+    Search(PendingArgs),
+    /// Start, watch, cancel or roll back a blue/green reindex (issue #5).
+    Reindex(PendingArgs),
+    /// Approve or reject a workflow waiting for human review (issue #5).
+    Review(PendingArgs),
+    /// Start a fine-tuning workflow (issue #8).
+    Finetune(PendingArgs),
+    /// Run an evaluation workflow (issue #5).
+    Eval(PendingArgs),
+    /// Follow the lineage topic or trace one document's story (issue #4).
+    Lineage(PendingArgs),
+    /// List or replay dead-lettered documents (issue #4).
+    Dlq(PendingArgs),
+}
+
+/// `vecstream status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print the report as JSON.
+    #[arg(long, env = "VECSTREAM_STATUS_JSON")]
+    pub json: bool,
+    /// Seconds to wait for each service.
+    #[arg(
+        long,
+        default_value_t = 5,
+        env = "VECSTREAM_STATUS_TIMEOUT",
+        value_name = "SECONDS"
+    )]
+    pub timeout: u64,
+    /// Also run a health-check workflow end to end (needs a running `vecstream run worker`).
+    #[arg(long, env = "VECSTREAM_STATUS_WORKFLOW")]
+    pub workflow: bool,
+}
+
+/// `vecstream produce`.
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// A JSONL file (one document per line) or a directory (each text file becomes a document).
+    #[arg(
+        long,
+        short,
+        env = "VECSTREAM_PRODUCE_INPUT",
+        value_name = "FILE.jsonl|DIR"
+    )]
+    pub input: PathBuf,
+    /// Documents per second; 0 publishes as fast as the brokers acknowledge.
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        env = "VECSTREAM_PRODUCE_RATE",
+        value_name = "N"
+    )]
+    pub rate: f64,
+    /// Tenant of documents that name none.
+    #[arg(long, default_value = "default", env = "VECSTREAM_PRODUCE_TENANT")]
+    pub tenant: String,
+    /// Publish the valid documents even when some inputs are invalid (they are listed).
+    #[arg(long, env = "VECSTREAM_PRODUCE_SKIP_INVALID")]
+    pub skip_invalid: bool,
+    /// Largest body accepted, in bytes; bigger inputs are invalid.
+    #[arg(long, default_value_t = 4 * 1024 * 1024, env = "VECSTREAM_PRODUCE_MAX_BODY_BYTES", value_name = "BYTES")]
+    pub max_body_bytes: usize,
+    /// Hide the progress bar.
+    #[arg(long, env = "VECSTREAM_PRODUCE_QUIET")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicsCommand {
+    /// Create the missing topics (documents compacted); existing ones are left alone.
+    Create,
+    /// List the topics the brokers know, marking vecstream's.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration as TOML, secrets redacted.
+    Show {
+        /// Print every key with its environment variable instead.
+        #[arg(long)]
+        keys: bool,
+    },
+}
+
+/// Which component `vecstream run` starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Component {
+    /// Documents → chunks → vectors and lineage (issue #4).
+    Embedder,
+    /// Vectors → Weaviate (issue #4).
+    Sink,
+    /// Temporal worker for vecstream's workflows and activities.
+    Worker,
+    /// Every component in one process.
+    All,
+}
+
+/// Task queues a worker polls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Queue {
+    Cpu,
+    Gpu,
+    Both,
+}
+
+/// `vecstream run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The component to run.
+    pub component: Component,
+    /// Task queues of `worker`: vecstream-cpu, vecstream-gpu, or both.
+    #[arg(long, value_enum, default_value = "both", env = "VECSTREAM_RUN_QUEUE")]
+    pub queue: Queue,
+}
+
+/// Arguments of commands that arrive with later issues.
+#[derive(Debug, Args)]
+pub struct PendingArgs {
+    /// Arguments of the command (see its issue).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_become_config_overrides_after_set() {
+        let cli = Cli::try_parse_from([
+            "vecstream",
+            "--kafka-brokers",
+            "k:1",
+            "--set",
+            "kafka.partitions=3",
+            "status",
+        ])
+        .unwrap();
+        let o = cli.global.overrides();
+        assert!(o.contains(&("kafka.brokers".into(), "k:1".into())));
+        assert!(o.contains(&("kafka.partitions".into(), "3".into())));
+        assert!(Cli::try_parse_from(["vecstream", "--set", "novalue", "status"]).is_err());
+    }
+
+    #[test]
+    fn every_design_subcommand_exists() {
+        let cmd = Cli::command();
+        for name in [
+            "run", "produce", "embed", "search", "reindex", "review", "finetune", "eval",
+            "lineage", "dlq", "status",
+        ] {
+            let sub = cmd
+                .find_subcommand(name)
+                .unwrap_or_else(|| panic!("missing subcommand {name}"));
+            assert!(sub.get_about().is_some(), "{name} has no help");
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! `vecstream`: one binary for every part of the pipeline and its operations.
+
+mod cli;
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use vecstream_config::{Config, LoadOptions};
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let options = LoadOptions {
+        file: cli.global.config.clone(),
+        overrides: cli.global.overrides(),
+        env: None,
+    };
+    let (config, sources) = Config::load(&options)?;
+    let _tracing = vecstream_telemetry::init_tracing(&config.telemetry)?;
+    tracing::debug!(?sources, "configuration loaded");
+
+    match cli.command {
+        Command::Status(args) => commands::status::run(&config, &args).await,
+        Command::Produce(args) => commands::produce::run(&config, &args).await,
+        Command::Topics(cmd) => commands::topics::run(&config, &cmd).await,
+        Command::Config(cmd) => commands::config::run(&config, &cmd),
+        Command::Run(args) => commands::run::run(&config, &args).await,
+        Command::Embed(_) => Ok(commands::pending("embed", 3, "Embedding engine, CPU path")),
+        Command::Search(_) => Ok(commands::pending("search", 4, "Streaming pipeline")),
+        Command::Reindex(_) => Ok(commands::pending("reindex", 5, "Temporal reindex")),
+        Command::Review(_) => Ok(commands::pending("review", 5, "Temporal reindex")),
+        Command::Finetune(_) => Ok(commands::pending("finetune", 8, "FineTuneWorkflow")),
+        Command::Eval(_) => Ok(commands::pending(
+            "eval",
+            5,
+            "Temporal reindex and evaluation",
+        )),
+        Command::Lineage(_) => Ok(commands::pending("lineage", 4, "Streaming pipeline")),
+        Command::Dlq(_) => Ok(commands::pending("dlq", 4, "Streaming pipeline")),
+    }
+}
