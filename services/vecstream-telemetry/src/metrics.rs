@@ -11,8 +11,6 @@ pub struct Metrics {
     pub build_info: IntGauge,
     /// `vecstream_documents_produced_total{topic}`: documents published by `vecstream produce`.
     pub documents_produced: IntCounterVec,
-    /// `vecstream_service_up{service}`: 1 when the last health check of a dependency passed.
-    pub service_up: prometheus::IntGaugeVec,
 }
 
 impl Metrics {
@@ -36,18 +34,9 @@ impl Metrics {
             &["topic"],
         )
         .expect("valid metric");
-        let service_up = prometheus::IntGaugeVec::new(
-            Opts::new(
-                "vecstream_service_up",
-                "1 when the last health check of a service passed.",
-            ),
-            &["service"],
-        )
-        .expect("valid metric");
         for c in [
             Box::new(build_info.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(documents_produced.clone()),
-            Box::new(service_up.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -55,7 +44,6 @@ impl Metrics {
             registry,
             build_info,
             documents_produced,
-            service_up,
         }
     }
 

@@ -1,0 +1,50 @@
+# vecstream: the two commands of the quick start are `make demo` and `make test`.
+# Both do all set-up on a fresh machine (scripts/setup, idempotent) and start the native
+# stack (compose/local/stack up). Build outputs and the stack live in $(VECSTREAM_CACHE).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+VECSTREAM_CACHE ?= $(HOME)/.cache/vecstream
+export VECSTREAM_CACHE
+export CARGO_TARGET_DIR ?= $(VECSTREAM_CACHE)/target
+CARGO ?= cargo
+VECSTREAM := $(CARGO_TARGET_DIR)/debug/vecstream
+TEST_LOG := $(VECSTREAM_CACHE)/logs/test-$(shell date -u +%Y%m%dT%H%M%S).log
+
+.PHONY: setup stack-up stack-down build demo test unit lint fmt clean-stack
+
+## setup: install system packages, the native stack and the test clients (idempotent)
+setup:
+	@scripts/setup
+
+## stack-up / stack-down: start or stop Kafka, the registry, Temporal and Weaviate
+stack-up: setup
+	@compose/local/stack up
+stack-down:
+	@compose/local/stack down
+
+## build: the vecstream binary and every test target
+build:
+	$(CARGO) build --workspace --all-targets
+
+## demo: stack up, topics, a sample corpus produced as Avro, the stack's status
+demo: stack-up build
+	@echo "== vecstream topics create"; $(VECSTREAM) topics create
+	@echo "== vecstream produce --input examples/corpus"; $(VECSTREAM) produce --input examples/corpus
+	@echo "== vecstream status"; $(VECSTREAM) status
+	@echo "== done: the stack keeps running (make stack-down stops it)"
+
+## test: set-up, stack up, lint, then every test (unit + end-to-end against the real stack)
+test: stack-up build lint
+	@mkdir -p $(dir $(TEST_LOG))
+	@set +e; $(CARGO) test --workspace --no-fail-fast 2>&1 | tee $(TEST_LOG); status=$${PIPESTATUS[0]}; \
+	  scripts/test-summary $(TEST_LOG); exit $$status
+
+## unit: tests that need no services
+unit:
+	$(CARGO) test
+
+## lint: formatting and clippy with warnings as errors
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings

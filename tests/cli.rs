@@ -1,0 +1,191 @@
+//! The `vecstream` binary against the real stack: status, produce, and a stock client
+//! (Python confluent-kafka `AvroDeserializer`) reading what produce wrote.
+
+use std::process::Command;
+
+use vecstream_e2e::{cache_dir, describe, repo_root, require_service, unique, vecstream};
+
+#[test]
+fn status_reports_all_four_services_healthy() {
+    let out = vecstream(&["status", "--json"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let services: Vec<(&str, bool)> = report
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["service"].as_str().unwrap(),
+                c["healthy"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        services,
+        [
+            ("kafka", true),
+            ("registry", true),
+            ("temporal", true),
+            ("weaviate", true)
+        ],
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn produced_directory_is_readable_by_python_avro_deserializer() {
+    require_service("kafka", 9092);
+    let root = tempfile::tempdir().unwrap();
+    let run = unique("e2e-dir-");
+    let dir = root.path().join(&run);
+    std::fs::create_dir_all(dir.join("guides")).unwrap();
+    std::fs::write(
+        dir.join("guides/intro.md"),
+        "# Getting started\nvecstream turns documents into vectors.\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("notes.txt"), "Plain notes with ünïcödé.").unwrap();
+
+    let out = vecstream(&[
+        "produce",
+        "--input",
+        root.path().to_str().unwrap(),
+        "--tenant",
+        "acme",
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("published 2 document(s)"),
+        "{}",
+        describe(&out)
+    );
+
+    let ids = [format!("{run}/guides/intro.md"), format!("{run}/notes.txt")];
+    let python = cache_dir().join("venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} missing: run `compose/local/stack install`",
+        python.display()
+    );
+    let out = Command::new(python)
+        .arg(repo_root().join("tests/python/read_documents.py"))
+        .args(["--ids", &ids.join(","), "--timeout", "90"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let docs: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(docs.len(), 2, "{}", describe(&out));
+    let intro = docs
+        .iter()
+        .find(|d| d["id"] == ids[0].as_str())
+        .expect("intro decoded");
+    assert_eq!(intro["title"], "Getting started");
+    assert_eq!(intro["content_type"], "text/markdown");
+    assert_eq!(intro["tenant"], "acme");
+    assert_eq!(
+        intro["metadata"]["path"],
+        "guides/intro.md".replace('/', std::path::MAIN_SEPARATOR_STR)
+    );
+    let notes = docs
+        .iter()
+        .find(|d| d["id"] == ids[1].as_str())
+        .expect("notes decoded");
+    assert_eq!(notes["body"], "Plain notes with ünïcödé.");
+    assert_eq!(notes["deleted"], false);
+}
+
+#[test]
+fn invalid_jsonl_publishes_nothing_unless_asked() {
+    require_service("kafka", 9092);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("docs.jsonl");
+    let id = unique("e2e-jsonl-");
+    std::fs::write(
+        &file,
+        format!("{{\"id\":\"{id}\",\"body\":\"fine\"}}\n{{\"id\":\"{id}-2\",\"body\":\"\"}}\n"),
+    )
+    .unwrap();
+    let out = vecstream(&["produce", "--input", file.to_str().unwrap(), "--quiet"]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("docs.jsonl:2: empty body"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        stderr.contains("nothing was published"),
+        "{}",
+        describe(&out)
+    );
+
+    let out = vecstream(&[
+        "produce",
+        "--input",
+        file.to_str().unwrap(),
+        "--quiet",
+        "--skip-invalid",
+        "--rate",
+        "50",
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("published 1 document(s)"),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn commands_of_later_issues_say_so() {
+    for cmd in [
+        "embed", "search", "reindex", "review", "finetune", "eval", "lineage", "dlq",
+    ] {
+        let out = vecstream(&[cmd]);
+        assert_eq!(out.status.code(), Some(69), "{cmd}: {}", describe(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("arrives with issue #"),
+            "{cmd}"
+        );
+        let help = vecstream(&[cmd, "--help"]);
+        assert!(help.status.success(), "{cmd} --help");
+    }
+}
+
+#[test]
+fn config_show_never_prints_secrets() {
+    let out = Command::new(vecstream_e2e::vecstream_bin())
+        .args(["config", "show"])
+        .env("VECSTREAM_KAFKA_SASL_PASSWORD", "p4ssw0rd-e2e")
+        .env("VECSTREAM_WEAVIATE_API_KEY", "k3y-e2e")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !text.contains("p4ssw0rd-e2e") && !text.contains("k3y-e2e"),
+        "{text}"
+    );
+    assert!(text.contains("sasl_password = \"<redacted>\""), "{text}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("vecstream.toml");
+    std::fs::write(&bad, "[kafka]\nbrokerz = \"x\"\n").unwrap();
+    let out = vecstream(&["--config", bad.to_str().unwrap(), "config", "show"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown config key `kafka.brokerz`"),
+        "{}",
+        describe(&out)
+    );
+}

@@ -1,0 +1,100 @@
+//! Helpers shared by the end-to-end tests: the stack's config, the binary, unique names.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use vecstream_config::{Config, LoadOptions};
+
+/// The configuration the tests use: defaults (the local stack) plus `VECSTREAM_*` env.
+pub fn config() -> Config {
+    Config::load(&LoadOptions::default())
+        .expect("test configuration loads")
+        .0
+}
+
+/// A name unique to this test run, e.g. for ids and collections.
+pub fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}{nanos:x}{:x}", std::process::id())
+}
+
+/// The stack cache (`VECSTREAM_CACHE`, default `~/.cache/vecstream`).
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("VECSTREAM_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").expect("HOME is set")).join(".cache/vecstream")
+        })
+}
+
+/// Root of the repository.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The `vecstream` binary: `VECSTREAM_BIN`, or the one built next to this test binary.
+pub fn vecstream_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("VECSTREAM_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test> → target/<profile>/vecstream
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target layout")
+        .join("vecstream");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (`cargo build -p vecstream`) or set VECSTREAM_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `vecstream` with `args` and returns its output.
+pub fn vecstream(args: &[&str]) -> Output {
+    Command::new(vecstream_bin())
+        .args(args)
+        .env("VECSTREAM_TELEMETRY_LOG_LEVEL", "warn")
+        .output()
+        .expect("vecstream runs")
+}
+
+/// Runs the stack script.
+pub fn stack(args: &[&str]) -> Output {
+    Command::new(repo_root().join("compose/local/stack"))
+        .args(args)
+        .output()
+        .expect("stack script runs")
+}
+
+/// Stdout and stderr of a command, for assertion messages.
+pub fn describe(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Panics with a useful message when `service` is not reachable on `port`.
+pub fn require_service(service: &str, port: u16) {
+    let up = std::net::TcpStream::connect_timeout(
+        &([127, 0, 0, 1], port).into(),
+        std::time::Duration::from_secs(2),
+    )
+    .is_ok();
+    assert!(
+        up,
+        "{service} is not listening on 127.0.0.1:{port}: start the stack with `compose/local/stack up` (or `make test`)"
+    );
+}
