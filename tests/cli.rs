@@ -90,7 +90,7 @@ fn produced_directory_is_readable_by_python_avro_deserializer() {
     assert_eq!(intro["tenant"], "acme");
     assert_eq!(
         intro["metadata"]["path"],
-        "guides/intro.md".replace('/', std::path::MAIN_SEPARATOR_STR)
+        format!("{run}/guides/intro.md").as_str()
     );
     let notes = docs
         .iter()

@@ -359,7 +359,7 @@ mod tests {
         InputDefaults {
             tenant: "t".into(),
             now_millis: 1000,
-            max_body_bytes: 100,
+            max_body_bytes: 60,
         }
     }
 
