@@ -18,6 +18,52 @@ pub struct Config {
     pub weaviate: WeaviateConfig,
     /// Logs, traces and the metrics/health endpoint.
     pub telemetry: TelemetryConfig,
+    /// The embedding engine.
+    pub engine: EngineSettings,
+}
+
+/// The embedding engine (`vecstream embed` and the embedder).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineSettings {
+    /// sentence-transformers model directory (BERT family).
+    pub model_dir: String,
+    /// `auto` (CUDA if present, else CPU), `cpu` or `cuda`.
+    pub backend: String,
+    /// `fp32`, `int8` or `bf16`.
+    pub precision: String,
+    /// Threads of the forward pass; 0 = every core.
+    pub threads: usize,
+    /// Most tokens in one forward batch.
+    pub batch_tokens: usize,
+    /// Longest a request waits for others to share its batch, in milliseconds.
+    pub max_wait_ms: u64,
+    /// Token limit per text, special tokens included; 0 = the model's own (256 for MiniLM).
+    pub max_seq_length: usize,
+}
+
+/// `$VECSTREAM_CACHE` or `~/.cache/vecstream`: where the set-up installs models and services.
+pub fn cache_dir() -> String {
+    std::env::var("VECSTREAM_CACHE").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/vecstream",
+            std::env::var("HOME").unwrap_or_else(|_| ".".into())
+        )
+    })
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            model_dir: format!("{}/models/all-MiniLM-L6-v2", cache_dir()),
+            backend: "auto".into(),
+            precision: "fp32".into(),
+            threads: 0,
+            batch_tokens: 8192,
+            max_wait_ms: 5,
+            max_seq_length: 0,
+        }
+    }
 }
 
 /// Kafka connection and topic settings.

@@ -146,8 +146,8 @@ pub enum Command {
     Config(ConfigCommand),
     /// Run a long-lived component: embedder, sink, Temporal worker, or all of them.
     Run(RunArgs),
-    /// Embed a JSONL file of texts with the local engine (issue #3).
-    Embed(PendingArgs),
+    /// Embed a JSONL file of texts with the local engine; vectors come out in input order.
+    Embed(EmbedArgs),
     /// Search the active collection by meaning (issue #4).
     Search(PendingArgs),
     /// Start, watch, cancel or roll back a blue/green reindex (issue #5).
@@ -181,6 +181,55 @@ pub struct StatusArgs {
     /// Also run a health-check workflow end to end (needs a running `vecstream run worker`).
     #[arg(long, env = "VECSTREAM_STATUS_WORKFLOW")]
     pub workflow: bool,
+}
+
+/// `vecstream embed`.
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// Input lines `{"id": ..., "text": ...}`.
+    #[arg(long, short, env = "VECSTREAM_EMBED_INPUT", value_name = "FILE.jsonl")]
+    pub input: PathBuf,
+    /// Output lines `{"id": ..., "vector": [...]}`; default: standard output.
+    #[arg(long, short, env = "VECSTREAM_EMBED_OUTPUT", value_name = "FILE.jsonl")]
+    pub output: Option<PathBuf>,
+    /// Model directory (config engine.model_dir).
+    #[arg(long, env = "VECSTREAM_ENGINE_MODEL_DIR", value_name = "DIR")]
+    pub model: Option<String>,
+    /// fp32, int8 or bf16 (config engine.precision).
+    #[arg(long, env = "VECSTREAM_ENGINE_PRECISION", value_parser = ["fp32", "int8", "bf16"])]
+    pub precision: Option<String>,
+    /// Threads of the forward pass, 0 = every core (config engine.threads).
+    #[arg(long, env = "VECSTREAM_ENGINE_THREADS", value_name = "N")]
+    pub threads: Option<usize>,
+    /// Most tokens per forward batch (config engine.batch_tokens).
+    #[arg(long, env = "VECSTREAM_ENGINE_BATCH_TOKENS", value_name = "N")]
+    pub batch_tokens: Option<usize>,
+    /// auto, cpu or cuda (config engine.backend).
+    #[arg(long, env = "VECSTREAM_ENGINE_BACKEND", value_parser = ["auto", "cpu", "cuda"])]
+    pub backend: Option<String>,
+    /// Hide the progress bar.
+    #[arg(long, env = "VECSTREAM_EMBED_QUIET")]
+    pub quiet: bool,
+}
+
+impl EmbedArgs {
+    /// The engine flags as config overrides.
+    pub fn overrides(&self) -> Vec<(String, String)> {
+        let named = [
+            ("engine.model_dir", self.model.clone()),
+            ("engine.precision", self.precision.clone()),
+            ("engine.threads", self.threads.map(|n| n.to_string())),
+            (
+                "engine.batch_tokens",
+                self.batch_tokens.map(|n| n.to_string()),
+            ),
+            ("engine.backend", self.backend.clone()),
+        ];
+        named
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
+            .collect()
+    }
 }
 
 /// `vecstream produce`.

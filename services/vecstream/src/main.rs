@@ -32,9 +32,13 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut overrides = cli.global.overrides();
+    if let Command::Embed(args) = &cli.command {
+        overrides.extend(args.overrides());
+    }
     let options = LoadOptions {
         file: cli.global.config.clone(),
-        overrides: cli.global.overrides(),
+        overrides,
         env: None,
     };
     let (config, sources) = Config::load(&options)?;
@@ -47,7 +51,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Topics(cmd) => commands::topics::run(&config, &cmd).await,
         Command::Config(cmd) => commands::config::run(&config, &cmd),
         Command::Run(args) => commands::run::run(&config, &args).await,
-        Command::Embed(_) => Ok(commands::pending("embed", 3, "Embedding engine, CPU path")),
+        Command::Embed(args) => commands::embed::run(&config, &args).await,
         Command::Search(_) => Ok(commands::pending("search", 4, "Streaming pipeline")),
         Command::Reindex(_) => Ok(commands::pending("reindex", 5, "Temporal reindex")),
         Command::Review(_) => Ok(commands::pending("review", 5, "Temporal reindex")),

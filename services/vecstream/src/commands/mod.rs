@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod config;
+pub mod embed;
 pub mod produce;
 pub mod run;
 pub mod status;
