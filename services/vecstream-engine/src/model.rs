@@ -114,7 +114,7 @@ impl ModelSpec {
                 ),
             ));
         }
-        if config.hidden_size % config.num_attention_heads != 0 {
+        if !config.hidden_size.is_multiple_of(config.num_attention_heads) {
             return Err(model_err(
                 dir,
                 "hidden_size is not a multiple of num_attention_heads",

@@ -4,24 +4,25 @@
 use safetensors::{Dtype, SafeTensors};
 
 use crate::EngineError;
+use crate::cpu::packed::PackedMatrix;
 use crate::model::BertConfig;
 
 /// One encoder layer.
 #[derive(Debug)]
 pub struct LayerWeights {
     /// `[H, 3H]`: columns Q | K | V.
-    pub qkv_w: Vec<f32>,
+    pub qkv_w: PackedMatrix,
     pub qkv_b: Vec<f32>,
     /// `[H, H]`.
-    pub attn_out_w: Vec<f32>,
+    pub attn_out_w: PackedMatrix,
     pub attn_out_b: Vec<f32>,
     pub attn_ln_g: Vec<f32>,
     pub attn_ln_b: Vec<f32>,
     /// `[H, I]`.
-    pub ffn_in_w: Vec<f32>,
+    pub ffn_in_w: PackedMatrix,
     pub ffn_in_b: Vec<f32>,
     /// `[I, H]`.
-    pub ffn_out_w: Vec<f32>,
+    pub ffn_out_w: PackedMatrix,
     pub ffn_out_b: Vec<f32>,
     pub ffn_ln_g: Vec<f32>,
     pub ffn_ln_b: Vec<f32>,
@@ -190,15 +191,27 @@ impl BertWeights {
                 r.layer_norm(&format!("{p}attention.output.LayerNorm"), h)?;
             let (ffn_ln_g, ffn_ln_b) = r.layer_norm(&format!("{p}output.LayerNorm"), h)?;
             layers.push(LayerWeights {
-                qkv_w,
+                qkv_w: PackedMatrix::new(qkv_w, h, 3 * h),
                 qkv_b,
-                attn_out_w: r.linear_t(&format!("{p}attention.output.dense.weight"), h, h)?,
+                attn_out_w: PackedMatrix::new(
+                    r.linear_t(&format!("{p}attention.output.dense.weight"), h, h)?,
+                    h,
+                    h,
+                ),
                 attn_out_b: r.get(&format!("{p}attention.output.dense.bias"), &[h])?,
                 attn_ln_g,
                 attn_ln_b,
-                ffn_in_w: r.linear_t(&format!("{p}intermediate.dense.weight"), i, h)?,
+                ffn_in_w: PackedMatrix::new(
+                    r.linear_t(&format!("{p}intermediate.dense.weight"), i, h)?,
+                    h,
+                    i,
+                ),
                 ffn_in_b: r.get(&format!("{p}intermediate.dense.bias"), &[i])?,
-                ffn_out_w: r.linear_t(&format!("{p}output.dense.weight"), h, i)?,
+                ffn_out_w: PackedMatrix::new(
+                    r.linear_t(&format!("{p}output.dense.weight"), h, i)?,
+                    i,
+                    h,
+                ),
                 ffn_out_b: r.get(&format!("{p}output.dense.bias"), &[h])?,
                 ffn_ln_g,
                 ffn_ln_b,

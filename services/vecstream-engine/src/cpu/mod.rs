@@ -7,6 +7,7 @@
 
 pub mod gemm;
 pub mod ops;
+pub mod packed;
 
 use std::sync::Mutex;
 
@@ -143,29 +144,13 @@ impl CpuBackend {
 
             let scale = 1.0 / (d as f32).sqrt();
             for layer in &w.layers {
-                matmul(
-                    qkv,
-                    3 * h,
-                    View::rows(x, t, h, h),
-                    View::rows(&layer.qkv_w, h, 3 * h, 3 * h),
-                    1.0,
-                    false,
-                    threads,
-                );
+                layer.qkv_w.matmul(x, t, h, qkv, 3 * h, threads);
                 qkv.par_chunks_mut(rows_per_task * 3 * h)
                     .for_each(|c| ops::add_bias(c, &layer.qkv_b));
 
                 attention(qkv, ctx, &seqs, heads, d, scale, &ws.scores);
 
-                matmul(
-                    tmp,
-                    h,
-                    View::rows(ctx, t, h, h),
-                    View::rows(&layer.attn_out_w, h, h, h),
-                    1.0,
-                    false,
-                    threads,
-                );
+                layer.attn_out_w.matmul(ctx, t, h, tmp, h, threads);
                 x.par_chunks_mut(rows_per_task * h)
                     .zip(tmp.par_chunks(rows_per_task * h))
                     .for_each(|(xc, yc)| {
@@ -179,26 +164,10 @@ impl CpuBackend {
                         )
                     });
 
-                matmul(
-                    ffn,
-                    inter,
-                    View::rows(x, t, h, h),
-                    View::rows(&layer.ffn_in_w, h, inter, inter),
-                    1.0,
-                    false,
-                    threads,
-                );
+                layer.ffn_in_w.matmul(x, t, h, ffn, inter, threads);
                 ffn.par_chunks_mut(rows_per_task * inter)
                     .for_each(|c| ops::bias_gelu(c, &layer.ffn_in_b));
-                matmul(
-                    tmp,
-                    h,
-                    View::rows(ffn, t, inter, inter),
-                    View::rows(&layer.ffn_out_w, inter, h, h),
-                    1.0,
-                    false,
-                    threads,
-                );
+                layer.ffn_out_w.matmul(ffn, t, inter, tmp, h, threads);
                 x.par_chunks_mut(rows_per_task * h)
                     .zip(tmp.par_chunks(rows_per_task * h))
                     .for_each(|(xc, yc)| {
