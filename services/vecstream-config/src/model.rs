@@ -30,7 +30,7 @@ pub struct EngineSettings {
     pub model_dir: String,
     /// `auto` (CUDA if present, else CPU), `cpu` or `cuda`.
     pub backend: String,
-    /// `fp32`, `int8` or `bf16`.
+    /// `fp32` or `int8` (int8 weights per column, activations per row; `bf16` is refused).
     pub precision: String,
     /// Threads of the forward pass; 0 = every core.
     pub threads: usize,

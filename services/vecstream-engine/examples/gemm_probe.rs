@@ -1,4 +1,7 @@
-//! Prints the GFLOP/s of the GEMM shapes of MiniLM's linear layers on this machine.
+//! Prints the machine's FMA peak and the rates of MiniLM's linear-layer GEMM shapes with
+//! the `gemm` crate, our packed fp32 kernel and our int8 kernel.
+//!
+//!     cargo run -p vecstream-engine --release --example gemm_probe [THREADS]
 use std::time::Instant;
 use vecstream_engine::cpu::gemm::{View, matmul};
 
@@ -11,6 +14,10 @@ fn main() {
         .num_threads(threads)
         .build()
         .unwrap();
+    println!(
+        "fma peak on {threads} thread(s): {:.1} GFLOP/s",
+        pool.install(|| fma_peak(threads))
+    );
     for (m, k, n) in [
         (4096, 384, 1152),
         (4096, 384, 1536),
@@ -59,6 +66,68 @@ fn main() {
                 "packed     {m}x{k}x{n}: {:.1} GFLOP/s",
                 2.0 * (m * k * n) as f64 / s / 1e9
             );
+            let quant = vecstream_engine::cpu::quant::QuantMatrix::new(&b, k, n);
+            quant.matmul(&a, m, k, &mut c, n, threads);
+            let t = Instant::now();
+            for _ in 0..reps {
+                quant.matmul(&a, m, k, &mut c, n, threads);
+            }
+            let s = t.elapsed().as_secs_f64() / reps as f64;
+            println!(
+                "int8       {m}x{k}x{n}: {:.1} GOP/s",
+                2.0 * (m * k * n) as f64 / s / 1e9
+            );
         });
     }
+}
+
+/// GFLOP/s of back-to-back independent FMAs on every thread: the ceiling a GEMM can reach.
+fn fma_peak(threads: usize) -> f64 {
+    use rayon::prelude::*;
+    const ITERS: usize = 50_000_000;
+    let t = Instant::now();
+    let sink: f32 = (0..threads)
+        .into_par_iter()
+        .map(|_| fma_chains(ITERS))
+        .sum();
+    let s = t.elapsed().as_secs_f64();
+    assert!(sink.is_finite());
+    // Per iteration: 12 registers × 8 lanes × 2 flops.
+    (threads * ITERS * 12 * 8 * 2) as f64 / s / 1e9
+}
+
+#[cfg(target_arch = "x86_64")]
+fn fma_chains(iters: usize) -> f32 {
+    if !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")) {
+        return 0.0;
+    }
+    #[allow(unsafe_code)]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn run(iters: usize) -> f32 {
+        use std::arch::x86_64::*;
+        let mut acc = [_mm256_set1_ps(0.0); 12];
+        let (a, b) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+        for _ in 0..iters {
+            for x in acc.iter_mut() {
+                *x = _mm256_fmadd_ps(*x, a, b);
+            }
+        }
+        let mut out = [0.0f32; 8];
+        let mut total = _mm256_setzero_ps();
+        for x in acc {
+            total = _mm256_add_ps(total, x);
+        }
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), total) };
+        out.iter().sum()
+    }
+    // SAFETY: AVX2 and FMA were detected above.
+    #[allow(unsafe_code)]
+    unsafe {
+        run(iters)
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn fma_chains(_: usize) -> f32 {
+    0.0
 }

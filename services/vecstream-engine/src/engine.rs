@@ -116,12 +116,6 @@ fn select_backend(
     spec: ModelSpec,
     weights: BertWeights,
 ) -> Result<Box<dyn Backend>, EngineError> {
-    if cfg.precision != Precision::Fp32 {
-        return Err(EngineError::Unsupported(format!(
-            "precision {} is not available in this build; use fp32",
-            cfg.precision.as_str()
-        )));
-    }
     match cfg.backend {
         BackendChoice::Cuda => Err(EngineError::BackendUnavailable {
             backend: "cuda".into(),
@@ -133,9 +127,19 @@ fn select_backend(
                 "no CUDA backend in this build: embedding on the CPU with {} thread(s)",
                 cfg.threads
             );
-            Ok(Box::new(CpuBackend::new(spec, weights, cfg.threads)?))
+            Ok(Box::new(CpuBackend::new(
+                spec,
+                weights,
+                cfg.threads,
+                cfg.precision,
+            )?))
         }
-        BackendChoice::Cpu => Ok(Box::new(CpuBackend::new(spec, weights, cfg.threads)?)),
+        BackendChoice::Cpu => Ok(Box::new(CpuBackend::new(
+            spec,
+            weights,
+            cfg.threads,
+            cfg.precision,
+        )?)),
     }
 }
 
@@ -143,7 +147,13 @@ impl Engine {
     /// Loads the model and starts the engine thread.
     pub fn start(cfg: EngineConfig) -> Result<Self, EngineError> {
         let (spec, bytes) = ModelSpec::load(&cfg.model_dir, cfg.max_seq_length)?;
-        let weights = BertWeights::from_safetensors(&bytes, &spec.config)?;
+        if cfg.precision == Precision::Bf16 {
+            // Said before the weights are read: the choice fails the same way on any model.
+            return Err(EngineError::Unsupported(
+                "precision bf16 has no CPU kernel in this build; use fp32 or int8".into(),
+            ));
+        }
+        let weights = BertWeights::from_safetensors(&bytes, &spec.config, cfg.precision)?;
         drop(bytes);
         let tokenizer = TextTokenizer::load(&spec.dir, spec.max_seq_length)?;
         let model_id = spec.model_id.clone();

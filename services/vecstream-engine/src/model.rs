@@ -114,7 +114,10 @@ impl ModelSpec {
                 ),
             ));
         }
-        if !config.hidden_size.is_multiple_of(config.num_attention_heads) {
+        if !config
+            .hidden_size
+            .is_multiple_of(config.num_attention_heads)
+        {
             return Err(model_err(
                 dir,
                 "hidden_size is not a multiple of num_attention_heads",

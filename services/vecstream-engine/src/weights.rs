@@ -4,25 +4,60 @@
 use safetensors::{Dtype, SafeTensors};
 
 use crate::EngineError;
+use crate::backend::Precision;
 use crate::cpu::packed::PackedMatrix;
+use crate::cpu::quant::QuantMatrix;
 use crate::model::BertConfig;
+
+/// The weights of one linear layer, in the form the chosen precision multiplies with.
+#[derive(Debug, Clone)]
+pub enum Linear {
+    Fp32(PackedMatrix),
+    Int8(QuantMatrix),
+}
+
+impl Linear {
+    /// `w` is `k × n` row-major (inputs × outputs). bf16 has no kernel on the CPU.
+    pub fn new(w: Vec<f32>, k: usize, n: usize, precision: Precision) -> Self {
+        match precision {
+            Precision::Int8 => Linear::Int8(QuantMatrix::new(&w, k, n)),
+            Precision::Fp32 | Precision::Bf16 => Linear::Fp32(PackedMatrix::new(w, k, n)),
+        }
+    }
+
+    /// `c[m × n] = a[m × k] · W` on the current rayon pool (see [`PackedMatrix::matmul`]).
+    pub fn matmul(
+        &self,
+        a: &[f32],
+        m: usize,
+        lda: usize,
+        c: &mut [f32],
+        ldc: usize,
+        threads: usize,
+    ) {
+        match self {
+            Linear::Fp32(w) => w.matmul(a, m, lda, c, ldc, threads),
+            Linear::Int8(w) => w.matmul(a, m, lda, c, ldc, threads),
+        }
+    }
+}
 
 /// One encoder layer.
 #[derive(Debug)]
 pub struct LayerWeights {
     /// `[H, 3H]`: columns Q | K | V.
-    pub qkv_w: PackedMatrix,
+    pub qkv_w: Linear,
     pub qkv_b: Vec<f32>,
     /// `[H, H]`.
-    pub attn_out_w: PackedMatrix,
+    pub attn_out_w: Linear,
     pub attn_out_b: Vec<f32>,
     pub attn_ln_g: Vec<f32>,
     pub attn_ln_b: Vec<f32>,
     /// `[H, I]`.
-    pub ffn_in_w: PackedMatrix,
+    pub ffn_in_w: Linear,
     pub ffn_in_b: Vec<f32>,
     /// `[I, H]`.
-    pub ffn_out_w: PackedMatrix,
+    pub ffn_out_w: Linear,
     pub ffn_out_b: Vec<f32>,
     pub ffn_ln_g: Vec<f32>,
     pub ffn_ln_b: Vec<f32>,
@@ -139,7 +174,12 @@ pub fn f16_to_f32(h: u16) -> f32 {
 
 impl BertWeights {
     /// Parses `bytes` (a safetensors file) for an encoder of `cfg`.
-    pub fn from_safetensors(bytes: &[u8], cfg: &BertConfig) -> Result<Self, EngineError> {
+    pub fn from_safetensors(
+        bytes: &[u8],
+        cfg: &BertConfig,
+        precision: Precision,
+    ) -> Result<Self, EngineError> {
+        let linear = |w: Vec<f32>, k: usize, n: usize| Linear::new(w, k, n, precision);
         let st = SafeTensors::deserialize(bytes).map_err(|e| weight_err("*", &e.to_string()))?;
         // Checkpoints saved from BertForX carry a `bert.` prefix; sentence-transformers' don't.
         let prefix = if st.names().iter().any(|n| n.starts_with("bert.embeddings.")) {
@@ -191,9 +231,9 @@ impl BertWeights {
                 r.layer_norm(&format!("{p}attention.output.LayerNorm"), h)?;
             let (ffn_ln_g, ffn_ln_b) = r.layer_norm(&format!("{p}output.LayerNorm"), h)?;
             layers.push(LayerWeights {
-                qkv_w: PackedMatrix::new(qkv_w, h, 3 * h),
+                qkv_w: linear(qkv_w, h, 3 * h),
                 qkv_b,
-                attn_out_w: PackedMatrix::new(
+                attn_out_w: linear(
                     r.linear_t(&format!("{p}attention.output.dense.weight"), h, h)?,
                     h,
                     h,
@@ -201,17 +241,13 @@ impl BertWeights {
                 attn_out_b: r.get(&format!("{p}attention.output.dense.bias"), &[h])?,
                 attn_ln_g,
                 attn_ln_b,
-                ffn_in_w: PackedMatrix::new(
+                ffn_in_w: linear(
                     r.linear_t(&format!("{p}intermediate.dense.weight"), i, h)?,
                     h,
                     i,
                 ),
                 ffn_in_b: r.get(&format!("{p}intermediate.dense.bias"), &[i])?,
-                ffn_out_w: PackedMatrix::new(
-                    r.linear_t(&format!("{p}output.dense.weight"), h, i)?,
-                    i,
-                    h,
-                ),
+                ffn_out_w: linear(r.linear_t(&format!("{p}output.dense.weight"), h, i)?, i, h),
                 ffn_out_b: r.get(&format!("{p}output.dense.bias"), &[h])?,
                 ffn_ln_g,
                 ffn_ln_b,

@@ -195,8 +195,8 @@ pub struct EmbedArgs {
     /// Model directory (config engine.model_dir).
     #[arg(long, env = "VECSTREAM_ENGINE_MODEL_DIR", value_name = "DIR")]
     pub model: Option<String>,
-    /// fp32, int8 or bf16 (config engine.precision).
-    #[arg(long, env = "VECSTREAM_ENGINE_PRECISION", value_parser = ["fp32", "int8", "bf16"])]
+    /// fp32, or int8 for quantised linear layers (config engine.precision).
+    #[arg(long, env = "VECSTREAM_ENGINE_PRECISION", value_parser = ["fp32", "int8"])]
     pub precision: Option<String>,
     /// Threads of the forward pass, 0 = every core (config engine.threads).
     #[arg(long, env = "VECSTREAM_ENGINE_THREADS", value_name = "N")]

@@ -8,6 +8,7 @@
 pub mod gemm;
 pub mod ops;
 pub mod packed;
+pub mod quant;
 
 use std::sync::Mutex;
 
@@ -45,12 +46,19 @@ pub struct CpuBackend {
     weights: BertWeights,
     pool: rayon::ThreadPool,
     threads: usize,
+    precision: Precision,
     ws: Workspace,
 }
 
 impl CpuBackend {
     /// A backend for `spec` running on `threads` threads of its own.
-    pub fn new(spec: ModelSpec, weights: BertWeights, threads: usize) -> Result<Self, EngineError> {
+    /// `precision` is the one `weights` were loaded with (fp32 or int8 linear layers).
+    pub fn new(
+        spec: ModelSpec,
+        weights: BertWeights,
+        threads: usize,
+        precision: Precision,
+    ) -> Result<Self, EngineError> {
         let threads = threads.max(1);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -69,6 +77,7 @@ impl CpuBackend {
             weights,
             pool,
             threads,
+            precision,
             ws,
         })
     }
@@ -244,7 +253,7 @@ impl Backend for CpuBackend {
     }
 
     fn precision(&self) -> Precision {
-        Precision::Fp32
+        self.precision
     }
 
     fn dim(&self) -> usize {

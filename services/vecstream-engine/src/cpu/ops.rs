@@ -14,13 +14,17 @@ pub fn exp_approx(x: f32) -> f32 {
     // Round to nearest without a libm call: adding 1.5 * 2^23 forces rounding of the fraction.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let shifted = x * LOG2E + ROUND;
+    let n = shifted - ROUND;
     let r = (x - n * LN2_HI) - n * LN2_LO;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (0.166_666_67 + r * (0.041_666_52 + r * (0.008_333_6 + r * 0.001_393_8)))));
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // The low mantissa bits of `shifted` hold n as an integer: no float-to-int conversion,
+    // which keeps the loop vectorisable.
+    let n_bits = shifted.to_bits().wrapping_sub(ROUND.to_bits());
+    let scale = f32::from_bits(n_bits.wrapping_add(127) << 23);
     p * scale
 }
 
@@ -63,12 +67,46 @@ pub fn add_bias(y: &mut [f32], bias: &[f32]) {
     }
 }
 
+/// Lanes of the partial sums in [`sum_by_lanes`]: two AVX2 registers or one AVX-512.
+const LANES: usize = 16;
+
+/// Sum of `f` over `xs` with `LANES` independent accumulators. A plain `.sum()` is one serial
+/// dependency chain the compiler may not reorder, so it stays scalar; this vectorises.
+#[inline(always)]
+fn sum_by_lanes(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a += f(*v);
+        }
+    }
+    acc.iter().sum::<f32>() + tail.iter().map(|v| f(*v)).sum::<f32>()
+}
+
+/// Maximum of `xs` (NaN-free input), vectorised like [`sum_by_lanes`].
+#[inline(always)]
+fn max_by_lanes(xs: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a = if *v > *a { *v } else { *a };
+        }
+    }
+    acc.iter()
+        .chain(tail)
+        .fold(f32::NEG_INFINITY, |m, v| if *v > m { *v } else { m })
+}
+
 /// In place: `row = (row - mean) / sqrt(var + eps) * g + b`.
 #[inline(always)]
 fn layer_norm_row(row: &mut [f32], g: &[f32], b: &[f32], eps: f32) {
     let n = row.len() as f32;
-    let mean = row.iter().sum::<f32>() / n;
-    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let mean = sum_by_lanes(row, |v| v) / n;
+    let var = sum_by_lanes(row, |v| (v - mean) * (v - mean)) / n;
     let inv = 1.0 / (var + eps).sqrt();
     for ((v, g), b) in row.iter_mut().zip(g).zip(b) {
         *v = (*v - mean) * inv * g + b;
@@ -106,13 +144,12 @@ pub fn bias_residual_layer_norm(
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq", "x86_64+avx2+fma"))]
 pub fn scaled_softmax(scores: &mut [f32], cols: usize, scale: f32) {
     for row in scores.chunks_exact_mut(cols) {
-        let max = row.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v)) * scale;
-        let mut sum = 0.0;
+        let max = max_by_lanes(row) * scale;
+        // Exponentiate first, sum after: a running sum would serialise the exp loop.
         for v in row.iter_mut() {
             *v = exp_approx(*v * scale - max);
-            sum += *v;
         }
-        let inv = 1.0 / sum;
+        let inv = 1.0 / sum_by_lanes(row, |v| v);
         for v in row.iter_mut() {
             *v *= inv;
         }
@@ -190,6 +227,24 @@ mod tests {
         let e = (0.5f64).exp();
         let expected = e * e / (1.0 + e + e * e);
         assert!((s[2] as f64 - expected).abs() < 1e-6);
+    }
+
+    #[test]
+    fn softmax_matches_f64_on_rows_longer_than_the_lanes() {
+        let cols = 37;
+        let mut s: Vec<f32> = (0..2 * cols)
+            .map(|i| ((i * 13 % 29) as f32) * 0.3 - 4.0)
+            .collect();
+        let input = s.clone();
+        scaled_softmax(&mut s, cols, 0.7);
+        for (row, got) in input.chunks(cols).zip(s.chunks(cols)) {
+            let max = row.iter().fold(f64::MIN, |m, v| m.max(*v as f64 * 0.7));
+            let exps: Vec<f64> = row.iter().map(|v| (*v as f64 * 0.7 - max).exp()).collect();
+            let sum: f64 = exps.iter().sum();
+            for (e, g) in exps.iter().zip(got) {
+                assert!((e / sum - *g as f64).abs() < 1e-6, "{g} vs {}", e / sum);
+            }
+        }
     }
 
     #[test]

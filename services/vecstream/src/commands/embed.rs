@@ -120,6 +120,13 @@ pub async fn run(config: &Config, args: &EmbedArgs) -> anyhow::Result<ExitCode> 
     let seconds = start.elapsed().as_secs_f64();
     out.flush()?;
     bar.finish_and_clear();
+    if truncated > 0 {
+        tracing::warn!(
+            truncated,
+            limit = info.max_seq_length,
+            "texts over the model's token limit were truncated (embedded from their first tokens)"
+        );
+    }
     let stats = Stats {
         texts: texts.len(),
         tokens,
