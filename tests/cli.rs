@@ -145,7 +145,7 @@ fn invalid_jsonl_publishes_nothing_unless_asked() {
 #[test]
 fn commands_of_later_issues_say_so() {
     for cmd in [
-        "embed", "search", "reindex", "review", "finetune", "eval", "lineage", "dlq",
+        "search", "reindex", "review", "finetune", "eval", "lineage", "dlq",
     ] {
         let out = vecstream(&[cmd]);
         assert_eq!(out.status.code(), Some(69), "{cmd}: {}", describe(&out));
@@ -188,4 +188,69 @@ fn config_show_never_prints_secrets() {
         "{}",
         describe(&out)
     );
+}
+
+#[test]
+fn embed_writes_vectors_in_input_order_and_one_stats_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("texts.jsonl");
+    let output = dir.path().join("vectors.jsonl");
+    let long = "word ".repeat(400);
+    std::fs::write(
+        &input,
+        format!(
+            "{{\"id\": \"b\", \"text\": \"second comes first\"}}\n\n{{\"id\": 7, \"text\": \"{long}\"}}\n{{\"id\": \"a\", \"text\": \"\"}}\n"
+        ),
+    )
+    .unwrap();
+    let out = vecstream(&[
+        "embed",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--quiet",
+        "--threads",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&output)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ids: Vec<String> = lines.iter().map(|l| l["id"].to_string()).collect();
+    assert_eq!(ids, ["\"b\"", "7", "\"a\""]);
+    for l in &lines {
+        let v = l["vector"].as_array().unwrap();
+        assert_eq!(v.len(), 384);
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stats: serde_json::Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
+    assert_eq!(stats["texts"], 3);
+    assert_eq!(
+        stats["truncated"], 1,
+        "the 400-word text is over 256 tokens"
+    );
+    assert_eq!(stats["backend"], "cpu");
+    assert_eq!(stats["precision"], "fp32");
+    assert!(stats["tokens"].as_u64().unwrap() >= 256 + 2 + 4);
+    assert!(
+        stats["model_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("all-MiniLM-L6-v2-")
+    );
+    assert!(stats["tokens_per_s"].as_f64().unwrap() > 0.0);
+
+    // A malformed line is an error naming the file and line; nothing is written.
+    std::fs::write(&input, "{\"id\": \"x\", \"text\": \"ok\"}\n{\"text\": 3}\n").unwrap();
+    let out = vecstream(&["embed", "--input", input.to_str().unwrap(), "--quiet"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("texts.jsonl:2"),
+        "{}",
+        describe(&out)
+    );
+    assert!(out.stdout.is_empty());
 }

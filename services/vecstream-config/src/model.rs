@@ -20,6 +20,10 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// The embedding engine.
     pub engine: EngineSettings,
+    /// The stream embedder (`vecstream run embedder`).
+    pub embedder: EmbedderSettings,
+    /// The Weaviate sink (`vecstream run sink`).
+    pub sink: SinkSettings,
 }
 
 /// The embedding engine (`vecstream embed` and the embedder).
@@ -40,6 +44,75 @@ pub struct EngineSettings {
     pub max_wait_ms: u64,
     /// Token limit per text, special tokens included; 0 = the model's own (256 for MiniLM).
     pub max_seq_length: usize,
+}
+
+/// The stream embedder: documents in, vectors + lineage out, in Kafka transactions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbedderSettings {
+    /// Consumer group on `docs.documents.v1`.
+    pub group_id: String,
+    /// Kafka `transactional.id`; stable per instance so a restart fences its predecessor.
+    /// Empty = `vecstream-embedder-<hostname>`.
+    pub transactional_id: String,
+    /// Tokens per chunk window, special tokens included; 0 = the model's limit.
+    pub chunk_tokens: usize,
+    /// Tokens shared by consecutive chunk windows.
+    pub chunk_overlap: usize,
+    /// Token budget of one micro-batch gathered across messages.
+    pub batch_tokens: usize,
+    /// Most messages in one micro-batch (one Kafka transaction).
+    pub batch_max_records: usize,
+    /// Longest the first message of a micro-batch waits for others, in milliseconds.
+    pub batch_max_wait_ms: u64,
+    /// Bodies larger than this go to the DLQ (`over_limits`).
+    pub max_body_bytes: usize,
+    /// Documents with more chunks than this go to the DLQ (`over_limits`).
+    pub max_chunks: usize,
+    /// Upper bound of the retry backoff after transient failures, in milliseconds.
+    pub max_backoff_ms: u64,
+}
+
+impl Default for EmbedderSettings {
+    fn default() -> Self {
+        Self {
+            group_id: "vecstream-embedder".into(),
+            transactional_id: String::new(),
+            chunk_tokens: 0,
+            chunk_overlap: 32,
+            batch_tokens: 16384,
+            batch_max_records: 256,
+            batch_max_wait_ms: 100,
+            max_body_bytes: 4 * 1024 * 1024,
+            max_chunks: 1024,
+            max_backoff_ms: 30_000,
+        }
+    }
+}
+
+/// The Weaviate sink: vectors in, idempotent upserts and stale-chunk deletes out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinkSettings {
+    /// Consumer group on `docs.vectors.v1`.
+    pub group_id: String,
+    /// Most vector records written to Weaviate before one offset commit.
+    pub batch_max_records: usize,
+    /// Longest the first record of a batch waits for others, in milliseconds.
+    pub batch_max_wait_ms: u64,
+    /// Upper bound of the retry backoff while Weaviate or Kafka is failing, in milliseconds.
+    pub max_backoff_ms: u64,
+}
+
+impl Default for SinkSettings {
+    fn default() -> Self {
+        Self {
+            group_id: "vecstream-sink".into(),
+            batch_max_records: 64,
+            batch_max_wait_ms: 100,
+            max_backoff_ms: 30_000,
+        }
+    }
 }
 
 /// `$VECSTREAM_CACHE` or `~/.cache/vecstream`: where the set-up installs models and services.

@@ -72,6 +72,29 @@ pub struct CollectionSpec {
     pub distance: String,
 }
 
+impl CollectionSpec {
+    /// The collection of one model's chunks (DESIGN section 1): `Chunk_<slug>_<hash8>`, cosine
+    /// distance, one object per chunk with the properties search and lineage need.
+    pub fn chunks(model_id: &str) -> Self {
+        Self {
+            name: collection_name(model_id),
+            properties: vec![
+                Property::keyword("doc_id"),
+                Property::new("doc_version", "int"),
+                Property::keyword("tenant"),
+                Property::new("chunk_index", "int"),
+                Property::new("text", "text"),
+                Property::new("char_start", "int"),
+                Property::new("char_end", "int"),
+                Property::new("token_count", "int"),
+                Property::keyword("content_hash"),
+                Property::keyword("model_id"),
+            ],
+            distance: "cosine".into(),
+        }
+    }
+}
+
 /// One object of a batch upsert.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BatchObject {
@@ -87,6 +110,17 @@ pub struct BatchObject {
 pub struct BatchOutcome {
     pub written: Vec<Uuid>,
     pub failed: Vec<(Uuid, String)>,
+}
+
+/// Most chunks one document may have in a collection (the sink's limit is lower).
+pub const MAX_CHUNKS_PER_DOC: usize = 10_000;
+
+/// One stored chunk of a document, as the sink needs it for fencing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredChunk {
+    pub id: Uuid,
+    pub chunk_index: i64,
+    pub doc_version: i64,
 }
 
 /// A search hit.
@@ -302,6 +336,78 @@ impl WeaviateClient {
                 }
             })
             .collect()
+    }
+
+    /// The stored chunks of one document in `collection`: id, `chunk_index`, `doc_version`.
+    /// What version fencing and stale-chunk deletion decide from.
+    pub async fn doc_chunks(
+        &self,
+        collection: &str,
+        doc_id: &str,
+    ) -> Result<Vec<StoredChunk>, WeaviateError> {
+        let what = "read a document's chunks";
+        let id = serde_json::to_string(doc_id).map_err(|e| unexpected(what, &e.to_string()))?;
+        let query = format!(
+            "{{ Get {{ {collection}(where: {{path: [\"doc_id\"], operator: Equal, valueText: {id}}}, limit: {MAX_CHUNKS_PER_DOC}) {{ chunk_index doc_version _additional {{ id }} }} }} }}"
+        );
+        let data = self.graphql(&query, what).await?;
+        let rows = data
+            .pointer(&format!("/Get/{collection}"))
+            .and_then(Value::as_array)
+            .ok_or_else(|| unexpected(what, &data.to_string()))?;
+        rows.iter()
+            .map(|row| {
+                let id = row
+                    .pointer("/_additional/id")
+                    .and_then(Value::as_str)
+                    .and_then(|s| Uuid::parse_str(s).ok());
+                let index = row.get("chunk_index").and_then(Value::as_i64);
+                let version = row.get("doc_version").and_then(Value::as_i64);
+                match (id, index, version) {
+                    (Some(id), Some(index), Some(version)) => Ok(StoredChunk {
+                        id,
+                        chunk_index: index,
+                        doc_version: version,
+                    }),
+                    _ => Err(unexpected(what, &row.to_string())),
+                }
+            })
+            .collect()
+    }
+
+    /// Deletes the chunks of `doc_id` whose `chunk_index >= from_index` (0 = all of them);
+    /// returns how many were deleted.
+    pub async fn delete_doc_chunks_from(
+        &self,
+        collection: &str,
+        doc_id: &str,
+        from_index: i64,
+    ) -> Result<u64, WeaviateError> {
+        let body = json!({
+            "match": {
+                "class": collection,
+                "where": {
+                    "operator": "And",
+                    "operands": [
+                        { "path": ["doc_id"], "operator": "Equal", "valueText": doc_id },
+                        { "path": ["chunk_index"], "operator": "GreaterThanEqual", "valueInt": from_index },
+                    ],
+                },
+            },
+            "output": "minimal",
+        });
+        let resp = self
+            .call(
+                reqwest::Method::DELETE,
+                "/v1/batch/objects",
+                Some(body),
+                "delete stale chunks",
+            )
+            .await?;
+        Ok(resp
+            .pointer("/results/successful")
+            .and_then(Value::as_u64)
+            .unwrap_or(0))
     }
 
     /// Points `alias` at `collection`, creating the alias if needed.

@@ -4,6 +4,7 @@ mod client;
 mod error;
 
 pub use client::{
-    BatchObject, BatchOutcome, CollectionSpec, Hit, Property, WeaviateClient, collection_name,
+    BatchObject, BatchOutcome, CollectionSpec, Hit, MAX_CHUNKS_PER_DOC, Property, StoredChunk,
+    WeaviateClient, collection_name,
 };
 pub use error::WeaviateError;
