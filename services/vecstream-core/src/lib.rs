@@ -11,5 +11,5 @@ pub use error::{Classify, ErrorClass};
 pub use ids::{CHUNK_NAMESPACE, chunk_id, content_hash};
 pub use records::{
     ChunkVector, Dataset, Document, DocumentVectors, EventType, Job, LineageEvent, Run,
-    VecstreamFacet,
+    VecstreamFacet, default_tenant,
 };

@@ -9,6 +9,11 @@ pub const LINEAGE: &str = "docs.lineage.v1";
 /// Poison documents: original key and bytes, error headers.
 pub const DOCUMENTS_DLQ: &str = "docs.documents.dlq.v1";
 
+/// Internal, compacted: the embedder's per-document memory (version, model id, content
+/// hash), written in the same transaction as the vectors; key = doc id, partition = the
+/// document's partition. JSON values; not a contract for consumers.
+pub const EMBEDDER_STATE: &str = "docs.embedder-state.v1";
+
 /// Schema registry subject of a topic's values (Confluent TopicNameStrategy).
 pub fn value_subject(topic: &str) -> String {
     format!("{topic}-value")

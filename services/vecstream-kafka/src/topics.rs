@@ -20,8 +20,11 @@ pub struct TopicSpec {
 }
 
 const THIRTY_DAYS_MS: &str = "2592000000";
+/// Largest record of the vectors topic (16 MiB); producers set the same limit.
+pub const MAX_RECORD_BYTES: &str = "16777216";
 
-/// The four topics, with the documents topic compacted (it is the source of truth that a
+/// The four topics of DESIGN section 2 and the embedder's internal state topic, with the
+/// documents and state topics compacted (it is the source of truth that a
 /// reindex re-reads) and the others kept 30 days.
 pub fn specs() -> Vec<TopicSpec> {
     vec![
@@ -36,10 +39,16 @@ pub fn specs() -> Vec<TopicSpec> {
         },
         TopicSpec {
             name: topics::VECTORS,
+            // One record holds every chunk of a document version: allow large ones.
             configs: vec![
                 ("cleanup.policy", "delete"),
                 ("retention.ms", THIRTY_DAYS_MS),
+                ("max.message.bytes", MAX_RECORD_BYTES),
             ],
+        },
+        TopicSpec {
+            name: topics::EMBEDDER_STATE,
+            configs: vec![("cleanup.policy", "compact")],
         },
         TopicSpec {
             name: topics::LINEAGE,
@@ -138,14 +147,15 @@ pub async fn cluster_info(cfg: &KafkaConfig) -> Result<ClusterInfo, KafkaEdgeErr
 #[cfg(test)]
 mod tests {
     #[test]
-    fn documents_topic_is_compacted_and_others_are_not() {
+    fn documents_and_state_topics_are_compacted_and_others_are_not() {
+        use vecstream_core::topics::{DOCUMENTS, EMBEDDER_STATE};
         let specs = super::specs();
-        assert_eq!(specs.len(), 4);
+        assert_eq!(specs.len(), 5);
         for s in specs {
             let compacted = s.configs.contains(&("cleanup.policy", "compact"));
             assert_eq!(
                 compacted,
-                s.name == vecstream_core::topics::DOCUMENTS,
+                s.name == DOCUMENTS || s.name == EMBEDDER_STATE,
                 "{}",
                 s.name
             );

@@ -148,8 +148,8 @@ pub enum Command {
     Run(RunArgs),
     /// Embed a JSONL file of texts with the local engine; vectors come out in input order.
     Embed(EmbedArgs),
-    /// Search the active collection by meaning (issue #4).
-    Search(PendingArgs),
+    /// Search the active collection (alias `Chunks`) by meaning.
+    Search(SearchArgs),
     /// Start, watch, cancel or roll back a blue/green reindex (issue #5).
     Reindex(PendingArgs),
     /// Approve or reject a workflow waiting for human review (issue #5).
@@ -181,6 +181,22 @@ pub struct StatusArgs {
     /// Also run a health-check workflow end to end (needs a running `vecstream run worker`).
     #[arg(long, env = "VECSTREAM_STATUS_WORKFLOW")]
     pub workflow: bool,
+}
+
+/// `vecstream search`.
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// What to look for, in natural language.
+    pub query: String,
+    /// Number of chunks to return.
+    #[arg(long, short, default_value_t = 5, env = "VECSTREAM_SEARCH_K")]
+    pub k: usize,
+    /// Collection or alias to search; default: config weaviate.alias (`Chunks`).
+    #[arg(long, env = "VECSTREAM_SEARCH_COLLECTION")]
+    pub collection: Option<String>,
+    /// One JSON object per hit instead of a table.
+    #[arg(long, env = "VECSTREAM_SEARCH_JSON")]
+    pub json: bool,
 }
 
 /// `vecstream embed`.
@@ -286,13 +302,13 @@ pub enum ConfigCommand {
 /// Which component `vecstream run` starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Component {
-    /// Documents → chunks → vectors and lineage (issue #4).
+    /// Documents → chunks → vectors and lineage, in Kafka transactions.
     Embedder,
-    /// Vectors → Weaviate (issue #4).
+    /// Vectors → Weaviate (idempotent upserts, stale-chunk deletes, version fencing).
     Sink,
     /// Temporal worker for vecstream's workflows and activities.
     Worker,
-    /// Every component in one process.
+    /// Embedder, sink and worker in one process.
     All,
 }
 

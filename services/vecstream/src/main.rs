@@ -52,7 +52,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(cmd) => commands::config::run(&config, &cmd),
         Command::Run(args) => commands::run::run(&config, &args).await,
         Command::Embed(args) => commands::embed::run(&config, &args).await,
-        Command::Search(_) => Ok(commands::pending("search", 4, "Streaming pipeline")),
+        Command::Search(args) => commands::search::run(&config, &args).await,
         Command::Reindex(_) => Ok(commands::pending("reindex", 5, "Temporal reindex")),
         Command::Review(_) => Ok(commands::pending("review", 5, "Temporal reindex")),
         Command::Finetune(_) => Ok(commands::pending("finetune", 8, "FineTuneWorkflow")),

@@ -4,6 +4,7 @@ pub mod config;
 pub mod embed;
 pub mod produce;
 pub mod run;
+pub mod search;
 pub mod status;
 pub mod topics;
 

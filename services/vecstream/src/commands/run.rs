@@ -1,29 +1,118 @@
 //! `vecstream run`: long-lived components with the metrics/health server.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use temporalio_sdk::{Runtime, Worker};
+use tokio::sync::watch;
 use vecstream_config::Config;
+use vecstream_engine::Engine;
+use vecstream_pipeline::{Embedder, PipelineMetrics, Sink};
 use vecstream_telemetry::{HealthServer, Metrics, Readiness};
 
 use crate::cli::{Component, Queue, RunArgs};
 
 pub async fn run(config: &Config, args: &RunArgs) -> anyhow::Result<ExitCode> {
-    match args.component {
-        Component::Worker => run_worker(config, args.queue).await,
-        Component::Embedder => Ok(super::pending("run embedder", 4, "Streaming pipeline")),
-        Component::Sink => Ok(super::pending("run sink", 4, "Streaming pipeline")),
-        Component::All => Ok(super::pending("run all", 4, "Streaming pipeline")),
+    let (embedder, sink, worker) = match args.component {
+        Component::Embedder => (true, false, None),
+        Component::Sink => (false, true, None),
+        Component::Worker => (false, false, Some(args.queue)),
+        Component::All => (true, true, Some(args.queue)),
+    };
+    let metrics = Metrics::new();
+    let readiness = Readiness::default();
+    let _server = HealthServer::start(
+        &config.telemetry.metrics_addr,
+        metrics.clone(),
+        readiness.clone(),
+    )
+    .await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let on_signal = stop_tx.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight work");
+        let _ = on_signal.send(true);
+    });
+
+    // Embedder and sink run on the runtime's workers; the Temporal worker's futures are not
+    // `Send`, so every component is awaited here as a local future.
+    type Running<'a> =
+        std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + 'a>>;
+    let spawned = |handle: tokio::task::JoinHandle<anyhow::Result<()>>| -> Running<'static> {
+        Box::pin(async move {
+            handle
+                .await
+                .map_err(|e| anyhow::anyhow!("component panicked: {e}"))?
+        })
+    };
+    let mut tasks: Vec<Running<'_>> = Vec::new();
+    let pipeline_metrics = (embedder || sink)
+        .then(|| PipelineMetrics::register(metrics.registry()))
+        .transpose()
+        .context("registering pipeline metrics")?;
+    if let (true, Some(pm)) = (embedder, &pipeline_metrics) {
+        readiness.set("embedder", false);
+        let engine_cfg = super::embed::engine_config(&config.engine)?;
+        let engine = tokio::task::spawn_blocking(move || Engine::start(engine_cfg))
+            .await?
+            .context("starting the embedding engine")?;
+        let embedder = Embedder::connect(config, Arc::new(engine), pm.clone())
+            .await
+            .context("starting the embedder")?;
+        readiness.set("embedder", true);
+        let stop = stop_rx.clone();
+        tasks.push(spawned(tokio::spawn(async move {
+            embedder.run(stop).await.context("embedder stopped")
+        })));
+    }
+    if let (true, Some(pm)) = (sink, &pipeline_metrics) {
+        readiness.set("sink", false);
+        let sink = Sink::connect(config, pm.clone())
+            .await
+            .context("starting the sink")?;
+        readiness.set("sink", true);
+        let stop = stop_rx.clone();
+        tasks.push(spawned(tokio::spawn(async move {
+            sink.run(stop).await.context("sink stopped")
+        })));
+    }
+    if let Some(queue) = worker {
+        tasks.push(Box::pin(run_worker(
+            config,
+            queue,
+            readiness.clone(),
+            stop_rx.clone(),
+        )));
+    }
+
+    // The first component to fail stops the others (they finish and commit what they hold),
+    // and the process exits non-zero so a supervisor restarts it; nothing uncommitted is lost.
+    let mut failure = None;
+    let mut pending = tasks;
+    while !pending.is_empty() {
+        let (result, _, rest) = futures::future::select_all(pending).await;
+        pending = rest;
+        if let Err(e) = result {
+            tracing::error!(error = %format!("{e:#}"), "component failed; stopping the others");
+            readiness.set("process", false);
+            let _ = stop_tx.send(true);
+            failure.get_or_insert(e);
+        }
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(ExitCode::SUCCESS),
     }
 }
 
-async fn run_worker(config: &Config, queue: Queue) -> anyhow::Result<ExitCode> {
-    let metrics = Metrics::new();
-    let readiness = Readiness::default();
-    let _server =
-        HealthServer::start(&config.telemetry.metrics_addr, metrics, readiness.clone()).await?;
-
+async fn run_worker(
+    config: &Config,
+    queue: Queue,
+    readiness: Readiness,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let client = vecstream_workflows::connect(&config.temporal).await?;
     vecstream_workflows::describe_namespace(&client, &config.temporal.namespace).await?;
     let runtime =
@@ -52,9 +141,8 @@ async fn run_worker(config: &Config, queue: Queue) -> anyhow::Result<ExitCode> {
     tokio::pin!(run_all);
     let results = tokio::select! {
         results = &mut run_all => results,
-        _ = shutdown_signal() => {
-            tracing::info!("shutting down: finishing in-flight tasks");
-            for (q, _) in queues.iter().zip(&shutdowns) {
+        _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+            for q in &queues {
                 readiness.set(&format!("worker:{q}"), false);
             }
             shutdowns.iter().for_each(|s| s());
@@ -64,7 +152,7 @@ async fn run_worker(config: &Config, queue: Queue) -> anyhow::Result<ExitCode> {
     for r in results {
         r.context("worker stopped with an error")?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

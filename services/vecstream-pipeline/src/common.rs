@@ -1,0 +1,154 @@
+//! Pieces the embedder and the sink share: partition tracking across rebalances, retry with
+//! backoff, and the offsets to commit after a batch.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::ClientContext;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use tokio::sync::watch;
+use vecstream_core::Classify;
+
+use crate::{PipelineError, PipelineMetrics};
+
+/// Tracks the partitions this member owns; librdkafka calls it on its polling thread.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct AssignmentTracker {
+    assigned: Arc<Mutex<BTreeSet<i32>>>,
+}
+
+impl AssignmentTracker {
+    pub(crate) fn snapshot(&self) -> BTreeSet<i32> {
+        self.assigned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl ClientContext for AssignmentTracker {}
+
+impl ConsumerContext for AssignmentTracker {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let mut set = self.assigned.lock().unwrap_or_else(|p| p.into_inner());
+            for e in tpl.elements() {
+                set.remove(&e.partition());
+            }
+            tracing::info!(revoked = ?tpl.elements().iter().map(|e| e.partition()).collect::<Vec<_>>(), "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let mut set = self.assigned.lock().unwrap_or_else(|p| p.into_inner());
+            for e in tpl.elements() {
+                set.insert(e.partition());
+            }
+            tracing::info!(assigned = ?set, "partitions assigned");
+        }
+    }
+}
+
+/// Retries an operation while it fails with a retryable error: exponential backoff from
+/// 250 ms, capped; counted in `vecstream_pipeline_retries_total`; gives up on shutdown.
+#[derive(Debug)]
+pub(crate) struct Retrier<'a> {
+    pub component: &'static str,
+    pub metrics: &'a PipelineMetrics,
+    pub max_backoff: Duration,
+}
+
+impl Retrier<'_> {
+    pub async fn run<T, F, Fut>(
+        &self,
+        what: &str,
+        shutdown: &watch::Receiver<bool>,
+        mut op: F,
+    ) -> Result<T, PipelineError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, PipelineError>>,
+    {
+        let mut backoff = Duration::from_millis(250);
+        let cap = self.max_backoff.max(backoff);
+        loop {
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.class().is_retryable() && !*shutdown.borrow() => {
+                    self.metrics
+                        .retries
+                        .with_label_values(&[self.component, what])
+                        .inc();
+                    tracing::warn!(component = self.component, error = %e, retry_in = ?backoff, "{what} failed; retrying (nothing committed)");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(cap);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Per partition: the offset after the last of `offsets` (what a consumer group commits).
+pub(crate) fn next_offsets(offsets: impl IntoIterator<Item = (i32, i64)>) -> BTreeMap<i32, i64> {
+    let mut out = BTreeMap::new();
+    for (partition, offset) in offsets {
+        let next = out.entry(partition).or_insert(offset + 1);
+        *next = (*next).max(offset + 1);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_offsets_are_one_past_the_last_message_of_each_partition() {
+        assert_eq!(
+            next_offsets([(0, 5), (1, 9), (0, 7), (0, 6)]),
+            BTreeMap::from([(0, 8), (1, 10)])
+        );
+    }
+
+    #[tokio::test]
+    async fn retrier_retries_transient_errors_and_stops_on_permanent_ones() {
+        let registry = prometheus::Registry::new();
+        let metrics = PipelineMetrics::register(&registry).unwrap();
+        let r = Retrier {
+            component: "test",
+            metrics: &metrics,
+            max_backoff: Duration::from_millis(1),
+        };
+        let (_tx, rx) = watch::channel(false);
+        let mut calls = 0;
+        let out = r
+            .run("op", &rx, || {
+                calls += 1;
+                let n = calls;
+                async move {
+                    if n < 3 {
+                        Err(PipelineError::StateRestore {
+                            partition: 0,
+                            message: "broker down".into(),
+                        })
+                    } else {
+                        Ok(n)
+                    }
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(out, 3);
+        assert_eq!(metrics.retries.with_label_values(&["test", "op"]).get(), 2);
+        let err = r
+            .run("op", &rx, || async {
+                Err::<(), _>(PipelineError::Config("bad".into()))
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PipelineError::Config(_)));
+    }
+}

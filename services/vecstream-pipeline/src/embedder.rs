@@ -1,0 +1,923 @@
+//! `vecstream run embedder`: documents in, vectors + lineage (+ dead letters) out.
+//!
+//! One loop, one micro-batch at a time:
+//! 1. gather messages until the batch's token estimate, record count or wait runs out;
+//! 2. drop messages of partitions revoked meanwhile (their new owner re-reads them: the
+//!    offsets were never committed), restore the dedup state of newly assigned partitions;
+//! 3. decide per message: embed, delete, skip (unchanged / stale) or dead-letter;
+//! 4. embed every chunk of the batch in one engine call (the engine cuts token batches);
+//! 5. in one Kafka transaction: the vectors, the lineage events, the dead letters, the state
+//!    records and the consumer offsets. Either all of it becomes visible or none.
+//!
+//! A transient failure (registry, broker) pauses the assigned partitions, backs off
+//! exponentially and retries the same batch; nothing is committed until it succeeds.
+//! SIGTERM stops gathering, finishes the batch in hand, commits it and leaves.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apache_avro::Schema;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::watch;
+use vecstream_config::{Config, EmbedderSettings, KafkaConfig};
+use vecstream_core::{
+    ChunkVector, Classify, Document, DocumentVectors, EventType, VecstreamFacet, chunk_id,
+    content_hash, topics,
+};
+use vecstream_engine::{Chunk, Chunker, Engine};
+use vecstream_kafka::{KafkaEdgeError, SchemaRegistry, schemas, wire};
+
+use crate::common::{AssignmentTracker, Retrier, next_offsets};
+use crate::dlq::{DeadLetter, Reason};
+use crate::lineage::{LineageFactory, now_ms};
+use crate::state::{DedupState, DocState, restore_partition};
+use crate::{PipelineError, PipelineMetrics};
+
+/// Version written on the delete record of a tombstone: it outranks every stored version,
+/// so the sink removes whatever it holds for the document.
+pub const TOMBSTONE_VERSION: i64 = i64::MAX;
+const STAGE: &str = "embed";
+const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What to do with one document message.
+#[derive(Debug)]
+enum Decision {
+    Embed {
+        doc: Document,
+        hash: String,
+        chunks: Vec<Chunk>,
+    },
+    Delete {
+        doc_id: String,
+        tenant: String,
+        version: i64,
+        tombstone: bool,
+    },
+    Skip {
+        doc: Document,
+        hash: String,
+        outcome: &'static str,
+    },
+    DeadLetter(DeadLetter),
+}
+
+struct Item {
+    partition: i32,
+    offset: i64,
+    decision: Decision,
+}
+
+/// The stream embedder; see the module docs.
+pub struct Embedder {
+    settings: EmbedderSettings,
+    kafka: KafkaConfig,
+    consumer: StreamConsumer<AssignmentTracker>,
+    tracker: AssignmentTracker,
+    producer: FutureProducer,
+    registry: SchemaRegistry,
+    document_reader: Schema,
+    vectors_schema: (u32, Schema),
+    lineage_schema: (u32, Schema),
+    engine: Arc<Engine>,
+    chunker: Chunker,
+    state: DedupState,
+    metrics: PipelineMetrics,
+    lineage: LineageFactory,
+}
+
+impl std::fmt::Debug for Embedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedder")
+            .field("group_id", &self.settings.group_id)
+            .field("model_id", &self.engine.info().model_id)
+            .finish()
+    }
+}
+
+impl Embedder {
+    /// Creates the topics and schema subjects it needs, the transactional producer (which
+    /// fences a previous instance with the same transactional id) and the consumer.
+    pub async fn connect(
+        config: &Config,
+        engine: Arc<Engine>,
+        metrics: PipelineMetrics,
+    ) -> Result<Self, PipelineError> {
+        let settings = config.embedder.clone();
+        vecstream_kafka::topics::ensure_topics(&config.kafka).await?;
+        let registry = SchemaRegistry::new(&config.registry)?;
+        let vectors_id = registry
+            .ensure_subject(
+                &topics::value_subject(topics::VECTORS),
+                schemas::DOCUMENT_VECTORS,
+            )
+            .await?;
+        let lineage_id = registry
+            .ensure_subject(
+                &topics::value_subject(topics::LINEAGE),
+                schemas::LINEAGE_EVENT,
+            )
+            .await?;
+        let chunk_tokens = (settings.chunk_tokens > 0).then_some(settings.chunk_tokens);
+        let chunker = Chunker::new(
+            engine.tokenizer().clone(),
+            chunk_tokens,
+            settings.chunk_overlap,
+        )?;
+
+        let transactional_id = if settings.transactional_id.is_empty() {
+            format!("vecstream-embedder-{}", hostname())
+        } else {
+            settings.transactional_id.clone()
+        };
+        let producer: FutureProducer = vecstream_kafka::client_config(&config.kafka)
+            .set("transactional.id", &transactional_id)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", "zstd")
+            .set("linger.ms", "5")
+            .set(
+                "message.max.bytes",
+                vecstream_kafka::topics::MAX_RECORD_BYTES,
+            )
+            .set(
+                "transaction.timeout.ms",
+                (TXN_TIMEOUT.as_millis() * 2).to_string(),
+            )
+            .create()?;
+        // Blocks until a previous instance's open transaction is aborted (fencing).
+        tokio::task::block_in_place(|| producer.init_transactions(TXN_TIMEOUT))
+            .map_err(|e| txn_error("init_transactions", e))?;
+
+        let tracker = AssignmentTracker::default();
+        let consumer: StreamConsumer<AssignmentTracker> =
+            vecstream_kafka::client_config(&config.kafka)
+                .set("group.id", &settings.group_id)
+                .set("enable.auto.commit", "false")
+                .set("auto.offset.reset", "earliest")
+                .set("isolation.level", "read_committed")
+                .set("partition.assignment.strategy", "cooperative-sticky")
+                // Bounded prefetch: backpressure reaches the brokers, not our memory.
+                .set("queued.max.messages.kbytes", "16384")
+                .create_with_context(tracker.clone())?;
+        consumer.subscribe(&[topics::DOCUMENTS])?;
+        tracing::info!(%transactional_id, group = %settings.group_id, model_id = %engine.info().model_id, "embedder connected");
+
+        Ok(Self {
+            lineage: LineageFactory::new(STAGE, "embedder", &config.kafka.brokers),
+            settings,
+            kafka: config.kafka.clone(),
+            consumer,
+            tracker,
+            producer,
+            registry,
+            document_reader: schemas::parse(schemas::DOCUMENT)?,
+            vectors_schema: (vectors_id, schemas::parse(schemas::DOCUMENT_VECTORS)?),
+            lineage_schema: (lineage_id, schemas::parse(schemas::LINEAGE_EVENT)?),
+            engine,
+            chunker,
+            state: DedupState::default(),
+            metrics,
+        })
+    }
+
+    fn retrier(&self) -> Retrier<'_> {
+        Retrier {
+            component: "embedder",
+            metrics: &self.metrics,
+            max_backoff: Duration::from_millis(self.settings.max_backoff_ms),
+        }
+    }
+
+    /// Runs until `shutdown` turns true; then finishes and commits the batch in hand.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), PipelineError> {
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let batch = self.gather(&mut shutdown).await;
+            if batch.is_empty() {
+                continue;
+            }
+            let started = Instant::now();
+            self.process(batch, &shutdown).await?;
+            self.metrics
+                .embedder_batch_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        tracing::info!("embedder stopped: in-flight batch committed");
+        Ok(())
+    }
+
+    /// Waits for one message, then gathers more until a budget or the wait runs out.
+    async fn gather(&self, shutdown: &mut watch::Receiver<bool>) -> Vec<OwnedMessage> {
+        let mut batch = Vec::new();
+        let mut estimated_tokens = 0usize;
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            let wait = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = wait => break,
+                msg = self.consumer.recv() => match msg {
+                    Ok(m) => {
+                        // About four bytes per token for English prose.
+                        estimated_tokens += m.payload_len() / 4 + 2;
+                        batch.push(m.detach());
+                        if deadline.is_none() {
+                            deadline = Some(tokio::time::Instant::now()
+                                + Duration::from_millis(self.settings.batch_max_wait_ms));
+                        }
+                        if batch.len() >= self.settings.batch_max_records
+                            || estimated_tokens >= self.settings.batch_tokens
+                        {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "consumer error (librdkafka retries by itself)");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                },
+            }
+        }
+        batch
+    }
+
+    async fn process(
+        &mut self,
+        mut batch: Vec<OwnedMessage>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<(), PipelineError> {
+        let assigned = self.tracker.snapshot();
+        batch.retain(|m| assigned.contains(&m.partition()));
+        self.state.retain_partitions(|p| assigned.contains(&p));
+        let partitions: BTreeSet<i32> = batch.iter().map(|m| m.partition()).collect();
+        for p in partitions {
+            if !self.state.is_restored(p) {
+                let docs = self
+                    .retrier()
+                    .run("restore_state", shutdown, || {
+                        let kafka = self.kafka.clone();
+                        async move {
+                            tokio::task::spawn_blocking(move || {
+                                restore_partition(&kafka, p, Duration::from_secs(60))
+                            })
+                            .await
+                            .map_err(|e| {
+                                PipelineError::StateRestore {
+                                    partition: p,
+                                    message: e.to_string(),
+                                }
+                            })?
+                        }
+                    })
+                    .await?;
+                tracing::info!(
+                    partition = p,
+                    documents = docs.len(),
+                    "embedder state restored"
+                );
+                self.state.insert_partition(p, docs);
+            }
+        }
+
+        // Decisions see the effects of earlier messages of the same batch.
+        let mut pending: HashMap<(i32, String), Option<DocState>> = HashMap::new();
+        let mut items = Vec::with_capacity(batch.len());
+        for m in &batch {
+            let decision = self
+                .retrier()
+                .run("decode", shutdown, || self.decide(m, &pending))
+                .await?;
+            let key = |id: &str| (m.partition(), id.to_owned());
+            let model_id = &self.engine.info().model_id;
+            match &decision {
+                Decision::Skip { outcome, .. } if *outcome != "unchanged" => {}
+                Decision::Embed { doc, hash, .. } | Decision::Skip { doc, hash, .. } => {
+                    pending.insert(
+                        key(&doc.id),
+                        Some(DocState {
+                            version: doc.version,
+                            model_id: model_id.clone(),
+                            content_hash: hash.clone(),
+                            deleted: false,
+                        }),
+                    );
+                }
+                Decision::Delete {
+                    doc_id,
+                    version,
+                    tombstone,
+                    ..
+                } => {
+                    let state = (!tombstone).then(|| DocState {
+                        version: *version,
+                        model_id: model_id.clone(),
+                        content_hash: String::new(),
+                        deleted: true,
+                    });
+                    pending.insert(key(doc_id), state);
+                }
+                Decision::DeadLetter(_) => {}
+            }
+            items.push(Item {
+                partition: m.partition(),
+                offset: m.offset(),
+                decision,
+            });
+        }
+
+        let sequences: Vec<Vec<u32>> = items
+            .iter()
+            .flat_map(|i| match &i.decision {
+                Decision::Embed { chunks, .. } => {
+                    chunks.iter().map(|c| c.token_ids.clone()).collect()
+                }
+                _ => Vec::new(),
+            })
+            .collect();
+        let tokens: usize = sequences.iter().map(Vec::len).sum();
+        let embedded = if sequences.is_empty() {
+            Vec::new()
+        } else {
+            self.engine.embed_tokens(sequences).await?
+        };
+        let vectors: Vec<Vec<f32>> = embedded.into_iter().map(|e| e.vector).collect();
+
+        let next_offsets = next_offsets(items.iter().map(|i| (i.partition, i.offset)));
+        let assigned = self.tracker.snapshot();
+        let committed_partitions = match self
+            .commit_batch(&items, &vectors, &next_offsets, &assigned)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) if e.class().is_retryable() && !*shutdown.borrow() => {
+                // Stop fetching while this batch is retried: the backlog stays in Kafka.
+                let paused = self.consumer.assignment()?;
+                if let Err(pe) = self.consumer.pause(&paused) {
+                    tracing::warn!(error = %pe, "pausing partitions failed");
+                }
+                let gauge = self
+                    .metrics
+                    .paused_partitions
+                    .with_label_values(&["embedder"]);
+                gauge.set(paused.count() as i64);
+                tracing::warn!(error = %e, "transaction failed; partitions paused, retrying");
+                let result = self
+                    .retrier()
+                    .run("transaction", shutdown, || async {
+                        // A rebalance meanwhile moves partitions away: leave their records out.
+                        let assigned = self.tracker.snapshot();
+                        self.commit_batch(&items, &vectors, &next_offsets, &assigned)
+                            .await
+                    })
+                    .await;
+                // Partitions revoked meanwhile are no longer ours to resume: ignore errors.
+                let _ = self.consumer.resume(&paused);
+                gauge.set(0);
+                result?
+            }
+            Err(e) => return Err(e),
+        };
+
+        // Committed: the memory follows, and the counters.
+        for ((p, id), st) in pending {
+            if committed_partitions.contains(&p) {
+                self.state.apply(p, &id, st);
+            }
+        }
+        self.metrics
+            .embedder_state_documents
+            .set(self.state.len() as i64);
+        for item in items
+            .iter()
+            .filter(|i| committed_partitions.contains(&i.partition))
+        {
+            let outcome = match &item.decision {
+                Decision::Embed { chunks, .. } => {
+                    self.metrics.embedder_chunks.inc_by(chunks.len() as u64);
+                    "embedded"
+                }
+                Decision::Delete { .. } => "deleted",
+                Decision::Skip { outcome, .. } => *outcome,
+                Decision::DeadLetter(d) => {
+                    self.metrics
+                        .dlq_records
+                        .with_label_values(&[STAGE, d.reason.as_str()])
+                        .inc();
+                    "dead_lettered"
+                }
+            };
+            self.metrics
+                .embedder_documents
+                .with_label_values(&[outcome])
+                .inc();
+        }
+        self.metrics.embedder_tokens.inc_by(tokens as u64);
+        Ok(())
+    }
+
+    /// Decides what one message becomes. `Err` only for transient failures (the registry
+    /// unreachable); everything wrong with the message itself is a dead letter.
+    async fn decide(
+        &self,
+        m: &OwnedMessage,
+        pending: &HashMap<(i32, String), Option<DocState>>,
+    ) -> Result<Decision, PipelineError> {
+        let dead = |reason: Reason, message: String| {
+            Ok(Decision::DeadLetter(DeadLetter {
+                key: m.key().map(<[u8]>::to_vec),
+                payload: m.payload().map(<[u8]>::to_vec),
+                reason,
+                message,
+                stage: STAGE,
+                source_topic: m.topic().to_owned(),
+                source_partition: m.partition(),
+                source_offset: m.offset(),
+            }))
+        };
+        let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+            return dead(Reason::Invalid, "missing or non-UTF-8 key".into());
+        };
+        let known = match pending.get(&(m.partition(), key.to_owned())) {
+            Some(s) => s.as_ref(),
+            None => self.state.get(m.partition(), key),
+        };
+        let Some(payload) = m.payload() else {
+            return Ok(Decision::Delete {
+                doc_id: key.to_owned(),
+                tenant: vecstream_core::default_tenant(),
+                version: TOMBSTONE_VERSION,
+                tombstone: true,
+            });
+        };
+        let (schema_id, avro) = match wire::split(payload) {
+            Ok(x) => x,
+            Err(e) => return dead(Reason::Undecodable, e.to_string()),
+        };
+        let writer = match self.registry.schema_by_id(schema_id).await {
+            Ok(s) => s,
+            Err(e) if e.class().is_retryable() => return Err(e.into()),
+            Err(e @ KafkaEdgeError::UnknownSchemaId(_)) => {
+                return dead(Reason::UnknownSchema, e.to_string());
+            }
+            Err(e) => return dead(Reason::UnknownSchema, e.to_string()),
+        };
+        let doc: Document = match wire::decode(&writer, Some(&self.document_reader), avro) {
+            Ok(d) => d,
+            Err(e) => return dead(Reason::Undecodable, e.to_string()),
+        };
+        if doc.id != key {
+            return dead(
+                Reason::Invalid,
+                format!("key {key:?} does not match the document id {:?}", doc.id),
+            );
+        }
+        if doc.id.is_empty() {
+            return dead(Reason::Invalid, "empty document id".into());
+        }
+        if let Some(k) = known.filter(|k| doc.version < k.version) {
+            // Older than what was emitted: fenced, with a lineage trail.
+            return Ok(Decision::Skip {
+                hash: String::new(),
+                outcome: if k.deleted {
+                    "stale_after_delete"
+                } else {
+                    "stale"
+                },
+                doc,
+            });
+        }
+        if doc.deleted {
+            return Ok(Decision::Delete {
+                doc_id: doc.id.clone(),
+                tenant: doc.tenant.clone(),
+                version: doc.version,
+                tombstone: false,
+            });
+        }
+        if doc.body.len() > self.settings.max_body_bytes {
+            return dead(
+                Reason::OverLimits,
+                format!(
+                    "body of {} bytes over embedder.max_body_bytes = {}",
+                    doc.body.len(),
+                    self.settings.max_body_bytes
+                ),
+            );
+        }
+        let text = crate::normalize::normalize(&doc.body, &doc.content_type);
+        if text.is_empty() {
+            return dead(
+                Reason::EmptyBody,
+                "no text after normalisation (empty body)".into(),
+            );
+        }
+        let hash = content_hash(&text);
+        let model_id = &self.engine.info().model_id;
+        if let Some(k) = known
+            && !k.deleted
+            && k.content_hash == hash
+            && &k.model_id == model_id
+        {
+            return Ok(Decision::Skip {
+                doc,
+                hash,
+                outcome: "unchanged",
+            });
+        }
+        let chunks = match self.chunker.chunk(&text) {
+            Ok(c) => c,
+            Err(e) => return dead(Reason::Undecodable, format!("tokenizer: {e}")),
+        };
+        if chunks.is_empty() {
+            return dead(Reason::EmptyBody, "no tokens in the body".into());
+        }
+        if chunks.len() > self.settings.max_chunks {
+            return dead(
+                Reason::OverLimits,
+                format!(
+                    "{} chunks over embedder.max_chunks = {}",
+                    chunks.len(),
+                    self.settings.max_chunks
+                ),
+            );
+        }
+        Ok(Decision::Embed { doc, hash, chunks })
+    }
+
+    /// One transaction: every record of the batch's still-assigned partitions, and their
+    /// offsets. Returns the partitions committed.
+    async fn commit_batch(
+        &self,
+        items: &[Item],
+        vectors: &[Vec<f32>],
+        next_offsets: &BTreeMap<i32, i64>,
+        assigned: &BTreeSet<i32>,
+    ) -> Result<BTreeSet<i32>, PipelineError> {
+        let now = now_ms();
+        let info = self.engine.info();
+        let mut records: Vec<OutRecord> = Vec::new();
+        let mut vector_at = 0usize;
+        for item in items {
+            let chunk_count = match &item.decision {
+                Decision::Embed { chunks, .. } => chunks.len(),
+                _ => 0,
+            };
+            let item_vectors = &vectors[vector_at..vector_at + chunk_count];
+            vector_at += chunk_count;
+            if !assigned.contains(&item.partition) {
+                continue;
+            }
+            self.records_of(item, item_vectors, now, &info.model_id, &mut records)?;
+        }
+        let committed: BTreeSet<i32> = next_offsets
+            .keys()
+            .copied()
+            .filter(|p| assigned.contains(p))
+            .collect();
+        if committed.is_empty() {
+            return Ok(committed);
+        }
+
+        self.producer
+            .begin_transaction()
+            .map_err(|e| txn_error("begin_transaction", e))?;
+        let outcome = async {
+            let sends = records.iter().map(|r| {
+                let mut rec: FutureRecord<'_, [u8], [u8]> =
+                    FutureRecord::to(r.topic).key(r.key.as_slice());
+                if let Some(p) = &r.payload {
+                    rec = rec.payload(p.as_slice());
+                }
+                if let Some(p) = r.partition {
+                    rec = rec.partition(p);
+                }
+                if let Some(h) = &r.headers {
+                    rec = rec.headers(h.clone());
+                }
+                self.producer.send(rec, Timeout::After(TXN_TIMEOUT))
+            });
+            for result in futures::future::join_all(sends).await {
+                result.map_err(|(e, _)| PipelineError::from(e))?;
+            }
+            let mut tpl = TopicPartitionList::new();
+            for (p, o) in next_offsets.iter().filter(|(p, _)| committed.contains(p)) {
+                tpl.add_partition_offset(topics::DOCUMENTS, *p, Offset::Offset(*o))?;
+            }
+            let group = self
+                .consumer
+                .group_metadata()
+                .ok_or_else(|| PipelineError::Config("consumer has no group metadata".into()))?;
+            tokio::task::block_in_place(|| {
+                self.producer
+                    .send_offsets_to_transaction(&tpl, &group, TXN_TIMEOUT)?;
+                self.producer.commit_transaction(TXN_TIMEOUT)
+            })
+            .map_err(|e| txn_error("commit", e))
+        }
+        .await;
+        if let Err(e) = outcome {
+            if let Err(abort) =
+                tokio::task::block_in_place(|| self.producer.abort_transaction(TXN_TIMEOUT))
+            {
+                tracing::warn!(error = %abort, "abort_transaction failed");
+            }
+            return Err(e);
+        }
+        Ok(committed)
+    }
+
+    /// The records one item produces inside the transaction.
+    fn records_of(
+        &self,
+        item: &Item,
+        vectors: &[Vec<f32>],
+        now: i64,
+        model_id: &str,
+        out: &mut Vec<OutRecord>,
+    ) -> Result<(), PipelineError> {
+        let backend = self.engine.info().backend.as_str();
+        let source = |facet: VecstreamFacet| VecstreamFacet {
+            source_topic: Some(topics::DOCUMENTS.into()),
+            source_partition: Some(item.partition),
+            source_offset: Some(item.offset),
+            model_id: Some(model_id.to_owned()),
+            ..facet
+        };
+        let inputs = vec![self.lineage.topic(topics::DOCUMENTS)];
+        let vectors_out = vec![self.lineage.topic(topics::VECTORS)];
+        match &item.decision {
+            Decision::Embed { doc, hash, chunks } => {
+                let chunk_vectors: Vec<ChunkVector> = chunks
+                    .iter()
+                    .zip(vectors)
+                    .map(|(c, v)| ChunkVector {
+                        chunk_id: chunk_id(&doc.id, c.index, model_id).to_string(),
+                        index: c.index as i32,
+                        text: c.text.clone(),
+                        char_start: c.char_start as i32,
+                        char_end: c.char_end as i32,
+                        token_count: c.token_count() as i32,
+                        vector: v.clone(),
+                    })
+                    .collect();
+                let chunk_ids = chunk_vectors.iter().map(|c| c.chunk_id.clone()).collect();
+                let record = DocumentVectors {
+                    doc_id: doc.id.clone(),
+                    doc_version: doc.version,
+                    tenant: doc.tenant.clone(),
+                    model_id: model_id.to_owned(),
+                    content_hash: hash.clone(),
+                    deleted: false,
+                    chunks: chunk_vectors,
+                };
+                out.push(self.vectors_record(item.partition, &record)?);
+                let facet = source(VecstreamFacet {
+                    doc_id: Some(doc.id.clone()),
+                    doc_version: Some(doc.version),
+                    content_hash: Some(hash.clone()),
+                    chunk_ids,
+                    backend: Some(backend.into()),
+                    ..Default::default()
+                });
+                out.push(self.lineage_record(
+                    &doc.id,
+                    EventType::Complete,
+                    "embedded",
+                    facet,
+                    inputs,
+                    vectors_out,
+                    now,
+                )?);
+                out.push(state_record(
+                    item.partition,
+                    &doc.id,
+                    &DocState {
+                        version: doc.version,
+                        model_id: model_id.to_owned(),
+                        content_hash: hash.clone(),
+                        deleted: false,
+                    },
+                ));
+            }
+            Decision::Delete {
+                doc_id,
+                tenant,
+                version,
+                tombstone,
+            } => {
+                let record = DocumentVectors {
+                    doc_id: doc_id.clone(),
+                    doc_version: *version,
+                    tenant: tenant.clone(),
+                    model_id: model_id.to_owned(),
+                    content_hash: String::new(),
+                    deleted: true,
+                    chunks: Vec::new(),
+                };
+                out.push(self.vectors_record(item.partition, &record)?);
+                let facet = source(VecstreamFacet {
+                    doc_id: Some(doc_id.clone()),
+                    doc_version: (!tombstone).then_some(*version),
+                    ..Default::default()
+                });
+                out.push(self.lineage_record(
+                    doc_id,
+                    EventType::Complete,
+                    "deleted",
+                    facet,
+                    inputs,
+                    vectors_out,
+                    now,
+                )?);
+                let state = (!tombstone).then(|| DocState {
+                    version: *version,
+                    model_id: model_id.to_owned(),
+                    content_hash: String::new(),
+                    deleted: true,
+                });
+                out.push(match state {
+                    Some(s) => state_record(item.partition, doc_id, &s),
+                    None => OutRecord {
+                        topic: topics::EMBEDDER_STATE,
+                        key: doc_id.as_bytes().to_vec(),
+                        payload: None,
+                        partition: Some(item.partition),
+                        headers: None,
+                    },
+                });
+            }
+            Decision::Skip { doc, hash, outcome } => {
+                let facet = source(VecstreamFacet {
+                    doc_id: Some(doc.id.clone()),
+                    doc_version: Some(doc.version),
+                    content_hash: (!hash.is_empty()).then(|| hash.clone()),
+                    ..Default::default()
+                });
+                out.push(self.lineage_record(
+                    &doc.id,
+                    EventType::Other,
+                    outcome,
+                    facet,
+                    inputs,
+                    Vec::new(),
+                    now,
+                )?);
+                if *outcome == "unchanged" {
+                    // Remember the newer version so older re-deliveries stay fenced.
+                    out.push(state_record(
+                        item.partition,
+                        &doc.id,
+                        &DocState {
+                            version: doc.version,
+                            model_id: model_id.to_owned(),
+                            content_hash: hash.clone(),
+                            deleted: false,
+                        },
+                    ));
+                }
+            }
+            Decision::DeadLetter(d) => {
+                out.push(OutRecord {
+                    topic: topics::DOCUMENTS_DLQ,
+                    key: d.key.clone().unwrap_or_default(),
+                    payload: d.payload.clone(),
+                    partition: None,
+                    headers: Some(d.headers(now)),
+                });
+                let doc_id = d
+                    .key
+                    .as_deref()
+                    .and_then(|k| std::str::from_utf8(k).ok())
+                    .map(str::to_owned);
+                let facet = source(VecstreamFacet {
+                    doc_id: doc_id.clone(),
+                    error: Some(format!("{}: {}", d.reason.as_str(), d.message)),
+                    ..Default::default()
+                });
+                out.push(self.lineage_record(
+                    doc_id.as_deref().unwrap_or(""),
+                    EventType::Fail,
+                    "dead_lettered",
+                    facet,
+                    inputs,
+                    vec![self.lineage.topic(topics::DOCUMENTS_DLQ)],
+                    now,
+                )?);
+            }
+        }
+        Ok(())
+    }
+
+    fn vectors_record(
+        &self,
+        partition: i32,
+        record: &DocumentVectors,
+    ) -> Result<OutRecord, PipelineError> {
+        let (id, schema) = &self.vectors_schema;
+        Ok(OutRecord {
+            topic: topics::VECTORS,
+            key: record.doc_id.as_bytes().to_vec(),
+            payload: Some(wire::encode(*id, schema, record)?),
+            // Same partition as the document: per-document order holds end to end.
+            partition: Some(partition),
+            headers: None,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn lineage_record(
+        &self,
+        key: &str,
+        event_type: EventType,
+        outcome: &str,
+        facet: VecstreamFacet,
+        inputs: Vec<vecstream_core::Dataset>,
+        outputs: Vec<vecstream_core::Dataset>,
+        now: i64,
+    ) -> Result<OutRecord, PipelineError> {
+        let event = self
+            .lineage
+            .event(event_type, outcome, facet, inputs, outputs, now);
+        let (id, schema) = &self.lineage_schema;
+        Ok(OutRecord {
+            topic: topics::LINEAGE,
+            key: key.as_bytes().to_vec(),
+            payload: Some(wire::encode(*id, schema, &event)?),
+            partition: None,
+            headers: None,
+        })
+    }
+}
+
+/// A record to produce inside the transaction.
+struct OutRecord {
+    topic: &'static str,
+    key: Vec<u8>,
+    payload: Option<Vec<u8>>,
+    partition: Option<i32>,
+    headers: Option<rdkafka::message::OwnedHeaders>,
+}
+
+fn state_record(partition: i32, doc_id: &str, state: &DocState) -> OutRecord {
+    OutRecord {
+        topic: topics::EMBEDDER_STATE,
+        key: doc_id.as_bytes().to_vec(),
+        payload: Some(serde_json::to_vec(state).expect("state serialises")),
+        partition: Some(partition),
+        headers: None,
+    }
+}
+
+fn txn_error(what: &str, e: rdkafka::error::KafkaError) -> PipelineError {
+    // Fatal errors (fenced by a newer instance with our transactional id) end the process;
+    // everything else is aborted and retried.
+    let retryable = match &e {
+        rdkafka::error::KafkaError::Transaction(t) => !t.is_fatal(),
+        _ => true,
+    };
+    PipelineError::Transaction {
+        message: format!("{what}: {e}"),
+        retryable,
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "local".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fatal_transaction_errors_are_permanent() {
+        let e = txn_error(
+            "commit",
+            rdkafka::error::KafkaError::MessageProduction(
+                rdkafka::types::RDKafkaErrorCode::BrokerTransportFailure,
+            ),
+        );
+        assert!(e.class().is_retryable());
+    }
+}

@@ -1,0 +1,46 @@
+use vecstream_core::{Classify, ErrorClass};
+use vecstream_engine::EngineError;
+use vecstream_kafka::KafkaEdgeError;
+use vecstream_weaviate::WeaviateError;
+
+/// Failures of the pipeline, classified: retryable ones pause and retry the batch,
+/// permanent ones stop the component with a clear message.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Kafka(#[from] KafkaEdgeError),
+    #[error(transparent)]
+    Weaviate(#[from] WeaviateError),
+    #[error("embedding engine: {0}")]
+    Engine(#[from] EngineError),
+    #[error("kafka transaction: {message}")]
+    Transaction { message: String, retryable: bool },
+    #[error("restoring the embedder state of partition {partition}: {message}")]
+    StateRestore { partition: i32, message: String },
+    #[error("{0}")]
+    Config(String),
+}
+
+impl From<rdkafka::error::KafkaError> for PipelineError {
+    fn from(e: rdkafka::error::KafkaError) -> Self {
+        PipelineError::Kafka(KafkaEdgeError::Kafka(e))
+    }
+}
+
+impl Classify for PipelineError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            PipelineError::Kafka(e) => e.class(),
+            PipelineError::Weaviate(e) => e.class(),
+            PipelineError::Engine(_) | PipelineError::Config(_) => ErrorClass::Permanent,
+            PipelineError::Transaction { retryable, .. } => {
+                if *retryable {
+                    ErrorClass::Retryable
+                } else {
+                    ErrorClass::Permanent
+                }
+            }
+            PipelineError::StateRestore { .. } => ErrorClass::Retryable,
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Prometheus metrics of the pipeline, registered in the process's registry (documented in
+//! the README's metrics table).
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+/// Counters and histograms of the embedder and the sink.
+#[derive(Debug, Clone)]
+pub struct PipelineMetrics {
+    /// `vecstream_embedder_documents_total{outcome}`: embedded, unchanged, stale, deleted,
+    /// dead_lettered.
+    pub embedder_documents: IntCounterVec,
+    /// `vecstream_embedder_chunks_total`: chunks embedded.
+    pub embedder_chunks: IntCounter,
+    /// `vecstream_embedder_tokens_total`: tokens embedded.
+    pub embedder_tokens: IntCounter,
+    /// `vecstream_embedder_batch_seconds`: one micro-batch, gathered to committed.
+    pub embedder_batch_seconds: Histogram,
+    /// `vecstream_pipeline_retries_total{component,reason}`: transient failures retried.
+    pub retries: IntCounterVec,
+    /// `vecstream_pipeline_paused_partitions{component}`: partitions paused by backpressure
+    /// or a retry.
+    pub paused_partitions: prometheus::IntGaugeVec,
+    /// `vecstream_dlq_records_total{stage,reason}`: records dead-lettered.
+    pub dlq_records: IntCounterVec,
+    /// `vecstream_sink_records_total{outcome}`: upserted, deleted, stale, dead_lettered.
+    pub sink_records: IntCounterVec,
+    /// `vecstream_sink_chunks_written_total`: chunk objects written to Weaviate.
+    pub sink_chunks_written: IntCounter,
+    /// `vecstream_sink_chunks_deleted_total`: stale or deleted chunk objects removed.
+    pub sink_chunks_deleted: IntCounter,
+    /// `vecstream_embedder_state_documents`: documents in the embedder's dedup memory.
+    pub embedder_state_documents: IntGauge,
+}
+
+impl PipelineMetrics {
+    /// Registers the pipeline's metrics in `registry`.
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels)
+        };
+        let m = Self {
+            embedder_documents: counter_vec(
+                "vecstream_embedder_documents_total",
+                "Documents handled by the embedder, by outcome.",
+                &["outcome"],
+            )?,
+            embedder_chunks: IntCounter::new(
+                "vecstream_embedder_chunks_total",
+                "Chunks embedded.",
+            )?,
+            embedder_tokens: IntCounter::new(
+                "vecstream_embedder_tokens_total",
+                "Tokens embedded.",
+            )?,
+            embedder_batch_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "vecstream_embedder_batch_seconds",
+                    "Duration of one embedder micro-batch, gathered to committed.",
+                )
+                .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            )?,
+            retries: counter_vec(
+                "vecstream_pipeline_retries_total",
+                "Transient failures retried, by component and reason.",
+                &["component", "reason"],
+            )?,
+            paused_partitions: prometheus::IntGaugeVec::new(
+                Opts::new(
+                    "vecstream_pipeline_paused_partitions",
+                    "Partitions paused while a batch is retried.",
+                ),
+                &["component"],
+            )?,
+            dlq_records: counter_vec(
+                "vecstream_dlq_records_total",
+                "Records sent to the dead-letter topic, by stage and reason.",
+                &["stage", "reason"],
+            )?,
+            sink_records: counter_vec(
+                "vecstream_sink_records_total",
+                "Vector records handled by the sink, by outcome.",
+                &["outcome"],
+            )?,
+            sink_chunks_written: IntCounter::new(
+                "vecstream_sink_chunks_written_total",
+                "Chunk objects written to Weaviate.",
+            )?,
+            sink_chunks_deleted: IntCounter::new(
+                "vecstream_sink_chunks_deleted_total",
+                "Stale or deleted chunk objects removed from Weaviate.",
+            )?,
+            embedder_state_documents: IntGauge::new(
+                "vecstream_embedder_state_documents",
+                "Documents in the embedder's dedup memory (assigned partitions).",
+            )?,
+        };
+        registry.register(Box::new(m.embedder_documents.clone()))?;
+        registry.register(Box::new(m.embedder_chunks.clone()))?;
+        registry.register(Box::new(m.embedder_tokens.clone()))?;
+        registry.register(Box::new(m.embedder_batch_seconds.clone()))?;
+        registry.register(Box::new(m.retries.clone()))?;
+        registry.register(Box::new(m.paused_partitions.clone()))?;
+        registry.register(Box::new(m.dlq_records.clone()))?;
+        registry.register(Box::new(m.sink_records.clone()))?;
+        registry.register(Box::new(m.sink_chunks_written.clone()))?;
+        registry.register(Box::new(m.sink_chunks_deleted.clone()))?;
+        registry.register(Box::new(m.embedder_state_documents.clone()))?;
+        Ok(m)
+    }
+}

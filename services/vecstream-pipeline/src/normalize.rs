@@ -1,0 +1,225 @@
+//! Text normalisation before chunking: HTML to text for `text/html`, Unicode NFC, and
+//! whitespace (runs of spaces and tabs become one space, three or more newlines become two,
+//! each line trimmed). The content hash is taken over the result, so two versions that
+//! differ only in markup or spacing are recognised as unchanged.
+
+use unicode_normalization::UnicodeNormalization;
+
+/// Elements whose content is never text.
+const SKIPPED_ELEMENTS: [&str; 6] = ["script", "style", "head", "noscript", "template", "svg"];
+/// Elements that end a block of text: they become a line break.
+const BLOCK_ELEMENTS: [&str; 24] = [
+    "p",
+    "div",
+    "br",
+    "li",
+    "ul",
+    "ol",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "tr",
+    "table",
+    "section",
+    "article",
+    "header",
+    "footer",
+    "blockquote",
+    "pre",
+    "hr",
+    "title",
+    "dd",
+    "dt",
+];
+
+/// The text a document is chunked and hashed from.
+pub fn normalize(body: &str, content_type: &str) -> String {
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let text = if mime == "text/html" || mime == "application/xhtml+xml" {
+        html_to_text(body)
+    } else {
+        body.to_owned()
+    };
+    let nfc: String = text.nfc().collect();
+    collapse_whitespace(&nfc)
+}
+
+fn collapse_whitespace(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut blank_lines = 0;
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.is_empty() {
+            blank_lines += 1;
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(if blank_lines > 0 { "\n\n" } else { "\n" });
+        }
+        blank_lines = 0;
+        out.push_str(&words.join(" "));
+    }
+    out
+}
+
+/// Text content of an HTML document: tags dropped, block elements as line breaks,
+/// `script`/`style`/`head` content skipped, comments dropped, entities decoded.
+pub fn html_to_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    let mut skipping: Option<String> = None;
+    while let Some(lt) = rest.find('<') {
+        if skipping.is_none() {
+            out.push_str(&decode_entities(&rest[..lt]));
+        }
+        rest = &rest[lt..];
+        // `<` not followed by a tag name, `/` or `!` is text ("x < y"), as browsers read it.
+        if !rest[1..].starts_with(|c: char| c.is_ascii_alphabetic() || c == '/' || c == '!') {
+            if skipping.is_none() {
+                out.push('<');
+            }
+            rest = &rest[1..];
+            continue;
+        }
+        if let Some(after) = rest.strip_prefix("<!--") {
+            rest = after.find("-->").map_or("", |end| &after[end + 3..]);
+            continue;
+        }
+        let Some(gt) = rest.find('>') else {
+            // An unclosed `<` is text, as browsers treat it.
+            if skipping.is_none() {
+                out.push_str(&decode_entities(rest));
+            }
+            rest = "";
+            break;
+        };
+        let tag = &rest[1..gt];
+        rest = &rest[gt + 1..];
+        let closing = tag.starts_with('/');
+        let name: String = tag
+            .trim_start_matches('/')
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect::<String>()
+            .to_ascii_lowercase();
+        match &skipping {
+            Some(skipped) if closing && *skipped == name => skipping = None,
+            Some(_) => {}
+            None if !closing
+                && SKIPPED_ELEMENTS.contains(&name.as_str())
+                && !tag.ends_with('/') =>
+            {
+                skipping = Some(name)
+            }
+            None if BLOCK_ELEMENTS.contains(&name.as_str()) => out.push('\n'),
+            None if name == "td" || name == "th" => out.push(' '),
+            None => {}
+        }
+    }
+    if skipping.is_none() {
+        out.push_str(&decode_entities(rest));
+    }
+    out
+}
+
+/// Decodes the named entities that matter for text and every numeric one.
+fn decode_entities(text: &str) -> String {
+    if !text.contains('&') {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        rest = &rest[amp..];
+        let decoded = rest[1..]
+            .find(';')
+            .filter(|&end| end <= 10)
+            .and_then(|end| {
+                let entity = &rest[1..1 + end];
+                let c = match entity {
+                    "amp" => Some('&'),
+                    "lt" => Some('<'),
+                    "gt" => Some('>'),
+                    "quot" => Some('"'),
+                    "apos" => Some('\''),
+                    "nbsp" => Some(' '),
+                    "mdash" => Some('—'),
+                    "ndash" => Some('–'),
+                    "hellip" => Some('…'),
+                    "copy" => Some('©'),
+                    _ => entity
+                        .strip_prefix("#x")
+                        .or_else(|| entity.strip_prefix("#X"))
+                        .and_then(|h| u32::from_str_radix(h, 16).ok())
+                        .or_else(|| entity.strip_prefix('#').and_then(|d| d.parse().ok()))
+                        .and_then(char::from_u32),
+                };
+                c.map(|c| (c, end + 2))
+            });
+        match decoded {
+            Some((c, len)) => {
+                out.push(c);
+                rest = &rest[len..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_text_is_nfc_with_collapsed_whitespace() {
+        // "e" + combining acute becomes the single code point "é".
+        let text = "  Caf\u{0065}\u{0301}\t\t au   lait \n\n\n\n second  paragraph\r\nline ";
+        assert_eq!(
+            normalize(text, "text/plain"),
+            "Caf\u{e9} au lait\n\nsecond paragraph\nline"
+        );
+    }
+
+    #[test]
+    fn html_becomes_its_text() {
+        let html = r#"<html><head><title>T</title><style>p{color:red}</style></head>
+            <body><h1>Kafka &amp; Weaviate</h1><!-- hidden --><p>Vectors&nbsp;for <b>every</b>
+            chunk &#8212; &#x2713;</p><script>alert("x<y")</script><p>a &lt; b &unknown; c</p></body></html>"#;
+        assert_eq!(
+            normalize(html, "text/html; charset=utf-8"),
+            "Kafka & Weaviate\nVectors for every\nchunk — ✓\na < b &unknown; c"
+        );
+    }
+
+    #[test]
+    fn broken_html_keeps_its_text() {
+        assert_eq!(normalize("x < y and <b>z", "text/html"), "x < y and z");
+        assert_eq!(
+            normalize("<p>unclosed <!-- comment", "text/html"),
+            "unclosed"
+        );
+        assert_eq!(normalize("", "text/html"), "");
+    }
+
+    #[test]
+    fn markdown_is_left_as_text() {
+        assert_eq!(
+            normalize("# Title\n\n*a* <b>", "text/markdown"),
+            "# Title\n\n*a* <b>"
+        );
+    }
+}
