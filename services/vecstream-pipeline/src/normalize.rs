@@ -70,22 +70,33 @@ fn collapse_whitespace(text: &str) -> String {
     out
 }
 
-/// Text content of an HTML document: tags dropped, block elements as line breaks,
-/// `script`/`style`/`head` content skipped, comments dropped, entities decoded.
+/// Text content of an HTML document: tags dropped, block elements as line breaks, other
+/// whitespace collapsed as a browser renders it, `script`/`style`/`head` content skipped,
+/// comments dropped, entities decoded.
 pub fn html_to_text(html: &str) -> String {
     let mut out = String::with_capacity(html.len());
     let mut rest = html;
-    let mut skipping: Option<String> = None;
-    while let Some(lt) = rest.find('<') {
-        if skipping.is_none() {
-            out.push_str(&decode_entities(&rest[..lt]));
+    let text = |out: &mut String, t: &str| {
+        let decoded = decode_entities(t);
+        let mut last_space = out.ends_with([' ', '\n']) || out.is_empty();
+        for c in decoded.chars() {
+            if c.is_whitespace() {
+                if !last_space {
+                    out.push(' ');
+                    last_space = true;
+                }
+            } else {
+                out.push(c);
+                last_space = false;
+            }
         }
+    };
+    while let Some(lt) = rest.find('<') {
+        text(&mut out, &rest[..lt]);
         rest = &rest[lt..];
         // `<` not followed by a tag name, `/` or `!` is text ("x < y"), as browsers read it.
         if !rest[1..].starts_with(|c: char| c.is_ascii_alphabetic() || c == '/' || c == '!') {
-            if skipping.is_none() {
-                out.push('<');
-            }
+            text(&mut out, "<");
             rest = &rest[1..];
             continue;
         }
@@ -94,39 +105,36 @@ pub fn html_to_text(html: &str) -> String {
             continue;
         }
         let Some(gt) = rest.find('>') else {
-            // An unclosed `<` is text, as browsers treat it.
-            if skipping.is_none() {
-                out.push_str(&decode_entities(rest));
-            }
+            // An unclosed tag runs to the end of the input: nothing of it is text.
             rest = "";
             break;
         };
         let tag = &rest[1..gt];
         rest = &rest[gt + 1..];
         let closing = tag.starts_with('/');
-        let name: String = tag
+        let name = tag
             .trim_start_matches('/')
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric())
             .collect::<String>()
             .to_ascii_lowercase();
-        match &skipping {
-            Some(skipped) if closing && *skipped == name => skipping = None,
-            Some(_) => {}
-            None if !closing
-                && SKIPPED_ELEMENTS.contains(&name.as_str())
-                && !tag.ends_with('/') =>
-            {
-                skipping = Some(name)
+        if !closing && SKIPPED_ELEMENTS.contains(&name.as_str()) && !tag.ends_with('/') {
+            // Raw content up to the closing tag, whatever it contains (`<` in scripts).
+            let end_tag = format!("</{name}");
+            rest = match rest.to_ascii_lowercase().find(&end_tag) {
+                Some(i) => rest[i..].find('>').map_or("", |g| &rest[i + g + 1..]),
+                None => "",
+            };
+        } else if BLOCK_ELEMENTS.contains(&name.as_str()) {
+            while out.ends_with(' ') {
+                out.pop();
             }
-            None if BLOCK_ELEMENTS.contains(&name.as_str()) => out.push('\n'),
-            None if name == "td" || name == "th" => out.push(' '),
-            None => {}
+            out.push('\n');
+        } else if name == "td" || name == "th" {
+            text(&mut out, " ");
         }
     }
-    if skipping.is_none() {
-        out.push_str(&decode_entities(rest));
-    }
+    text(&mut out, rest);
     out
 }
 
@@ -201,7 +209,7 @@ mod tests {
             chunk &#8212; &#x2713;</p><script>alert("x<y")</script><p>a &lt; b &unknown; c</p></body></html>"#;
         assert_eq!(
             normalize(html, "text/html; charset=utf-8"),
-            "Kafka & Weaviate\nVectors for every\nchunk — ✓\na < b &unknown; c"
+            "Kafka & Weaviate\n\nVectors for every chunk — ✓\n\na < b &unknown; c"
         );
     }
 
