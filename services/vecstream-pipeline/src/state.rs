@@ -12,7 +12,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -75,6 +76,20 @@ impl DedupState {
     }
 }
 
+/// The restore consumer's context: reaching the end of the partition is how a restore
+/// ends, not an error worth a log line.
+struct QuietEof;
+
+impl ClientContext for QuietEof {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() != Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
+            tracing::error!(%error, reason, "state restore consumer error");
+        }
+    }
+}
+
+impl ConsumerContext for QuietEof {}
+
 /// Reads one partition of the state topic from the beginning to its end (blocking).
 pub fn restore_partition(
     kafka: &KafkaConfig,
@@ -82,12 +97,12 @@ pub fn restore_partition(
     timeout: Duration,
 ) -> Result<HashMap<String, DocState>, PipelineError> {
     let fail = |message: String| PipelineError::StateRestore { partition, message };
-    let consumer: BaseConsumer = vecstream_kafka::client_config(kafka)
+    let consumer: BaseConsumer<QuietEof> = vecstream_kafka::client_config(kafka)
         .set("group.id", "vecstream-embedder-state-restore")
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")
-        .create()
+        .create_with_context(QuietEof)
         .map_err(|e| fail(e.to_string()))?;
     let (low, high) = consumer
         .fetch_watermarks(topics::EMBEDDER_STATE, partition, timeout)

@@ -37,8 +37,10 @@ impl Drop for TracingGuard {
 pub fn init_tracing(cfg: &TelemetryConfig) -> Result<TracingGuard, TelemetryError> {
     let filter = EnvFilter::try_new(&cfg.log_level)
         .map_err(|e| TelemetryError::Filter(cfg.log_level.clone(), e.to_string()))?;
+    // Colours only on a terminal: log files and collectors get plain text.
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(true);
     let fmt = if cfg.log_format == "json" {
         fmt.json().boxed()

@@ -80,7 +80,9 @@ impl CollectionSpec {
             name: collection_name(model_id),
             properties: vec![
                 Property::keyword("doc_id"),
-                Property::new("doc_version", "int"),
+                // `number`, not `int`: GraphQL's Int is 32-bit and answers null for versions
+                // such as epoch milliseconds; float64 holds integers exactly up to 2^53.
+                Property::new("doc_version", "number"),
                 Property::keyword("tenant"),
                 Property::new("chunk_index", "int"),
                 Property::new("text", "text"),
@@ -362,7 +364,9 @@ impl WeaviateClient {
                     .and_then(Value::as_str)
                     .and_then(|s| Uuid::parse_str(s).ok());
                 let index = row.get("chunk_index").and_then(Value::as_i64);
-                let version = row.get("doc_version").and_then(Value::as_i64);
+                let version = row
+                    .get("doc_version")
+                    .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)));
                 match (id, index, version) {
                     (Some(id), Some(index), Some(version)) => Ok(StoredChunk {
                         id,
