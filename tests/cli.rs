@@ -144,9 +144,7 @@ fn invalid_jsonl_publishes_nothing_unless_asked() {
 
 #[test]
 fn commands_of_later_issues_say_so() {
-    for cmd in [
-        "search", "reindex", "review", "finetune", "eval", "lineage", "dlq",
-    ] {
+    for cmd in ["reindex", "review", "finetune", "eval"] {
         let out = vecstream(&[cmd]);
         assert_eq!(out.status.code(), Some(69), "{cmd}: {}", describe(&out));
         assert!(

@@ -461,6 +461,76 @@ async fn documents_become_chunks_with_lineage_dlq_fencing_and_dedup() {
         "{metrics}"
     );
 
+    // 9. Operators see the story and the dead letters from the CLI, and can replay them.
+    let out = vecstream(&["lineage", "trace", &long_id]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let trace = String::from_utf8_lossy(&out.stdout);
+    for stage in [
+        "embed:embedded",
+        "sink:upserted",
+        "embed:stale",
+        "embed:unchanged",
+    ] {
+        assert!(trace.contains(stage), "{stage} missing from\n{trace}");
+    }
+    let out = vecstream(&["dlq", "list", "--json", "--reason", "undecodable"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let listed: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let poison = listed
+        .iter()
+        .find(|e| e["key"] == poison_id.as_str())
+        .expect("the poison record is listed");
+    assert_eq!(poison["stage"], "embed");
+    assert_eq!(poison["source_topic"], topics::DOCUMENTS);
+    assert!(listed.iter().all(|e| e["reason"] == "undecodable"));
+
+    let group = format!("{run}-replay");
+    let out = vecstream(&[
+        "dlq",
+        "replay",
+        "--key",
+        &empty_id,
+        "--group",
+        &group,
+        "--dry-run",
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("would replay 1 record(s)"),
+        "{}",
+        describe(&out)
+    );
+    let out = vecstream(&["dlq", "replay", "--key", &empty_id, "--group", &group]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("replayed 1 record(s)"),
+        "{}",
+        describe(&out)
+    );
+    // Still empty, so the embedder dead-letters it again; the group remembers the replay.
+    let started = Instant::now();
+    loop {
+        let again = dlq.poll(&[empty_id.as_str()]).await;
+        if again
+            .iter()
+            .filter(|m| m.key() == Some(empty_id.as_bytes()))
+            .count()
+            >= 2
+        {
+            break;
+        }
+        give_up_after(started, "the replayed record back in the DLQ", &[&embedder]);
+    }
+    let out = vecstream(&["dlq", "replay", "--key", &empty_id, "--group", &group]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("replayed 1 record(s)"),
+        "the new dead letter only: {}",
+        describe(&out)
+    );
+
     embedder.stop();
     sink.stop();
 }

@@ -3,6 +3,7 @@
 mod error;
 pub mod publisher;
 pub mod registry;
+pub mod scan;
 pub mod schemas;
 pub mod topics;
 pub mod wire;

@@ -158,10 +158,12 @@ pub enum Command {
     Finetune(PendingArgs),
     /// Run an evaluation workflow (issue #5).
     Eval(PendingArgs),
-    /// Follow the lineage topic or trace one document's story (issue #4).
-    Lineage(PendingArgs),
-    /// List or replay dead-lettered documents (issue #4).
-    Dlq(PendingArgs),
+    /// Follow the lineage topic or trace one document's story.
+    #[command(subcommand)]
+    Lineage(LineageCommand),
+    /// List or replay dead-lettered records.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
 }
 
 /// `vecstream status`.
@@ -181,6 +183,66 @@ pub struct StatusArgs {
     /// Also run a health-check workflow end to end (needs a running `vecstream run worker`).
     #[arg(long, env = "VECSTREAM_STATUS_WORKFLOW")]
     pub workflow: bool,
+}
+
+/// `vecstream lineage`.
+#[derive(Debug, Subcommand)]
+pub enum LineageCommand {
+    /// Print lineage events as they arrive (Ctrl-C stops).
+    Tail {
+        /// Only events of this document.
+        #[arg(long, env = "VECSTREAM_LINEAGE_DOC")]
+        doc: Option<String>,
+        /// Start at the oldest retained event instead of now.
+        #[arg(long, env = "VECSTREAM_LINEAGE_FROM_BEGINNING")]
+        from_beginning: bool,
+        /// One JSON object per event.
+        #[arg(long, env = "VECSTREAM_LINEAGE_JSON")]
+        json: bool,
+    },
+    /// Print every retained event of one document, oldest first, and exit.
+    Trace {
+        /// The document id.
+        doc_id: String,
+        /// One JSON object per event.
+        #[arg(long, env = "VECSTREAM_LINEAGE_JSON")]
+        json: bool,
+    },
+}
+
+/// `vecstream dlq`.
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead-lettered records with their reason and source position, and exit.
+    List {
+        /// Only records of this reason (undecodable, unknown_schema, invalid, empty_body,
+        /// over_limits, rejected).
+        #[arg(long, env = "VECSTREAM_DLQ_REASON")]
+        reason: Option<String>,
+        /// One JSON object per record.
+        #[arg(long, env = "VECSTREAM_DLQ_JSON")]
+        json: bool,
+    },
+    /// Republish dead-lettered records to their source topic (after fixing the cause), each
+    /// at most once per replay group.
+    Replay {
+        /// Only records with this key.
+        #[arg(long, env = "VECSTREAM_DLQ_KEY")]
+        key: Option<String>,
+        /// Only records of this reason.
+        #[arg(long, env = "VECSTREAM_DLQ_REASON")]
+        reason: Option<String>,
+        /// Consumer group that remembers which records were replayed.
+        #[arg(
+            long,
+            default_value = "vecstream-dlq-replay",
+            env = "VECSTREAM_DLQ_GROUP"
+        )]
+        group: String,
+        /// Show what would be replayed; publish and remember nothing.
+        #[arg(long, env = "VECSTREAM_DLQ_DRY_RUN")]
+        dry_run: bool,
+    },
 }
 
 /// `vecstream search`.

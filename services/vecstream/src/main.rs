@@ -61,7 +61,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             5,
             "Temporal reindex and evaluation",
         )),
-        Command::Lineage(_) => Ok(commands::pending("lineage", 4, "Streaming pipeline")),
-        Command::Dlq(_) => Ok(commands::pending("dlq", 4, "Streaming pipeline")),
+        Command::Lineage(cmd) => commands::lineage::run(&config, &cmd).await,
+        Command::Dlq(cmd) => commands::dlq::run(&config, &cmd).await,
     }
 }

@@ -1,7 +1,9 @@
 //! One module per command.
 
 pub mod config;
+pub mod dlq;
 pub mod embed;
+pub mod lineage;
 pub mod produce;
 pub mod run;
 pub mod search;

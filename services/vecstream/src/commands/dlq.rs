@@ -1,0 +1,248 @@
+//! `vecstream dlq list|replay`: what was dead-lettered and why, and putting it back once the
+//! cause is fixed.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Serialize;
+use vecstream_config::Config;
+use vecstream_core::topics;
+use vecstream_pipeline::dlq;
+
+use crate::cli::DlqCommand;
+
+/// One dead letter as `list` shows it.
+#[derive(Debug, Clone, Serialize)]
+struct Entry {
+    partition: i32,
+    offset: i64,
+    key: Option<String>,
+    reason: String,
+    stage: String,
+    message: String,
+    source_topic: String,
+    source_partition: Option<i32>,
+    source_offset: Option<i64>,
+    time: Option<String>,
+    bytes: usize,
+}
+
+fn header(m: &BorrowedMessage<'_>, name: &str) -> Option<String> {
+    m.headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+fn entry(m: &BorrowedMessage<'_>) -> Entry {
+    Entry {
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+        reason: header(m, dlq::HEADER_REASON).unwrap_or_else(|| "?".into()),
+        stage: header(m, dlq::HEADER_STAGE).unwrap_or_else(|| "?".into()),
+        message: header(m, dlq::HEADER_MESSAGE).unwrap_or_default(),
+        source_topic: header(m, dlq::HEADER_SOURCE_TOPIC).unwrap_or_default(),
+        source_partition: header(m, dlq::HEADER_SOURCE_PARTITION).and_then(|p| p.parse().ok()),
+        source_offset: header(m, dlq::HEADER_SOURCE_OFFSET).and_then(|o| o.parse().ok()),
+        time: header(m, dlq::HEADER_TIME)
+            .and_then(|t| t.parse().ok())
+            .map(super::lineage::format_ms),
+        bytes: m.payload_len(),
+    }
+}
+
+fn print(e: &Entry, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(e)?);
+    } else {
+        println!(
+            "{}/{}  {:<14} {:<6} key={} from={}/{}@{}  {}",
+            e.partition,
+            e.offset,
+            e.reason,
+            e.stage,
+            e.key.as_deref().unwrap_or("-"),
+            e.source_topic,
+            e.source_partition
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            e.source_offset.map(|o| o.to_string()).unwrap_or_default(),
+            e.message
+        );
+    }
+    Ok(())
+}
+
+pub async fn run(config: &Config, cmd: &DlqCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        DlqCommand::List { reason, json } => {
+            let kafka = config.kafka.clone();
+            let reason = reason.clone();
+            let entries = tokio::task::spawn_blocking(move || {
+                let mut out = Vec::new();
+                vecstream_kafka::scan::scan_topic(
+                    &kafka,
+                    topics::DOCUMENTS_DLQ,
+                    Duration::from_secs(30),
+                    |m| {
+                        let e = entry(m);
+                        if reason.as_ref().is_none_or(|r| *r == e.reason) {
+                            out.push(e);
+                        }
+                    },
+                )
+                .map(|_| out)
+            })
+            .await??;
+            for e in &entries {
+                print(e, *json)?;
+            }
+            eprintln!("{} dead-lettered record(s)", entries.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Replay {
+            key,
+            reason,
+            group,
+            dry_run,
+        } => replay(config, key.as_deref(), reason.as_deref(), group, *dry_run).await,
+    }
+}
+
+/// Reads the DLQ from the replay group's committed offsets to the current end, republishes
+/// the matching records to their source topic with their original key and bytes, and commits
+/// once each is acknowledged, so a record is replayed at most once per group.
+async fn replay(
+    config: &Config,
+    key: Option<&str>,
+    reason: Option<&str>,
+    group: &str,
+    dry_run: bool,
+) -> anyhow::Result<ExitCode> {
+    let timeout = Duration::from_secs(30);
+    let consumer: BaseConsumer = vecstream_kafka::client_config(&config.kafka)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topics::DOCUMENTS_DLQ), timeout)?;
+    let mut tpl = TopicPartitionList::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            tpl.add_partition(topics::DOCUMENTS_DLQ, p.id());
+        }
+    }
+    let committed = consumer.committed_offsets(tpl, timeout)?;
+    let mut ends = HashMap::new();
+    let mut start = TopicPartitionList::new();
+    for e in committed.elements() {
+        let (_, high) = consumer.fetch_watermarks(topics::DOCUMENTS_DLQ, e.partition(), timeout)?;
+        let from = match e.offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        };
+        if high > from {
+            ends.insert(e.partition(), high);
+            start.add_partition_offset(
+                topics::DOCUMENTS_DLQ,
+                e.partition(),
+                if from == 0 {
+                    Offset::Beginning
+                } else {
+                    Offset::Offset(from)
+                },
+            )?;
+        }
+    }
+    consumer.assign(&start)?;
+    let producer: FutureProducer = vecstream_kafka::client_config(&config.kafka)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set(
+            "message.max.bytes",
+            vecstream_kafka::topics::MAX_RECORD_BYTES,
+        )
+        .create()?;
+    let (mut replayed, mut skipped) = (0u64, 0u64);
+    let mut done: HashMap<i32, i64> = HashMap::new();
+    while !ends.is_empty() {
+        let Some(m) = consumer.poll(Duration::from_millis(500)) else {
+            let positions = consumer.position()?;
+            for e in positions.elements() {
+                if let (Offset::Offset(o), Some(end)) = (e.offset(), ends.get(&e.partition()))
+                    && o >= *end
+                {
+                    ends.remove(&e.partition());
+                }
+            }
+            continue;
+        };
+        let m = m?;
+        // Only what was there when the replay started: the records it causes come after.
+        let Some(end) = ends.get(&m.partition()).copied() else {
+            continue;
+        };
+        if m.offset() >= end {
+            ends.remove(&m.partition());
+            continue;
+        }
+        if m.offset() + 1 >= end {
+            ends.remove(&m.partition());
+        }
+        done.insert(m.partition(), m.offset() + 1);
+        let e = entry(&m);
+        let wanted =
+            key.is_none_or(|k| e.key.as_deref() == Some(k)) && reason.is_none_or(|r| r == e.reason);
+        let target = e.source_topic.clone();
+        if !wanted || !(target == topics::DOCUMENTS || target == topics::VECTORS) {
+            skipped += 1;
+            continue;
+        }
+        print(&e, false)?;
+        if dry_run {
+            replayed += 1;
+            continue;
+        }
+        let origin = format!("{}/{}", m.partition(), m.offset());
+        let mut record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(&target).headers(OwnedHeaders::new().insert(Header {
+                key: "vecstream.replay.of",
+                value: Some(origin.as_str()),
+            }));
+        if let Some(k) = m.key() {
+            record = record.key(k);
+        }
+        if let Some(p) = m.payload() {
+            record = record.payload(p);
+        }
+        producer
+            .send(record, timeout)
+            .await
+            .map_err(|(err, _)| anyhow::anyhow!("republishing {origin}: {err}"))?;
+        replayed += 1;
+    }
+    if !dry_run && !done.is_empty() {
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in &done {
+            tpl.add_partition_offset(topics::DOCUMENTS_DLQ, *p, Offset::Offset(*o))?;
+        }
+        consumer.commit(&tpl, CommitMode::Sync)?;
+    }
+    eprintln!(
+        "{} {replayed} record(s), skipped {skipped}{}",
+        if dry_run { "would replay" } else { "replayed" },
+        if dry_run {
+            " (dry run: nothing published or remembered)"
+        } else {
+            ""
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
