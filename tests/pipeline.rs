@@ -4,71 +4,16 @@
 //! headers, the lineage topic, `vecstream search`, and the dedup memory across a restart.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use vecstream_core::{Document, LineageEvent, topics};
-use vecstream_e2e::{config, describe, require_service, unique, vecstream, vecstream_bin};
+use vecstream_e2e::{Running, config, describe, require_service, unique, vecstream};
 use vecstream_kafka::{DocumentPublisher, SchemaRegistry, wire};
 use vecstream_weaviate::{StoredChunk, WeaviateClient, collection_name};
-
-/// A `vecstream run …` child process; killed if the test ends early.
-struct Running {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Running {
-    fn start(component: &str, port: u16, sets: &[String], log_dir: &std::path::Path) -> Self {
-        let log = log_dir.join(format!("{component}-{port}.log"));
-        let file = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(vecstream_bin());
-        cmd.args(["--metrics-addr", &format!("127.0.0.1:{port}")]);
-        for s in sets {
-            cmd.args(["--set", s]);
-        }
-        let child = cmd
-            .args(["run", component])
-            .env("VECSTREAM_TELEMETRY_LOG_LEVEL", "info")
-            .env("VECSTREAM_TELEMETRY_LOG_FORMAT", "text")
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("vecstream run starts");
-        Self { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM, then waits for a clean exit.
-    fn stop(mut self) -> String {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let log = self.log();
-                assert!(status.success(), "exit {status:?} after SIGTERM\n{log}");
-                return log;
-            }
-            assert!(Instant::now() < deadline, "no exit 60 s after SIGTERM");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Polls `check` until it returns `Some`, or fails naming `what` and the component logs.
 async fn eventually<T, F, Fut>(what: &str, logs: &[&Running], mut check: F) -> T

@@ -1,7 +1,8 @@
 //! Helpers shared by the end-to-end tests: the stack's config, the binary, unique names.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use vecstream_config::{Config, LoadOptions};
@@ -97,4 +98,59 @@ pub fn require_service(service: &str, port: u16) {
         up,
         "{service} is not listening on 127.0.0.1:{port}: start the stack with `compose/local/stack up` (or `make test`)"
     );
+}
+
+/// A `vecstream run …` child process; killed if the test ends early.
+#[derive(Debug)]
+pub struct Running {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Running {
+    pub fn start(component: &str, port: u16, sets: &[String], log_dir: &std::path::Path) -> Self {
+        let log = log_dir.join(format!("{component}-{port}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(vecstream_bin());
+        cmd.args(["--metrics-addr", &format!("127.0.0.1:{port}")]);
+        for s in sets {
+            cmd.args(["--set", s]);
+        }
+        let child = cmd
+            .args(["run", component])
+            .env("VECSTREAM_TELEMETRY_LOG_LEVEL", "info")
+            .env("VECSTREAM_TELEMETRY_LOG_FORMAT", "text")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("vecstream run starts");
+        Self { child, log }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn stop(mut self) -> String {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let log = self.log();
+                assert!(status.success(), "exit {status:?} after SIGTERM\n{log}");
+                return log;
+            }
+            assert!(Instant::now() < deadline, "no exit 60 s after SIGTERM");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -24,7 +24,44 @@ impl Classify for WeaviateError {
             WeaviateError::Status { status, .. } if *status >= 500 || *status == 429 => {
                 ErrorClass::Retryable
             }
+            // Answered while a restarting Weaviate is still loading its schema.
+            WeaviateError::Status {
+                status: 422, body, ..
+            } if body.contains("no graphql provider present") => ErrorClass::Retryable,
             _ => ErrorClass::Permanent,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outages_and_restarts_are_retryable_bad_requests_are_not() {
+        let status = |status: u16, body: &str| WeaviateError::Status {
+            status,
+            what: "x".into(),
+            body: body.into(),
+        };
+        assert!(status(503, "").class().is_retryable());
+        assert!(
+            status(
+                422,
+                "no graphql provider present, this is most likely because no schema is present"
+            )
+            .class()
+            .is_retryable()
+        );
+        assert!(
+            !status(422, "vector lengths don't match")
+                .class()
+                .is_retryable()
+        );
+        let down = WeaviateError::Unreachable {
+            url: "u".into(),
+            message: "refused".into(),
+        };
+        assert!(down.class().is_retryable());
     }
 }
