@@ -11,7 +11,7 @@ CARGO ?= cargo
 VECSTREAM := $(CARGO_TARGET_DIR)/debug/vecstream
 TEST_LOG := $(VECSTREAM_CACHE)/logs/test-$(shell date -u +%Y%m%dT%H%M%S).log
 
-.PHONY: setup stack-up stack-down build demo test unit lint fmt clean-stack
+.PHONY: setup stack-up stack-down build demo demo-stop test unit lint fmt clean-stack
 
 ## setup: install system packages, the native stack and the test clients (idempotent)
 setup:
@@ -27,12 +27,16 @@ stack-down:
 build:
 	$(CARGO) build --workspace --all-targets
 
-## demo: stack up, topics, a sample corpus produced as Avro, the stack's status
+## demo: stack up, pipeline running (run all), sample corpus produced and indexed, searches,
+## lineage and DLQ (scripts/demo)
 demo: stack-up build
-	@echo "== vecstream topics create"; $(VECSTREAM) topics create
-	@echo "== vecstream produce --input examples/corpus"; $(VECSTREAM) produce --input examples/corpus
-	@echo "== vecstream status"; $(VECSTREAM) status
-	@echo "== done: the stack keeps running (make stack-down stops it)"
+	@VECSTREAM=$(VECSTREAM) scripts/demo
+
+## demo-stop: stop the demo's pipeline (the stack keeps running)
+demo-stop:
+	@pidfile=$(VECSTREAM_CACHE)/run/pipeline.pid; \
+	  if [[ -f $$pidfile ]] && kill -0 $$(cat $$pidfile) 2>/dev/null; then kill -TERM $$(cat $$pidfile) && echo "pipeline stopped"; \
+	  else echo "no demo pipeline running"; fi; rm -f $$pidfile
 
 ## test: set-up, stack up, lint, then every test (unit + end-to-end against the real stack)
 test: stack-up build lint

@@ -47,13 +47,15 @@ pub async fn run(config: &Config, args: &StatusArgs) -> anyhow::Result<ExitCode>
 
     let kafka = check("kafka", config.kafka.brokers.clone(), timeout, async {
         let info = topics::cluster_info(&kafka_cfg).await?;
-        let ours = topics::specs()
+        let specs = topics::specs();
+        let ours = specs
             .iter()
             .filter(|s| info.topics.iter().any(|t| t == s.name))
             .count();
         Ok(format!(
-            "{} broker(s), {ours}/4 vecstream topics",
-            info.brokers.len()
+            "{} broker(s), {ours}/{} vecstream topics",
+            info.brokers.len(),
+            specs.len()
         ))
     });
     let registry = check("registry", config.registry.url.clone(), timeout, async {
