@@ -7,6 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use vecstream_config::{Config, LoadOptions};
 
+pub mod pipeline;
+
 /// The configuration the tests use: defaults (the local stack) plus `VECSTREAM_*` env.
 pub fn config() -> Config {
     Config::load(&LoadOptions::default())

@@ -305,10 +305,32 @@ impl WeaviateClient {
         k: usize,
         properties: &[&str],
     ) -> Result<Vec<Hit>, WeaviateError> {
+        self.near_vector_where(collection, vector, k, properties, None)
+            .await
+    }
+
+    /// [`Self::near_vector`] among the objects whose text property `equal.0` equals
+    /// `equal.1`. Filters need the collection's own name: Weaviate rejects them on aliases.
+    pub async fn near_vector_where(
+        &self,
+        collection: &str,
+        vector: &[f32],
+        k: usize,
+        properties: &[&str],
+        equal: Option<(&str, &str)>,
+    ) -> Result<Vec<Hit>, WeaviateError> {
         let vector =
             serde_json::to_string(vector).map_err(|e| unexpected("near_vector", &e.to_string()))?;
+        let filter = match equal {
+            Some((path, value)) => {
+                let value = serde_json::to_string(value)
+                    .map_err(|e| unexpected("near_vector", &e.to_string()))?;
+                format!(", where: {{path: [\"{path}\"], operator: Equal, valueText: {value}}}")
+            }
+            None => String::new(),
+        };
         let query = format!(
-            "{{ Get {{ {collection}(nearVector: {{vector: {vector}}}, limit: {k}) {{ {} _additional {{ id distance }} }} }} }}",
+            "{{ Get {{ {collection}(nearVector: {{vector: {vector}}}, limit: {k}{filter}) {{ {} _additional {{ id distance }} }} }} }}",
             properties.join(" ")
         );
         let data = self.graphql(&query, "nearVector search").await?;

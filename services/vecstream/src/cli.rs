@@ -217,7 +217,7 @@ pub enum DlqCommand {
     List {
         /// Only records of this reason (undecodable, unknown_schema, invalid, empty_body,
         /// over_limits, rejected).
-        #[arg(long, env = "VECSTREAM_DLQ_REASON")]
+        #[arg(long, alias = "class", env = "VECSTREAM_DLQ_REASON")]
         reason: Option<String>,
         /// One JSON object per record.
         #[arg(long, env = "VECSTREAM_DLQ_JSON")]
@@ -229,8 +229,8 @@ pub enum DlqCommand {
         /// Only records with this key.
         #[arg(long, env = "VECSTREAM_DLQ_KEY")]
         key: Option<String>,
-        /// Only records of this reason.
-        #[arg(long, env = "VECSTREAM_DLQ_REASON")]
+        /// Only records of this reason (see `dlq list --help`).
+        #[arg(long, alias = "class", env = "VECSTREAM_DLQ_REASON")]
         reason: Option<String>,
         /// Consumer group that remembers which records were replayed.
         #[arg(
@@ -256,6 +256,9 @@ pub struct SearchArgs {
     /// Collection or alias to search; default: config weaviate.alias (`Chunks`).
     #[arg(long, env = "VECSTREAM_SEARCH_COLLECTION")]
     pub collection: Option<String>,
+    /// Only chunks of this tenant's documents.
+    #[arg(long, env = "VECSTREAM_SEARCH_TENANT")]
+    pub tenant: Option<String>,
     /// One JSON object per hit instead of a table.
     #[arg(long, env = "VECSTREAM_SEARCH_JSON")]
     pub json: bool,

@@ -59,7 +59,13 @@ pub async fn run(config: &Config, args: &SearchArgs) -> anyhow::Result<ExitCode>
         .pop()
         .context("the engine returned no vector")?;
     let hits = weaviate
-        .near_vector(&target, &query.vector, args.k, &PROPERTIES)
+        .near_vector_where(
+            &collection,
+            &query.vector,
+            args.k,
+            &PROPERTIES,
+            args.tenant.as_deref().map(|t| ("tenant", t)),
+        )
         .await?;
     if hits.is_empty() {
         eprintln!("no results in {collection}");
@@ -77,6 +83,7 @@ pub async fn run(config: &Config, args: &SearchArgs) -> anyhow::Result<ExitCode>
                     "doc_version": p.get("doc_version"),
                     "chunk_index": p.get("chunk_index"),
                     "text": p.get("text"),
+                    "tenant": p.get("tenant"),
                     "collection": collection,
                 })
             );

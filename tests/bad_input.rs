@@ -1,0 +1,228 @@
+//! Bad input of every kind the embedder can meet lands in the DLQ with its reason, and the
+//! pipeline goes on. Its own test binary: its fresh consumer group re-reads the whole
+//! documents topic, which must not race the other pipeline tests' DLQ assertions.
+
+use std::time::Duration;
+
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use vecstream_core::{Document, topics};
+use vecstream_e2e::pipeline::{TopicReader, doc, metrics_text, wait_for_stage};
+use vecstream_e2e::{Running, config, describe, require_service, unique, vecstream};
+use vecstream_kafka::{DocumentPublisher, SchemaRegistry, wire};
+
+/// A document encoded as a producer would, with the given writer schema id and schema.
+fn encoded(schema_id: u32, schema: &apache_avro::Schema, d: &Document) -> Vec<u8> {
+    wire::encode(schema_id, schema, d).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_pipeline_goes_on() {
+    require_service("kafka", 9092);
+    require_service("registry", 8081);
+    let cfg = config();
+    let run = unique("e2e-bad-");
+    let logs = tempfile::tempdir().unwrap();
+    let sets = vec![
+        format!("embedder.group_id={run}-embedder"),
+        format!("embedder.transactional_id={run}-txn"),
+        "embedder.max_body_bytes=3000".to_owned(),
+        "embedder.max_chunks=3".to_owned(),
+        "embedder.chunk_tokens=32".to_owned(),
+        "embedder.chunk_overlap=4".to_owned(),
+    ];
+    let embedder = Running::start("embedder", 19475, &sets, logs.path());
+
+    let registry = SchemaRegistry::new(&cfg.registry).unwrap();
+    vecstream_kafka::topics::ensure_topics(&cfg.kafka)
+        .await
+        .unwrap();
+    let doc_schema = vecstream_kafka::schemas::parse(vecstream_kafka::schemas::DOCUMENT).unwrap();
+    let doc_id = registry
+        .ensure_subject(
+            &topics::value_subject(topics::DOCUMENTS),
+            vecstream_kafka::schemas::DOCUMENT,
+        )
+        .await
+        .unwrap();
+    // A schema the documents topic never had: as writer it cannot give a Document.
+    let alien = r#"{"type":"record","name":"Alien","namespace":"e2e","fields":[{"name":"x","type":"long"}]}"#;
+    let alien_id = registry
+        .register(&format!("{run}-alien-value"), alien)
+        .await
+        .unwrap();
+    let mut alien_bytes = vec![0u8];
+    alien_bytes.extend_from_slice(&alien_id.to_be_bytes());
+    alien_bytes.push(0x54); // zig-zag long 42
+
+    // A registered schema of another topic (DocumentVectors) as the writer.
+    let vectors_id = registry
+        .ensure_subject(
+            &topics::value_subject(topics::VECTORS),
+            vecstream_kafka::schemas::DOCUMENT_VECTORS,
+        )
+        .await
+        .unwrap();
+    let vectors_bytes = wire::encode(
+        vectors_id,
+        &vecstream_kafka::schemas::parse(vecstream_kafka::schemas::DOCUMENT_VECTORS).unwrap(),
+        &vecstream_core::DocumentVectors {
+            doc_id: "v".into(),
+            doc_version: 1,
+            tenant: "e2e".into(),
+            model_id: "m".into(),
+            content_hash: "h".into(),
+            deleted: false,
+            chunks: Vec::new(),
+        },
+    )
+    .unwrap();
+    // (A record without a key cannot even reach the compacted documents topic: the broker
+    // refuses it, so that case is the producer's error, not ours.)
+    let key = |kind: &str| format!("{run}-{kind}");
+    let good = |kind: &str, body: &str| doc(&key(kind), 1, body);
+    let valid = encoded(
+        doc_id,
+        &doc_schema,
+        &good("truncated", "some words to cut short"),
+    );
+    let mut trailing = encoded(doc_id, &doc_schema, &good("trailing", "fine text"));
+    trailing.extend_from_slice(b"extra");
+    // Invalid UTF-8 inside the body's Avro string: same length, one byte replaced.
+    let mut bad_utf8 = encoded(doc_id, &doc_schema, &good("bad-utf8", "caf\u{e9} au lait"));
+    let at = bad_utf8.windows(2).position(|w| w == [0xc3, 0xa9]).unwrap();
+    bad_utf8[at] = 0xff;
+    let mut html = good(
+        "html-no-text",
+        "<script>var x = 1;</script><style>p{}</style>",
+    );
+    html.content_type = "text/html".into();
+    let mut mismatched = good("key-mismatch", "text");
+    mismatched.id = "another-id".into();
+    let empty_id = doc("", 1, "text");
+    let long_words = "Every chunk window holds at most thirty two tokens of this text. ".repeat(20);
+    let enc = |d: &Document| Some(encoded(doc_id, &doc_schema, d));
+    let k = |kind: &str| Some(key(kind).into_bytes());
+
+    // (key, value, expected reason)
+    let cases: Vec<(Option<Vec<u8>>, Option<Vec<u8>>, &str)> = vec![
+        (
+            k("magic"),
+            Some(b"\x01\x00\x00\x00\x01abc".to_vec()),
+            "undecodable",
+        ),
+        (k("short-header"), Some(vec![0, 0, 1]), "undecodable"),
+        (k("empty-value"), Some(Vec::new()), "undecodable"),
+        (
+            k("unknown-schema"),
+            Some([vec![0u8], 987_654u32.to_be_bytes().to_vec(), vec![2, 3]].concat()),
+            "unknown_schema",
+        ),
+        (
+            k("truncated"),
+            Some(valid[..valid.len() / 2].to_vec()),
+            "undecodable",
+        ),
+        (k("trailing"), Some(trailing), "undecodable"),
+        (k("alien-writer"), Some(alien_bytes), "undecodable"),
+        (k("bad-utf8"), Some(bad_utf8), "undecodable"),
+        (k("empty-body"), enc(&good("empty-body", "")), "empty_body"),
+        (
+            k("blank-body"),
+            enc(&good("blank-body", " \n\t ")),
+            "empty_body",
+        ),
+        (k("html-no-text"), enc(&html), "empty_body"),
+        (
+            k("too-big"),
+            enc(&good("too-big", &"x".repeat(5000))),
+            "over_limits",
+        ),
+        (
+            k("too-many-chunks"),
+            enc(&good("too-many-chunks", &long_words)),
+            "over_limits",
+        ),
+        (k("key-mismatch"), enc(&mismatched), "invalid"),
+        (k("vectors-writer"), Some(vectors_bytes), "undecodable"),
+        (
+            Some(vec![0xff, 0xfe, 0x00]),
+            enc(&good("x", "text")),
+            "invalid",
+        ),
+        (Some(Vec::new()), enc(&empty_id), "invalid"),
+    ];
+    assert!(cases.len() >= 15);
+    let raw: FutureProducer = vecstream_kafka::client_config(&cfg.kafka).create().unwrap();
+    for (key, value, _) in &cases {
+        let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topics::DOCUMENTS);
+        if let Some(key) = key {
+            rec = rec.key(key.as_slice());
+        }
+        if let Some(value) = value {
+            rec = rec.payload(value.as_slice());
+        }
+        raw.send(rec, Duration::from_secs(30)).await.unwrap();
+    }
+    // A good document after all of them: the pipeline keeps going.
+    let publisher = DocumentPublisher::connect(&cfg.kafka, &registry)
+        .await
+        .unwrap();
+    let after = key("good-after");
+    publisher
+        .publish(&doc(&after, 1, "A healthy document after the poison."))
+        .await
+        .unwrap();
+    let mut lineage = TopicReader::new(topics::LINEAGE);
+    wait_for_stage(
+        &mut lineage,
+        &registry,
+        &after,
+        &["embed:embedded"],
+        &[&embedder],
+    )
+    .await;
+
+    let out = vecstream(&["dlq", "list", "--json"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let listed: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut keyed = 0;
+    for (key, _, reason) in &cases {
+        let Some(key) = key
+            .as_deref()
+            .filter(|k| !k.is_empty())
+            .and_then(|k| std::str::from_utf8(k).ok())
+        else {
+            continue;
+        };
+        let entry = listed
+            .iter()
+            .find(|e| e["key"] == key)
+            .unwrap_or_else(|| panic!("{key} is not in the DLQ:\n{}", embedder.log()));
+        assert_eq!(entry["reason"], *reason, "{entry}");
+        assert_eq!(entry["stage"], "embed", "{entry}");
+        assert_eq!(entry["source_topic"], topics::DOCUMENTS, "{entry}");
+        keyed += 1;
+    }
+    assert_eq!(keyed, cases.len() - 2);
+    // The two without a readable key: counted by the embedder's metrics, per reason.
+    let metrics = metrics_text(19475).await;
+    let invalid = metrics
+        .lines()
+        .find(|l| l.starts_with("vecstream_dlq_records_total{reason=\"invalid\",stage=\"embed\"}"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(invalid >= 3, "key mismatch + 2 unreadable keys:\n{metrics}");
+    for reason in ["undecodable", "unknown_schema", "empty_body", "over_limits"] {
+        assert!(
+            metrics.contains(&format!(
+                "vecstream_dlq_records_total{{reason=\"{reason}\",stage=\"embed\"}}"
+            )),
+            "{reason} not counted:\n{metrics}"
+        );
+    }
+    embedder.stop();
+}

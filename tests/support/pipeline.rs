@@ -1,0 +1,168 @@
+//! Helpers of the pipeline tests: documents, topic readers, lineage, Weaviate, metrics.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use vecstream_core::{Document, LineageEvent};
+use vecstream_kafka::{SchemaRegistry, wire};
+use vecstream_weaviate::{StoredChunk, WeaviateClient};
+
+use crate::{Running, config, unique};
+
+/// Polls `check` until it returns `Some`, or fails naming `what` and the component logs.
+pub async fn eventually<T, F, Fut>(what: &str, logs: &[&Running], mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            let logs: Vec<String> = logs.iter().map(|r| r.log()).collect();
+            panic!("timed out waiting for {what}\n{}", logs.join("\n-----\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// For loops that poll readers themselves: fails naming `what` once `started` is too old.
+pub fn give_up_after(started: Instant, what: &str, logs: &[&Running]) {
+    if started.elapsed() > Duration::from_secs(120) {
+        let logs: Vec<String> = logs.iter().map(|r| r.log()).collect();
+        panic!("timed out waiting for {what}\n{}", logs.join("\n-----\n"));
+    }
+}
+
+/// Waits until the lineage of `doc_id` holds an event of `stage`; returns all its events.
+pub async fn wait_for_stage(
+    lineage: &mut TopicReader,
+    registry: &SchemaRegistry,
+    doc_id: &str,
+    wanted: &[&str],
+    logs: &[&Running],
+) -> Vec<LineageEvent> {
+    let started = Instant::now();
+    loop {
+        let events = lineage_of(lineage, registry, doc_id).await;
+        let s = stages(&events);
+        if wanted.iter().all(|w| s.iter().any(|x| x == w)) {
+            return events;
+        }
+        give_up_after(
+            started,
+            &format!("lineage {wanted:?} of {doc_id} (have {s:?})"),
+            logs,
+        );
+    }
+}
+
+pub fn doc(id: &str, version: i64, body: &str) -> Document {
+    Document {
+        id: id.to_owned(),
+        tenant: "e2e".into(),
+        source: "test://pipeline".into(),
+        title: None,
+        body: body.to_owned(),
+        content_type: "text/plain".into(),
+        metadata: BTreeMap::new(),
+        version,
+        deleted: false,
+        produced_at: 1_763_000_000_000 + version,
+    }
+}
+
+/// Every record of `topic` whose key is one of `keys`, read from the beginning.
+#[allow(missing_debug_implementations)]
+pub struct TopicReader {
+    consumer: StreamConsumer,
+    seen: Vec<rdkafka::message::OwnedMessage>,
+}
+
+impl TopicReader {
+    pub fn new(topic: &str) -> Self {
+        let consumer: StreamConsumer = vecstream_kafka::client_config(&config().kafka)
+            .set("group.id", unique("e2e-pipeline-reader-"))
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            .create()
+            .unwrap();
+        consumer.subscribe(&[topic]).unwrap();
+        Self {
+            consumer,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads what arrived (for up to a second) and returns all records kept so far.
+    pub async fn poll(&mut self, keys: &[&str]) -> &[rdkafka::message::OwnedMessage] {
+        let until = tokio::time::Instant::now() + Duration::from_secs(1);
+        while let Ok(Ok(m)) = tokio::time::timeout_at(until, self.consumer.recv()).await {
+            let key = m
+                .key()
+                .and_then(|k| std::str::from_utf8(k).ok())
+                .unwrap_or("");
+            if keys.contains(&key) {
+                self.seen.push(m.detach());
+            }
+        }
+        &self.seen
+    }
+}
+
+pub fn header(m: &rdkafka::message::OwnedMessage, name: &str) -> Option<String> {
+    m.headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+pub async fn lineage_of(
+    reader: &mut TopicReader,
+    registry: &SchemaRegistry,
+    doc_id: &str,
+) -> Vec<LineageEvent> {
+    let reader_schema = vecstream_kafka::schemas::parse(vecstream_kafka::schemas::LINEAGE_EVENT)
+        .expect("lineage schema");
+    let mut events = Vec::new();
+    for m in reader.poll(&[doc_id]).await.to_vec() {
+        let (id, payload) = wire::split(m.payload().unwrap()).unwrap();
+        let writer = registry.schema_by_id(id).await.unwrap();
+        events.push(wire::decode::<LineageEvent>(&writer, Some(&reader_schema), payload).unwrap());
+    }
+    events
+}
+
+pub fn stages(events: &[LineageEvent]) -> Vec<String> {
+    events.iter().map(|e| e.vecstream.stage.clone()).collect()
+}
+
+pub async fn chunks_of(
+    weaviate: &WeaviateClient,
+    collection: &str,
+    doc_id: &str,
+) -> Vec<StoredChunk> {
+    match weaviate.doc_chunks(collection, doc_id).await {
+        Ok(mut c) => {
+            c.sort_by_key(|c| c.chunk_index);
+            c
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The Prometheus text of a component.
+pub async fn metrics_text(port: u16) -> String {
+    let out = Command::new("curl")
+        .args(["-sf", &format!("http://127.0.0.1:{port}/metrics")])
+        .output()
+        .expect("curl runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
