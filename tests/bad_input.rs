@@ -10,6 +10,9 @@ use vecstream_e2e::pipeline::{TopicReader, doc, metrics_text, wait_for_stage};
 use vecstream_e2e::{Running, config, describe, require_service, unique, vecstream};
 use vecstream_kafka::{DocumentPublisher, SchemaRegistry, wire};
 
+/// One bad record: key, value, the reason the DLQ must give.
+type Case = (Option<Vec<u8>>, Option<Vec<u8>>, &'static str);
+
 /// A document encoded as a producer would, with the given writer schema id and schema.
 fn encoded(schema_id: u32, schema: &apache_avro::Schema, d: &Document) -> Vec<u8> {
     wire::encode(schema_id, schema, d).unwrap()
@@ -104,7 +107,7 @@ async fn every_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_pipeli
     let k = |kind: &str| Some(key(kind).into_bytes());
 
     // (key, value, expected reason)
-    let cases: Vec<(Option<Vec<u8>>, Option<Vec<u8>>, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             k("magic"),
             Some(b"\x01\x00\x00\x00\x01abc".to_vec()),
