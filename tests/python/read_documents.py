@@ -50,7 +50,7 @@ def main() -> int:
             if msg.error():
                 print(f"consumer error: {msg.error()}", file=sys.stderr)
                 continue
-            key = msg.key().decode("utf-8") if msg.key() else None
+            key = msg.key().decode("utf-8", "replace") if msg.key() else None
             if key not in wanted or msg.value() is None:
                 continue
             doc = deserializer(msg.value(), SerializationContext(TOPIC, MessageField.VALUE))

@@ -133,6 +133,12 @@ impl Running {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// SIGKILL: the process dies mid-work, as in a crash.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM, then waits for a clean exit.
     pub fn stop(mut self) -> String {
         let pid = self.child.id().to_string();

@@ -17,6 +17,18 @@ pub enum WeaviateError {
     Unexpected { what: String, message: String },
 }
 
+/// Messages of a Weaviate that is up but has not loaded its schema or indexes yet.
+fn still_loading(message: &str) -> bool {
+    [
+        "no graphql provider present",
+        "non-existing index",
+        "not ready",
+        "shard not found",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
+}
+
 impl Classify for WeaviateError {
     fn class(&self) -> ErrorClass {
         match self {
@@ -24,10 +36,13 @@ impl Classify for WeaviateError {
             WeaviateError::Status { status, .. } if *status >= 500 || *status == 429 => {
                 ErrorClass::Retryable
             }
-            // Answered while a restarting Weaviate is still loading its schema.
+            // Answered while a restarting Weaviate is still loading its schema or shards.
             WeaviateError::Status {
                 status: 422, body, ..
-            } if body.contains("no graphql provider present") => ErrorClass::Retryable,
+            } if still_loading(body) => ErrorClass::Retryable,
+            WeaviateError::GraphQl { message, .. } if still_loading(message) => {
+                ErrorClass::Retryable
+            }
             _ => ErrorClass::Permanent,
         }
     }
@@ -63,5 +78,16 @@ mod tests {
             message: "refused".into(),
         };
         assert!(down.class().is_retryable());
+        let loading = WeaviateError::GraphQl {
+            what: "x".into(),
+            message: "explorer: list class: search: tried to browse non-existing index for C"
+                .into(),
+        };
+        assert!(loading.class().is_retryable());
+        let bad = WeaviateError::GraphQl {
+            what: "x".into(),
+            message: "Cannot query field".into(),
+        };
+        assert!(!bad.class().is_retryable());
     }
 }
