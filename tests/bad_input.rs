@@ -185,12 +185,30 @@ async fn every_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_pipeli
     )
     .await;
 
-    let out = vecstream(&["dlq", "list", "--json"]);
-    assert!(out.status.success(), "{}", describe(&out));
-    let listed: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+    // Partitions are consumed independently: wait until every keyed case is listed.
+    let keys: Vec<String> = cases
+        .iter()
+        .filter_map(|(k, _, _)| k.as_deref())
+        .filter(|k| !k.is_empty())
+        .filter_map(|k| std::str::from_utf8(k).ok().map(str::to_owned))
         .collect();
+    let started = std::time::Instant::now();
+    let listed: Vec<serde_json::Value> = loop {
+        let out = vecstream(&["dlq", "list", "--json"]);
+        assert!(out.status.success(), "{}", describe(&out));
+        let listed: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if keys
+            .iter()
+            .all(|k| listed.iter().any(|e| e["key"] == k.as_str()))
+            || started.elapsed() > Duration::from_secs(120)
+        {
+            break listed;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
     let mut keyed = 0;
     for (key, _, reason) in &cases {
         let Some(key) = key
@@ -211,13 +229,24 @@ async fn every_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_pipeli
     }
     assert_eq!(keyed, cases.len() - 2);
     // The two without a readable key: counted by the embedder's metrics, per reason.
-    let metrics = metrics_text(19475).await;
-    let invalid = metrics
-        .lines()
-        .find(|l| l.starts_with("vecstream_dlq_records_total{reason=\"invalid\",stage=\"embed\"}"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
+    let invalid_count = |metrics: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("vecstream_dlq_records_total{reason=\"invalid\",stage=\"embed\"}")
+            })
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let started = std::time::Instant::now();
+    let mut metrics = metrics_text(19475).await;
+    while invalid_count(&metrics) < 3 && started.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        metrics = metrics_text(19475).await;
+    }
+    let invalid = invalid_count(&metrics);
+
     assert!(invalid >= 3, "key mismatch + 2 unreadable keys:\n{metrics}");
     for reason in ["undecodable", "unknown_schema", "empty_body", "over_limits"] {
         assert!(

@@ -2,7 +2,10 @@
 //! micro-kernel (the shape of the linear layers: activations `[tokens, in]` times weights
 //! `[in, out]`). Packing turns every 16-column panel of the weights into one contiguous
 //! stream, so the kernel reads B sequentially and keeps 12 accumulators in registers.
-//! Without AVX2+FMA it falls back to the `gemm` crate on the unpacked weights.
+//! Dispatch, decided once per matrix at load time: with AVX-512F the `gemm` crate's AVX-512
+//! micro-kernels (twice the lanes of ours) run on the unpacked weights; with AVX2+FMA only,
+//! our packed kernel (on AVX2 it matches or beats the `gemm` crate, see `examples/gemm_probe`);
+//! without either, the `gemm` crate's portable path.
 
 use rayon::prelude::*;
 
@@ -30,8 +33,12 @@ pub struct PackedMatrix {
 impl PackedMatrix {
     /// Packs `w` (`k × n`, row-major).
     pub fn new(w: Vec<f32>, k: usize, n: usize) -> Self {
+        Self::build(w, k, n, simd_available())
+    }
+
+    /// `simd` picks our packed kernel (needs AVX2+FMA) over the `gemm` crate.
+    fn build(w: Vec<f32>, k: usize, n: usize, simd: bool) -> Self {
         assert_eq!(w.len(), k * n);
-        let simd = simd_available();
         let panels_n = n.div_ceil(NR);
         let mut panels = Vec::new();
         if simd {
@@ -135,10 +142,23 @@ impl PackedMatrix {
     }
 }
 
-fn simd_available() -> bool {
+/// AVX2 and FMA: what our kernel needs.
+fn avx2_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether our kernel is the best choice here (see the module docs).
+fn simd_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        avx2_fma() && !std::is_x86_feature_detected!("avx512f")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -253,7 +273,8 @@ mod tests {
                 false,
                 1,
             );
-            let packed = PackedMatrix::new(w, k, n);
+            // Our kernel wherever the CPU can run it, whatever `new` would pick here.
+            let packed = PackedMatrix::build(w, k, n, avx2_fma());
             for threads in [1, 2] {
                 let mut c = vec![f32::NAN; m * n];
                 let pool = rayon::ThreadPoolBuilder::new()
