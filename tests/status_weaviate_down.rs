@@ -168,6 +168,20 @@ fn weaviate_down_is_named_by_status_and_waited_out_by_the_sink() {
     wait_until("the commit after the outage", &[&sink], || {
         committed_total(&sink_group) > before
     });
+    // The outage is visible in the sink's metrics: retries, and the consumer lag gauge.
+    let metrics = std::process::Command::new("curl")
+        .args(["-sf", "http://127.0.0.1:19481/metrics"])
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    assert!(
+        metrics.contains("vecstream_pipeline_retries_total{component=\"sink\",reason=\"batch\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("vecstream_pipeline_consumer_lag{component=\"sink\""),
+        "{metrics}"
+    );
     let log = sink.stop();
     assert!(!log.contains("component failed"), "{log}");
     embedder.stop();

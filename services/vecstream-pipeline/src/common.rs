@@ -16,9 +16,20 @@ use crate::{PipelineError, PipelineMetrics};
 #[derive(Debug, Default, Clone)]
 pub(crate) struct AssignmentTracker {
     assigned: Arc<Mutex<BTreeSet<i32>>>,
+    /// `vecstream_pipeline_consumer_lag{component,topic,partition}`, fed by librdkafka's
+    /// statistics (`statistics.interval.ms`).
+    lag: Option<(prometheus::IntGaugeVec, &'static str)>,
 }
 
 impl AssignmentTracker {
+    /// A tracker that also reports consumer lag as `component`.
+    pub(crate) fn with_lag(metrics: &PipelineMetrics, component: &'static str) -> Self {
+        Self {
+            lag: Some((metrics.consumer_lag.clone(), component)),
+            ..Self::default()
+        }
+    }
+
     pub(crate) fn snapshot(&self) -> BTreeSet<i32> {
         self.assigned
             .lock()
@@ -27,7 +38,27 @@ impl AssignmentTracker {
     }
 }
 
-impl ClientContext for AssignmentTracker {}
+impl ClientContext for AssignmentTracker {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let Some((gauge, component)) = &self.lag else {
+            return;
+        };
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                // -1 is the internal UA partition, and lag -1 means "not known yet".
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    gauge
+                        .with_label_values(&[
+                            *component,
+                            topic.as_str(),
+                            partition.to_string().as_str(),
+                        ])
+                        .set(p.consumer_lag);
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for AssignmentTracker {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

@@ -153,7 +153,7 @@ impl Embedder {
         tokio::task::block_in_place(|| producer.init_transactions(TXN_TIMEOUT))
             .map_err(|e| txn_error("init_transactions", e))?;
 
-        let tracker = AssignmentTracker::default();
+        let tracker = AssignmentTracker::with_lag(&metrics, "embedder");
         let consumer: StreamConsumer<AssignmentTracker> =
             vecstream_kafka::client_config(&config.kafka)
                 .set("group.id", &settings.group_id)
@@ -163,6 +163,7 @@ impl Embedder {
                 .set("partition.assignment.strategy", "cooperative-sticky")
                 // Bounded prefetch: backpressure reaches the brokers, not our memory.
                 .set("queued.max.messages.kbytes", "16384")
+                .set("statistics.interval.ms", "5000")
                 .create_with_context(tracker.clone())?;
         consumer.subscribe(&[topics::DOCUMENTS])?;
         tracing::info!(%transactional_id, group = %settings.group_id, model_id = %engine.info().model_id, "embedder connected");
@@ -424,6 +425,10 @@ impl Embedder {
                 .inc();
         }
         self.metrics.embedder_tokens.inc_by(tokens as u64);
+        self.metrics
+            .embedder_batch_records
+            .observe(items.len() as f64);
+        self.metrics.embedder_batch_tokens.observe(tokens as f64);
         Ok(())
     }
 

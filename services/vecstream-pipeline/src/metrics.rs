@@ -30,6 +30,14 @@ pub struct PipelineMetrics {
     pub sink_chunks_deleted: IntCounter,
     /// `vecstream_embedder_state_documents`: documents in the embedder's dedup memory.
     pub embedder_state_documents: IntGauge,
+    /// `vecstream_pipeline_consumer_lag{component,topic,partition}`: records behind the end.
+    pub consumer_lag: prometheus::IntGaugeVec,
+    /// `vecstream_embedder_batch_records`: messages per micro-batch.
+    pub embedder_batch_records: Histogram,
+    /// `vecstream_embedder_batch_tokens`: tokens embedded per micro-batch.
+    pub embedder_batch_tokens: Histogram,
+    /// `vecstream_sink_batch_seconds`: one sink batch, Weaviate writes through lineage acks.
+    pub sink_batch_seconds: Histogram,
 }
 
 impl PipelineMetrics {
@@ -93,7 +101,43 @@ impl PipelineMetrics {
                 "vecstream_embedder_state_documents",
                 "Documents in the embedder's dedup memory (assigned partitions).",
             )?,
+            consumer_lag: prometheus::IntGaugeVec::new(
+                Opts::new(
+                    "vecstream_pipeline_consumer_lag",
+                    "Records between the consumer's position and the end of the partition.",
+                ),
+                &["component", "topic", "partition"],
+            )?,
+            embedder_batch_records: Histogram::with_opts(
+                HistogramOpts::new(
+                    "vecstream_embedder_batch_records",
+                    "Messages per embedder micro-batch.",
+                )
+                .buckets(vec![
+                    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0,
+                ]),
+            )?,
+            embedder_batch_tokens: Histogram::with_opts(
+                HistogramOpts::new(
+                    "vecstream_embedder_batch_tokens",
+                    "Tokens embedded per embedder micro-batch.",
+                )
+                .buckets(vec![
+                    64.0, 256.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0, 32768.0, 65536.0,
+                ]),
+            )?,
+            sink_batch_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "vecstream_sink_batch_seconds",
+                    "Duration of one sink batch: Weaviate writes and deletes through lineage acks.",
+                )
+                .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            )?,
         };
+        registry.register(Box::new(m.consumer_lag.clone()))?;
+        registry.register(Box::new(m.embedder_batch_records.clone()))?;
+        registry.register(Box::new(m.embedder_batch_tokens.clone()))?;
+        registry.register(Box::new(m.sink_batch_seconds.clone()))?;
         registry.register(Box::new(m.embedder_documents.clone()))?;
         registry.register(Box::new(m.embedder_chunks.clone()))?;
         registry.register(Box::new(m.embedder_tokens.clone()))?;

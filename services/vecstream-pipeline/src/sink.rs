@@ -122,7 +122,7 @@ impl Sink {
                 vecstream_kafka::topics::MAX_RECORD_BYTES,
             )
             .create()?;
-        let tracker = AssignmentTracker::default();
+        let tracker = AssignmentTracker::with_lag(&metrics, "sink");
         let consumer: StreamConsumer<AssignmentTracker> =
             vecstream_kafka::client_config(&config.kafka)
                 .set("group.id", &settings.group_id)
@@ -131,6 +131,7 @@ impl Sink {
                 .set("isolation.level", "read_committed")
                 .set("partition.assignment.strategy", "cooperative-sticky")
                 .set("queued.max.messages.kbytes", "32768")
+                .set("statistics.interval.ms", "5000")
                 .set(
                     "fetch.message.max.bytes",
                     vecstream_kafka::topics::MAX_RECORD_BYTES,
@@ -173,7 +174,11 @@ impl Sink {
             if batch.is_empty() {
                 continue;
             }
+            let started = std::time::Instant::now();
             self.process(batch, &shutdown).await?;
+            self.metrics
+                .sink_batch_seconds
+                .observe(started.elapsed().as_secs_f64());
         }
         tracing::info!("sink stopped: in-flight batch committed");
         Ok(())
