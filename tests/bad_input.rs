@@ -26,8 +26,8 @@ async fn every_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_pipeli
     let run = unique("e2e-bad-");
     let logs = tempfile::tempdir().unwrap();
     let sets = vec![
-        format!("embedder.group_id={run}-embedder"),
-        format!("embedder.transactional_id={run}-txn"),
+        "embedder.group_id=e2e-bad-input-embedder".to_owned(),
+        "embedder.transactional_id=e2e-bad-input-txn".to_owned(),
         "embedder.max_body_bytes=3000".to_owned(),
         "embedder.max_chunks=3".to_owned(),
         "embedder.chunk_tokens=32".to_owned(),
@@ -155,6 +155,8 @@ async fn every_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_pipeli
         (Some(Vec::new()), enc(&empty_id), "invalid"),
     ];
     assert!(cases.len() >= 15);
+    // From now on: the good document's lineage will be among what this reads.
+    let mut lineage = TopicReader::new(topics::LINEAGE);
     let raw: FutureProducer = vecstream_kafka::client_config(&cfg.kafka).create().unwrap();
     for (key, value, _) in &cases {
         let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topics::DOCUMENTS);
@@ -175,7 +177,6 @@ async fn every_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_pipeli
         .publish(&doc(&after, 1, "A healthy document after the poison."))
         .await
         .unwrap();
-    let mut lineage = TopicReader::new(topics::LINEAGE);
     wait_for_stage(
         &mut lineage,
         &registry,

@@ -55,12 +55,12 @@ async fn kills_and_an_outage_leave_exactly_the_expected_chunks() {
     let run = unique("e2e-faults-");
     let logs = tempfile::tempdir().unwrap();
     let sets = vec![
-        format!("embedder.group_id={run}-embedder"),
-        format!("embedder.transactional_id={run}-txn"),
+        "embedder.group_id=e2e-faults-embedder".to_owned(),
+        "embedder.transactional_id=e2e-faults-txn".to_owned(),
         format!("embedder.chunk_tokens={CHUNK_TOKENS}"),
         format!("embedder.chunk_overlap={OVERLAP}"),
         "embedder.batch_max_records=64".to_owned(),
-        format!("sink.group_id={run}-sink"),
+        "sink.group_id=e2e-faults-sink".to_owned(),
         "sink.max_backoff_ms=2000".to_owned(),
     ];
     let mut port = 19500;

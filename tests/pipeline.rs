@@ -24,11 +24,11 @@ async fn documents_become_chunks_with_lineage_dlq_fencing_and_dedup() {
     let run = unique("e2e-pipe-");
     let logs = tempfile::tempdir().unwrap();
     let sets = vec![
-        format!("embedder.group_id={run}-embedder"),
-        format!("embedder.transactional_id={run}-txn"),
+        "embedder.group_id=e2e-pipeline-embedder".to_owned(),
+        "embedder.transactional_id=e2e-pipeline-txn".to_owned(),
         "embedder.chunk_tokens=48".to_owned(),
         "embedder.chunk_overlap=8".to_owned(),
-        format!("sink.group_id={run}-sink"),
+        "sink.group_id=e2e-pipeline-sink".to_owned(),
     ];
     // The run's own tenant keeps searches clear of documents of earlier runs.
     let doc = |id: &str, version: i64, body: &str| vecstream_core::Document {
@@ -174,6 +174,7 @@ async fn documents_become_chunks_with_lineage_dlq_fencing_and_dedup() {
         Some(model_id.as_str())
     );
     assert_eq!(embedded.vecstream.backend.as_deref(), Some("cpu"));
+    assert!(embedded.vecstream.duration_ms.is_some(), "embedding time");
     assert_eq!(
         embedded.vecstream.source_topic.as_deref(),
         Some(topics::DOCUMENTS)
@@ -182,6 +183,7 @@ async fn documents_become_chunks_with_lineage_dlq_fencing_and_dedup() {
         .iter()
         .find(|e| e.vecstream.stage == "sink:upserted")
         .unwrap();
+    assert!(upserted.vecstream.duration_ms.is_some(), "Weaviate time");
     assert_eq!(
         upserted.vecstream.target_collection.as_deref(),
         Some(collection.as_str())

@@ -70,9 +70,9 @@ fn weaviate_down_is_named_by_status_and_waited_out_by_the_sink() {
     let run = unique("e2e-outage-");
     let logs = tempfile::tempdir().unwrap();
     let sets = vec![
-        format!("embedder.group_id={run}-embedder"),
-        format!("embedder.transactional_id={run}-txn"),
-        format!("sink.group_id={run}-sink"),
+        "embedder.group_id=e2e-outage-embedder".to_owned(),
+        "embedder.transactional_id=e2e-outage-txn".to_owned(),
+        "sink.group_id=e2e-outage-sink".to_owned(),
         "sink.max_backoff_ms=1000".to_owned(),
     ];
     let embedder = Running::start("embedder", 19480, &sets, logs.path());
@@ -80,7 +80,7 @@ fn weaviate_down_is_named_by_status_and_waited_out_by_the_sink() {
     wait_until("both components connected", &[&embedder, &sink], || {
         embedder.log().contains("embedder connected") && sink.log().contains("sink connected")
     });
-    let sink_group = format!("{run}-sink");
+    let sink_group = "e2e-outage-sink".to_owned();
     // The new groups first work through what the topics already hold.
     let mut last = -1;
     wait_until("the sink to catch up with the backlog", &[&sink], || {

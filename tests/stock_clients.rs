@@ -21,9 +21,9 @@ fn python_avro_clients_produce_documents_and_read_their_lineage() {
     let run = unique("e2e-py-");
     let logs = tempfile::tempdir().unwrap();
     let sets = vec![
-        format!("embedder.group_id={run}-embedder"),
-        format!("embedder.transactional_id={run}-txn"),
-        format!("sink.group_id={run}-sink"),
+        "embedder.group_id=e2e-stock-clients-embedder".to_owned(),
+        "embedder.transactional_id=e2e-stock-clients-txn".to_owned(),
+        "sink.group_id=e2e-stock-clients-sink".to_owned(),
     ];
     let embedder = Running::start("embedder", 19490, &sets, logs.path());
     let sink = Running::start("sink", 19491, &sets, logs.path());

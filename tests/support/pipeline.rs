@@ -85,15 +85,25 @@ pub struct TopicReader {
 }
 
 impl TopicReader {
+    /// Reads `topic` from its end at this moment: records written from now on.
     pub fn new(topic: &str) -> Self {
         let consumer: StreamConsumer = vecstream_kafka::client_config(&config().kafka)
             .set("group.id", unique("e2e-pipeline-reader-"))
             .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
             .set("isolation.level", "read_committed")
             .create()
             .unwrap();
-        consumer.subscribe(&[topic]).unwrap();
+        let timeout = Duration::from_secs(10);
+        let metadata = consumer.fetch_metadata(Some(topic), timeout).unwrap();
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for t in metadata.topics() {
+            for p in t.partitions() {
+                let (_, high) = consumer.fetch_watermarks(topic, p.id(), timeout).unwrap();
+                tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Offset(high))
+                    .unwrap();
+            }
+        }
+        consumer.assign(&tpl).unwrap();
         Self {
             consumer,
             seen: Vec::new(),

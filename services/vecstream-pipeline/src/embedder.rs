@@ -70,6 +70,8 @@ struct Item {
     partition: i32,
     offset: i64,
     decision: Decision,
+    /// Milliseconds the engine took for the batch this item's chunks were embedded in.
+    embed_ms: Option<i64>,
 }
 
 /// The stream embedder; see the module docs.
@@ -335,6 +337,7 @@ impl Embedder {
                 partition: m.partition(),
                 offset: m.offset(),
                 decision,
+                embed_ms: None,
             });
         }
 
@@ -348,11 +351,18 @@ impl Embedder {
             })
             .collect();
         let tokens: usize = sequences.iter().map(Vec::len).sum();
+        let embed_started = Instant::now();
         let embedded = if sequences.is_empty() {
             Vec::new()
         } else {
             self.engine.embed_tokens(sequences).await?
         };
+        let embed_ms = embed_started.elapsed().as_millis() as i64;
+        for item in &mut items {
+            if matches!(item.decision, Decision::Embed { .. }) {
+                item.embed_ms = Some(embed_ms);
+            }
+        }
         let vectors: Vec<Vec<f32>> = embedded.into_iter().map(|e| e.vector).collect();
 
         let next_offsets = next_offsets(items.iter().map(|i| (i.partition, i.offset)));
@@ -694,6 +704,7 @@ impl Embedder {
                     content_hash: Some(hash.clone()),
                     chunk_ids,
                     backend: Some(backend.into()),
+                    duration_ms: item.embed_ms,
                     ..Default::default()
                 });
                 out.push(self.lineage_record(

@@ -273,6 +273,7 @@ impl Sink {
     /// Applies every record of the batch to Weaviate and produces lineage and dead letters.
     /// Idempotent: a retry after a partial failure converges to the same state.
     async fn apply_batch(&self, batch: &[OwnedMessage]) -> Result<(), PipelineError> {
+        let started = std::time::Instant::now();
         let mut decoded: Vec<(&OwnedMessage, Decoded)> = Vec::with_capacity(batch.len());
         for m in batch {
             decoded.push((m, self.decode(m).await?));
@@ -419,7 +420,9 @@ impl Sink {
             };
         }
 
-        self.emit(&decoded, &outcomes).await
+        // Weaviate reads, writes and deletes of the batch, for the lineage events.
+        let weaviate_ms = started.elapsed().as_millis() as i64;
+        self.emit(&decoded, &outcomes, weaviate_ms).await
     }
 
     async fn decode(&self, m: &OwnedMessage) -> Result<Decoded, PipelineError> {
@@ -481,6 +484,7 @@ impl Sink {
         &self,
         decoded: &[(&OwnedMessage, Decoded)],
         outcomes: &[Outcome],
+        weaviate_ms: i64,
     ) -> Result<(), PipelineError> {
         let now = now_ms();
         let (lineage_id, lineage_schema) = &self.lineage_schema;
@@ -501,6 +505,9 @@ impl Sink {
                 facet.target_collection = Some(vecstream_weaviate::collection_name(&v.model_id));
                 if matches!(outcome, Outcome::Upserted { .. }) {
                     facet.chunk_ids = v.chunks.iter().map(|c| c.chunk_id.clone()).collect();
+                }
+                if matches!(outcome, Outcome::Upserted { .. } | Outcome::Deleted { .. }) {
+                    facet.duration_ms = Some(weaviate_ms);
                 }
             }
             let event_type = match outcome {

@@ -130,6 +130,9 @@ fn print_event(e: &LineageEvent, json: bool) -> anyhow::Result<()> {
     if let (Some(t), Some(p), Some(o)) = (&f.source_topic, f.source_partition, f.source_offset) {
         line.push_str(&format!(" from={t}/{p}@{o}"));
     }
+    if let Some(ms) = f.duration_ms {
+        line.push_str(&format!(" took={ms}ms"));
+    }
     if let Some(err) = &f.error {
         line.push_str(&format!(" error={err:?}"));
     }
