@@ -27,19 +27,11 @@ fn main() {
         let a = vec![0.5f32; m * k];
         let b = vec![0.25f32; k * n];
         let mut c = vec![0.0f32; m * n];
+        let packed = vecstream_engine::cpu::packed::PackedMatrix::new(b.clone(), k, n);
+        let quant = vecstream_engine::cpu::quant::QuantMatrix::new(&b, k, n);
+        let flops = 2.0 * (m * k * n) as f64;
         pool.install(|| {
-            matmul(
-                &mut c,
-                n,
-                View::rows(&a, m, k, k),
-                View::rows(&b, k, n, n),
-                1.0,
-                false,
-                threads,
-            );
-            let reps = 5;
-            let t = Instant::now();
-            for _ in 0..reps {
+            let gemm_crate = rate(flops, || {
                 matmul(
                     &mut c,
                     n,
@@ -48,37 +40,26 @@ fn main() {
                     1.0,
                     false,
                     threads,
-                );
-            }
-            let s = t.elapsed().as_secs_f64() / reps as f64;
-            println!(
-                "gemm crate {m}x{k}x{n}: {:.1} GFLOP/s",
-                2.0 * (m * k * n) as f64 / s / 1e9
-            );
-            let packed = vecstream_engine::cpu::packed::PackedMatrix::new(b.clone(), k, n);
-            packed.matmul(&a, m, k, &mut c, n, threads);
-            let t = Instant::now();
-            for _ in 0..reps {
-                packed.matmul(&a, m, k, &mut c, n, threads);
-            }
-            let s = t.elapsed().as_secs_f64() / reps as f64;
-            println!(
-                "packed     {m}x{k}x{n}: {:.1} GFLOP/s",
-                2.0 * (m * k * n) as f64 / s / 1e9
-            );
-            let quant = vecstream_engine::cpu::quant::QuantMatrix::new(&b, k, n);
-            quant.matmul(&a, m, k, &mut c, n, threads);
-            let t = Instant::now();
-            for _ in 0..reps {
-                quant.matmul(&a, m, k, &mut c, n, threads);
-            }
-            let s = t.elapsed().as_secs_f64() / reps as f64;
-            println!(
-                "int8       {m}x{k}x{n}: {:.1} GOP/s",
-                2.0 * (m * k * n) as f64 / s / 1e9
-            );
+                )
+            });
+            println!("gemm crate {m}x{k}x{n}: {gemm_crate:.1} GFLOP/s");
+            let ours = rate(flops, || packed.matmul(&a, m, k, &mut c, n, threads));
+            println!("packed     {m}x{k}x{n}: {ours:.1} GFLOP/s");
+            let int8 = rate(flops, || quant.matmul(&a, m, k, &mut c, n, threads));
+            println!("int8       {m}x{k}x{n}: {int8:.1} GOP/s");
         });
     }
+}
+
+/// G(FL)OP/s of `run`, which does `flops` operations: one warm-up, then the mean of 5 runs.
+fn rate(flops: f64, mut run: impl FnMut()) -> f64 {
+    const REPS: usize = 5;
+    run();
+    let t = Instant::now();
+    for _ in 0..REPS {
+        run();
+    }
+    flops / (t.elapsed().as_secs_f64() / REPS as f64) / 1e9
 }
 
 /// GFLOP/s of back-to-back independent FMAs on every thread: the ceiling a GEMM can reach.

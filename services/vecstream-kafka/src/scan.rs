@@ -16,13 +16,32 @@ pub fn scan_topic(
     cfg: &KafkaConfig,
     topic: &str,
     timeout: Duration,
-    mut visit: impl FnMut(&BorrowedMessage<'_>),
+    visit: impl FnMut(&BorrowedMessage<'_>),
 ) -> Result<u64, KafkaEdgeError> {
-    let consumer: BaseConsumer = client_config(cfg)
-        .set("group.id", "vecstream-scan")
+    let consumer = scan_consumer(cfg, "vecstream-scan")?;
+    scan_with(&consumer, topic, false, timeout, visit)
+}
+
+/// A consumer for [`scan_with`]: `read_committed`, no automatic commits. `group` only
+/// matters to scans that start from (and then commit) the group's offsets.
+pub fn scan_consumer(cfg: &KafkaConfig, group: &str) -> Result<BaseConsumer, KafkaEdgeError> {
+    Ok(client_config(cfg)
+        .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
-        .create()?;
+        .create()?)
+}
+
+/// [`scan_topic`] with a given consumer, starting at the beginning or, with
+/// `from_committed`, at the offsets its group committed; records written after the scan
+/// started are not visited. Commits nothing.
+pub fn scan_with(
+    consumer: &BaseConsumer,
+    topic: &str,
+    from_committed: bool,
+    timeout: Duration,
+    mut visit: impl FnMut(&BorrowedMessage<'_>),
+) -> Result<u64, KafkaEdgeError> {
     let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
     let partitions: Vec<i32> = metadata
         .topics()
@@ -36,13 +55,24 @@ pub fn scan_topic(
             message: "does not exist (run `vecstream topics create`)".into(),
         });
     }
+    let mut starts = TopicPartitionList::new();
+    for p in &partitions {
+        starts.add_partition(topic, *p);
+    }
+    if from_committed {
+        starts = consumer.committed_offsets(starts, timeout)?;
+    }
     let mut ends = std::collections::HashMap::new();
     let mut tpl = TopicPartitionList::new();
-    for p in partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, p, timeout)?;
-        if high > low {
-            ends.insert(p, high);
-            tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    for e in starts.elements() {
+        let (low, high) = consumer.fetch_watermarks(topic, e.partition(), timeout)?;
+        let from = match e.offset() {
+            Offset::Offset(o) if from_committed => o.max(low),
+            _ => low,
+        };
+        if high > from {
+            ends.insert(e.partition(), high);
+            tpl.add_partition_offset(topic, e.partition(), Offset::Offset(from))?;
         }
     }
     if ends.is_empty() {

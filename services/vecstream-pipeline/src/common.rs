@@ -1,13 +1,16 @@
-//! Pieces the embedder and the sink share: partition tracking across rebalances, retry with
-//! backoff, and the offsets to commit after a batch.
+//! Pieces the embedder and the sink share: the consumer-group member (partition tracking
+//! across rebalances, batch gathering, pause-and-retry), retry with backoff, and the offsets
+//! to commit after a batch.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::ClientContext;
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::OwnedMessage;
 use tokio::sync::watch;
+use vecstream_config::KafkaConfig;
 use vecstream_core::Classify;
 
 use crate::{PipelineError, PipelineMetrics};
@@ -118,6 +121,129 @@ impl Retrier<'_> {
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+}
+
+/// One member of a consumer group of the pipeline: `read_committed`, manual commits,
+/// cooperative rebalancing, bounded prefetch, consumer lag reported from librdkafka's
+/// statistics.
+pub(crate) struct Member {
+    pub consumer: StreamConsumer<AssignmentTracker>,
+    pub tracker: AssignmentTracker,
+}
+
+/// When a gathered batch is complete.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchLimits {
+    pub max_records: usize,
+    pub max_wait: Duration,
+    /// Token budget, estimated at four payload bytes per token; `None`: no budget.
+    pub max_tokens: Option<usize>,
+}
+
+impl Member {
+    /// Joins `group` and subscribes to `topic`; `extra` adds client settings.
+    pub fn subscribe(
+        kafka: &KafkaConfig,
+        group: &str,
+        topic: &str,
+        component: &'static str,
+        metrics: &PipelineMetrics,
+        extra: &[(&str, &str)],
+    ) -> Result<Self, PipelineError> {
+        let tracker = AssignmentTracker::with_lag(metrics, component);
+        let mut cfg = vecstream_kafka::client_config(kafka);
+        cfg.set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            // Bounded prefetch: backpressure reaches the brokers, not our memory.
+            .set("queued.max.messages.kbytes", "16384")
+            .set("statistics.interval.ms", "5000");
+        for (k, v) in extra {
+            cfg.set(*k, *v);
+        }
+        let consumer: StreamConsumer<AssignmentTracker> =
+            cfg.create_with_context(tracker.clone())?;
+        consumer.subscribe(&[topic])?;
+        Ok(Self { consumer, tracker })
+    }
+
+    /// Waits for one message, then gathers more until a limit or the wait runs out (or
+    /// `shutdown` turns true).
+    pub async fn gather(
+        &self,
+        limits: BatchLimits,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Vec<OwnedMessage> {
+        let mut batch = Vec::new();
+        let mut estimated_tokens = 0usize;
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            let wait = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = wait => break,
+                msg = self.consumer.recv() => match msg {
+                    Ok(m) => {
+                        estimated_tokens += m.payload_len() / 4 + 2;
+                        batch.push(m.detach());
+                        deadline.get_or_insert_with(|| tokio::time::Instant::now() + limits.max_wait);
+                        if batch.len() >= limits.max_records
+                            || limits.max_tokens.is_some_and(|t| estimated_tokens >= t)
+                        {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "consumer error (librdkafka retries by itself)");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                },
+            }
+        }
+        batch
+    }
+
+    /// Runs `attempt`; after a retryable failure pauses the assigned partitions (the backlog
+    /// stays in Kafka), retries with `retrier`, and resumes them whatever the outcome.
+    pub async fn retry_paused<T, F, Fut>(
+        &self,
+        retrier: &Retrier<'_>,
+        what: &str,
+        shutdown: &watch::Receiver<bool>,
+        mut attempt: F,
+    ) -> Result<T, PipelineError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, PipelineError>>,
+    {
+        match attempt().await {
+            Err(e) if e.class().is_retryable() && !*shutdown.borrow() => {
+                let paused = self.consumer.assignment()?;
+                if let Err(pe) = self.consumer.pause(&paused) {
+                    tracing::warn!(error = %pe, "pausing partitions failed");
+                }
+                let gauge = retrier
+                    .metrics
+                    .paused_partitions
+                    .with_label_values(&[retrier.component]);
+                gauge.set(paused.count() as i64);
+                tracing::warn!(error = %e, "{what} failed; partitions paused, retrying");
+                let result = retrier.run(what, shutdown, &mut attempt).await;
+                // Partitions revoked meanwhile are no longer ours to resume: ignore errors.
+                let _ = self.consumer.resume(&paused);
+                gauge.set(0);
+                result
+            }
+            other => other,
         }
     }
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apache_avro::Schema;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
@@ -32,7 +32,7 @@ use vecstream_core::{
 use vecstream_engine::{Chunk, Chunker, Engine};
 use vecstream_kafka::{KafkaEdgeError, SchemaRegistry, schemas, wire};
 
-use crate::common::{AssignmentTracker, Retrier, next_offsets};
+use crate::common::{BatchLimits, Member, Retrier, next_offsets};
 use crate::dlq::{DeadLetter, Reason};
 use crate::lineage::{LineageFactory, now_ms};
 use crate::state::{DedupState, DocState, restore_partition};
@@ -66,6 +66,45 @@ enum Decision {
     DeadLetter(DeadLetter),
 }
 
+impl Decision {
+    /// What the dedup memory holds for the document once this decision is committed:
+    /// `None` when it does not change, `Some((id, None))` when the document is forgotten.
+    fn state_after(&self, model_id: &str) -> Option<(&str, Option<DocState>)> {
+        let kept = |doc: &Document, hash: &str, deleted: bool| DocState {
+            version: doc.version,
+            model_id: model_id.to_owned(),
+            content_hash: hash.to_owned(),
+            deleted,
+        };
+        match self {
+            Decision::Embed { doc, hash, .. } => Some((&doc.id, Some(kept(doc, hash, false)))),
+            // The newer version is remembered so that older re-deliveries stay fenced.
+            Decision::Skip {
+                doc,
+                hash,
+                outcome: "unchanged",
+            } => Some((&doc.id, Some(kept(doc, hash, false)))),
+            Decision::Delete {
+                doc_id,
+                tombstone: true,
+                ..
+            } => Some((doc_id, None)),
+            Decision::Delete {
+                doc_id, version, ..
+            } => Some((
+                doc_id,
+                Some(DocState {
+                    version: *version,
+                    model_id: model_id.to_owned(),
+                    content_hash: String::new(),
+                    deleted: true,
+                }),
+            )),
+            Decision::Skip { .. } | Decision::DeadLetter(_) => None,
+        }
+    }
+}
+
 struct Item {
     partition: i32,
     offset: i64,
@@ -78,8 +117,7 @@ struct Item {
 pub struct Embedder {
     settings: EmbedderSettings,
     kafka: KafkaConfig,
-    consumer: StreamConsumer<AssignmentTracker>,
-    tracker: AssignmentTracker,
+    member: Member,
     producer: FutureProducer,
     registry: SchemaRegistry,
     document_reader: Schema,
@@ -155,27 +193,21 @@ impl Embedder {
         tokio::task::block_in_place(|| producer.init_transactions(TXN_TIMEOUT))
             .map_err(|e| txn_error("init_transactions", e))?;
 
-        let tracker = AssignmentTracker::with_lag(&metrics, "embedder");
-        let consumer: StreamConsumer<AssignmentTracker> =
-            vecstream_kafka::client_config(&config.kafka)
-                .set("group.id", &settings.group_id)
-                .set("enable.auto.commit", "false")
-                .set("auto.offset.reset", "earliest")
-                .set("isolation.level", "read_committed")
-                .set("partition.assignment.strategy", "cooperative-sticky")
-                // Bounded prefetch: backpressure reaches the brokers, not our memory.
-                .set("queued.max.messages.kbytes", "16384")
-                .set("statistics.interval.ms", "5000")
-                .create_with_context(tracker.clone())?;
-        consumer.subscribe(&[topics::DOCUMENTS])?;
+        let member = Member::subscribe(
+            &config.kafka,
+            &settings.group_id,
+            topics::DOCUMENTS,
+            "embedder",
+            &metrics,
+            &[],
+        )?;
         tracing::info!(%transactional_id, group = %settings.group_id, model_id = %engine.info().model_id, "embedder connected");
 
         Ok(Self {
             lineage: LineageFactory::new(STAGE, "embedder", &config.kafka.brokers),
             settings,
             kafka: config.kafka.clone(),
-            consumer,
-            tracker,
+            member,
             producer,
             registry,
             document_reader: schemas::parse(schemas::DOCUMENT)?,
@@ -202,7 +234,12 @@ impl Embedder {
             if *shutdown.borrow() {
                 break;
             }
-            let batch = self.gather(&mut shutdown).await;
+            let limits = BatchLimits {
+                max_records: self.settings.batch_max_records,
+                max_wait: Duration::from_millis(self.settings.batch_max_wait_ms),
+                max_tokens: Some(self.settings.batch_tokens),
+            };
+            let batch = self.member.gather(limits, &mut shutdown).await;
             if batch.is_empty() {
                 continue;
             }
@@ -216,52 +253,12 @@ impl Embedder {
         Ok(())
     }
 
-    /// Waits for one message, then gathers more until a budget or the wait runs out.
-    async fn gather(&self, shutdown: &mut watch::Receiver<bool>) -> Vec<OwnedMessage> {
-        let mut batch = Vec::new();
-        let mut estimated_tokens = 0usize;
-        let mut deadline: Option<tokio::time::Instant> = None;
-        loop {
-            let wait = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = shutdown.changed() => break,
-                _ = wait => break,
-                msg = self.consumer.recv() => match msg {
-                    Ok(m) => {
-                        // About four bytes per token for English prose.
-                        estimated_tokens += m.payload_len() / 4 + 2;
-                        batch.push(m.detach());
-                        if deadline.is_none() {
-                            deadline = Some(tokio::time::Instant::now()
-                                + Duration::from_millis(self.settings.batch_max_wait_ms));
-                        }
-                        if batch.len() >= self.settings.batch_max_records
-                            || estimated_tokens >= self.settings.batch_tokens
-                        {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "consumer error (librdkafka retries by itself)");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                },
-            }
-        }
-        batch
-    }
-
     async fn process(
         &mut self,
         mut batch: Vec<OwnedMessage>,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<(), PipelineError> {
-        let assigned = self.tracker.snapshot();
+        let assigned = self.member.tracker.snapshot();
         batch.retain(|m| assigned.contains(&m.partition()));
         self.state.retain_partitions(|p| assigned.contains(&p));
         let partitions: BTreeSet<i32> = batch.iter().map(|m| m.partition()).collect();
@@ -302,36 +299,8 @@ impl Embedder {
                 .retrier()
                 .run("decode", shutdown, || self.decide(m, &pending))
                 .await?;
-            let key = |id: &str| (m.partition(), id.to_owned());
-            let model_id = &self.engine.info().model_id;
-            match &decision {
-                Decision::Skip { outcome, .. } if *outcome != "unchanged" => {}
-                Decision::Embed { doc, hash, .. } | Decision::Skip { doc, hash, .. } => {
-                    pending.insert(
-                        key(&doc.id),
-                        Some(DocState {
-                            version: doc.version,
-                            model_id: model_id.clone(),
-                            content_hash: hash.clone(),
-                            deleted: false,
-                        }),
-                    );
-                }
-                Decision::Delete {
-                    doc_id,
-                    version,
-                    tombstone,
-                    ..
-                } => {
-                    let state = (!tombstone).then(|| DocState {
-                        version: *version,
-                        model_id: model_id.clone(),
-                        content_hash: String::new(),
-                        deleted: true,
-                    });
-                    pending.insert(key(doc_id), state);
-                }
-                Decision::DeadLetter(_) => {}
+            if let Some((doc_id, state)) = decision.state_after(&self.engine.info().model_id) {
+                pending.insert((m.partition(), doc_id.to_owned()), state);
             }
             items.push(Item {
                 partition: m.partition(),
@@ -366,40 +335,15 @@ impl Embedder {
         let vectors: Vec<Vec<f32>> = embedded.into_iter().map(|e| e.vector).collect();
 
         let next_offsets = next_offsets(items.iter().map(|i| (i.partition, i.offset)));
-        let assigned = self.tracker.snapshot();
-        let committed_partitions = match self
-            .commit_batch(&items, &vectors, &next_offsets, &assigned)
-            .await
-        {
-            Ok(c) => c,
-            Err(e) if e.class().is_retryable() && !*shutdown.borrow() => {
-                // Stop fetching while this batch is retried: the backlog stays in Kafka.
-                let paused = self.consumer.assignment()?;
-                if let Err(pe) = self.consumer.pause(&paused) {
-                    tracing::warn!(error = %pe, "pausing partitions failed");
-                }
-                let gauge = self
-                    .metrics
-                    .paused_partitions
-                    .with_label_values(&["embedder"]);
-                gauge.set(paused.count() as i64);
-                tracing::warn!(error = %e, "transaction failed; partitions paused, retrying");
-                let result = self
-                    .retrier()
-                    .run("transaction", shutdown, || async {
-                        // A rebalance meanwhile moves partitions away: leave their records out.
-                        let assigned = self.tracker.snapshot();
-                        self.commit_batch(&items, &vectors, &next_offsets, &assigned)
-                            .await
-                    })
-                    .await;
-                // Partitions revoked meanwhile are no longer ours to resume: ignore errors.
-                let _ = self.consumer.resume(&paused);
-                gauge.set(0);
-                result?
-            }
-            Err(e) => return Err(e),
-        };
+        let committed_partitions = self
+            .member
+            .retry_paused(&self.retrier(), "transaction", shutdown, || async {
+                // A rebalance during retries moves partitions away: leave their records out.
+                let assigned = self.member.tracker.snapshot();
+                self.commit_batch(&items, &vectors, &next_offsets, &assigned)
+                    .await
+            })
+            .await?;
 
         // Committed: the memory follows, and the counters.
         for ((p, id), st) in pending {
@@ -630,10 +574,10 @@ impl Embedder {
             for (p, o) in next_offsets.iter().filter(|(p, _)| committed.contains(p)) {
                 tpl.add_partition_offset(topics::DOCUMENTS, *p, Offset::Offset(*o))?;
             }
-            let group = self
-                .consumer
-                .group_metadata()
-                .ok_or_else(|| PipelineError::Config("consumer has no group metadata".into()))?;
+            let group =
+                self.member.consumer.group_metadata().ok_or_else(|| {
+                    PipelineError::Config("consumer has no group metadata".into())
+                })?;
             tokio::task::block_in_place(|| {
                 self.producer
                     .send_offsets_to_transaction(&tpl, &group, TXN_TIMEOUT)?;
@@ -716,16 +660,6 @@ impl Embedder {
                     vectors_out,
                     now,
                 )?);
-                out.push(state_record(
-                    item.partition,
-                    &doc.id,
-                    &DocState {
-                        version: doc.version,
-                        model_id: model_id.to_owned(),
-                        content_hash: hash.clone(),
-                        deleted: false,
-                    },
-                ));
             }
             Decision::Delete {
                 doc_id,
@@ -757,22 +691,6 @@ impl Embedder {
                     vectors_out,
                     now,
                 )?);
-                let state = (!tombstone).then(|| DocState {
-                    version: *version,
-                    model_id: model_id.to_owned(),
-                    content_hash: String::new(),
-                    deleted: true,
-                });
-                out.push(match state {
-                    Some(s) => state_record(item.partition, doc_id, &s),
-                    None => OutRecord {
-                        topic: topics::EMBEDDER_STATE,
-                        key: doc_id.as_bytes().to_vec(),
-                        payload: None,
-                        partition: Some(item.partition),
-                        headers: None,
-                    },
-                });
             }
             Decision::Skip { doc, hash, outcome } => {
                 let facet = source(VecstreamFacet {
@@ -790,19 +708,6 @@ impl Embedder {
                     Vec::new(),
                     now,
                 )?);
-                if *outcome == "unchanged" {
-                    // Remember the newer version so older re-deliveries stay fenced.
-                    out.push(state_record(
-                        item.partition,
-                        &doc.id,
-                        &DocState {
-                            version: doc.version,
-                            model_id: model_id.to_owned(),
-                            content_hash: hash.clone(),
-                            deleted: false,
-                        },
-                    ));
-                }
             }
             Decision::DeadLetter(d) => {
                 out.push(OutRecord {
@@ -832,6 +737,9 @@ impl Embedder {
                     now,
                 )?);
             }
+        }
+        if let Some((doc_id, state)) = item.decision.state_after(model_id) {
+            out.push(state_record(item.partition, doc_id, state.as_ref()));
         }
         Ok(())
     }
@@ -886,11 +794,12 @@ struct OutRecord {
     headers: Option<rdkafka::message::OwnedHeaders>,
 }
 
-fn state_record(partition: i32, doc_id: &str, state: &DocState) -> OutRecord {
+/// The state-topic record of a document: its new state, or a tombstone that forgets it.
+fn state_record(partition: i32, doc_id: &str, state: Option<&DocState>) -> OutRecord {
     OutRecord {
         topic: topics::EMBEDDER_STATE,
         key: doc_id.as_bytes().to_vec(),
-        payload: Some(serde_json::to_vec(state).expect("state serialises")),
+        payload: state.map(|s| serde_json::to_vec(s).expect("state serialises")),
         partition: Some(partition),
         headers: None,
     }
@@ -925,6 +834,48 @@ fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_dedup_memory_follows_each_decision() {
+        let doc = Document {
+            id: "d".into(),
+            tenant: "t".into(),
+            source: "s".into(),
+            title: None,
+            body: "b".into(),
+            content_type: "text/plain".into(),
+            metadata: Default::default(),
+            version: 7,
+            deleted: false,
+            produced_at: 0,
+        };
+        let skip = |outcome| Decision::Skip {
+            doc: doc.clone(),
+            hash: "h".into(),
+            outcome,
+        };
+        let unchanged = skip("unchanged");
+        let (id, state) = unchanged.state_after("m").unwrap();
+        let state = state.unwrap();
+        assert_eq!((id, state.version, state.model_id.as_str()), ("d", 7, "m"));
+        assert!(
+            skip("stale").state_after("m").is_none(),
+            "fenced: no change"
+        );
+        let delete = |tombstone| Decision::Delete {
+            doc_id: "d".into(),
+            tenant: "t".into(),
+            version: 9,
+            tombstone,
+        };
+        assert_eq!(delete(true).state_after("m"), Some(("d", None)));
+        let with_version = delete(false);
+        let (_, deleted) = with_version.state_after("m").unwrap();
+        assert!(
+            deleted.unwrap().deleted,
+            "a delete with a version fences older versions"
+        );
+    }
 
     #[test]
     fn fatal_transaction_errors_are_permanent() {

@@ -15,24 +15,23 @@
 //! nothing committed. Re-delivery is harmless: ids are deterministic and deletes idempotent.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use apache_avro::Schema;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
-use tokio::sync::{Mutex, watch};
+use tokio::sync::watch;
 use uuid::Uuid;
 use vecstream_config::{Config, SinkSettings};
 use vecstream_core::{Classify, DocumentVectors, EventType, VecstreamFacet, topics};
 use vecstream_kafka::{KafkaEdgeError, SchemaRegistry, schemas, wire};
-use vecstream_weaviate::{BatchObject, CollectionSpec, WeaviateClient, WeaviateError};
+use vecstream_weaviate::{BatchObject, CollectionSpec, StoredChunk, WeaviateClient, WeaviateError};
 
-use crate::common::{AssignmentTracker, Retrier, next_offsets};
+use crate::common::{BatchLimits, Member, Retrier, next_offsets};
 use crate::dlq::{DeadLetter, Reason};
 use crate::lineage::{LineageFactory, now_ms};
 use crate::{PipelineError, PipelineMetrics};
@@ -49,6 +48,17 @@ struct Emitted {
     key: Vec<u8>,
     payload: Option<Vec<u8>>,
     dead: Option<DeadLetter>,
+}
+
+/// A record whose chunks go into the batch upsert.
+struct Upsert<'a> {
+    /// Index of the record in the batch.
+    at: usize,
+    record: &'a DocumentVectors,
+    collection: String,
+    ids: Vec<Uuid>,
+    /// Stored chunks past the new chunk count exist (a longer earlier version).
+    has_stale: bool,
 }
 
 /// What became of one vector record.
@@ -76,8 +86,7 @@ impl Outcome {
 /// The Weaviate sink; see the module docs.
 pub struct Sink {
     settings: SinkSettings,
-    consumer: StreamConsumer<AssignmentTracker>,
-    tracker: AssignmentTracker,
+    member: Member,
     producer: FutureProducer,
     registry: SchemaRegistry,
     vectors_reader: Schema,
@@ -86,7 +95,7 @@ pub struct Sink {
     weaviate_url: String,
     alias: String,
     /// Collections known to exist (created or seen) by this process.
-    collections: Arc<Mutex<HashSet<String>>>,
+    collections: std::sync::Mutex<HashSet<String>>,
     metrics: PipelineMetrics,
     lineage: LineageFactory,
 }
@@ -122,28 +131,25 @@ impl Sink {
                 vecstream_kafka::topics::MAX_RECORD_BYTES,
             )
             .create()?;
-        let tracker = AssignmentTracker::with_lag(&metrics, "sink");
-        let consumer: StreamConsumer<AssignmentTracker> =
-            vecstream_kafka::client_config(&config.kafka)
-                .set("group.id", &settings.group_id)
-                .set("enable.auto.commit", "false")
-                .set("auto.offset.reset", "earliest")
-                .set("isolation.level", "read_committed")
-                .set("partition.assignment.strategy", "cooperative-sticky")
-                .set("queued.max.messages.kbytes", "32768")
-                .set("statistics.interval.ms", "5000")
-                .set(
+        let member = Member::subscribe(
+            &config.kafka,
+            &settings.group_id,
+            topics::VECTORS,
+            "sink",
+            &metrics,
+            &[
+                ("queued.max.messages.kbytes", "32768"),
+                (
                     "fetch.message.max.bytes",
                     vecstream_kafka::topics::MAX_RECORD_BYTES,
-                )
-                .create_with_context(tracker.clone())?;
-        consumer.subscribe(&[topics::VECTORS])?;
+                ),
+            ],
+        )?;
         tracing::info!(group = %settings.group_id, weaviate = %config.weaviate.url, "sink connected");
         Ok(Self {
             lineage: LineageFactory::new(STAGE, "sink", &config.kafka.brokers),
             settings,
-            consumer,
-            tracker,
+            member,
             producer,
             registry,
             vectors_reader: schemas::parse(schemas::DOCUMENT_VECTORS)?,
@@ -151,7 +157,7 @@ impl Sink {
             weaviate: WeaviateClient::new(&config.weaviate)?,
             weaviate_url: config.weaviate.url.clone(),
             alias: config.weaviate.alias.clone(),
-            collections: Arc::default(),
+            collections: Default::default(),
             metrics,
         })
     }
@@ -170,7 +176,12 @@ impl Sink {
             if *shutdown.borrow() {
                 break;
             }
-            let batch = self.gather(&mut shutdown).await;
+            let limits = BatchLimits {
+                max_records: self.settings.batch_max_records,
+                max_wait: Duration::from_millis(self.settings.batch_max_wait_ms),
+                max_tokens: None,
+            };
+            let batch = self.member.gather(limits, &mut shutdown).await;
             if batch.is_empty() {
                 continue;
             }
@@ -184,75 +195,24 @@ impl Sink {
         Ok(())
     }
 
-    async fn gather(&self, shutdown: &mut watch::Receiver<bool>) -> Vec<OwnedMessage> {
-        let mut batch = Vec::new();
-        let mut deadline: Option<tokio::time::Instant> = None;
-        loop {
-            let wait = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = shutdown.changed() => break,
-                _ = wait => break,
-                msg = self.consumer.recv() => match msg {
-                    Ok(m) => {
-                        batch.push(m.detach());
-                        if deadline.is_none() {
-                            deadline = Some(tokio::time::Instant::now()
-                                + Duration::from_millis(self.settings.batch_max_wait_ms));
-                        }
-                        if batch.len() >= self.settings.batch_max_records {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "consumer error (librdkafka retries by itself)");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                },
-            }
-        }
-        batch
-    }
-
     async fn process(
         &self,
         mut batch: Vec<OwnedMessage>,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<(), PipelineError> {
-        let assigned = self.tracker.snapshot();
+        let assigned = self.member.tracker.snapshot();
         batch.retain(|m| assigned.contains(&m.partition()));
         if batch.is_empty() {
             return Ok(());
         }
-        let first = self.apply_batch(&batch).await;
-        let result = match first {
-            Ok(()) => Ok(()),
-            Err(e) if e.class().is_retryable() && !*shutdown.borrow() => {
-                let paused = self.consumer.assignment()?;
-                if let Err(pe) = self.consumer.pause(&paused) {
-                    tracing::warn!(error = %pe, "pausing partitions failed");
-                }
-                let gauge = self.metrics.paused_partitions.with_label_values(&["sink"]);
-                gauge.set(paused.count() as i64);
-                tracing::warn!(error = %e, "batch failed; partitions paused, retrying");
-                let r = self
-                    .retrier()
-                    .run("batch", shutdown, || self.apply_batch(&batch))
-                    .await;
-                let _ = self.consumer.resume(&paused);
-                gauge.set(0);
-                r
-            }
-            Err(e) => Err(e),
-        };
-        result?;
+        self.member
+            .retry_paused(&self.retrier(), "batch", shutdown, || {
+                self.apply_batch(&batch)
+            })
+            .await?;
 
         // Effects are durable: commit what is still ours.
-        let assigned = self.tracker.snapshot();
+        let assigned = self.member.tracker.snapshot();
         let offsets = next_offsets(batch.iter().map(|m| (m.partition(), m.offset())));
         let mut tpl = TopicPartitionList::new();
         for (p, o) in offsets.iter().filter(|(p, _)| assigned.contains(p)) {
@@ -261,7 +221,8 @@ impl Sink {
         if tpl.count() > 0 {
             self.retrier()
                 .run("commit", shutdown, || async {
-                    self.consumer
+                    self.member
+                        .consumer
                         .commit(&tpl, CommitMode::Sync)
                         .map_err(PipelineError::from)
                 })
@@ -285,8 +246,21 @@ impl Sink {
                 last_of_doc.insert(v.doc_id.as_str(), i);
             }
         }
+        // One read of the stored chunks per collection for the whole batch (fencing and
+        // stale-chunk deletion decide from it), done when the collection is first needed.
+        let mut docs_of_collection: HashMap<String, Vec<&str>> = HashMap::new();
+        for &i in last_of_doc.values() {
+            if let Ok(v) = &decoded[i].1 {
+                docs_of_collection
+                    .entry(vecstream_weaviate::collection_name(&v.model_id))
+                    .or_default()
+                    .push(v.doc_id.as_str());
+            }
+        }
+        let mut stored_of_collection: HashMap<String, HashMap<String, Vec<StoredChunk>>> =
+            HashMap::new();
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(decoded.len());
-        let mut upserts: Vec<(usize, &DocumentVectors, String, Vec<Uuid>)> = Vec::new();
+        let mut upserts: Vec<Upsert<'_>> = Vec::new();
         let mut objects: Vec<BatchObject> = Vec::new();
         for (i, (_, d)) in decoded.iter().enumerate() {
             let v = match d {
@@ -309,17 +283,32 @@ impl Sink {
                 outcomes.push(Outcome::Deleted { deleted: 0 });
                 continue;
             }
-            let stored = self.weaviate.doc_chunks(&collection, &v.doc_id).await?;
+            if !stored_of_collection.contains_key(&collection) {
+                let ids = docs_of_collection
+                    .get(&collection)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                let stored = self.weaviate.docs_chunks(&collection, ids).await?;
+                stored_of_collection.insert(collection.clone(), stored);
+            }
+            let stored = stored_of_collection[&collection]
+                .get(&v.doc_id)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
             let stored_version = stored.iter().map(|c| c.doc_version).max();
+            let stored_past = |count: usize| stored.iter().any(|c| c.chunk_index >= count as i64);
             if let Some(sv) = stored_version.filter(|sv| *sv > v.doc_version) {
                 outcomes.push(Outcome::Stale { stored_version: sv });
                 continue;
             }
             if v.deleted {
-                let deleted = self
-                    .weaviate
-                    .delete_doc_chunks_from(&collection, &v.doc_id, 0)
-                    .await?;
+                let deleted = if stored_past(0) {
+                    self.weaviate
+                        .delete_doc_chunks_from(&collection, &v.doc_id, 0)
+                        .await?
+                } else {
+                    0
+                };
                 outcomes.push(Outcome::Deleted { deleted });
                 continue;
             }
@@ -377,7 +366,14 @@ impl Sink {
                 written: 0,
                 deleted: 0,
             });
-            upserts.push((i, v, collection, ids));
+            let has_stale = stored_past(v.chunks.len());
+            upserts.push(Upsert {
+                at: i,
+                record: v,
+                collection,
+                ids,
+                has_stale,
+            });
         }
 
         // One batch call for every chunk object of the batch.
@@ -395,27 +391,31 @@ impl Sink {
                 body: transient.clone(),
             }));
         }
-        for (i, v, collection, ids) in &upserts {
-            let errors: Vec<&String> = ids.iter().filter_map(|id| failed.get(id)).collect();
-            let outcome = &mut outcomes[*i];
+        for u in &upserts {
+            let errors: Vec<&String> = u.ids.iter().filter_map(|id| failed.get(id)).collect();
+            let outcome = &mut outcomes[u.at];
             if let Some(first) = errors.first() {
                 *outcome = Outcome::DeadLettered(
                     Reason::Rejected,
                     format!(
                         "weaviate refused {} of {} chunks: {first}",
                         errors.len(),
-                        ids.len()
+                        u.ids.len()
                     ),
                 );
                 continue;
             }
             // Chunks past the new count belong to a longer earlier version.
-            let deleted = self
-                .weaviate
-                .delete_doc_chunks_from(collection, &v.doc_id, v.chunks.len() as i64)
-                .await?;
+            let deleted = if u.has_stale {
+                let count = u.record.chunks.len() as i64;
+                self.weaviate
+                    .delete_doc_chunks_from(&u.collection, &u.record.doc_id, count)
+                    .await?
+            } else {
+                0
+            };
             *outcome = Outcome::Upserted {
-                written: ids.len(),
+                written: u.ids.len(),
                 deleted,
             };
         }
@@ -450,13 +450,18 @@ impl Sink {
         )
     }
 
+    fn known_collections(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        // A poisoned set still holds valid names.
+        self.collections.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     async fn collection_known(&self, name: &str) -> Result<bool, PipelineError> {
-        if self.collections.lock().await.contains(name) {
+        if self.known_collections().contains(name) {
             return Ok(true);
         }
         let exists = self.weaviate.collection_exists(name).await?;
         if exists {
-            self.collections.lock().await.insert(name.to_owned());
+            self.known_collections().insert(name.to_owned());
         }
         Ok(exists)
     }
@@ -465,7 +470,7 @@ impl Sink {
     /// does not exist yet (a reindex moves it later).
     async fn ensure_collection(&self, model_id: &str) -> Result<(), PipelineError> {
         let spec = CollectionSpec::chunks(model_id);
-        if self.collections.lock().await.contains(&spec.name) {
+        if self.known_collections().contains(&spec.name) {
             return Ok(());
         }
         if self.weaviate.ensure_collection(&spec).await? {
@@ -475,7 +480,7 @@ impl Sink {
             self.weaviate.set_alias(&self.alias, &spec.name).await?;
             tracing::info!(alias = %self.alias, collection = %spec.name, "alias created");
         }
-        self.collections.lock().await.insert(spec.name);
+        self.known_collections().insert(spec.name);
         Ok(())
     }
 

@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -369,36 +370,65 @@ impl WeaviateClient {
         collection: &str,
         doc_id: &str,
     ) -> Result<Vec<StoredChunk>, WeaviateError> {
-        let what = "read a document's chunks";
-        let id = serde_json::to_string(doc_id).map_err(|e| unexpected(what, &e.to_string()))?;
+        Ok(self
+            .docs_chunks(collection, &[doc_id])
+            .await?
+            .remove(doc_id)
+            .unwrap_or_default())
+    }
+
+    /// [`Self::doc_chunks`] of several documents in one query (documents without chunks are
+    /// absent from the map). An answer that fills the query's limit may be cut short, so it
+    /// is asked again document by document.
+    pub async fn docs_chunks(
+        &self,
+        collection: &str,
+        doc_ids: &[&str],
+    ) -> Result<HashMap<String, Vec<StoredChunk>>, WeaviateError> {
+        let what = "read documents' chunks";
+        let mut out: HashMap<String, Vec<StoredChunk>> = HashMap::new();
+        if doc_ids.is_empty() {
+            return Ok(out);
+        }
+        let ids = serde_json::to_string(doc_ids).map_err(|e| unexpected(what, &e.to_string()))?;
         let query = format!(
-            "{{ Get {{ {collection}(where: {{path: [\"doc_id\"], operator: Equal, valueText: {id}}}, limit: {MAX_CHUNKS_PER_DOC}) {{ chunk_index doc_version _additional {{ id }} }} }} }}"
+            "{{ Get {{ {collection}(where: {{path: [\"doc_id\"], operator: ContainsAny, valueText: {ids}}}, limit: {MAX_CHUNKS_PER_DOC}) {{ doc_id chunk_index doc_version _additional {{ id }} }} }} }}"
         );
         let data = self.graphql(&query, what).await?;
         let rows = data
             .pointer(&format!("/Get/{collection}"))
             .and_then(Value::as_array)
             .ok_or_else(|| unexpected(what, &data.to_string()))?;
-        rows.iter()
-            .map(|row| {
-                let id = row
-                    .pointer("/_additional/id")
-                    .and_then(Value::as_str)
-                    .and_then(|s| Uuid::parse_str(s).ok());
-                let index = row.get("chunk_index").and_then(Value::as_i64);
-                let version = row
-                    .get("doc_version")
-                    .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)));
-                match (id, index, version) {
-                    (Some(id), Some(index), Some(version)) => Ok(StoredChunk {
-                        id,
-                        chunk_index: index,
-                        doc_version: version,
-                    }),
-                    _ => Err(unexpected(what, &row.to_string())),
-                }
-            })
-            .collect()
+        if rows.len() >= MAX_CHUNKS_PER_DOC && doc_ids.len() > 1 {
+            for id in doc_ids {
+                let one = Box::pin(self.docs_chunks(collection, &[id])).await?;
+                out.extend(one);
+            }
+            return Ok(out);
+        }
+        for row in rows {
+            let id = row
+                .pointer("/_additional/id")
+                .and_then(Value::as_str)
+                .and_then(|s| Uuid::parse_str(s).ok());
+            let doc_id = row.get("doc_id").and_then(Value::as_str);
+            let index = row.get("chunk_index").and_then(Value::as_i64);
+            // `number` property: JSON may render it with a fraction or an exponent.
+            let version = row
+                .get("doc_version")
+                .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)));
+            let (Some(id), Some(doc_id), Some(chunk_index), Some(doc_version)) =
+                (id, doc_id, index, version)
+            else {
+                return Err(unexpected(what, &row.to_string()));
+            };
+            out.entry(doc_id.to_owned()).or_default().push(StoredChunk {
+                id,
+                chunk_index,
+                doc_version,
+            });
+        }
+        Ok(out)
     }
 
     /// Deletes the chunks of `doc_id` whose `chunk_index >= from_index` (0 = all of them);

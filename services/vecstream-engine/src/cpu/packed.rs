@@ -62,14 +62,6 @@ impl PackedMatrix {
         }
     }
 
-    pub fn rows(&self) -> usize {
-        self.k
-    }
-
-    pub fn cols(&self) -> usize {
-        self.n
-    }
-
     /// `c[m × n] = a[m × k] · self` (row-major, `a` with row stride `lda`, `c` with `ldc`),
     /// split over the current rayon pool by rows.
     pub fn matmul(
@@ -85,9 +77,7 @@ impl PackedMatrix {
         if m == 0 {
             return;
         }
-        assert!(lda >= k && ldc >= n);
-        assert!((m - 1) * lda + k <= a.len(), "a too small");
-        assert!((m - 1) * ldc + n <= c.len(), "c too small");
+        check_operands(a.len(), m, k, lda, c.len(), n, ldc);
         if !self.simd {
             matmul(
                 c,
@@ -100,16 +90,9 @@ impl PackedMatrix {
             );
             return;
         }
-        // Row blocks of whole micro-tiles, a few per thread for balance.
-        let rows_per_task = (m.div_ceil(threads.max(1) * 2)).div_ceil(MR) * MR;
-        c[..(m - 1) * ldc + n]
-            .par_chunks_mut(rows_per_task * ldc)
-            .enumerate()
-            .for_each(|(t, c_block)| {
-                let r0 = t * rows_per_task;
-                let rows = rows_per_task.min(m - r0);
-                self.block(&a[r0 * lda..], rows, lda, c_block, ldc);
-            });
+        par_row_blocks(c, m, n, ldc, MR, threads, |r0, rows, c_block| {
+            self.block(&a[r0 * lda..], rows, lda, c_block, ldc)
+        });
     }
 
     /// One thread's rows. Loop order after BLIS: a block of `MC` rows of A (L2) meets one
@@ -140,6 +123,43 @@ impl PackedMatrix {
             }
         }
     }
+}
+
+/// The operand checks of `c[m × n] = a[m × k] · W` that make the kernels' reads and writes
+/// stay inside `a` and `c` (row strides `lda`, `ldc`).
+pub(super) fn check_operands(
+    a_len: usize,
+    m: usize,
+    k: usize,
+    lda: usize,
+    c_len: usize,
+    n: usize,
+    ldc: usize,
+) {
+    assert!(lda >= k && ldc >= n);
+    assert!((m - 1) * lda + k <= a_len, "a too small");
+    assert!((m - 1) * ldc + n <= c_len, "c too small");
+}
+
+/// Runs `block(first_row, rows, c_rows)` over blocks of `c`'s `m` rows on the current rayon
+/// pool: whole `tile`-row multiples, a few blocks per thread for balance.
+pub(super) fn par_row_blocks(
+    c: &mut [f32],
+    m: usize,
+    n: usize,
+    ldc: usize,
+    tile: usize,
+    threads: usize,
+    block: impl Fn(usize, usize, &mut [f32]) + Sync,
+) {
+    let rows_per_task = (m.div_ceil(threads.max(1) * 2)).div_ceil(tile) * tile;
+    c[..(m - 1) * ldc + n]
+        .par_chunks_mut(rows_per_task * ldc)
+        .enumerate()
+        .for_each(|(t, c_block)| {
+            let r0 = t * rows_per_task;
+            block(r0, rows_per_task.min(m - r0), c_block)
+        });
 }
 
 /// AVX2 and FMA: what our kernel needs.

@@ -9,8 +9,8 @@
 
 use std::cell::RefCell;
 
+use super::packed::{check_operands, par_row_blocks};
 use multiversion::multiversion;
-use rayon::prelude::*;
 
 /// Rows of one register tile.
 const MR: usize = 4;
@@ -85,14 +85,6 @@ impl QuantMatrix {
         }
     }
 
-    pub fn rows(&self) -> usize {
-        self.k
-    }
-
-    pub fn cols(&self) -> usize {
-        self.n
-    }
-
     /// `c[m × n] = a[m × k] · self` (row-major, `a` with row stride `lda`, `c` with `ldc`),
     /// split over the current rayon pool by rows.
     pub fn matmul(
@@ -108,27 +100,20 @@ impl QuantMatrix {
         if m == 0 {
             return;
         }
-        assert!(lda >= k && ldc >= n);
-        assert!((m - 1) * lda + k <= a.len(), "a too small");
-        assert!((m - 1) * ldc + n <= c.len(), "c too small");
-        let rows_per_task = (m.div_ceil(threads.max(1) * 2)).div_ceil(MR) * MR;
-        c[..(m - 1) * ldc + n]
-            .par_chunks_mut(rows_per_task * ldc)
-            .enumerate()
-            .for_each(|(t, c_block)| {
-                let r0 = t * rows_per_task;
-                let rows = rows_per_task.min(m - r0);
-                for i0 in (0..rows).step_by(MC) {
-                    let mc = MC.min(rows - i0);
-                    self.block(
-                        &a[(r0 + i0) * lda..],
-                        mc,
-                        lda,
-                        &mut c_block[i0 * ldc..],
-                        ldc,
-                    );
-                }
-            });
+        check_operands(a.len(), m, k, lda, c.len(), n, ldc);
+        par_row_blocks(c, m, n, ldc, MR, threads, |r0, rows, c_block| {
+            // Blocks of `MC` rows: quantised once, kept in L2 while every panel passes.
+            for i0 in (0..rows).step_by(MC) {
+                let mc = MC.min(rows - i0);
+                self.block(
+                    &a[(r0 + i0) * lda..],
+                    mc,
+                    lda,
+                    &mut c_block[i0 * ldc..],
+                    ldc,
+                );
+            }
+        });
     }
 
     /// Quantises `m` rows of `a`, then runs every panel over them.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
@@ -127,41 +127,39 @@ async fn replay(
     dry_run: bool,
 ) -> anyhow::Result<ExitCode> {
     let timeout = Duration::from_secs(30);
-    let consumer: BaseConsumer = vecstream_kafka::client_config(&config.kafka)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .create()?;
-    let metadata = consumer.fetch_metadata(Some(topics::DOCUMENTS_DLQ), timeout)?;
-    let mut tpl = TopicPartitionList::new();
-    for t in metadata.topics() {
-        for p in t.partitions() {
-            tpl.add_partition(topics::DOCUMENTS_DLQ, p.id());
-        }
-    }
-    let committed = consumer.committed_offsets(tpl, timeout)?;
-    let mut ends = HashMap::new();
-    let mut start = TopicPartitionList::new();
-    for e in committed.elements() {
-        let (_, high) = consumer.fetch_watermarks(topics::DOCUMENTS_DLQ, e.partition(), timeout)?;
-        let from = match e.offset() {
-            Offset::Offset(o) => o,
-            _ => 0,
-        };
-        if high > from {
-            ends.insert(e.partition(), high);
-            start.add_partition_offset(
-                topics::DOCUMENTS_DLQ,
-                e.partition(),
-                if from == 0 {
-                    Offset::Beginning
+    // What the group has not replayed yet, up to the end as it is now: the records the
+    // replay causes come after and are not replayed again.
+    let consumer = vecstream_kafka::scan::scan_consumer(&config.kafka, group)?;
+    let mut wanted = Vec::new();
+    let mut done: HashMap<i32, i64> = HashMap::new();
+    let mut skipped = 0u64;
+    let kafka_consumer = &consumer;
+    let scanned = tokio::task::block_in_place(|| {
+        vecstream_kafka::scan::scan_with(
+            kafka_consumer,
+            topics::DOCUMENTS_DLQ,
+            true,
+            timeout,
+            |m| {
+                done.insert(m.partition(), m.offset() + 1);
+                let e = entry(m);
+                let matches = key.is_none_or(|k| e.key.as_deref() == Some(k))
+                    && reason.is_none_or(|r| r == e.reason);
+                if matches
+                    && (e.source_topic == topics::DOCUMENTS || e.source_topic == topics::VECTORS)
+                {
+                    wanted.push((
+                        e,
+                        m.key().map(<[u8]>::to_vec),
+                        m.payload().map(<[u8]>::to_vec),
+                    ));
                 } else {
-                    Offset::Offset(from)
-                },
-            )?;
-        }
-    }
-    consumer.assign(&start)?;
+                    skipped += 1;
+                }
+            },
+        )
+    });
+    scanned?;
     let producer: FutureProducer = vecstream_kafka::client_config(&config.kafka)
         .set("enable.idempotence", "true")
         .set("acks", "all")
@@ -170,64 +168,31 @@ async fn replay(
             vecstream_kafka::topics::MAX_RECORD_BYTES,
         )
         .create()?;
-    let (mut replayed, mut skipped) = (0u64, 0u64);
-    let mut done: HashMap<i32, i64> = HashMap::new();
-    while !ends.is_empty() {
-        let Some(m) = consumer.poll(Duration::from_millis(500)) else {
-            let positions = consumer.position()?;
-            for e in positions.elements() {
-                if let (Offset::Offset(o), Some(end)) = (e.offset(), ends.get(&e.partition()))
-                    && o >= *end
-                {
-                    ends.remove(&e.partition());
-                }
-            }
-            continue;
-        };
-        let m = m?;
-        // Only what was there when the replay started: the records it causes come after.
-        let Some(end) = ends.get(&m.partition()).copied() else {
-            continue;
-        };
-        if m.offset() >= end {
-            ends.remove(&m.partition());
-            continue;
-        }
-        if m.offset() + 1 >= end {
-            ends.remove(&m.partition());
-        }
-        done.insert(m.partition(), m.offset() + 1);
-        let e = entry(&m);
-        let wanted =
-            key.is_none_or(|k| e.key.as_deref() == Some(k)) && reason.is_none_or(|r| r == e.reason);
-        let target = e.source_topic.clone();
-        if !wanted || !(target == topics::DOCUMENTS || target == topics::VECTORS) {
-            skipped += 1;
-            continue;
-        }
-        print(&e, false)?;
+    let mut replayed = 0u64;
+    for (e, k, payload) in &wanted {
+        print(e, false)?;
+        replayed += 1;
         if dry_run {
-            replayed += 1;
             continue;
         }
-        let origin = format!("{}/{}", m.partition(), m.offset());
+        let origin = format!("{}/{}", e.partition, e.offset);
         let mut record: FutureRecord<'_, [u8], [u8]> =
-            FutureRecord::to(&target).headers(OwnedHeaders::new().insert(Header {
+            FutureRecord::to(&e.source_topic).headers(OwnedHeaders::new().insert(Header {
                 key: "vecstream.replay.of",
                 value: Some(origin.as_str()),
             }));
-        if let Some(k) = m.key() {
-            record = record.key(k);
+        if let Some(k) = k {
+            record = record.key(k.as_slice());
         }
-        if let Some(p) = m.payload() {
-            record = record.payload(p);
+        if let Some(p) = payload {
+            record = record.payload(p.as_slice());
         }
         producer
             .send(record, timeout)
             .await
             .map_err(|(err, _)| anyhow::anyhow!("republishing {origin}: {err}"))?;
-        replayed += 1;
     }
+    // Remembered only once everything was acknowledged: a failure replays again next time.
     if !dry_run && !done.is_empty() {
         let mut tpl = TopicPartitionList::new();
         for (p, o) in &done {
