@@ -291,6 +291,54 @@ async fn documents_become_chunks_with_lineage_dlq_fencing_and_dedup() {
     ] {
         assert!(trace.contains(stage), "{stage} missing from\n{trace}");
     }
+    // `lineage tail` follows the topic; from the beginning it shows the story too.
+    let mut tail = std::process::Command::new(vecstream_e2e::vecstream_bin())
+        .args([
+            "lineage",
+            "tail",
+            "--doc",
+            &long_id,
+            "--from-beginning",
+            "--json",
+        ])
+        .env("VECSTREAM_TELEMETRY_LOG_LEVEL", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = tail.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut tailed = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) {
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            event["vecstream"]["doc_id"],
+            long_id.as_str(),
+            "--doc filters"
+        );
+        tailed.push(event["vecstream"]["stage"].as_str().unwrap().to_owned());
+        if tailed.iter().any(|s| s == "embed:unchanged") {
+            break;
+        }
+    }
+    let _ = tail.kill();
+    let _ = tail.wait();
+    assert!(
+        tailed.contains(&"embed:embedded".to_owned())
+            && tailed.contains(&"embed:unchanged".to_owned()),
+        "{tailed:?}"
+    );
+
     let out = vecstream(&["dlq", "list", "--json", "--reason", "undecodable"]);
     assert!(out.status.success(), "{}", describe(&out));
     let listed: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
