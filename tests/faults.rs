@@ -8,9 +8,8 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use vecstream_core::chunk_id;
-use vecstream_e2e::pipeline::doc;
+use vecstream_e2e::pipeline::{converge_to, doc};
 use vecstream_e2e::{Running, cache_dir, config, describe, require_service, stack, unique};
 use vecstream_engine::{Chunker, Engine, EngineConfig};
 use vecstream_kafka::{DocumentPublisher, SchemaRegistry};
@@ -147,60 +146,15 @@ async fn kills_and_an_outage_leave_exactly_the_expected_chunks() {
 
     // Converges to exactly the expected objects.
     let collection = collection_name(&model_id);
-    let http = reqwest_like_post;
-    let started = Instant::now();
-    let mut last = BTreeSet::new();
-    while started.elapsed() < Duration::from_secs(240) {
-        let query = json!({ "query": format!(
-            "{{ Get {{ {collection}(where: {{path: [\"tenant\"], operator: Equal, valueText: \"{run}\"}}, limit: 10000) {{ _additional {{ id }} }} }} }}"
-        )});
-        if let Some(ids) = http(&cfg.weaviate.url, &query) {
-            last = ids;
-            if last == expected {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-    let missing: Vec<_> = expected.difference(&last).take(5).collect();
-    let extra: Vec<_> = last.difference(&expected).take(5).collect();
-    assert!(
-        last == expected,
-        "{} objects, {} expected; missing e.g. {missing:?}; extra (stale/duplicate) e.g. {extra:?}\n--- embedder\n{}\n--- sink\n{}",
-        last.len(),
-        expected.len(),
-        embedder.log(),
-        sink.log()
-    );
+    converge_to(
+        &cfg.weaviate.url,
+        &collection,
+        &run,
+        &expected,
+        Duration::from_secs(240),
+        &[&embedder, &sink],
+    )
+    .await;
     embedder.stop();
     sink.stop();
-}
-
-/// Object ids of a GraphQL answer, through curl (the test crate has no HTTP client).
-fn reqwest_like_post(base: &str, body: &serde_json::Value) -> Option<BTreeSet<String>> {
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sf",
-            "-X",
-            "POST",
-            &format!("{base}/v1/graphql"),
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            &body.to_string(),
-        ])
-        .output()
-        .ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    let rows = v
-        .pointer("/data/Get")?
-        .as_object()?
-        .values()
-        .next()?
-        .as_array()?;
-    Some(
-        rows.iter()
-            .filter_map(|r| r.pointer("/_additional/id")?.as_str().map(str::to_owned))
-            .collect(),
-    )
 }

@@ -70,8 +70,11 @@ async fn documents_become_chunks_with_lineage_dlq_fencing_and_dedup() {
         "Deafening an adult slowly degrades the song, which shows that feedback keeps it stable.",
     ]
     .join(" ");
+    // The producer's trace: the embedder and the sink continue it.
+    let trace = vecstream_core::TraceParent::new_root();
+    let mut vectors = TopicReader::new(topics::VECTORS);
     publisher
-        .publish(&doc(&long_id, 1, &long_body))
+        .publish_traced(&doc(&long_id, 1, &long_body), &trace)
         .await
         .unwrap();
     publisher
@@ -154,16 +157,59 @@ async fn documents_become_chunks_with_lineage_dlq_fencing_and_dedup() {
         "original bytes kept"
     );
     assert_eq!(reason_of(&empty_id).0, "empty_body");
+    // Dead letters stay on their document's trace too.
+    assert!(dead.iter().all(|m| header(m, "traceparent").is_some()));
 
     // 3. Lineage tells the story of the long document: embedded, then upserted.
     let events = wait_for_stage(
         &mut lineage,
         &registry,
         &long_id,
-        &["embed:embedded", "sink:upserted"],
+        &[
+            "embed:received",
+            "embed:chunked",
+            "embed:embedded",
+            "sink:upserted",
+        ],
         &[&embedder, &sink],
     )
     .await;
+    // One trace from the producer to Weaviate: every event names the producer's trace id,
+    // and the vectors record carries it on in its `traceparent` header.
+    for e in &events {
+        assert_eq!(
+            e.vecstream.trace_id.as_deref(),
+            Some(trace.trace_id_hex().as_str()),
+            "{}",
+            e.vecstream.stage
+        );
+    }
+    let received = events
+        .iter()
+        .find(|e| e.vecstream.stage == "embed:received")
+        .unwrap();
+    let chunked = events
+        .iter()
+        .find(|e| e.vecstream.stage == "embed:chunked")
+        .unwrap();
+    assert_eq!(received.event_type, vecstream_core::EventType::Start);
+    assert_eq!(chunked.event_type, vecstream_core::EventType::Running);
+    assert_eq!(chunked.vecstream.chunk_ids.len(), stored.len());
+    let vectors_record = loop {
+        if let Some(m) = vectors.poll(&[long_id.as_str()]).await.first() {
+            break m.clone();
+        }
+        give_up_after(
+            started,
+            "the vectors record of the long document",
+            &[&embedder],
+        );
+    };
+    let hop = header(&vectors_record, "traceparent")
+        .and_then(|v| vecstream_core::TraceParent::parse(&v))
+        .expect("traceparent on the vectors record");
+    assert_eq!(hop.trace_id, trace.trace_id);
+    assert_ne!(hop.span_id, trace.span_id, "the embedder is its own hop");
     let embedded = events
         .iter()
         .find(|e| e.vecstream.stage == "embed:embedded")

@@ -176,3 +176,83 @@ pub async fn metrics_text(port: u16) -> String {
         .expect("curl runs");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Ids of the chunk objects of `tenant` in `collection` (through curl: the test crate has
+/// no HTTP client); `None` while Weaviate does not answer.
+pub fn tenant_object_ids(
+    base: &str,
+    collection: &str,
+    tenant: &str,
+) -> Option<std::collections::BTreeSet<String>> {
+    let body = serde_json::json!({ "query": format!(
+        "{{ Get {{ {collection}(where: {{path: [\"tenant\"], operator: Equal, valueText: \"{tenant}\"}}, limit: 100000) {{ _additional {{ id }} }} }} }}"
+    )});
+    let out = Command::new("curl")
+        .args([
+            "-sf",
+            "-X",
+            "POST",
+            &format!("{base}/v1/graphql"),
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &body.to_string(),
+        ])
+        .output()
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let rows = v
+        .pointer("/data/Get")?
+        .as_object()?
+        .values()
+        .next()?
+        .as_array()?;
+    Some(
+        rows.iter()
+            .filter_map(|r| r.pointer("/_additional/id")?.as_str().map(str::to_owned))
+            .collect(),
+    )
+}
+
+/// Waits until the chunk objects of `tenant` are exactly `expected`; fails with what is
+/// missing and what is extra (stale or duplicate) otherwise.
+pub async fn converge_to(
+    base: &str,
+    collection: &str,
+    tenant: &str,
+    expected: &std::collections::BTreeSet<String>,
+    within: Duration,
+    logs: &[&Running],
+) {
+    let started = Instant::now();
+    let mut last = std::collections::BTreeSet::new();
+    while started.elapsed() < within {
+        if let Some(ids) = tenant_object_ids(base, collection, tenant) {
+            last = ids;
+            if &last == expected {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let missing: Vec<_> = expected.difference(&last).take(5).collect();
+    let extra: Vec<_> = last.difference(expected).take(5).collect();
+    let logs: Vec<String> = logs.iter().map(|r| r.log()).collect();
+    panic!(
+        "{} objects, {} expected; missing e.g. {missing:?}; extra (stale/duplicate) e.g. {extra:?}\n{}",
+        last.len(),
+        expected.len(),
+        logs.join("\n-----\n")
+    );
+}
+
+/// The value of one sample (`name{labels}` exactly as exposed) in Prometheus text; 0 when
+/// the series does not exist yet.
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .find(|(name, _)| *name == series)
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0.0)
+}

@@ -229,6 +229,14 @@ pub struct TemporalConfig {
     pub cpu_task_queue: String,
     /// Task queue of embedding and training activities.
     pub gpu_task_queue: String,
+    /// Activities a worker runs at once on the cpu queue.
+    pub cpu_concurrency: usize,
+    /// Activities a worker runs at once on the gpu queue (each holds a model).
+    pub gpu_concurrency: usize,
+    /// Seconds a reindex waits for its review before it counts as rejected.
+    pub review_timeout_secs: u64,
+    /// Offsets of the documents topic per reindex scan activity.
+    pub reindex_range_offsets: i64,
 }
 
 impl Default for TemporalConfig {
@@ -243,6 +251,10 @@ impl Default for TemporalConfig {
             tls_client_key: String::new(),
             cpu_task_queue: "vecstream-cpu".into(),
             gpu_task_queue: "vecstream-gpu".into(),
+            cpu_concurrency: 32,
+            gpu_concurrency: 1,
+            review_timeout_secs: 86_400,
+            reindex_range_offsets: 500,
         }
     }
 }

@@ -6,6 +6,7 @@ mod error;
 mod ids;
 mod records;
 pub mod topics;
+mod trace;
 
 pub use error::{Classify, ErrorClass};
 pub use ids::{CHUNK_NAMESPACE, chunk_id, content_hash};
@@ -13,3 +14,4 @@ pub use records::{
     ChunkVector, Dataset, Document, DocumentVectors, EventType, Job, LineageEvent, Run,
     VecstreamFacet, default_tenant,
 };
+pub use trace::{TRACEPARENT_HEADER, TraceParent};

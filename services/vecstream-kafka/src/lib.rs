@@ -6,11 +6,13 @@ pub mod registry;
 pub mod scan;
 pub mod schemas;
 pub mod topics;
+pub mod trace_headers;
 pub mod wire;
 
 pub use error::KafkaEdgeError;
 pub use publisher::DocumentPublisher;
 pub use registry::SchemaRegistry;
+pub use trace_headers::{traceparent_of, with_traceparent};
 
 use vecstream_config::KafkaConfig;
 

@@ -3,11 +3,12 @@
 use std::time::Duration;
 
 use apache_avro::Schema;
+use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use vecstream_config::KafkaConfig;
-use vecstream_core::{Document, topics};
+use vecstream_core::{Document, TraceParent, topics};
 
-use crate::{KafkaEdgeError, SchemaRegistry, client_config, schemas, wire};
+use crate::{KafkaEdgeError, SchemaRegistry, client_config, schemas, wire, with_traceparent};
 
 /// Where a record landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,19 +69,47 @@ impl DocumentPublisher {
         self.schema_id
     }
 
-    /// Publishes one document version; resolves once the brokers acknowledged it.
+    /// Publishes one document version as the root of a new trace; resolves once the
+    /// brokers acknowledged it.
     pub async fn publish(&self, doc: &Document) -> Result<Delivered, KafkaEdgeError> {
+        self.publish_traced(doc, &TraceParent::new_root()).await
+    }
+
+    /// Publishes one document version carrying `trace` (the `traceparent` header), so the
+    /// pipeline continues the producer's trace.
+    pub async fn publish_traced(
+        &self,
+        doc: &Document,
+        trace: &TraceParent,
+    ) -> Result<Delivered, KafkaEdgeError> {
         let value = wire::encode(self.schema_id, &self.schema, doc)?;
-        self.send(&doc.id, Some(&value)).await
+        self.send(&doc.id, Some(&value), trace).await
     }
 
     /// Publishes a tombstone (null value): the compacted topic forgets the id.
     pub async fn publish_tombstone(&self, id: &str) -> Result<Delivered, KafkaEdgeError> {
-        self.send(id, None).await
+        self.publish_tombstone_traced(id, &TraceParent::new_root())
+            .await
     }
 
-    async fn send(&self, key: &str, value: Option<&Vec<u8>>) -> Result<Delivered, KafkaEdgeError> {
-        let mut record: FutureRecord<'_, str, Vec<u8>> = FutureRecord::to(&self.topic).key(key);
+    /// A tombstone carrying `trace`.
+    pub async fn publish_tombstone_traced(
+        &self,
+        id: &str,
+        trace: &TraceParent,
+    ) -> Result<Delivered, KafkaEdgeError> {
+        self.send(id, None, trace).await
+    }
+
+    async fn send(
+        &self,
+        key: &str,
+        value: Option<&Vec<u8>>,
+        trace: &TraceParent,
+    ) -> Result<Delivered, KafkaEdgeError> {
+        let mut record: FutureRecord<'_, str, Vec<u8>> = FutureRecord::to(&self.topic)
+            .key(key)
+            .headers(with_traceparent(OwnedHeaders::new(), trace));
         if let Some(v) = value {
             record = record.payload(v);
         }

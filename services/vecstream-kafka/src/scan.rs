@@ -122,3 +122,92 @@ pub fn scan_with(
     }
     Ok(seen)
 }
+
+/// Low and high watermarks of every partition of `topic`: `(partition, low, high)`.
+pub fn partition_bounds(
+    consumer: &BaseConsumer,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<(i32, i64, i64)>, KafkaEdgeError> {
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let mut bounds = Vec::new();
+    for p in metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions())
+    {
+        let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
+        bounds.push((p.id(), low, high));
+    }
+    if bounds.is_empty() {
+        return Err(KafkaEdgeError::Topic {
+            topic: topic.to_owned(),
+            message: "does not exist (run `vecstream topics create`)".into(),
+        });
+    }
+    bounds.sort_unstable();
+    Ok(bounds)
+}
+
+/// One slice of a partition: at most `max` committed records with offsets in `[from, to)`,
+/// in offset order, and the offset to continue from (`to` once the range is done; offsets
+/// of compacted-away records and transaction markers are skipped over).
+pub fn read_range(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    to: i64,
+    max: usize,
+    timeout: Duration,
+) -> Result<(Vec<rdkafka::message::OwnedMessage>, i64), KafkaEdgeError> {
+    let mut out = Vec::new();
+    if from >= to {
+        return Ok((out, to));
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(from))?;
+    consumer.assign(&tpl)?;
+    let mut next = from;
+    let mut last_progress = Instant::now();
+    while next < to && out.len() < max {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                last_progress = Instant::now();
+                if m.partition() != partition || m.offset() < next {
+                    continue;
+                }
+                if m.offset() >= to {
+                    next = to;
+                    break;
+                }
+                next = m.offset() + 1;
+                out.push(m.detach());
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => {
+                // Past the last record of the range (markers or compaction): the position says.
+                let position = consumer
+                    .position()?
+                    .find_partition(topic, partition)
+                    .map(|e| e.offset());
+                if let Some(Offset::Offset(o)) = position {
+                    next = next.max(o.min(to));
+                }
+                if next >= to {
+                    break;
+                }
+                if last_progress.elapsed() > timeout {
+                    return Err(KafkaEdgeError::Topic {
+                        topic: topic.to_owned(),
+                        message: format!(
+                            "no progress for {timeout:?} reading partition {partition} at offset {next}"
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    Ok((out, next))
+}

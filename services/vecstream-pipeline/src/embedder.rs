@@ -19,21 +19,20 @@ use std::time::{Duration, Instant};
 
 use apache_avro::Schema;
 use rdkafka::consumer::Consumer;
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::{Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 use vecstream_config::{Config, EmbedderSettings, KafkaConfig};
-use vecstream_core::{
-    ChunkVector, Classify, Document, DocumentVectors, EventType, VecstreamFacet, chunk_id,
-    content_hash, topics,
-};
+use vecstream_core::{Document, DocumentVectors, EventType, TraceParent, VecstreamFacet, topics};
 use vecstream_engine::{Chunk, Chunker, Engine};
-use vecstream_kafka::{KafkaEdgeError, SchemaRegistry, schemas, wire};
+use vecstream_kafka::{SchemaRegistry, schemas, traceparent_of, wire, with_traceparent};
+use vecstream_telemetry::continue_trace;
 
 use crate::common::{BatchLimits, Member, Retrier, next_offsets};
 use crate::dlq::{DeadLetter, Reason};
+use crate::document::{Read, chunked, delete_of, normalized, read_document, vectors_of};
 use crate::lineage::{LineageFactory, now_ms};
 use crate::state::{DedupState, DocState, restore_partition};
 use crate::{PipelineError, PipelineMetrics};
@@ -103,6 +102,28 @@ impl Decision {
             Decision::Skip { .. } | Decision::DeadLetter(_) => None,
         }
     }
+
+    /// The document id (the record key; empty when it has none) and version, if known.
+    fn doc_key(&self) -> (&str, Option<i64>) {
+        match self {
+            Decision::Embed { doc, .. } | Decision::Skip { doc, .. } => {
+                (&doc.id, Some(doc.version))
+            }
+            Decision::Delete {
+                doc_id,
+                version,
+                tombstone,
+                ..
+            } => (doc_id, (!tombstone).then_some(*version)),
+            Decision::DeadLetter(d) => (
+                d.key
+                    .as_deref()
+                    .and_then(|k| std::str::from_utf8(k).ok())
+                    .unwrap_or(""),
+                None,
+            ),
+        }
+    }
 }
 
 struct Item {
@@ -111,6 +132,10 @@ struct Item {
     decision: Decision,
     /// Milliseconds the engine took for the batch this item's chunks were embedded in.
     embed_ms: Option<i64>,
+    /// The hop of the document's trace this stage sends downstream (`traceparent`).
+    trace: TraceParent,
+    /// Open while the document is in flight; exported when OTLP is configured.
+    _span: tracing::Span,
 }
 
 /// The stream embedder; see the module docs.
@@ -302,11 +327,19 @@ impl Embedder {
             if let Some((doc_id, state)) = decision.state_after(&self.engine.info().model_id) {
                 pending.insert((m.partition(), doc_id.to_owned()), state);
             }
+            let span = tracing::info_span!(
+                "embed_document",
+                partition = m.partition(),
+                offset = m.offset()
+            );
+            let trace = continue_trace(&span, traceparent_of(m.headers()));
             items.push(Item {
                 partition: m.partition(),
                 offset: m.offset(),
                 decision,
                 embed_ms: None,
+                trace,
+                _span: span,
             });
         }
 
@@ -320,13 +353,20 @@ impl Embedder {
             })
             .collect();
         let tokens: usize = sequences.iter().map(Vec::len).sum();
+        let sequences_empty = sequences.is_empty();
         let embed_started = Instant::now();
         let embedded = if sequences.is_empty() {
             Vec::new()
         } else {
             self.engine.embed_tokens(sequences).await?
         };
-        let embed_ms = embed_started.elapsed().as_millis() as i64;
+        let embed_elapsed = embed_started.elapsed();
+        if !sequences_empty {
+            self.metrics
+                .embed_seconds
+                .observe(embed_elapsed.as_secs_f64());
+        }
+        let embed_ms = embed_elapsed.as_millis() as i64;
         for item in &mut items {
             if matches!(item.decision, Decision::Embed { .. }) {
                 item.embed_ms = Some(embed_ms);
@@ -393,8 +433,8 @@ impl Embedder {
         m: &OwnedMessage,
         pending: &HashMap<(i32, String), Option<DocState>>,
     ) -> Result<Decision, PipelineError> {
-        let dead = |reason: Reason, message: String| {
-            Ok(Decision::DeadLetter(DeadLetter {
+        let dead = |(reason, message): (Reason, String)| {
+            Decision::DeadLetter(DeadLetter {
                 key: m.key().map(<[u8]>::to_vec),
                 payload: m.payload().map(<[u8]>::to_vec),
                 reason,
@@ -403,48 +443,26 @@ impl Embedder {
                 source_topic: m.topic().to_owned(),
                 source_partition: m.partition(),
                 source_offset: m.offset(),
-            }))
+            })
         };
-        let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
-            return dead(Reason::Invalid, "missing or non-UTF-8 key".into());
-        };
-        let known = match pending.get(&(m.partition(), key.to_owned())) {
-            Some(s) => s.as_ref(),
-            None => self.state.get(m.partition(), key),
-        };
-        let Some(payload) = m.payload() else {
-            return Ok(Decision::Delete {
-                doc_id: key.to_owned(),
-                tenant: vecstream_core::default_tenant(),
-                version: TOMBSTONE_VERSION,
-                tombstone: true,
-            });
-        };
-        let (schema_id, avro) = match wire::split(payload) {
-            Ok(x) => x,
-            Err(e) => return dead(Reason::Undecodable, e.to_string()),
-        };
-        let writer = match self.registry.schema_by_id(schema_id).await {
-            Ok(s) => s,
-            Err(e) if e.class().is_retryable() => return Err(e.into()),
-            Err(e @ KafkaEdgeError::UnknownSchemaId(_)) => {
-                return dead(Reason::UnknownSchema, e.to_string());
+        let doc = match read_document(&self.registry, &self.document_reader, m.key(), m.payload())
+            .await?
+        {
+            Read::Bad(reason, message) => return Ok(dead((reason, message))),
+            Read::Tombstone(doc_id) => {
+                return Ok(Decision::Delete {
+                    doc_id,
+                    tenant: vecstream_core::default_tenant(),
+                    version: TOMBSTONE_VERSION,
+                    tombstone: true,
+                });
             }
-            Err(e) => return dead(Reason::UnknownSchema, e.to_string()),
+            Read::Doc(doc) => doc,
         };
-        let doc: Document = match wire::decode(&writer, Some(&self.document_reader), avro) {
-            Ok(d) => d,
-            Err(e) => return dead(Reason::Undecodable, e.to_string()),
+        let known = match pending.get(&(m.partition(), doc.id.clone())) {
+            Some(s) => s.as_ref(),
+            None => self.state.get(m.partition(), &doc.id),
         };
-        if doc.id != key {
-            return dead(
-                Reason::Invalid,
-                format!("key {key:?} does not match the document id {:?}", doc.id),
-            );
-        }
-        if doc.id.is_empty() {
-            return dead(Reason::Invalid, "empty document id".into());
-        }
         if let Some(k) = known.filter(|k| doc.version < k.version) {
             // Older than what was emitted: fenced, with a lineage trail.
             return Ok(Decision::Skip {
@@ -465,24 +483,10 @@ impl Embedder {
                 tombstone: false,
             });
         }
-        if doc.body.len() > self.settings.max_body_bytes {
-            return dead(
-                Reason::OverLimits,
-                format!(
-                    "body of {} bytes over embedder.max_body_bytes = {}",
-                    doc.body.len(),
-                    self.settings.max_body_bytes
-                ),
-            );
-        }
-        let text = crate::normalize::normalize(&doc.body, &doc.content_type);
-        if text.is_empty() {
-            return dead(
-                Reason::EmptyBody,
-                "no text after normalisation (empty body)".into(),
-            );
-        }
-        let hash = content_hash(&text);
+        let (text, hash) = match normalized(&doc, self.settings.max_body_bytes) {
+            Ok(x) => x,
+            Err(bad) => return Ok(dead(bad)),
+        };
         let model_id = &self.engine.info().model_id;
         if let Some(k) = known
             && !k.deleted
@@ -495,24 +499,10 @@ impl Embedder {
                 outcome: "unchanged",
             });
         }
-        let chunks = match self.chunker.chunk(&text) {
-            Ok(c) => c,
-            Err(e) => return dead(Reason::Undecodable, format!("tokenizer: {e}")),
-        };
-        if chunks.is_empty() {
-            return dead(Reason::EmptyBody, "no tokens in the body".into());
+        match chunked(&self.chunker, &text, self.settings.max_chunks) {
+            Ok(chunks) => Ok(Decision::Embed { doc, hash, chunks }),
+            Err(bad) => Ok(dead(bad)),
         }
-        if chunks.len() > self.settings.max_chunks {
-            return dead(
-                Reason::OverLimits,
-                format!(
-                    "{} chunks over embedder.max_chunks = {}",
-                    chunks.len(),
-                    self.settings.max_chunks
-                ),
-            );
-        }
-        Ok(Decision::Embed { doc, hash, chunks })
     }
 
     /// One transaction: every record of the batch's still-assigned partitions, and their
@@ -612,36 +602,46 @@ impl Embedder {
             source_partition: Some(item.partition),
             source_offset: Some(item.offset),
             model_id: Some(model_id.to_owned()),
+            trace_id: Some(item.trace.trace_id_hex()),
             ..facet
         };
         let inputs = vec![self.lineage.topic(topics::DOCUMENTS)];
         let vectors_out = vec![self.lineage.topic(topics::VECTORS)];
+        let (key, version) = item.decision.doc_key();
+        out.push(self.lineage_record(
+            key,
+            EventType::Start,
+            "received",
+            source(VecstreamFacet {
+                doc_id: (!key.is_empty()).then(|| key.to_owned()),
+                doc_version: version,
+                ..Default::default()
+            }),
+            inputs.clone(),
+            Vec::new(),
+            now,
+        )?);
         match &item.decision {
             Decision::Embed { doc, hash, chunks } => {
-                let chunk_vectors: Vec<ChunkVector> = chunks
-                    .iter()
-                    .zip(vectors)
-                    .map(|(c, v)| ChunkVector {
-                        chunk_id: chunk_id(&doc.id, c.index, model_id).to_string(),
-                        index: c.index as i32,
-                        text: c.text.clone(),
-                        char_start: c.char_start as i32,
-                        char_end: c.char_end as i32,
-                        token_count: c.token_count() as i32,
-                        vector: v.clone(),
-                    })
-                    .collect();
-                let chunk_ids = chunk_vectors.iter().map(|c| c.chunk_id.clone()).collect();
-                let record = DocumentVectors {
-                    doc_id: doc.id.clone(),
-                    doc_version: doc.version,
-                    tenant: doc.tenant.clone(),
-                    model_id: model_id.to_owned(),
-                    content_hash: hash.clone(),
-                    deleted: false,
-                    chunks: chunk_vectors,
-                };
-                out.push(self.vectors_record(item.partition, &record)?);
+                let record = vectors_of(doc, hash, chunks, vectors, model_id);
+                let chunk_ids: Vec<String> =
+                    record.chunks.iter().map(|c| c.chunk_id.clone()).collect();
+                out.push(self.vectors_record(item, &record)?);
+                out.push(self.lineage_record(
+                    &doc.id,
+                    EventType::Running,
+                    "chunked",
+                    source(VecstreamFacet {
+                        doc_id: Some(doc.id.clone()),
+                        doc_version: Some(doc.version),
+                        content_hash: Some(hash.clone()),
+                        chunk_ids: chunk_ids.clone(),
+                        ..Default::default()
+                    }),
+                    inputs.clone(),
+                    Vec::new(),
+                    now,
+                )?);
                 let facet = source(VecstreamFacet {
                     doc_id: Some(doc.id.clone()),
                     doc_version: Some(doc.version),
@@ -667,16 +667,8 @@ impl Embedder {
                 version,
                 tombstone,
             } => {
-                let record = DocumentVectors {
-                    doc_id: doc_id.clone(),
-                    doc_version: *version,
-                    tenant: tenant.clone(),
-                    model_id: model_id.to_owned(),
-                    content_hash: String::new(),
-                    deleted: true,
-                    chunks: Vec::new(),
-                };
-                out.push(self.vectors_record(item.partition, &record)?);
+                let record = delete_of(doc_id, tenant, *version, model_id);
+                out.push(self.vectors_record(item, &record)?);
                 let facet = source(VecstreamFacet {
                     doc_id: Some(doc_id.clone()),
                     doc_version: (!tombstone).then_some(*version),
@@ -715,7 +707,7 @@ impl Embedder {
                     key: d.key.clone().unwrap_or_default(),
                     payload: d.payload.clone(),
                     partition: None,
-                    headers: Some(d.headers(now)),
+                    headers: Some(with_traceparent(d.headers(now), &item.trace)),
                 });
                 let doc_id = d
                     .key
@@ -746,7 +738,7 @@ impl Embedder {
 
     fn vectors_record(
         &self,
-        partition: i32,
+        item: &Item,
         record: &DocumentVectors,
     ) -> Result<OutRecord, PipelineError> {
         let (id, schema) = &self.vectors_schema;
@@ -755,8 +747,8 @@ impl Embedder {
             key: record.doc_id.as_bytes().to_vec(),
             payload: Some(wire::encode(*id, schema, record)?),
             // Same partition as the document: per-document order holds end to end.
-            partition: Some(partition),
-            headers: None,
+            partition: Some(item.partition),
+            headers: Some(with_traceparent(OwnedHeaders::new(), &item.trace)),
         })
     }
 
@@ -834,6 +826,7 @@ fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vecstream_core::Classify;
 
     #[test]
     fn the_dedup_memory_follows_each_decision() {

@@ -5,18 +5,24 @@
 //!   micro-batch in one Kafka transaction together with its consumer offsets.
 //! - [`sink`]: `docs.vectors.v1` → idempotent Weaviate upserts, stale-chunk deletes,
 //!   version fencing → lineage; offsets committed after Weaviate acknowledged.
+//! - [`writer`]: what a vector record does to the stored chunks (sink and reindex share it).
 
 mod common;
 pub mod dlq;
+pub mod document;
 pub mod embedder;
 mod error;
 pub mod lineage;
 pub mod metrics;
 pub mod normalize;
+pub mod reindex;
 pub mod sink;
 mod state;
+pub mod writer;
 
 pub use embedder::Embedder;
 pub use error::PipelineError;
 pub use metrics::PipelineMetrics;
+pub use reindex::{Reindexer, SliceReport};
 pub use sink::Sink;
+pub use writer::ChunkWriter;

@@ -1,6 +1,8 @@
 //! Lineage events (OpenLineage RunEvent shape + the vecstream facet) for every document a
-//! stage handles. Run ids are deterministic (UUIDv5 of stage, document, version, model and
-//! outcome), so a re-delivered record produces the same event, which consumers can dedupe.
+//! stage handles. A run is one stage handling one record: its events (`received` START,
+//! `chunked` RUNNING, then the outcome) share a run id. Run ids are deterministic (UUIDv5 of
+//! stage, document, version, model and source offset), so a re-delivered record produces
+//! the same events, which consumers can dedupe on (run id, stage).
 
 use uuid::Uuid;
 use vecstream_core::{Dataset, EventType, Job, LineageEvent, Run, VecstreamFacet};
@@ -54,9 +56,8 @@ impl LineageFactory {
         now_ms: i64,
     ) -> LineageEvent {
         let name = format!(
-            "{}|{}|{}|{}|{}|{:?}|{:?}",
+            "{}|{}|{}|{}|{:?}|{:?}",
             self.stage,
-            outcome,
             facet.doc_id.as_deref().unwrap_or(""),
             facet.doc_version.unwrap_or(-1),
             facet.model_id.as_deref().unwrap_or(""),
@@ -83,6 +84,38 @@ impl LineageFactory {
             },
         }
     }
+}
+
+/// Publishes one event to `docs.lineage.v1` (idempotent producer, waits for the ack): for
+/// jobs outside the stream, such as the Temporal workflows' phase events.
+pub async fn publish_one(
+    config: &vecstream_config::Config,
+    key: &str,
+    event: &LineageEvent,
+) -> Result<(), crate::PipelineError> {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use vecstream_core::topics;
+    use vecstream_kafka::{SchemaRegistry, schemas, wire};
+    let registry = SchemaRegistry::new(&config.registry)?;
+    let schema_id = registry
+        .ensure_subject(
+            &topics::value_subject(topics::LINEAGE),
+            schemas::LINEAGE_EVENT,
+        )
+        .await?;
+    let payload = wire::encode(schema_id, &schemas::parse(schemas::LINEAGE_EVENT)?, event)?;
+    let producer: FutureProducer = vecstream_kafka::client_config(&config.kafka)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()?;
+    producer
+        .send(
+            FutureRecord::to(topics::LINEAGE).key(key).payload(&payload),
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .map_err(|(e, _)| crate::PipelineError::from(e))?;
+    Ok(())
 }
 
 /// Milliseconds since the Unix epoch.
@@ -123,8 +156,28 @@ mod tests {
             vec![],
             2,
         );
-        let c = f.event(EventType::Complete, "unchanged", facet, vec![], vec![], 1);
+        // Events of the same run share its id; another offset is another run.
+        let started = f.event(
+            EventType::Start,
+            "received",
+            facet.clone(),
+            vec![],
+            vec![],
+            1,
+        );
+        let c = f.event(
+            EventType::Complete,
+            "embedded",
+            VecstreamFacet {
+                source_offset: Some(8),
+                ..facet
+            },
+            vec![],
+            vec![],
+            1,
+        );
         assert_eq!(a.run.run_id, b.run.run_id);
+        assert_eq!(a.run.run_id, started.run.run_id);
         assert_ne!(a.run.run_id, c.run.run_id);
         assert_eq!(a.vecstream.stage, "embed:embedded");
         assert_eq!(f.topic("t").namespace, "kafka://127.0.0.1:9092");

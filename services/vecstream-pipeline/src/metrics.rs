@@ -38,6 +38,11 @@ pub struct PipelineMetrics {
     pub embedder_batch_tokens: Histogram,
     /// `vecstream_sink_batch_seconds`: one sink batch, Weaviate writes through lineage acks.
     pub sink_batch_seconds: Histogram,
+    /// `vecstream_embed_seconds`: the engine's forward pass of one micro-batch (embedding
+    /// only: no decoding, chunking or Kafka).
+    pub embed_seconds: Histogram,
+    /// `vecstream_sink_upsert_seconds`: one Weaviate batch upsert request (writes only).
+    pub sink_upsert_seconds: Histogram,
 }
 
 impl PipelineMetrics {
@@ -65,7 +70,7 @@ impl PipelineMetrics {
                     "vecstream_embedder_batch_seconds",
                     "Duration of one embedder micro-batch, gathered to committed.",
                 )
-                .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+                .buckets(latency_buckets()),
             )?,
             retries: counter_vec(
                 "vecstream_pipeline_retries_total",
@@ -131,9 +136,25 @@ impl PipelineMetrics {
                     "vecstream_sink_batch_seconds",
                     "Duration of one sink batch: Weaviate writes and deletes through lineage acks.",
                 )
-                .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+                .buckets(latency_buckets()),
+            )?,
+            embed_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "vecstream_embed_seconds",
+                    "Engine time to embed one micro-batch.",
+                )
+                .buckets(latency_buckets()),
+            )?,
+            sink_upsert_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "vecstream_sink_upsert_seconds",
+                    "Duration of one Weaviate batch upsert request.",
+                )
+                .buckets(latency_buckets()),
             )?,
         };
+        registry.register(Box::new(m.embed_seconds.clone()))?;
+        registry.register(Box::new(m.sink_upsert_seconds.clone()))?;
         registry.register(Box::new(m.consumer_lag.clone()))?;
         registry.register(Box::new(m.embedder_batch_records.clone()))?;
         registry.register(Box::new(m.embedder_batch_tokens.clone()))?;
@@ -151,4 +172,11 @@ impl PipelineMetrics {
         registry.register(Box::new(m.embedder_state_documents.clone()))?;
         Ok(m)
     }
+}
+
+/// Seconds buckets of the latency histograms: 5 ms to 30 s.
+fn latency_buckets() -> Vec<f64> {
+    vec![
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ]
 }

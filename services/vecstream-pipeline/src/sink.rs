@@ -2,19 +2,16 @@
 //!
 //! Per batch of vector records (read_committed, so only committed embedder transactions):
 //! 1. decode (undecodable records go to the DLQ);
-//! 2. keep the newest record per document (a later record of the same key supersedes);
-//! 3. per document, read its stored chunks in the model's collection (created on first use,
-//!    alias `Chunks` pointed at it if the alias does not exist yet) and fence: a record older
-//!    than the stored version is skipped;
-//! 4. upsert every chunk object by its UUIDv5 id in one batch, then delete the chunks left
-//!    over from a longer earlier version (or all of them for a delete);
-//! 5. produce lineage (and dead letters for objects Weaviate refused), wait for the acks,
+//! 2. apply them with the [`ChunkWriter`](crate::writer::ChunkWriter): newest record per
+//!    document, version fencing, batch upsert by UUIDv5 ids, stale and deleted chunks
+//!    removed, in the model's collection (created on first use; alias `Chunks` pointed at it
+//!    if the alias does not exist yet);
+//! 3. produce lineage (and dead letters for objects Weaviate refused), wait for the acks,
 //!    then commit the offsets.
 //!
 //! Weaviate or Kafka unavailable: the batch is retried with backoff, partitions paused,
 //! nothing committed. Re-delivery is harmless: ids are deterministic and deletes idempotent.
 
-use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use apache_avro::Schema;
@@ -23,64 +20,32 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
-use serde_json::json;
 use tokio::sync::watch;
-use uuid::Uuid;
 use vecstream_config::{Config, SinkSettings};
-use vecstream_core::{Classify, DocumentVectors, EventType, VecstreamFacet, topics};
-use vecstream_kafka::{KafkaEdgeError, SchemaRegistry, schemas, wire};
-use vecstream_weaviate::{BatchObject, CollectionSpec, StoredChunk, WeaviateClient, WeaviateError};
+use vecstream_core::{Classify, DocumentVectors, EventType, TraceParent, VecstreamFacet, topics};
+use vecstream_kafka::{
+    KafkaEdgeError, SchemaRegistry, schemas, traceparent_of, wire, with_traceparent,
+};
+use vecstream_telemetry::continue_trace;
+use vecstream_weaviate::WeaviateClient;
 
 use crate::common::{BatchLimits, Member, Retrier, next_offsets};
 use crate::dlq::{DeadLetter, Reason};
 use crate::lineage::{LineageFactory, now_ms};
+use crate::writer::{ChunkWriter, Decoded, Outcome};
 use crate::{PipelineError, PipelineMetrics};
 
 const STAGE: &str = "sink";
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A vector record, or why it cannot be one.
-type Decoded = Result<DocumentVectors, (Reason, String)>;
 
 /// A record the sink produces after its Weaviate work: lineage, or a dead letter.
 struct Emitted {
     topic: &'static str,
     key: Vec<u8>,
     payload: Option<Vec<u8>>,
+    /// The trace a dead letter carries on.
+    trace: Option<TraceParent>,
     dead: Option<DeadLetter>,
-}
-
-/// A record whose chunks go into the batch upsert.
-struct Upsert<'a> {
-    /// Index of the record in the batch.
-    at: usize,
-    record: &'a DocumentVectors,
-    collection: String,
-    ids: Vec<Uuid>,
-    /// Stored chunks past the new chunk count exist (a longer earlier version).
-    has_stale: bool,
-}
-
-/// What became of one vector record.
-#[derive(Debug, Clone, PartialEq)]
-enum Outcome {
-    Upserted { written: usize, deleted: u64 },
-    Deleted { deleted: u64 },
-    Stale { stored_version: i64 },
-    Superseded,
-    DeadLettered(Reason, String),
-}
-
-impl Outcome {
-    fn label(&self) -> &'static str {
-        match self {
-            Outcome::Upserted { .. } => "upserted",
-            Outcome::Deleted { .. } => "deleted",
-            Outcome::Stale { .. } => "stale",
-            Outcome::Superseded => "superseded",
-            Outcome::DeadLettered(..) => "dead_lettered",
-        }
-    }
 }
 
 /// The Weaviate sink; see the module docs.
@@ -91,11 +56,8 @@ pub struct Sink {
     registry: SchemaRegistry,
     vectors_reader: Schema,
     lineage_schema: (u32, Schema),
-    weaviate: WeaviateClient,
+    writer: ChunkWriter,
     weaviate_url: String,
-    alias: String,
-    /// Collections known to exist (created or seen) by this process.
-    collections: std::sync::Mutex<HashSet<String>>,
     metrics: PipelineMetrics,
     lineage: LineageFactory,
 }
@@ -154,10 +116,12 @@ impl Sink {
             registry,
             vectors_reader: schemas::parse(schemas::DOCUMENT_VECTORS)?,
             lineage_schema: (lineage_id, schemas::parse(schemas::LINEAGE_EVENT)?),
-            weaviate: WeaviateClient::new(&config.weaviate)?,
+            writer: ChunkWriter::new(
+                WeaviateClient::new(&config.weaviate)?,
+                &config.weaviate.alias,
+                metrics.clone(),
+            ),
             weaviate_url: config.weaviate.url.clone(),
-            alias: config.weaviate.alias.clone(),
-            collections: Default::default(),
             metrics,
         })
     }
@@ -235,194 +199,28 @@ impl Sink {
     /// Idempotent: a retry after a partial failure converges to the same state.
     async fn apply_batch(&self, batch: &[OwnedMessage]) -> Result<(), PipelineError> {
         let started = std::time::Instant::now();
-        let mut decoded: Vec<(&OwnedMessage, Decoded)> = Vec::with_capacity(batch.len());
-        for m in batch {
-            decoded.push((m, self.decode(m).await?));
-        }
-        // The newest record of each document wins; earlier ones are superseded.
-        let mut last_of_doc: HashMap<&str, usize> = HashMap::new();
-        for (i, (_, d)) in decoded.iter().enumerate() {
-            if let Ok(v) = d {
-                last_of_doc.insert(v.doc_id.as_str(), i);
-            }
-        }
-        // One read of the stored chunks per collection for the whole batch (fencing and
-        // stale-chunk deletion decide from it), done when the collection is first needed.
-        let mut docs_of_collection: HashMap<String, Vec<&str>> = HashMap::new();
-        for &i in last_of_doc.values() {
-            if let Ok(v) = &decoded[i].1 {
-                docs_of_collection
-                    .entry(vecstream_weaviate::collection_name(&v.model_id))
-                    .or_default()
-                    .push(v.doc_id.as_str());
-            }
-        }
-        let mut stored_of_collection: HashMap<String, HashMap<String, Vec<StoredChunk>>> =
-            HashMap::new();
-        let mut outcomes: Vec<Outcome> = Vec::with_capacity(decoded.len());
-        let mut upserts: Vec<Upsert<'_>> = Vec::new();
-        let mut objects: Vec<BatchObject> = Vec::new();
-        for (i, (_, d)) in decoded.iter().enumerate() {
-            let v = match d {
-                Err((reason, message)) => {
-                    outcomes.push(Outcome::DeadLettered(*reason, message.clone()));
-                    continue;
-                }
-                Ok(v) => v,
-            };
-            if last_of_doc.get(v.doc_id.as_str()) != Some(&i) {
-                outcomes.push(Outcome::Superseded);
-                continue;
-            }
-            let collection = vecstream_weaviate::collection_name(&v.model_id);
-            let dim = v.chunks.first().map(|c| c.vector.len());
-            if !v.deleted {
-                self.ensure_collection(&v.model_id).await?;
-            } else if !self.collection_known(&collection).await? {
-                // Nothing was ever stored for this model: the delete is already true.
-                outcomes.push(Outcome::Deleted { deleted: 0 });
-                continue;
-            }
-            if !stored_of_collection.contains_key(&collection) {
-                let ids = docs_of_collection
-                    .get(&collection)
-                    .map(Vec::as_slice)
-                    .unwrap_or_default();
-                let stored = self.weaviate.docs_chunks(&collection, ids).await?;
-                stored_of_collection.insert(collection.clone(), stored);
-            }
-            let stored = stored_of_collection[&collection]
-                .get(&v.doc_id)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            let stored_version = stored.iter().map(|c| c.doc_version).max();
-            let stored_past = |count: usize| stored.iter().any(|c| c.chunk_index >= count as i64);
-            if let Some(sv) = stored_version.filter(|sv| *sv > v.doc_version) {
-                outcomes.push(Outcome::Stale { stored_version: sv });
-                continue;
-            }
-            if v.deleted {
-                let deleted = if stored_past(0) {
-                    self.weaviate
-                        .delete_doc_chunks_from(&collection, &v.doc_id, 0)
-                        .await?
-                } else {
-                    0
-                };
-                outcomes.push(Outcome::Deleted { deleted });
-                continue;
-            }
-            if let Some(bad) = v
-                .chunks
-                .iter()
-                .find(|c| Some(c.vector.len()) != dim || c.vector.iter().any(|x| !x.is_finite()))
-            {
-                outcomes.push(Outcome::DeadLettered(
-                    Reason::Invalid,
-                    format!(
-                        "chunk {} has a vector of {} values (expected {:?}) or a non-finite value",
-                        bad.index,
-                        bad.vector.len(),
-                        dim
-                    ),
-                ));
-                continue;
-            }
-            let ids: Result<Vec<Uuid>, String> = v
-                .chunks
-                .iter()
-                .map(|c| {
-                    Uuid::parse_str(&c.chunk_id)
-                        .map_err(|e| format!("chunk id {:?}: {e}", c.chunk_id))
-                })
-                .collect();
-            let ids = match ids {
-                Ok(ids) => ids,
-                Err(message) => {
-                    outcomes.push(Outcome::DeadLettered(Reason::Invalid, message));
-                    continue;
-                }
-            };
-            for (c, id) in v.chunks.iter().zip(&ids) {
-                objects.push(BatchObject {
-                    collection: collection.clone(),
-                    id: *id,
-                    properties: json!({
-                        "doc_id": v.doc_id,
-                        "doc_version": v.doc_version,
-                        "tenant": v.tenant,
-                        "chunk_index": c.index,
-                        "text": c.text,
-                        "char_start": c.char_start,
-                        "char_end": c.char_end,
-                        "token_count": c.token_count,
-                        "content_hash": v.content_hash,
-                        "model_id": v.model_id,
-                    }),
-                    vector: c.vector.clone(),
-                });
-            }
-            outcomes.push(Outcome::Upserted {
-                written: 0,
-                deleted: 0,
-            });
-            let has_stale = stored_past(v.chunks.len());
-            upserts.push(Upsert {
-                at: i,
-                record: v,
-                collection,
-                ids,
-                has_stale,
-            });
-        }
-
-        // One batch call for every chunk object of the batch.
-        let mut failed: HashMap<Uuid, String> = HashMap::new();
-        for chunk in objects.chunks(500) {
-            let outcome = self.weaviate.upsert_batch(chunk).await?;
-            for (id, message) in outcome.failed {
-                failed.insert(id, message);
-            }
-        }
-        if let Some(transient) = failed.values().find(|m| looks_transient(m)) {
-            return Err(PipelineError::Weaviate(WeaviateError::Status {
-                status: 503,
-                what: "batch upsert (per-object error)".into(),
-                body: transient.clone(),
-            }));
-        }
-        for u in &upserts {
-            let errors: Vec<&String> = u.ids.iter().filter_map(|id| failed.get(id)).collect();
-            let outcome = &mut outcomes[u.at];
-            if let Some(first) = errors.first() {
-                *outcome = Outcome::DeadLettered(
-                    Reason::Rejected,
-                    format!(
-                        "weaviate refused {} of {} chunks: {first}",
-                        errors.len(),
-                        u.ids.len()
-                    ),
+        // One span per record, continuing the document's trace from the embedder.
+        let traces: Vec<(tracing::Span, TraceParent)> = batch
+            .iter()
+            .map(|m| {
+                let span = tracing::info_span!(
+                    "upsert_document",
+                    partition = m.partition(),
+                    offset = m.offset()
                 );
-                continue;
-            }
-            // Chunks past the new count belong to a longer earlier version.
-            let deleted = if u.has_stale {
-                let count = u.record.chunks.len() as i64;
-                self.weaviate
-                    .delete_doc_chunks_from(&u.collection, &u.record.doc_id, count)
-                    .await?
-            } else {
-                0
-            };
-            *outcome = Outcome::Upserted {
-                written: u.ids.len(),
-                deleted,
-            };
+                let hop = continue_trace(&span, traceparent_of(m.headers()));
+                (span, hop)
+            })
+            .collect();
+        let mut decoded: Vec<Decoded> = Vec::with_capacity(batch.len());
+        for m in batch {
+            decoded.push(self.decode(m).await?);
         }
-
+        let outcomes = self.writer.write(&decoded).await?;
         // Weaviate reads, writes and deletes of the batch, for the lineage events.
         let weaviate_ms = started.elapsed().as_millis() as i64;
-        self.emit(&decoded, &outcomes, weaviate_ms).await
+        self.emit(batch, &decoded, &outcomes, &traces, weaviate_ms)
+            .await
     }
 
     async fn decode(&self, m: &OwnedMessage) -> Result<Decoded, PipelineError> {
@@ -450,56 +248,25 @@ impl Sink {
         )
     }
 
-    fn known_collections(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        // A poisoned set still holds valid names.
-        self.collections.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    async fn collection_known(&self, name: &str) -> Result<bool, PipelineError> {
-        if self.known_collections().contains(name) {
-            return Ok(true);
-        }
-        let exists = self.weaviate.collection_exists(name).await?;
-        if exists {
-            self.known_collections().insert(name.to_owned());
-        }
-        Ok(exists)
-    }
-
-    /// Creates the model's collection on first use; points the alias at it if the alias
-    /// does not exist yet (a reindex moves it later).
-    async fn ensure_collection(&self, model_id: &str) -> Result<(), PipelineError> {
-        let spec = CollectionSpec::chunks(model_id);
-        if self.known_collections().contains(&spec.name) {
-            return Ok(());
-        }
-        if self.weaviate.ensure_collection(&spec).await? {
-            tracing::info!(collection = %spec.name, model_id, "collection created");
-        }
-        if self.weaviate.resolve_alias(&self.alias).await?.is_none() {
-            self.weaviate.set_alias(&self.alias, &spec.name).await?;
-            tracing::info!(alias = %self.alias, collection = %spec.name, "alias created");
-        }
-        self.known_collections().insert(spec.name);
-        Ok(())
-    }
-
     /// Lineage for every record, dead letters for refused ones; waits for the acks.
     async fn emit(
         &self,
-        decoded: &[(&OwnedMessage, Decoded)],
+        batch: &[OwnedMessage],
+        decoded: &[Decoded],
         outcomes: &[Outcome],
+        traces: &[(tracing::Span, TraceParent)],
         weaviate_ms: i64,
     ) -> Result<(), PipelineError> {
         let now = now_ms();
         let (lineage_id, lineage_schema) = &self.lineage_schema;
         let mut records: Vec<Emitted> = Vec::new();
-        for ((m, d), outcome) in decoded.iter().zip(outcomes) {
+        for (((m, d), outcome), (_, hop)) in batch.iter().zip(decoded).zip(outcomes).zip(traces) {
             let key = m.key().map(<[u8]>::to_vec).unwrap_or_default();
             let mut facet = VecstreamFacet {
                 source_topic: Some(topics::VECTORS.into()),
                 source_partition: Some(m.partition()),
                 source_offset: Some(m.offset()),
+                trace_id: Some(hop.trace_id_hex()),
                 ..Default::default()
             };
             if let Ok(v) = d {
@@ -530,6 +297,7 @@ impl Sink {
                         topic: topics::DOCUMENTS_DLQ,
                         key: key.clone(),
                         payload: m.payload().map(<[u8]>::to_vec),
+                        trace: Some(*hop),
                         dead: Some(DeadLetter {
                             key: m.key().map(<[u8]>::to_vec),
                             payload: None,
@@ -565,6 +333,7 @@ impl Sink {
                 topic: topics::LINEAGE,
                 key,
                 payload: Some(wire::encode(*lineage_id, lineage_schema, &event)?),
+                trace: None,
                 dead: None,
             });
         }
@@ -574,8 +343,8 @@ impl Sink {
             if let Some(p) = &r.payload {
                 rec = rec.payload(p.as_slice());
             }
-            if let Some(d) = &r.dead {
-                rec = rec.headers(d.headers(now));
+            if let (Some(d), Some(hop)) = (&r.dead, &r.trace) {
+                rec = rec.headers(with_traceparent(d.headers(now), hop));
             }
             self.producer.send(rec, Timeout::After(SEND_TIMEOUT))
         });
@@ -602,37 +371,5 @@ impl Sink {
             }
         }
         Ok(())
-    }
-}
-
-/// Per-object batch errors that mean "try again" rather than "this object is wrong".
-fn looks_transient(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    [
-        "timeout",
-        "timed out",
-        "unavailable",
-        "too many requests",
-        "connection",
-        "not ready",
-        "read only",
-        "readonly",
-    ]
-    .iter()
-    .any(|s| m.contains(s))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn transient_object_errors_are_told_apart_from_bad_objects() {
-        assert!(looks_transient("context deadline exceeded: Timeout"));
-        assert!(looks_transient("store is read only"));
-        assert!(!looks_transient(
-            "new node has a vector with length 3. Existing nodes have vectors with length 384"
-        ));
-        assert_eq!(Outcome::Superseded.label(), "superseded");
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowStartOptions};
 use temporalio_macros::{activities, workflow, workflow_methods};
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
-use temporalio_sdk::{ActivityOptions, WorkerOptions, WorkflowContext, WorkflowResult};
+use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowResult};
 
 use crate::TemporalError;
 
@@ -45,15 +45,6 @@ impl HealthActivities {
     pub async fn echo(_ctx: ActivityContext, probe: String) -> Result<String, ActivityError> {
         Ok(format!("pong: {probe}"))
     }
-}
-
-/// Worker options for `task_queue` with the health check registered.
-pub fn worker_options(task_queue: &str) -> Result<WorkerOptions, TemporalError> {
-    Ok(WorkerOptions::new(task_queue)
-        .register_workflow::<HealthCheckWorkflow>()
-        .map_err(|e| TemporalError::Worker(e.to_string()))?
-        .register_activities(HealthActivities)
-        .build())
 }
 
 /// Starts a health-check workflow on `task_queue` and waits for its answer.

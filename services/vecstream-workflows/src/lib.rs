@@ -1,14 +1,31 @@
-//! Temporal side of vecstream.
+//! Temporal side of vecstream: the connection, the long jobs (reindex, evaluation) with
+//! their activities, the registry every start goes through, and worker set-up.
 
+#[allow(
+    missing_debug_implementations,
+    reason = "the Temporal macros generate marker types without Debug"
+)]
+pub mod activities;
 mod connection;
+pub mod eval;
 #[allow(
     missing_debug_implementations,
     reason = "the Temporal macros generate marker types without Debug"
 )]
 mod health;
+pub mod registry;
+pub mod types;
+#[allow(
+    missing_debug_implementations,
+    reason = "the Temporal macros generate marker types without Debug"
+)]
+pub mod workflows;
 
+pub use activities::JobActivities;
 pub use connection::{TemporalError, connect, describe_namespace};
 pub use health::{
     HEALTH_CHECK_WORKFLOW_ID_PREFIX, HealthActivities, HealthCheckWorkflow, run_health_check,
-    worker_options,
 };
+pub use registry::worker_options;
+pub use types::*;
+pub use workflows::{EvaluateWorkflow, ReindexWorkflow};

@@ -150,14 +150,17 @@ pub enum Command {
     Embed(EmbedArgs),
     /// Search the active collection (alias `Chunks`) by meaning.
     Search(SearchArgs),
-    /// Start, watch, cancel or roll back a blue/green reindex (issue #5).
-    Reindex(PendingArgs),
-    /// Approve or reject a workflow waiting for human review (issue #5).
-    Review(PendingArgs),
+    /// Start, watch, cancel or roll back a blue/green reindex (a Temporal workflow).
+    #[command(subcommand)]
+    Reindex(ReindexCommand),
+    /// Approve or reject a reindex waiting for human review (the `review` signal).
+    #[command(subcommand)]
+    Review(ReviewCommand),
     /// Start a fine-tuning workflow (issue #8).
     Finetune(PendingArgs),
-    /// Run an evaluation workflow (issue #5).
-    Eval(PendingArgs),
+    /// Evaluate collections on a labelled query set (recall@k, MRR, nDCG@10).
+    #[command(subcommand)]
+    Eval(EvalCommand),
     /// Follow the lineage topic or trace one document's story.
     #[command(subcommand)]
     Lineage(LineageCommand),
@@ -401,6 +404,144 @@ pub struct PendingArgs {
     /// Arguments of the command (see its issue).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
+}
+
+/// A model configuration on the command line (the reindex target, an evaluated model).
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Model directory (config.json, tokenizer.json, model.safetensors), as the worker sees it.
+    #[arg(long)]
+    pub model_dir: String,
+    /// Token limit per chunk text; 0 keeps the model's. Changes the model id.
+    #[arg(long, default_value_t = 0)]
+    pub max_seq_length: usize,
+    /// Precision of the forward pass: fp32 or int8.
+    #[arg(long, default_value = "fp32")]
+    pub precision: String,
+}
+
+/// `vecstream reindex ...`.
+#[derive(Debug, Subcommand)]
+pub enum ReindexCommand {
+    /// Start a reindex of the alias to another model configuration; prints the workflow id
+    /// (`reindex-<alias>-<model id>`). A second start of the same reindex is refused.
+    Start(ReindexStartArgs),
+    /// Show a reindex's progress (the workflow's `progress` query).
+    Status(ReindexStatusArgs),
+    /// Cancel a running reindex and drop its pending collection.
+    Cancel(WorkflowIdArg),
+    /// Point the alias back at the collection an approved reindex replaced.
+    Rollback(WorkflowIdArg),
+}
+
+/// `vecstream reindex start`.
+#[derive(Debug, Args)]
+pub struct ReindexStartArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Alias to reindex (default: weaviate.alias).
+    #[arg(long)]
+    pub alias: Option<String>,
+    /// Only this tenant's documents, for an alias that serves one tenant (default: all).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Labelled query set (JSONL {query, relevant_doc_ids}) to evaluate before review.
+    #[arg(long)]
+    pub eval_suite: Option<String>,
+    /// Cut-off of the evaluation's recall@k.
+    #[arg(long, default_value_t = 10)]
+    pub eval_k: usize,
+    /// Only documents of this tenant count in the evaluation.
+    #[arg(long)]
+    pub eval_tenant: Option<String>,
+    /// Reject without review when the new collection's recall@k is below this.
+    #[arg(long)]
+    pub min_recall: Option<f64>,
+    /// Seconds to wait for the review before rejecting (default: temporal.review_timeout_secs).
+    #[arg(long)]
+    pub review_timeout: Option<u64>,
+    /// Offsets per scan activity (default: temporal.reindex_range_offsets).
+    #[arg(long)]
+    pub range_offsets: Option<i64>,
+    /// Seconds between copies of newly arrived documents while waiting for review.
+    #[arg(long, default_value_t = 10)]
+    pub catch_up_secs: u64,
+    /// Seconds of heartbeat silence after which a scan activity is retried elsewhere.
+    #[arg(long, default_value_t = 20)]
+    pub heartbeat_secs: u64,
+}
+
+/// `vecstream reindex status`.
+#[derive(Debug, Args)]
+pub struct ReindexStatusArgs {
+    /// Workflow id (`reindex-<alias>-<model id>`).
+    pub workflow_id: String,
+    /// Keep watching with a live progress bar until the reindex finishes.
+    #[arg(long)]
+    pub watch: bool,
+    /// Print the progress as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A workflow id argument.
+#[derive(Debug, Args)]
+pub struct WorkflowIdArg {
+    /// Workflow id (`reindex-<alias>-<model id>`).
+    pub workflow_id: String,
+}
+
+/// `vecstream review ...`.
+#[derive(Debug, Subcommand)]
+pub enum ReviewCommand {
+    /// Approve: the alias moves to the new collection (the old one is kept for rollback).
+    Approve(ReviewArgs),
+    /// Reject: the new collection is dropped.
+    Reject(ReviewArgs),
+}
+
+/// `vecstream review approve|reject`.
+#[derive(Debug, Args)]
+pub struct ReviewArgs {
+    /// Workflow id of the reindex.
+    pub workflow_id: String,
+    /// Who decides (recorded in the workflow and its result).
+    #[arg(long)]
+    pub reviewer: String,
+    /// Why.
+    #[arg(long, default_value = "")]
+    pub comment: String,
+}
+
+/// `vecstream eval ...`.
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// Run an EvaluateWorkflow and print the side-by-side report.
+    Run(EvalRunArgs),
+}
+
+/// `vecstream eval run`.
+#[derive(Debug, Args)]
+pub struct EvalRunArgs {
+    /// Labelled query set: JSONL of {"query", "relevant_doc_ids"}.
+    #[arg(long)]
+    pub suite: String,
+    /// Collection to evaluate, as COLLECTION=MODEL_DIR (repeat to compare); default: the
+    /// alias's collection with the configured model.
+    #[arg(long = "collection", value_parser = parse_key_value)]
+    pub collections: Vec<(String, String)>,
+    /// Cut-off of recall@k.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// Only documents of this tenant count.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Fail (exit 1) when the last collection's recall@k is below this.
+    #[arg(long)]
+    pub min_recall: Option<f64>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[cfg(test)]

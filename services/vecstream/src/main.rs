@@ -53,14 +53,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => commands::run::run(&config, &args).await,
         Command::Embed(args) => commands::embed::run(&config, &args).await,
         Command::Search(args) => commands::search::run(&config, &args).await,
-        Command::Reindex(_) => Ok(commands::pending("reindex", 5, "Temporal reindex")),
-        Command::Review(_) => Ok(commands::pending("review", 5, "Temporal reindex")),
+        Command::Reindex(cmd) => commands::jobs::reindex(&config, &cmd).await,
+        Command::Review(cmd) => commands::jobs::review(&config, &cmd).await,
         Command::Finetune(_) => Ok(commands::pending("finetune", 8, "FineTuneWorkflow")),
-        Command::Eval(_) => Ok(commands::pending(
-            "eval",
-            5,
-            "Temporal reindex and evaluation",
-        )),
+        Command::Eval(cmd) => commands::jobs::eval(&config, &cmd).await,
         Command::Lineage(cmd) => commands::lineage::run(&config, &cmd).await,
         Command::Dlq(cmd) => commands::dlq::run(&config, &cmd).await,
     }

@@ -133,6 +133,12 @@ fn print_event(e: &LineageEvent, json: bool) -> anyhow::Result<()> {
     if let Some(ms) = f.duration_ms {
         line.push_str(&format!(" took={ms}ms"));
     }
+    if let Some(b) = &f.backend {
+        line.push_str(&format!(" backend={b}"));
+    }
+    if let Some(t) = &f.trace_id {
+        line.push_str(&format!(" trace={t}"));
+    }
     if let Some(err) = &f.error {
         line.push_str(&format!(" error={err:?}"));
     }

@@ -3,6 +3,7 @@
 pub mod config;
 pub mod dlq;
 pub mod embed;
+pub mod jobs;
 pub mod lineage;
 pub mod produce;
 pub mod run;

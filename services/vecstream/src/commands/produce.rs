@@ -11,7 +11,7 @@ use futures::stream::FuturesUnordered;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 use vecstream_config::Config;
-use vecstream_core::{Document, topics};
+use vecstream_core::{Document, TraceParent, topics};
 use vecstream_kafka::{DocumentPublisher, SchemaRegistry};
 
 use crate::cli::ProduceArgs;
@@ -321,7 +321,14 @@ pub async fn run(config: &Config, args: &ProduceArgs) -> anyhow::Result<ExitCode
         if let Some(t) = ticker.as_mut() {
             t.tick().await;
         }
-        in_flight.push(async { (publisher.publish(doc).await, doc.id.as_str()) });
+        // Each document starts a trace; the pipeline continues it (`traceparent` header).
+        let span = tracing::info_span!("produce_document", doc_id = %doc.id);
+        let trace = vecstream_telemetry::own_hop(&span).unwrap_or_else(TraceParent::new_root);
+        let publisher = &publisher;
+        in_flight.push(async move {
+            let _span = span;
+            (publisher.publish_traced(doc, &trace).await, doc.id.as_str())
+        });
         if in_flight.len() >= MAX_IN_FLIGHT
             && let Some((result, id)) = in_flight.next().await
         {

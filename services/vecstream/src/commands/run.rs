@@ -48,7 +48,7 @@ pub async fn run(config: &Config, args: &RunArgs) -> anyhow::Result<ExitCode> {
         })
     };
     let mut tasks: Vec<Running<'_>> = Vec::new();
-    let pipeline_metrics = (embedder || sink)
+    let pipeline_metrics = (embedder || sink || worker.is_some())
         .then(|| PipelineMetrics::register(metrics.registry()))
         .transpose()
         .context("registering pipeline metrics")?;
@@ -78,10 +78,11 @@ pub async fn run(config: &Config, args: &RunArgs) -> anyhow::Result<ExitCode> {
             sink.run(stop).await.context("sink stopped")
         })));
     }
-    if let Some(queue) = worker {
+    if let (Some(queue), Some(pm)) = (worker, &pipeline_metrics) {
         tasks.push(Box::pin(run_worker(
             config,
             queue,
+            pm.clone(),
             readiness.clone(),
             stop_rx.clone(),
         )));
@@ -110,6 +111,7 @@ pub async fn run(config: &Config, args: &RunArgs) -> anyhow::Result<ExitCode> {
 async fn run_worker(
     config: &Config,
     queue: Queue,
+    metrics: PipelineMetrics,
     readiness: Readiness,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -117,17 +119,22 @@ async fn run_worker(
     vecstream_workflows::describe_namespace(&client, &config.temporal.namespace).await?;
     let runtime =
         Runtime::from_current_tokio(Default::default()).context("starting the Temporal runtime")?;
-    let queues: Vec<&str> = match queue {
-        Queue::Cpu => vec![&config.temporal.cpu_task_queue],
-        Queue::Gpu => vec![&config.temporal.gpu_task_queue],
-        Queue::Both => vec![
-            &config.temporal.cpu_task_queue,
-            &config.temporal.gpu_task_queue,
-        ],
+    use vecstream_workflows::registry::{QueueRole, job_worker_options};
+    let roles: Vec<QueueRole> = match queue {
+        Queue::Cpu => vec![QueueRole::Cpu],
+        Queue::Gpu => vec![QueueRole::Gpu],
+        Queue::Both => vec![QueueRole::Cpu, QueueRole::Gpu],
     };
+    let queues: Vec<&str> = roles
+        .iter()
+        .map(|r| match r {
+            QueueRole::Cpu => config.temporal.cpu_task_queue.as_str(),
+            QueueRole::Gpu => config.temporal.gpu_task_queue.as_str(),
+        })
+        .collect();
     let mut workers = Vec::new();
-    for q in &queues {
-        let options = vecstream_workflows::worker_options(q)?;
+    for (role, q) in roles.iter().zip(&queues) {
+        let options = job_worker_options(config, *role, metrics.clone())?;
         workers.push(
             Worker::new(&runtime, client.clone(), options)
                 .with_context(|| format!("creating the worker of {q}"))?,

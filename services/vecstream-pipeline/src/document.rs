@@ -1,0 +1,158 @@
+//! From a record of `docs.documents.v1` to chunks and vector records: the steps the stream
+//! embedder and the reindex scan share, so both judge a document the same way.
+
+use apache_avro::Schema;
+use vecstream_core::{ChunkVector, Classify, Document, DocumentVectors, chunk_id, content_hash};
+use vecstream_engine::{Chunk, Chunker};
+use vecstream_kafka::{KafkaEdgeError, SchemaRegistry, wire};
+
+use crate::PipelineError;
+use crate::dlq::Reason;
+
+/// What a document record is.
+#[derive(Debug)]
+pub enum Read {
+    /// A null value: the document is gone (compaction forgets the key).
+    Tombstone(String),
+    Doc(Document),
+    /// Poison: why the record cannot be a document.
+    Bad(Reason, String),
+}
+
+/// Decodes a record through the registry (writer-schema resolution) and checks the key.
+/// `Err` only for transient failures (the registry unreachable).
+pub async fn read_document(
+    registry: &SchemaRegistry,
+    reader: &Schema,
+    key: Option<&[u8]>,
+    payload: Option<&[u8]>,
+) -> Result<Read, PipelineError> {
+    let Some(key) = key.and_then(|k| std::str::from_utf8(k).ok()) else {
+        return Ok(Read::Bad(
+            Reason::Invalid,
+            "missing or non-UTF-8 key".into(),
+        ));
+    };
+    let Some(payload) = payload else {
+        return Ok(Read::Tombstone(key.to_owned()));
+    };
+    let (schema_id, avro) = match wire::split(payload) {
+        Ok(x) => x,
+        Err(e) => return Ok(Read::Bad(Reason::Undecodable, e.to_string())),
+    };
+    let writer = match registry.schema_by_id(schema_id).await {
+        Ok(s) => s,
+        Err(e) if e.class().is_retryable() => return Err(e.into()),
+        Err(e @ KafkaEdgeError::UnknownSchemaId(_)) => {
+            return Ok(Read::Bad(Reason::UnknownSchema, e.to_string()));
+        }
+        Err(e) => return Ok(Read::Bad(Reason::UnknownSchema, e.to_string())),
+    };
+    let doc: Document = match wire::decode(&writer, Some(reader), avro) {
+        Ok(d) => d,
+        Err(e) => return Ok(Read::Bad(Reason::Undecodable, e.to_string())),
+    };
+    if doc.id != key {
+        return Ok(Read::Bad(
+            Reason::Invalid,
+            format!("key {key:?} does not match the document id {:?}", doc.id),
+        ));
+    }
+    if doc.id.is_empty() {
+        return Ok(Read::Bad(Reason::Invalid, "empty document id".into()));
+    }
+    Ok(Read::Doc(doc))
+}
+
+/// The normalised text of a document and its content hash, or why it has none.
+pub fn normalized(
+    doc: &Document,
+    max_body_bytes: usize,
+) -> Result<(String, String), (Reason, String)> {
+    if doc.body.len() > max_body_bytes {
+        return Err((
+            Reason::OverLimits,
+            format!(
+                "body of {} bytes over embedder.max_body_bytes = {max_body_bytes}",
+                doc.body.len()
+            ),
+        ));
+    }
+    let text = crate::normalize::normalize(&doc.body, &doc.content_type);
+    if text.is_empty() {
+        return Err((
+            Reason::EmptyBody,
+            "no text after normalisation (empty body)".into(),
+        ));
+    }
+    let hash = content_hash(&text);
+    Ok((text, hash))
+}
+
+/// The chunks of a normalised text, within `max_chunks`.
+pub fn chunked(
+    chunker: &Chunker,
+    text: &str,
+    max_chunks: usize,
+) -> Result<Vec<Chunk>, (Reason, String)> {
+    let chunks = chunker
+        .chunk(text)
+        .map_err(|e| (Reason::Undecodable, format!("tokenizer: {e}")))?;
+    if chunks.is_empty() {
+        return Err((Reason::EmptyBody, "no tokens in the body".into()));
+    }
+    if chunks.len() > max_chunks {
+        return Err((
+            Reason::OverLimits,
+            format!(
+                "{} chunks over embedder.max_chunks = {max_chunks}",
+                chunks.len()
+            ),
+        ));
+    }
+    Ok(chunks)
+}
+
+/// The vector record of an embedded document: one entry per chunk, deterministic ids.
+pub fn vectors_of(
+    doc: &Document,
+    hash: &str,
+    chunks: &[Chunk],
+    vectors: &[Vec<f32>],
+    model_id: &str,
+) -> DocumentVectors {
+    DocumentVectors {
+        doc_id: doc.id.clone(),
+        doc_version: doc.version,
+        tenant: doc.tenant.clone(),
+        model_id: model_id.to_owned(),
+        content_hash: hash.to_owned(),
+        deleted: false,
+        chunks: chunks
+            .iter()
+            .zip(vectors)
+            .map(|(c, v)| ChunkVector {
+                chunk_id: chunk_id(&doc.id, c.index, model_id).to_string(),
+                index: c.index as i32,
+                text: c.text.clone(),
+                char_start: c.char_start as i32,
+                char_end: c.char_end as i32,
+                token_count: c.token_count() as i32,
+                vector: v.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// The vector record that removes a document from its model's collection.
+pub fn delete_of(doc_id: &str, tenant: &str, version: i64, model_id: &str) -> DocumentVectors {
+    DocumentVectors {
+        doc_id: doc_id.to_owned(),
+        doc_version: version,
+        tenant: tenant.to_owned(),
+        model_id: model_id.to_owned(),
+        content_hash: String::new(),
+        deleted: true,
+        chunks: Vec::new(),
+    }
+}

@@ -1,0 +1,205 @@
+//! The reindex scan: re-embeds the compacted documents topic, one partition range at a
+//! time, with another model configuration, straight into that model's collection.
+//!
+//! It judges documents exactly as the stream embedder does ([`crate::document`]) and writes
+//! through the same [`ChunkWriter`] as the sink, so the new collection ends up with the
+//! chunks the stream would have produced: same ids scheme, fencing, stale and deleted chunks
+//! handled. Poison records are skipped (the stream already dead-lettered them) and counted.
+//! A scan slice is idempotent: re-running it after a crash rewrites the same objects.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apache_avro::Schema;
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::message::Message;
+use vecstream_config::Config;
+use vecstream_core::topics;
+use vecstream_engine::{Chunker, Engine};
+use vecstream_kafka::{SchemaRegistry, scan, schemas};
+use vecstream_weaviate::{CollectionSpec, WeaviateClient};
+
+use crate::document::{Read, chunked, delete_of, normalized, read_document, vectors_of};
+use crate::embedder::TOMBSTONE_VERSION;
+use crate::writer::{ChunkWriter, Decoded, Outcome};
+use crate::{PipelineError, PipelineMetrics};
+
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What one slice of a scan did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SliceReport {
+    /// The offset to continue from.
+    pub next_offset: i64,
+    /// Records read.
+    pub records: u64,
+    /// Documents embedded and written.
+    pub embedded: u64,
+    /// Chunk objects written.
+    pub chunks: u64,
+    /// Documents removed (tombstones, `deleted = true`).
+    pub deleted: u64,
+    /// Poison records skipped, older versions fenced, records superseded in the slice.
+    pub skipped: u64,
+}
+
+/// Re-embeds partition ranges of `docs.documents.v1` into its model's collection.
+pub struct Reindexer {
+    registry: SchemaRegistry,
+    document_reader: Schema,
+    consumer: BaseConsumer,
+    engine: Arc<Engine>,
+    chunker: Chunker,
+    writer: ChunkWriter,
+    max_body_bytes: usize,
+    max_chunks: usize,
+    slice_records: usize,
+}
+
+impl std::fmt::Debug for Reindexer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reindexer")
+            .field("model_id", &self.engine.info().model_id)
+            .finish()
+    }
+}
+
+impl Reindexer {
+    /// Chunking and limits come from `config.embedder`, as for the stream embedder.
+    pub fn new(
+        config: &Config,
+        engine: Arc<Engine>,
+        metrics: PipelineMetrics,
+    ) -> Result<Self, PipelineError> {
+        let settings = &config.embedder;
+        let chunker = Chunker::new(
+            engine.tokenizer().clone(),
+            (settings.chunk_tokens > 0).then_some(settings.chunk_tokens),
+            settings.chunk_overlap,
+        )?;
+        Ok(Self {
+            registry: SchemaRegistry::new(&config.registry)?,
+            document_reader: schemas::parse(schemas::DOCUMENT)?,
+            consumer: scan::scan_consumer(&config.kafka, "vecstream-reindex")?,
+            chunker,
+            writer: ChunkWriter::new(
+                WeaviateClient::new(&config.weaviate)?,
+                &config.weaviate.alias,
+                metrics,
+            ),
+            max_body_bytes: settings.max_body_bytes,
+            max_chunks: settings.max_chunks,
+            slice_records: settings.batch_max_records.max(1),
+            engine,
+        })
+    }
+
+    /// The model id the scan embeds with.
+    pub fn model_id(&self) -> &str {
+        &self.engine.info().model_id
+    }
+
+    /// Creates the model's collection if needed; returns its name.
+    pub async fn ensure_collection(&self) -> Result<String, PipelineError> {
+        let spec = CollectionSpec::chunks(self.model_id());
+        self.writer.weaviate().ensure_collection(&spec).await?;
+        Ok(spec.name)
+    }
+
+    /// Reads, embeds and writes one slice of `[from, to)` of `partition`; with `tenant`,
+    /// documents of other tenants are skipped (tombstones, which name none, still apply).
+    pub async fn scan_slice(
+        &self,
+        partition: i32,
+        from: i64,
+        to: i64,
+        tenant: Option<&str>,
+    ) -> Result<SliceReport, PipelineError> {
+        let (messages, next_offset) = tokio::task::block_in_place(|| {
+            scan::read_range(
+                &self.consumer,
+                topics::DOCUMENTS,
+                partition,
+                from,
+                to,
+                self.slice_records,
+                READ_TIMEOUT,
+            )
+        })?;
+        let mut report = SliceReport {
+            next_offset,
+            records: messages.len() as u64,
+            ..Default::default()
+        };
+        let model_id = self.model_id().to_owned();
+        // Documents to embed (index into `records`), and the records in offset order.
+        let mut records: Vec<Option<Decoded>> = Vec::with_capacity(messages.len());
+        let mut to_embed = Vec::new();
+        for m in &messages {
+            let read =
+                read_document(&self.registry, &self.document_reader, m.key(), m.payload()).await?;
+            let record = match read {
+                Read::Bad(reason, message) => {
+                    tracing::debug!(partition, offset = m.offset(), reason = reason.as_str(), %message, "reindex skips a poison record");
+                    None
+                }
+                Read::Doc(doc) if tenant.is_some_and(|t| t != doc.tenant) => None,
+                Read::Tombstone(id) => Some(Ok(delete_of(
+                    &id,
+                    &vecstream_core::default_tenant(),
+                    TOMBSTONE_VERSION,
+                    &model_id,
+                ))),
+                Read::Doc(doc) if doc.deleted => {
+                    Some(Ok(delete_of(&doc.id, &doc.tenant, doc.version, &model_id)))
+                }
+                Read::Doc(doc) => {
+                    let prepared =
+                        normalized(&doc, self.max_body_bytes).and_then(|(text, hash)| {
+                            chunked(&self.chunker, &text, self.max_chunks).map(|c| (hash, c))
+                        });
+                    match prepared {
+                        Ok((hash, chunks)) => {
+                            to_embed.push((records.len(), doc, hash, chunks));
+                            None
+                        }
+                        Err(_) => None,
+                    }
+                }
+            };
+            records.push(record);
+        }
+        let sequences: Vec<Vec<u32>> = to_embed
+            .iter()
+            .flat_map(|(_, _, _, chunks)| chunks.iter().map(|c| c.token_ids.clone()))
+            .collect();
+        let mut vectors = if sequences.is_empty() {
+            Vec::new()
+        } else {
+            self.engine.embed_tokens(sequences).await?
+        }
+        .into_iter()
+        .map(|e| e.vector);
+        for (at, doc, hash, chunks) in &to_embed {
+            let v: Vec<Vec<f32>> = vectors.by_ref().take(chunks.len()).collect();
+            records[*at] = Some(Ok(vectors_of(doc, hash, chunks, &v, &model_id)));
+        }
+        let decoded: Vec<Decoded> = records.into_iter().flatten().collect();
+        report.skipped = report.records - decoded.len() as u64;
+        for outcome in self.writer.write(&decoded).await? {
+            match outcome {
+                Outcome::Upserted { written, .. } => {
+                    report.embedded += 1;
+                    report.chunks += written as u64;
+                }
+                Outcome::Deleted { .. } => report.deleted += 1,
+                Outcome::Stale { .. } | Outcome::Superseded => report.skipped += 1,
+                Outcome::DeadLettered(reason, message) => {
+                    tracing::warn!(reason = reason.as_str(), %message, "weaviate refused a reindexed document");
+                    report.skipped += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,480 @@
+//! Activities of the reindex and evaluation workflows: all their I/O (Kafka, Weaviate, the
+//! engine). Each one is idempotent; long ones heartbeat their progress and resume from it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use temporalio_macros::activities;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use vecstream_config::Config;
+use vecstream_core::{Dataset, EventType, Job, LineageEvent, Run, VecstreamFacet, topics};
+use vecstream_engine::{Engine, EngineConfig};
+use vecstream_pipeline::{PipelineMetrics, Reindexer, SliceReport};
+use vecstream_weaviate::{CollectionSpec, WeaviateClient, collection_name};
+
+use crate::eval::{Judged, judge};
+use crate::types::{EvalRow, EvalSpec, ModelTarget};
+
+/// Input of `reindex.prepare`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PrepareInput {
+    pub alias: String,
+    pub target: ModelTarget,
+    pub target_model_id: String,
+}
+
+/// What `reindex.prepare` found and made.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Prepared {
+    pub target_collection: String,
+    pub live_collection: Option<String>,
+    pub live_target: Option<ModelTarget>,
+    /// `(partition, low, high)` of the documents topic.
+    pub bounds: Vec<(i32, i64, i64)>,
+}
+
+/// Input of `reindex.scan_range`: offsets `[from, to)` of one partition.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScanRange {
+    pub target: ModelTarget,
+    pub partition: i32,
+    pub from: i64,
+    pub to: i64,
+    /// Only this tenant's documents.
+    #[serde(default)]
+    pub tenant: Option<String>,
+}
+
+/// Input of `reindex.swap_alias`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SwapAlias {
+    pub alias: String,
+    pub collection: String,
+}
+
+/// Input of `reindex.drop_collection`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DropCollection {
+    pub alias: String,
+    pub collection: String,
+}
+
+/// Input of `reindex.lineage`: one phase event of a workflow run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PhaseEvent {
+    pub workflow_id: String,
+    pub run_id: String,
+    pub job: String,
+    /// `START`, `RUNNING`, `COMPLETE` or `FAIL`.
+    pub event_type: String,
+    pub phase: String,
+    pub model_id: String,
+    pub collection: String,
+    pub time_ms: i64,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// Input of `eval.collection`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EvalCollection {
+    pub collection: String,
+    pub target: ModelTarget,
+    pub spec: EvalSpec,
+}
+
+/// The activities, with what they share across calls: the configuration, loaded engines
+/// (one per model configuration), metrics.
+pub struct JobActivities {
+    config: Config,
+    engines: Mutex<HashMap<ModelKey, Arc<Engine>>>,
+    metrics: PipelineMetrics,
+}
+
+type ModelKey = (String, usize, String);
+
+impl std::fmt::Debug for JobActivities {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobActivities").finish_non_exhaustive()
+    }
+}
+
+/// A failure that retrying cannot fix (bad input, wrong model).
+fn permanent(message: impl Into<String>) -> ActivityError {
+    ActivityError::Application(Box::new(
+        temporalio_common::error::ApplicationFailure::non_retryable(std::io::Error::other(
+            message.into(),
+        )),
+    ))
+}
+
+/// A failure worth retrying (a service unreachable).
+fn transient(e: impl std::fmt::Display) -> ActivityError {
+    ActivityError::from(std::io::Error::other(e.to_string()))
+}
+
+fn classified(e: vecstream_pipeline::PipelineError) -> ActivityError {
+    use vecstream_core::Classify;
+    if e.class().is_retryable() {
+        transient(e)
+    } else {
+        permanent(e.to_string())
+    }
+}
+
+impl JobActivities {
+    pub fn new(config: Config, metrics: PipelineMetrics) -> Self {
+        Self {
+            config,
+            engines: Mutex::new(HashMap::new()),
+            metrics,
+        }
+    }
+
+    /// The engine of `target`, loaded once per worker process.
+    async fn engine(&self, target: &ModelTarget) -> Result<Arc<Engine>, ActivityError> {
+        let key = (
+            target.model_dir.clone(),
+            target.max_seq_length,
+            target.precision.clone(),
+        );
+        if let Some(e) = self.lock_engines().get(&key) {
+            return Ok(e.clone());
+        }
+        let cfg = self.engine_config(target)?;
+        let engine = tokio::task::spawn_blocking(move || Engine::start(cfg))
+            .await
+            .map_err(transient)?
+            .map_err(|e| permanent(format!("loading {}: {e}", target.model_dir)))?;
+        let engine = Arc::new(engine);
+        self.lock_engines().insert(key, engine.clone());
+        Ok(engine)
+    }
+
+    fn lock_engines(&self) -> std::sync::MutexGuard<'_, HashMap<ModelKey, Arc<Engine>>> {
+        self.engines.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The worker's engine settings with the target's model, length and precision.
+    fn engine_config(&self, target: &ModelTarget) -> Result<EngineConfig, ActivityError> {
+        let s = &self.config.engine;
+        let mut cfg = EngineConfig::new(&target.model_dir);
+        cfg.backend = s.backend.parse().map_err(permanent)?;
+        cfg.precision = target.precision.parse().map_err(permanent)?;
+        if s.threads > 0 {
+            cfg.threads = s.threads;
+        }
+        cfg.batch_tokens = s.batch_tokens;
+        cfg.max_wait = Duration::from_millis(s.max_wait_ms);
+        cfg.max_seq_length = (target.max_seq_length > 0).then_some(target.max_seq_length);
+        Ok(cfg)
+    }
+
+    fn weaviate(&self) -> Result<WeaviateClient, ActivityError> {
+        WeaviateClient::new(&self.config.weaviate).map_err(|e| permanent(e.to_string()))
+    }
+
+    /// The model id of a configuration, without loading the engine.
+    fn model_id_of(target: &ModelTarget) -> Result<String, ActivityError> {
+        let dir = std::path::Path::new(&target.model_dir);
+        let len = (target.max_seq_length > 0).then_some(target.max_seq_length);
+        vecstream_engine::model::ModelSpec::load(dir, len)
+            .map(|(spec, _)| spec.model_id)
+            .map_err(|e| permanent(format!("model {}: {e}", target.model_dir)))
+    }
+}
+
+#[activities]
+impl JobActivities {
+    /// Checks the target model, creates its collection, finds the live collection and the
+    /// documents topic's offsets.
+    #[activity(name = "reindex.prepare")]
+    pub async fn prepare(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: PrepareInput,
+    ) -> Result<Prepared, ActivityError> {
+        let model_id = Self::model_id_of(&input.target)?;
+        if model_id != input.target_model_id {
+            return Err(permanent(format!(
+                "{} is model {model_id} on this worker, not {} as requested",
+                input.target.model_dir, input.target_model_id
+            )));
+        }
+        let weaviate = self.weaviate()?;
+        let spec = CollectionSpec::chunks(&model_id);
+        weaviate.ensure_collection(&spec).await.map_err(transient)?;
+        let live = weaviate
+            .resolve_alias(&input.alias)
+            .await
+            .map_err(transient)?;
+        if live.as_deref() == Some(spec.name.as_str()) {
+            return Err(permanent(format!(
+                "alias {} already points at {}: nothing to reindex",
+                input.alias, spec.name
+            )));
+        }
+        // The worker's configured model embeds queries for the live collection when it is
+        // that collection's model.
+        let configured = ModelTarget {
+            model_dir: self.config.engine.model_dir.clone(),
+            max_seq_length: self.config.engine.max_seq_length,
+            precision: self.config.engine.precision.clone(),
+        };
+        let live_target = match (&live, Self::model_id_of(&configured)) {
+            (Some(l), Ok(id)) if collection_name(&id) == *l => Some(configured),
+            _ => None,
+        };
+        let reindexer = self.reindexer_without_engine()?;
+        let bounds = tokio::task::spawn_blocking(move || reindexer())
+            .await
+            .map_err(transient)?
+            .map_err(transient)?;
+        Ok(Prepared {
+            target_collection: spec.name,
+            live_collection: live,
+            live_target,
+            bounds,
+        })
+    }
+
+    /// Current `(partition, low, high)` of the documents topic (for catch-ups).
+    #[activity(name = "reindex.bounds")]
+    pub async fn bounds(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        _input: (),
+    ) -> Result<Vec<(i32, i64, i64)>, ActivityError> {
+        let read = self.reindexer_without_engine()?;
+        tokio::task::spawn_blocking(read)
+            .await
+            .map_err(transient)?
+            .map_err(transient)
+    }
+
+    /// Re-embeds `[from, to)` of one partition into the target's collection, slice by
+    /// slice, heartbeating the offset reached; a retry resumes from the last heartbeat.
+    #[activity(name = "reindex.scan_range")]
+    pub async fn scan_range(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: ScanRange,
+    ) -> Result<SliceReport, ActivityError> {
+        let engine = self.engine(&input.target).await?;
+        let reindexer =
+            Reindexer::new(&self.config, engine, self.metrics.clone()).map_err(classified)?;
+        let resumed: Option<SliceReport> = ctx.heartbeat_details().deserialize()?;
+        let mut total = resumed.unwrap_or(SliceReport {
+            next_offset: input.from,
+            ..Default::default()
+        });
+        if resumed.is_some() {
+            tracing::info!(
+                partition = input.partition,
+                offset = total.next_offset,
+                "reindex scan resumes from its last heartbeat"
+            );
+        }
+        while total.next_offset < input.to {
+            if ctx.is_cancelled() {
+                return Err(ActivityError::cancelled());
+            }
+            let slice = reindexer
+                .scan_slice(
+                    input.partition,
+                    total.next_offset,
+                    input.to,
+                    input.tenant.as_deref(),
+                )
+                .await
+                .map_err(classified)?;
+            total = SliceReport {
+                next_offset: slice.next_offset,
+                records: total.records + slice.records,
+                embedded: total.embedded + slice.embedded,
+                chunks: total.chunks + slice.chunks,
+                deleted: total.deleted + slice.deleted,
+                skipped: total.skipped + slice.skipped,
+            };
+            ctx.record_heartbeat(total).await?;
+        }
+        Ok(total)
+    }
+
+    /// Points the alias at the new collection; returns what it pointed at before.
+    #[activity(name = "reindex.swap_alias")]
+    pub async fn swap_alias(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: SwapAlias,
+    ) -> Result<Option<String>, ActivityError> {
+        let weaviate = self.weaviate()?;
+        let before = weaviate
+            .resolve_alias(&input.alias)
+            .await
+            .map_err(transient)?;
+        weaviate
+            .set_alias(&input.alias, &input.collection)
+            .await
+            .map_err(transient)?;
+        tracing::info!(alias = %input.alias, collection = %input.collection, previous = ?before, "alias swapped");
+        Ok(before.filter(|b| *b != input.collection))
+    }
+
+    /// Drops a rejected collection, unless the alias points at it.
+    #[activity(name = "reindex.drop_collection")]
+    pub async fn drop_collection(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: DropCollection,
+    ) -> Result<(), ActivityError> {
+        let weaviate = self.weaviate()?;
+        let live = weaviate
+            .resolve_alias(&input.alias)
+            .await
+            .map_err(transient)?;
+        if live.as_deref() == Some(input.collection.as_str()) {
+            return Err(permanent(format!(
+                "alias {} points at {}: not dropping the live collection",
+                input.alias, input.collection
+            )));
+        }
+        if weaviate
+            .collection_exists(&input.collection)
+            .await
+            .map_err(transient)?
+        {
+            weaviate
+                .delete_collection(&input.collection)
+                .await
+                .map_err(transient)?;
+        }
+        Ok(())
+    }
+
+    /// Publishes one phase event of a workflow run to `docs.lineage.v1`.
+    #[activity(name = "reindex.lineage")]
+    pub async fn lineage(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: PhaseEvent,
+    ) -> Result<(), ActivityError> {
+        let event_type = match input.event_type.as_str() {
+            "START" => EventType::Start,
+            "RUNNING" => EventType::Running,
+            "COMPLETE" => EventType::Complete,
+            "FAIL" => EventType::Fail,
+            _ => EventType::Other,
+        };
+        let event = LineageEvent {
+            event_type,
+            event_time: input.time_ms,
+            run: Run {
+                run_id: input.run_id.clone(),
+                parent_run_id: None,
+            },
+            job: Job {
+                namespace: vecstream_pipeline::lineage::JOB_NAMESPACE.into(),
+                name: input.job.clone(),
+            },
+            inputs: vec![Dataset {
+                namespace: format!("kafka://{}", self.config.kafka.brokers),
+                name: topics::DOCUMENTS.into(),
+            }],
+            outputs: vec![Dataset {
+                namespace: self.config.weaviate.url.clone(),
+                name: input.collection.clone(),
+            }],
+            producer: vecstream_pipeline::lineage::PRODUCER.into(),
+            vecstream: VecstreamFacet {
+                stage: format!("{}:{}", input.job, input.phase),
+                model_id: Some(input.model_id.clone()),
+                target_collection: Some(input.collection.clone()),
+                workflow_id: Some(input.workflow_id.clone()),
+                error: input.error.clone(),
+                ..Default::default()
+            },
+        };
+        vecstream_pipeline::lineage::publish_one(&self.config, &input.workflow_id, &event)
+            .await
+            .map_err(classified)
+    }
+
+    /// Retrieval quality of one collection on a labelled suite.
+    #[activity(name = "eval.collection")]
+    pub async fn evaluate_collection(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: EvalCollection,
+    ) -> Result<EvalRow, ActivityError> {
+        let suite = crate::eval::load_suite(&input.spec.suite).map_err(permanent)?;
+        let engine = self.engine(&input.target).await?;
+        let model_id = engine.info().model_id.clone();
+        if collection_name(&model_id) != input.collection {
+            return Err(permanent(format!(
+                "{} holds vectors of another model than {} ({model_id})",
+                input.collection, input.target.model_dir
+            )));
+        }
+        let weaviate = self.weaviate()?;
+        let queries: Vec<String> = suite.iter().map(|q| q.query.clone()).collect();
+        let vectors = engine
+            .embed(queries)
+            .await
+            .map_err(|e| transient(e.to_string()))?;
+        let mut judged = Vec::with_capacity(suite.len());
+        // Chunk hits are folded into a document ranking: enough chunks to fill k documents.
+        let chunk_k = (input.spec.k.max(10) * 5).min(200);
+        for (q, v) in suite.iter().zip(&vectors) {
+            let hits = weaviate
+                .near_vector_where(
+                    &input.collection,
+                    &v.vector,
+                    chunk_k,
+                    &["doc_id"],
+                    input.spec.tenant.as_deref().map(|t| ("tenant", t)),
+                )
+                .await
+                .map_err(transient)?;
+            let ranked: Vec<String> = hits
+                .iter()
+                .filter_map(|h| h.properties.get("doc_id")?.as_str().map(str::to_owned))
+                .collect();
+            judged.push(Judged {
+                ranked,
+                relevant: q.relevant_doc_ids.clone(),
+            });
+        }
+        let m = judge(&judged, input.spec.k);
+        Ok(EvalRow {
+            collection: input.collection,
+            model_id,
+            queries: suite.len(),
+            recall_at_k: m.recall_at_k,
+            mrr: m.mrr,
+            ndcg_at_10: m.ndcg_at_10,
+        })
+    }
+}
+
+impl JobActivities {
+    /// A closure reading the documents topic's bounds (blocking: run it off the runtime).
+    fn reindexer_without_engine(
+        &self,
+    ) -> Result<impl FnOnce() -> Result<Vec<(i32, i64, i64)>, String> + Send + 'static, ActivityError>
+    {
+        let kafka = self.config.kafka.clone();
+        Ok(move || {
+            let consumer = vecstream_kafka::scan::scan_consumer(&kafka, "vecstream-reindex")
+                .map_err(|e| e.to_string())?;
+            vecstream_kafka::scan::partition_bounds(
+                &consumer,
+                topics::DOCUMENTS,
+                Duration::from_secs(30),
+            )
+            .map_err(|e| e.to_string())
+        })
+    }
+}

@@ -1,0 +1,348 @@
+//! `vecstream reindex|review|eval`: the ops side of the Temporal jobs.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use temporalio_client::{
+    Client, WorkflowCancelOptions, WorkflowGetResultOptions, WorkflowQueryOptions,
+    WorkflowSignalOptions,
+};
+use vecstream_config::Config;
+use vecstream_weaviate::{WeaviateClient, collection_name};
+use vecstream_workflows::registry::{start_evaluation, start_reindex};
+use vecstream_workflows::{
+    EvalSpec, EvaluateInput, EvaluateWorkflow, ModelTarget, Phase, ReindexInput, ReindexProgress,
+    ReindexWorkflow, ReviewDecision,
+};
+
+use crate::cli::{
+    EvalCommand, EvalRunArgs, ModelArgs, ReindexCommand, ReindexStartArgs, ReindexStatusArgs,
+    ReviewArgs, ReviewCommand,
+};
+
+fn target_of(m: &ModelArgs) -> ModelTarget {
+    ModelTarget {
+        model_dir: m.model_dir.clone(),
+        max_seq_length: m.max_seq_length,
+        precision: m.precision.clone(),
+    }
+}
+
+fn model_id_of(target: &ModelTarget) -> anyhow::Result<String> {
+    let len = (target.max_seq_length > 0).then_some(target.max_seq_length);
+    let (spec, _) =
+        vecstream_engine::model::ModelSpec::load(std::path::Path::new(&target.model_dir), len)
+            .with_context(|| format!("reading the model in {}", target.model_dir))?;
+    Ok(spec.model_id)
+}
+
+async fn client(config: &Config) -> anyhow::Result<Client> {
+    Ok(vecstream_workflows::connect(&config.temporal).await?)
+}
+
+pub async fn reindex(config: &Config, cmd: &ReindexCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ReindexCommand::Start(args) => reindex_start(config, args).await,
+        ReindexCommand::Status(args) => reindex_status(config, args).await,
+        ReindexCommand::Cancel(a) => reindex_cancel(config, &a.workflow_id).await,
+        ReindexCommand::Rollback(a) => reindex_rollback(config, &a.workflow_id).await,
+    }
+}
+
+async fn reindex_start(config: &Config, args: &ReindexStartArgs) -> anyhow::Result<ExitCode> {
+    let target = target_of(&args.model);
+    let model_id = model_id_of(&target)?;
+    let alias = args
+        .alias
+        .clone()
+        .unwrap_or_else(|| config.weaviate.alias.clone());
+    let input = ReindexInput {
+        alias,
+        target,
+        target_model_id: model_id.clone(),
+        eval: args.eval_suite.as_ref().map(|suite| EvalSpec {
+            suite: absolute(suite),
+            k: args.eval_k,
+            tenant: args.eval_tenant.clone(),
+            min_recall: args.min_recall,
+        }),
+        review_timeout_secs: args
+            .review_timeout
+            .unwrap_or(config.temporal.review_timeout_secs),
+        range_offsets: args
+            .range_offsets
+            .unwrap_or(config.temporal.reindex_range_offsets),
+        catch_up_secs: args.catch_up_secs,
+        tenant: args.tenant.clone(),
+        gpu_queue: config.temporal.gpu_task_queue.clone(),
+        heartbeat_secs: args.heartbeat_secs,
+        carried: None,
+    };
+    let client = client(config).await?;
+    let id = start_reindex(&client, config, input).await?;
+    println!("{id}");
+    eprintln!(
+        "reindex to {model_id} started; watch it with `vecstream reindex status {id} --watch`, \
+         then `vecstream review approve|reject {id} --reviewer NAME`"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The worker reads the suite: make a relative path absolute on this machine.
+fn absolute(path: &str) -> String {
+    std::path::Path::new(path)
+        .canonicalize()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| path.to_owned())
+}
+
+async fn query_progress(client: &Client, id: &str) -> anyhow::Result<ReindexProgress> {
+    client
+        .get_workflow_handle::<ReindexWorkflow>(id)
+        .query(
+            ReindexWorkflow::progress,
+            (),
+            WorkflowQueryOptions::default(),
+        )
+        .await
+        .with_context(|| format!("querying the progress of {id}"))
+}
+
+fn describe(p: &ReindexProgress) -> String {
+    let (done, total) = p.offsets();
+    let mut line = format!(
+        "{} {} -> {}: offsets {done}/{total}, {} documents embedded ({:.1}/s)",
+        p.phase.as_str(),
+        p.alias,
+        p.target_collection,
+        p.documents_embedded,
+        p.rate_docs_per_s
+    );
+    if let Some(eta) = p.eta_secs.filter(|_| p.phase == Phase::Scanning) {
+        line.push_str(&format!(", eta {eta:.0}s"));
+    }
+    if p.awaiting_review {
+        line.push_str(", awaiting review");
+    }
+    line
+}
+
+async fn reindex_status(config: &Config, args: &ReindexStatusArgs) -> anyhow::Result<ExitCode> {
+    let client = client(config).await?;
+    if !args.watch {
+        let p = query_progress(&client, &args.workflow_id).await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&p)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        println!("{}", describe(&p));
+        for part in &p.partitions {
+            println!(
+                "  partition {}: {}/{} (offsets {}..{})",
+                part.partition,
+                part.done - part.start,
+                part.end - part.start,
+                part.start,
+                part.end
+            );
+        }
+        if let Some(e) = &p.evaluation {
+            print!("{}", e.table());
+        }
+        if let Some(r) = &p.review {
+            println!(
+                "review: {} by {} ({})",
+                if r.approve { "approved" } else { "rejected" },
+                r.reviewer,
+                r.comment
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{bar:40}] {pos}/{len} offsets {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    loop {
+        let p = query_progress(&client, &args.workflow_id).await?;
+        let (done, total) = p.offsets();
+        bar.set_length(total.max(0) as u64);
+        bar.set_position(done.max(0) as u64);
+        bar.set_message(describe(&p));
+        if matches!(p.phase, Phase::Approved | Phase::Rejected) {
+            bar.finish();
+            println!("{}", describe(&p));
+            return Ok(ExitCode::SUCCESS);
+        }
+        if p.awaiting_review {
+            bar.finish();
+            if let Some(e) = &p.evaluation {
+                print!("{}", e.table());
+            }
+            println!("{}", describe(&p));
+            return Ok(ExitCode::SUCCESS);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn reindex_cancel(config: &Config, id: &str) -> anyhow::Result<ExitCode> {
+    let client = client(config).await?;
+    let p = query_progress(&client, id).await?;
+    let handle = client.get_workflow_handle::<ReindexWorkflow>(id);
+    handle
+        .cancel(WorkflowCancelOptions::default())
+        .await
+        .with_context(|| format!("cancelling {id}"))?;
+    // Wait for the run to close, then drop what it built unless searches use it.
+    let _ = handle.get_result(WorkflowGetResultOptions::default()).await;
+    let weaviate = WeaviateClient::new(&config.weaviate)?;
+    let live = weaviate.resolve_alias(&p.alias).await?;
+    if !p.target_collection.is_empty()
+        && live.as_deref() != Some(p.target_collection.as_str())
+        && weaviate.collection_exists(&p.target_collection).await?
+    {
+        weaviate.delete_collection(&p.target_collection).await?;
+        println!("cancelled {id}; dropped {}", p.target_collection);
+    } else {
+        println!("cancelled {id}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn reindex_rollback(config: &Config, id: &str) -> anyhow::Result<ExitCode> {
+    let client = client(config).await?;
+    let result = client
+        .get_workflow_handle::<ReindexWorkflow>(id)
+        .get_result(WorkflowGetResultOptions::default())
+        .await
+        .with_context(|| format!("reading the result of {id} (has it finished?)"))?;
+    anyhow::ensure!(
+        result.approved,
+        "{id} was not approved ({}): the alias never moved",
+        result.reason
+    );
+    let previous = result
+        .previous_collection
+        .context("the alias had no collection before this reindex: nothing to roll back to")?;
+    let weaviate = WeaviateClient::new(&config.weaviate)?;
+    anyhow::ensure!(
+        weaviate.collection_exists(&previous).await?,
+        "{previous} no longer exists"
+    );
+    weaviate.set_alias(&result.alias, &previous).await?;
+    println!(
+        "alias {} points at {previous} again (was {})",
+        result.alias, result.new_collection
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn review(config: &Config, cmd: &ReviewCommand) -> anyhow::Result<ExitCode> {
+    let (args, approve): (&ReviewArgs, bool) = match cmd {
+        ReviewCommand::Approve(a) => (a, true),
+        ReviewCommand::Reject(a) => (a, false),
+    };
+    let client = client(config).await?;
+    let p = query_progress(&client, &args.workflow_id).await?;
+    anyhow::ensure!(
+        p.awaiting_review,
+        "{} is not awaiting review (phase {}); try again once `vecstream reindex status` says so",
+        args.workflow_id,
+        p.phase.as_str()
+    );
+    client
+        .get_workflow_handle::<ReindexWorkflow>(args.workflow_id.as_str())
+        .signal(
+            ReindexWorkflow::review,
+            ReviewDecision {
+                approve,
+                reviewer: args.reviewer.clone(),
+                comment: args.comment.clone(),
+            },
+            WorkflowSignalOptions::default(),
+        )
+        .await
+        .with_context(|| format!("signalling {}", args.workflow_id))?;
+    println!(
+        "{} {} as {}",
+        if approve { "approved" } else { "rejected" },
+        args.workflow_id,
+        args.reviewer
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn eval(config: &Config, cmd: &EvalCommand) -> anyhow::Result<ExitCode> {
+    let EvalCommand::Run(args) = cmd;
+    eval_run(config, args).await
+}
+
+async fn eval_run(config: &Config, args: &EvalRunArgs) -> anyhow::Result<ExitCode> {
+    let configured = ModelTarget {
+        model_dir: config.engine.model_dir.clone(),
+        max_seq_length: config.engine.max_seq_length,
+        precision: config.engine.precision.clone(),
+    };
+    let collections = if args.collections.is_empty() {
+        let weaviate = WeaviateClient::new(&config.weaviate)?;
+        let live = weaviate
+            .resolve_alias(&config.weaviate.alias)
+            .await?
+            .with_context(|| format!("alias {} does not exist yet", config.weaviate.alias))?;
+        vec![(live, configured)]
+    } else {
+        args.collections
+            .iter()
+            .map(|(c, dir)| {
+                (
+                    c.clone(),
+                    ModelTarget {
+                        model_dir: dir.clone(),
+                        ..configured.clone()
+                    },
+                )
+            })
+            .collect()
+    };
+    for (c, t) in &collections {
+        let id = model_id_of(t)?;
+        anyhow::ensure!(
+            collection_name(&id) == *c,
+            "{c} holds vectors of another model than {} ({id})",
+            t.model_dir
+        );
+    }
+    let input = EvaluateInput {
+        collections,
+        spec: EvalSpec {
+            suite: absolute(&args.suite),
+            k: args.k,
+            tenant: args.tenant.clone(),
+            min_recall: args.min_recall,
+        },
+        gpu_queue: config.temporal.gpu_task_queue.clone(),
+    };
+    let client = client(config).await?;
+    let id = start_evaluation(&client, config, input, Duration::from_secs(3600)).await?;
+    eprintln!("evaluation {id} started; waiting for the report");
+    let report = client
+        .get_workflow_handle::<EvaluateWorkflow>(id.as_str())
+        .get_result(WorkflowGetResultOptions::default())
+        .await
+        .with_context(|| format!("waiting for {id}"))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(if report.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

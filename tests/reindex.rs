@@ -1,0 +1,446 @@
+//! Blue/green reindex on the real Temporal, Kafka and Weaviate, through the CLI an operator
+//! uses: 1,000 documents re-embedded with a second model configuration (its own model id,
+//! max_seq_length 128) while searches keep answering and new documents arrive; the
+//! progress query advances; the evaluation compares both collections; approval swaps the
+//! alias, rollback swaps it back; a rejection and a review timeout drop the new collection;
+//! a second start of the same reindex is refused; `eval run` reports on a labelled set.
+//!
+//! The test owns its alias and task queues, so it never moves `Chunks` under other tests.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use vecstream_e2e::pipeline::eventually;
+use vecstream_e2e::{Running, cache_dir, config, describe, require_service, unique, vecstream};
+use vecstream_kafka::{DocumentPublisher, SchemaRegistry};
+use vecstream_weaviate::{WeaviateClient, collection_name};
+
+const DOCS: usize = 1000;
+
+fn body(i: usize) -> String {
+    let topics = [
+        "tidal energy in narrow straits",
+        "the grammar of bird song",
+        "sourdough fermentation",
+        "volcanic soil and vineyards",
+        "glacier retreat measured by satellites",
+        "the history of movable type",
+        "bees navigating by polarised light",
+        "desalination with graphene membranes",
+    ];
+    format!(
+        "Note {i} is about {}. It records observation {} and compares it with note {}.",
+        topics[i % topics.len()],
+        i * 7 % 101,
+        (i + 3) % DOCS
+    )
+}
+
+/// Runs the CLI with the test's queues; panics with its output unless it succeeds.
+fn cli(sets: &[String], args: &[&str]) -> String {
+    let mut all: Vec<&str> = Vec::new();
+    for s in sets {
+        all.extend(["--set", s.as_str()]);
+    }
+    all.extend(args);
+    let out = vecstream(&all);
+    assert!(
+        out.status.success(),
+        "vecstream {args:?}\n{}",
+        describe(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn progress(sets: &[String], id: &str) -> serde_json::Value {
+    serde_json::from_str(&cli(sets, &["reindex", "status", id, "--json"])).unwrap()
+}
+
+/// The progress, or `None` while no worker answers queries (it was just killed).
+fn try_progress(sets: &[String], id: &str) -> Option<serde_json::Value> {
+    let mut args: Vec<&str> = Vec::new();
+    for s in sets {
+        args.extend(["--set", s.as_str()]);
+    }
+    args.extend(["reindex", "status", id, "--json"]);
+    let out = vecstream(&args);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
+}
+
+/// Doc ids of a tenant's chunk objects in a collection.
+fn doc_ids(base: &str, collection: &str, tenant: &str) -> BTreeSet<String> {
+    let body = serde_json::json!({ "query": format!(
+        "{{ Get {{ {collection}(where: {{path: [\"tenant\"], operator: Equal, valueText: \"{tenant}\"}}, limit: 100000) {{ doc_id }} }} }}"
+    )});
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sf",
+            "-X",
+            "POST",
+            &format!("{base}/v1/graphql"),
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &body.to_string(),
+        ])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v.pointer("/data/Get")
+        .and_then(|g| g.as_object())
+        .and_then(|g| g.values().next())
+        .and_then(|rows| rows.as_array())
+        .map(|rows| {
+            rows.iter()
+                .filter_map(|r| r["doc_id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
+    require_service("kafka", 9092);
+    require_service("registry", 8081);
+    require_service("temporal", 7233);
+    require_service("weaviate", 8080);
+    let cfg = config();
+    let run = unique("e2e-reindex-");
+    let small = format!("{run}-small");
+    let alias = format!("E2eReindex{}", run.replace('-', ""));
+    let logs = tempfile::tempdir().unwrap();
+    let sets = vec![
+        format!("temporal.cpu_task_queue={run}-cpu"),
+        format!("temporal.gpu_task_queue={run}-gpu"),
+        "embedder.group_id=e2e-reindex-embedder".to_owned(),
+        "embedder.transactional_id=e2e-reindex-txn".to_owned(),
+        "sink.group_id=e2e-reindex-sink".to_owned(),
+    ];
+    let embedder = Running::start("embedder", 19711, &sets, logs.path());
+    let sink = Running::start("sink", 19712, &sets, logs.path());
+    let mut worker = Running::start("worker", 19713, &sets, logs.path());
+
+    let model_dir = cache_dir().join("models/all-MiniLM-L6-v2");
+    let model_dir_s = model_dir.to_string_lossy().into_owned();
+    let live_id = vecstream_engine::model::ModelSpec::load(&model_dir, None)
+        .unwrap()
+        .0
+        .model_id;
+    let live = collection_name(&live_id);
+    let id = |i: usize| format!("{run}-{i:04}");
+
+    // 1. The stream indexes 1,000 documents (and 20 of a second tenant) into the live model.
+    let registry = SchemaRegistry::new(&cfg.registry).unwrap();
+    vecstream_kafka::topics::ensure_topics(&cfg.kafka)
+        .await
+        .unwrap();
+    let publisher = DocumentPublisher::connect(&cfg.kafka, &registry)
+        .await
+        .unwrap();
+    let publish = |tenant: String, from: usize, to: usize| {
+        let publisher = publisher.clone();
+        async move {
+            for i in from..to {
+                let d = vecstream_core::Document {
+                    tenant: tenant.clone(),
+                    ..vecstream_e2e::pipeline::doc(&format!("{tenant}-{i:04}"), 1, &body(i))
+                };
+                publisher.publish(&d).await.unwrap();
+            }
+        }
+    };
+    publish(run.clone(), 0, DOCS).await;
+    publish(small.clone(), 0, 20).await;
+    let weaviate = WeaviateClient::new(&cfg.weaviate).unwrap();
+    eventually(
+        "1,020 documents indexed by the stream",
+        &[&embedder, &sink],
+        || async {
+            (doc_ids(&cfg.weaviate.url, &live, &run).len() == DOCS
+                && doc_ids(&cfg.weaviate.url, &live, &small).len() == 20)
+                .then_some(())
+        },
+    )
+    .await;
+    weaviate.set_alias(&alias, &live).await.unwrap();
+
+    // A labelled suite on this corpus: each query names its document.
+    let suite = logs.path().join("suite.jsonl");
+    let lines: Vec<String> = (0..40)
+        .map(|i| {
+            serde_json::json!({"query": body(i * 25), "relevant_doc_ids": [id(i * 25)]}).to_string()
+        })
+        .collect();
+    std::fs::write(&suite, lines.join("\n")).unwrap();
+    let suite_s = suite.to_string_lossy().into_owned();
+
+    // 2. Start the reindex; a second start of the same job is refused.
+    let start = [
+        "reindex",
+        "start",
+        "--alias",
+        &alias,
+        "--tenant",
+        &run,
+        "--model-dir",
+        &model_dir_s,
+        "--max-seq-length",
+        "128",
+        "--range-offsets",
+        "250",
+        "--eval-suite",
+        &suite_s,
+        "--eval-tenant",
+        &run,
+        "--review-timeout",
+        "600",
+        "--catch-up-secs",
+        "2",
+        "--heartbeat-secs",
+        "10",
+    ];
+    let wf = cli(&sets, &start).trim().to_owned();
+    assert!(
+        wf.starts_with(&format!("reindex-{alias}-all-MiniLM-L6-v2-")),
+        "{wf}"
+    );
+    let mut again_args: Vec<&str> = Vec::new();
+    for s in &sets {
+        again_args.extend(["--set", s.as_str()]);
+    }
+    again_args.extend(start);
+    let again = vecstream(&again_args);
+    assert!(!again.status.success(), "second start accepted");
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("refused"),
+        "{}",
+        describe(&again)
+    );
+
+    // 3. While it scans: progress advances, searches answer, new documents arrive, and the
+    //    gpu worker is killed (-9) mid-scan and restarted.
+    let started = Instant::now();
+    let mut seen_done = BTreeSet::new();
+    let mut killed = false;
+    let mut searches = 0;
+    loop {
+        let Some(p) = try_progress(&sets, &wf) else {
+            assert!(
+                started.elapsed() < Duration::from_secs(400),
+                "{}",
+                worker.log()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        };
+        let done = p["partitions"]
+            .as_array()
+            .map(|ps| {
+                ps.iter()
+                    .map(|x| x["done"].as_i64().unwrap() - x["start"].as_i64().unwrap())
+                    .sum::<i64>()
+            })
+            .unwrap_or(0);
+        seen_done.insert(done);
+        let out = cli(
+            &sets,
+            &[
+                "search",
+                &body(5),
+                "--collection",
+                &alias,
+                "--tenant",
+                &run,
+                "--json",
+            ],
+        );
+        assert!(out.contains(&id(5)), "search during the reindex: {out}");
+        searches += 1;
+        if !killed && p["phase"] == "scanning" && p["ranges_done"].as_u64().unwrap_or(0) >= 1 {
+            publish(run.clone(), DOCS, DOCS + 20).await;
+            worker.kill();
+            std::thread::sleep(Duration::from_secs(1));
+            worker = Running::start("worker", 19714, &sets, logs.path());
+            killed = true;
+        }
+        if p["awaiting_review"] == true {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(400),
+            "no review phase: {p}\n{}",
+            worker.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(killed, "the worker was killed mid-scan");
+    assert!(seen_done.len() >= 3, "progress advanced: {seen_done:?}");
+    assert!(searches >= 2);
+    let p = progress(&sets, &wf);
+    let eval = &p["evaluation"]["rows"];
+    assert_eq!(
+        eval.as_array().unwrap().len(),
+        2,
+        "live and new side by side: {p}"
+    );
+    assert!(eval[1]["recall_at_k"].as_f64().unwrap() > 0.8, "{p}");
+    let text = cli(&sets, &["reindex", "status", &wf]);
+    assert!(
+        text.contains("awaiting review") && text.contains("recall@k"),
+        "{text}"
+    );
+
+    // 4. Approve: the alias moves; every document, including those produced during the
+    //    reindex, is in the new collection.
+    cli(
+        &sets,
+        &[
+            "review",
+            "approve",
+            &wf,
+            "--reviewer",
+            "e2e",
+            "--comment",
+            "looks good",
+        ],
+    );
+    let target = p["target_collection"].as_str().unwrap().to_owned();
+    eventually("the alias on the new collection", &[&worker], || async {
+        (weaviate.resolve_alias(&alias).await.ok()?? == target).then_some(())
+    })
+    .await;
+    let expected: BTreeSet<String> = (0..DOCS + 20).map(id).collect();
+    let indexed = doc_ids(&cfg.weaviate.url, &target, &run);
+    assert_eq!(
+        indexed.len(),
+        expected.len(),
+        "missing {:?}",
+        expected.difference(&indexed).take(5).collect::<Vec<_>>()
+    );
+    assert_eq!(indexed, expected);
+    assert!(
+        doc_ids(&cfg.weaviate.url, &target, &small).is_empty(),
+        "the tenant filter kept other tenants out"
+    );
+    // Each document was embedded once: the range retried after the kill resumed from its
+    // last heartbeat instead of starting over (the count would exceed 1,020 otherwise).
+    let done = progress(&sets, &wf);
+    assert_eq!(done["documents_embedded"], (DOCS + 20) as u64, "{done}");
+    assert_eq!(done["phase"], "approved");
+    let resumes = worker
+        .log()
+        .matches("resumes from its last heartbeat")
+        .count();
+    eprintln!("scan activities resumed from a heartbeat after the kill: {resumes}");
+
+    // 5. Rollback points the alias back.
+    cli(&sets, &["reindex", "rollback", &wf]);
+    assert_eq!(
+        weaviate.resolve_alias(&alias).await.unwrap(),
+        Some(live.clone())
+    );
+
+    // 6. A rejected reindex drops its collection; the alias stays.
+    let small_start = |len: &'static str, timeout: &'static str| {
+        vec![
+            "reindex".to_owned(),
+            "start".into(),
+            "--alias".into(),
+            alias.clone(),
+            "--tenant".into(),
+            small.clone(),
+            "--model-dir".into(),
+            model_dir_s.clone(),
+            "--max-seq-length".into(),
+            len.into(),
+            "--review-timeout".into(),
+            timeout.into(),
+        ]
+    };
+    let args = small_start("96", "600");
+    let rejected = cli(&sets, &args.iter().map(String::as_str).collect::<Vec<_>>())
+        .trim()
+        .to_owned();
+    eventually("the second reindex awaiting review", &[&worker], || async {
+        (progress(&sets, &rejected)["awaiting_review"] == true).then_some(())
+    })
+    .await;
+    let rejected_collection = progress(&sets, &rejected)["target_collection"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        doc_ids(&cfg.weaviate.url, &rejected_collection, &small).len(),
+        20
+    );
+    cli(
+        &sets,
+        &[
+            "review",
+            "reject",
+            &rejected,
+            "--reviewer",
+            "e2e",
+            "--comment",
+            "worse",
+        ],
+    );
+    eventually("the rejected collection dropped", &[&worker], || async {
+        (!weaviate
+            .collection_exists(&rejected_collection)
+            .await
+            .ok()?)
+        .then_some(())
+    })
+    .await;
+    assert_eq!(progress(&sets, &rejected)["phase"], "rejected");
+    assert_eq!(
+        weaviate.resolve_alias(&alias).await.unwrap(),
+        Some(live.clone())
+    );
+
+    // 7. Nobody answers: the review times out and counts as a reject.
+    let args = small_start("64", "3");
+    let timed_out = cli(&sets, &args.iter().map(String::as_str).collect::<Vec<_>>())
+        .trim()
+        .to_owned();
+    eventually("the unanswered reindex rejected", &[&worker], || async {
+        (progress(&sets, &timed_out)["phase"] == "rejected").then_some(())
+    })
+    .await;
+    let p = progress(&sets, &timed_out);
+    assert!(p["review"].is_null(), "{p}");
+    assert!(
+        !weaviate
+            .collection_exists(p["target_collection"].as_str().unwrap())
+            .await
+            .unwrap()
+    );
+
+    // 8. The evaluation workflow on its own, from the CLI.
+    let report = cli(
+        &sets,
+        &[
+            "eval",
+            "run",
+            "--suite",
+            &suite_s,
+            "--collection",
+            &format!("{live}={model_dir_s}"),
+            "--tenant",
+            &run,
+            "--json",
+        ],
+    );
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["rows"][0]["queries"], 40);
+    assert!(report["rows"][0]["mrr"].as_f64().unwrap() > 0.8, "{report}");
+
+    let _ = weaviate.delete_alias(&alias).await;
+    worker.stop();
+    embedder.stop();
+    sink.stop();
+}
