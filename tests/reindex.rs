@@ -73,7 +73,7 @@ fn try_progress(sets: &[String], id: &str) -> Option<serde_json::Value> {
 /// Doc ids of a tenant's chunk objects in a collection.
 fn doc_ids(base: &str, collection: &str, tenant: &str) -> BTreeSet<String> {
     let body = serde_json::json!({ "query": format!(
-        "{{ Get {{ {collection}(where: {{path: [\"tenant\"], operator: Equal, valueText: \"{tenant}\"}}, limit: 100000) {{ doc_id }} }} }}"
+        "{{ Get {{ {collection}(where: {{path: [\"tenant\"], operator: Equal, valueText: \"{tenant}\"}}, limit: 10000) {{ doc_id }} }} }}"
     )});
     let out = std::process::Command::new("curl")
         .args([
@@ -376,18 +376,31 @@ async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
         doc_ids(&cfg.weaviate.url, &rejected_collection, &small).len(),
         20
     );
-    cli(
-        &sets,
-        &[
-            "review",
-            "reject",
-            &rejected,
-            "--reviewer",
-            "e2e",
-            "--comment",
-            "worse",
-        ],
-    );
+    // The stock Temporal CLI queries and signals these workflows too.
+    let temporal = cache_dir().join("venv/bin/temporal");
+    let stock = |args: &[&str]| {
+        let out = std::process::Command::new(&temporal)
+            .args(args)
+            .args(["--address", "127.0.0.1:7233"])
+            .output()
+            .expect("temporal CLI runs");
+        assert!(out.status.success(), "temporal {args:?}\n{}", describe(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let queried = stock(&[
+        "workflow", "query", "--workflow-id", &rejected, "--type", "progress",
+    ]);
+    assert!(queried.contains("awaiting_review"), "{queried}");
+    stock(&[
+        "workflow",
+        "signal",
+        "--workflow-id",
+        &rejected,
+        "--name",
+        "review",
+        "--input",
+        r#"{"approve": false, "reviewer": "stock-cli", "comment": "worse"}"#,
+    ]);
     eventually("the rejected collection dropped", &[&worker], || async {
         (!weaviate
             .collection_exists(&rejected_collection)
@@ -396,7 +409,9 @@ async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
         .then_some(())
     })
     .await;
-    assert_eq!(progress(&sets, &rejected)["phase"], "rejected");
+    let p = progress(&sets, &rejected);
+    assert_eq!(p["phase"], "rejected");
+    assert_eq!(p["review"]["reviewer"], "stock-cli");
     assert_eq!(
         weaviate.resolve_alias(&alias).await.unwrap(),
         Some(live.clone())

@@ -185,7 +185,7 @@ pub fn tenant_object_ids(
     tenant: &str,
 ) -> Option<std::collections::BTreeSet<String>> {
     let body = serde_json::json!({ "query": format!(
-        "{{ Get {{ {collection}(where: {{path: [\"tenant\"], operator: Equal, valueText: \"{tenant}\"}}, limit: 100000) {{ _additional {{ id }} }} }} }}"
+        "{{ Get {{ {collection}(where: {{path: [\"tenant\"], operator: Equal, valueText: \"{tenant}\"}}, limit: 10000) {{ _additional {{ id }} }} }} }}"
     )});
     let out = Command::new("curl")
         .args([

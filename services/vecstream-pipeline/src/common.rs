@@ -63,6 +63,9 @@ impl ClientContext for AssignmentTracker {
     }
 }
 
+/// Longest `gather` waits on the consumer before polling it again.
+const REPOLL: Duration = Duration::from_millis(500);
+
 impl ConsumerContext for AssignmentTracker {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
@@ -171,7 +174,7 @@ impl Member {
         Ok(Self { consumer, tracker })
     }
 
-    /// Waits for one message, then gathers more until a limit or the wait runs out (or
+/// Waits for one message, then gathers more until a limit or the wait runs out (or
     /// `shutdown` turns true).
     pub async fn gather(
         &self,
@@ -182,15 +185,19 @@ impl Member {
         let mut estimated_tokens = 0usize;
         let mut deadline: Option<tokio::time::Instant> = None;
         loop {
+            // With no deadline yet, still wake up now and then: the consumer's wake-up from
+            // librdkafka can be lost across an incremental rebalance while messages sit in
+            // its queue, and a fresh `recv` polls the queue directly.
+            let repoll = deadline.is_none();
             let wait = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
+                    None => tokio::time::sleep(REPOLL).await,
                 }
             };
             tokio::select! {
                 _ = shutdown.changed() => break,
-                _ = wait => break,
+                _ = wait => if repoll { continue } else { break },
                 msg = self.consumer.recv() => match msg {
                     Ok(m) => {
                         estimated_tokens += m.payload_len() / 4 + 2;
