@@ -12,7 +12,6 @@ use vecstream_e2e::pipeline::{
     TopicReader, chunks_of, eventually, give_up_after, header, metrics_text, wait_for_stage,
 };
 use vecstream_e2e::{Running, config, describe, require_service, unique, vecstream};
-use vecstream_kafka::{DocumentPublisher, SchemaRegistry};
 use vecstream_weaviate::{WeaviateClient, collection_name};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -38,13 +37,7 @@ async fn documents_become_chunks_with_lineage_dlq_fencing_and_dedup() {
     let embedder = Running::start("embedder", 19470, &sets, logs.path());
     let sink = Running::start("sink", 19471, &sets, logs.path());
 
-    let registry = SchemaRegistry::new(&cfg.registry).unwrap();
-    vecstream_kafka::topics::ensure_topics(&cfg.kafka)
-        .await
-        .unwrap();
-    let publisher = DocumentPublisher::connect(&cfg.kafka, &registry)
-        .await
-        .unwrap();
+    let (registry, publisher) = vecstream_e2e::pipeline::publisher().await;
     let weaviate = WeaviateClient::new(&cfg.weaviate).unwrap();
     let mut lineage = TopicReader::new(topics::LINEAGE);
     let mut dlq = TopicReader::new(topics::DOCUMENTS_DLQ);

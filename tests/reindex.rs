@@ -10,9 +10,8 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use vecstream_e2e::pipeline::eventually;
+use vecstream_e2e::pipeline::{eventually, publisher, tenant_doc_ids};
 use vecstream_e2e::{Running, cache_dir, config, describe, require_service, unique, vecstream};
-use vecstream_kafka::{DocumentPublisher, SchemaRegistry};
 use vecstream_weaviate::{WeaviateClient, collection_name};
 
 const DOCS: usize = 1000;
@@ -70,37 +69,6 @@ fn try_progress(sets: &[String], id: &str) -> Option<serde_json::Value> {
         .flatten()
 }
 
-/// Doc ids of a tenant's chunk objects in a collection.
-fn doc_ids(base: &str, collection: &str, tenant: &str) -> BTreeSet<String> {
-    let body = serde_json::json!({ "query": format!(
-        "{{ Get {{ {collection}(where: {{path: [\"tenant\"], operator: Equal, valueText: \"{tenant}\"}}, limit: 10000) {{ doc_id }} }} }}"
-    )});
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sf",
-            "-X",
-            "POST",
-            &format!("{base}/v1/graphql"),
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            &body.to_string(),
-        ])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v.pointer("/data/Get")
-        .and_then(|g| g.as_object())
-        .and_then(|g| g.values().next())
-        .and_then(|rows| rows.as_array())
-        .map(|rows| {
-            rows.iter()
-                .filter_map(|r| r["doc_id"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
     require_service("kafka", 9092);
@@ -133,13 +101,7 @@ async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
     let id = |i: usize| format!("{run}-{i:04}");
 
     // 1. The stream indexes 1,000 documents (and 20 of a second tenant) into the live model.
-    let registry = SchemaRegistry::new(&cfg.registry).unwrap();
-    vecstream_kafka::topics::ensure_topics(&cfg.kafka)
-        .await
-        .unwrap();
-    let publisher = DocumentPublisher::connect(&cfg.kafka, &registry)
-        .await
-        .unwrap();
+    let (_, publisher) = publisher().await;
     let publish = |tenant: String, from: usize, to: usize| {
         let publisher = publisher.clone();
         async move {
@@ -159,8 +121,8 @@ async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
         "1,020 documents indexed by the stream",
         &[&embedder, &sink],
         || async {
-            (doc_ids(&cfg.weaviate.url, &live, &run).len() == DOCS
-                && doc_ids(&cfg.weaviate.url, &live, &small).len() == 20)
+            (tenant_doc_ids(&cfg.weaviate.url, &live, &run).len() == DOCS
+                && tenant_doc_ids(&cfg.weaviate.url, &live, &small).len() == 20)
                 .then_some(())
         },
     )
@@ -313,7 +275,7 @@ async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
     })
     .await;
     let expected: BTreeSet<String> = (0..DOCS + 20).map(id).collect();
-    let indexed = doc_ids(&cfg.weaviate.url, &target, &run);
+    let indexed = tenant_doc_ids(&cfg.weaviate.url, &target, &run);
     assert_eq!(
         indexed.len(),
         expected.len(),
@@ -322,7 +284,7 @@ async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
     );
     assert_eq!(indexed, expected);
     assert!(
-        doc_ids(&cfg.weaviate.url, &target, &small).is_empty(),
+        tenant_doc_ids(&cfg.weaviate.url, &target, &small).is_empty(),
         "the tenant filter kept other tenants out"
     );
     // Each document was embedded once: the range retried after the kill resumed from its
@@ -373,7 +335,7 @@ async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
         .unwrap()
         .to_owned();
     assert_eq!(
-        doc_ids(&cfg.weaviate.url, &rejected_collection, &small).len(),
+        tenant_doc_ids(&cfg.weaviate.url, &rejected_collection, &small).len(),
         20
     );
     // The stock Temporal CLI queries and signals these workflows too.
@@ -384,11 +346,20 @@ async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
             .args(["--address", "127.0.0.1:7233"])
             .output()
             .expect("temporal CLI runs");
-        assert!(out.status.success(), "temporal {args:?}\n{}", describe(&out));
+        assert!(
+            out.status.success(),
+            "temporal {args:?}\n{}",
+            describe(&out)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let queried = stock(&[
-        "workflow", "query", "--workflow-id", &rejected, "--type", "progress",
+        "workflow",
+        "query",
+        "--workflow-id",
+        &rejected,
+        "--type",
+        "progress",
     ]);
     assert!(queried.contains("awaiting_review"), "{queried}");
     stock(&[

@@ -10,7 +10,6 @@ use vecstream_core::chunk_id;
 use vecstream_e2e::pipeline::{converge_to, eventually, metric_value, metrics_text};
 use vecstream_e2e::{Running, cache_dir, config, repo_root, require_service, unique};
 use vecstream_engine::{Chunker, Engine, EngineConfig};
-use vecstream_kafka::{DocumentPublisher, SchemaRegistry};
 use vecstream_weaviate::{WeaviateClient, collection_name};
 
 const DOCS: usize = 500;
@@ -85,13 +84,7 @@ async fn five_hundred_documents_across_a_rebalance_are_all_indexed_and_found() {
         .count();
     assert!(multi > 100, "the corpus exercises multi-chunk documents");
 
-    let registry = SchemaRegistry::new(&cfg.registry).unwrap();
-    vecstream_kafka::topics::ensure_topics(&cfg.kafka)
-        .await
-        .unwrap();
-    let publisher = DocumentPublisher::connect(&cfg.kafka, &registry)
-        .await
-        .unwrap();
+    let (_, publisher) = vecstream_e2e::pipeline::publisher().await;
     let publish = |from: usize, to: usize| {
         let docs: Vec<_> = (from..to)
             .map(|i| vecstream_core::Document {

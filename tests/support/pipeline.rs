@@ -177,16 +177,10 @@ pub async fn metrics_text(port: u16) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Ids of the chunk objects of `tenant` in `collection` (through curl: the test crate has
-/// no HTTP client); `None` while Weaviate does not answer.
-pub fn tenant_object_ids(
-    base: &str,
-    collection: &str,
-    tenant: &str,
-) -> Option<std::collections::BTreeSet<String>> {
-    let body = serde_json::json!({ "query": format!(
-        "{{ Get {{ {collection}(where: {{path: [\"tenant\"], operator: Equal, valueText: \"{tenant}\"}}, limit: 10000) {{ _additional {{ id }} }} }} }}"
-    )});
+/// Rows of a `Get` GraphQL query (through curl: the test crate has no HTTP client); `None`
+/// while Weaviate does not answer.
+fn graphql_rows(base: &str, query: String) -> Option<Vec<serde_json::Value>> {
+    let body = serde_json::json!({ "query": query });
     let out = Command::new("curl")
         .args([
             "-sf",
@@ -201,17 +195,73 @@ pub fn tenant_object_ids(
         .output()
         .ok()?;
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    let rows = v
-        .pointer("/data/Get")?
+    v.pointer("/data/Get")?
         .as_object()?
         .values()
         .next()?
-        .as_array()?;
+        .as_array()
+        .cloned()
+}
+
+/// `fields` of the chunk objects of `tenant` in `collection` (at most 10,000: Weaviate's
+/// default query maximum).
+fn tenant_rows(
+    base: &str,
+    collection: &str,
+    tenant: &str,
+    fields: &str,
+) -> Option<Vec<serde_json::Value>> {
+    graphql_rows(
+        base,
+        format!(
+            "{{ Get {{ {collection}(where: {{path: [\"tenant\"], operator: Equal, valueText: \"{tenant}\"}}, limit: 10000) {{ {fields} }} }} }}"
+        ),
+    )
+}
+
+/// Ids of the chunk objects of `tenant` in `collection`; `None` while Weaviate does not
+/// answer.
+pub fn tenant_object_ids(
+    base: &str,
+    collection: &str,
+    tenant: &str,
+) -> Option<std::collections::BTreeSet<String>> {
+    let rows = tenant_rows(base, collection, tenant, "_additional { id }")?;
     Some(
         rows.iter()
             .filter_map(|r| r.pointer("/_additional/id")?.as_str().map(str::to_owned))
             .collect(),
     )
+}
+
+/// Document ids of the chunk objects of `tenant` in `collection` (empty when none or when
+/// Weaviate does not answer).
+pub fn tenant_doc_ids(
+    base: &str,
+    collection: &str,
+    tenant: &str,
+) -> std::collections::BTreeSet<String> {
+    tenant_rows(base, collection, tenant, "doc_id")
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| r["doc_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The registry, with the topics created, and a document publisher.
+pub async fn publisher() -> (
+    vecstream_kafka::SchemaRegistry,
+    vecstream_kafka::DocumentPublisher,
+) {
+    let cfg = config();
+    let registry = vecstream_kafka::SchemaRegistry::new(&cfg.registry).unwrap();
+    vecstream_kafka::topics::ensure_topics(&cfg.kafka)
+        .await
+        .unwrap();
+    let publisher = vecstream_kafka::DocumentPublisher::connect(&cfg.kafka, &registry)
+        .await
+        .unwrap();
+    (registry, publisher)
 }
 
 /// Waits until the chunk objects of `tenant` are exactly `expected`; fails with what is

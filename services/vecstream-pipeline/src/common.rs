@@ -174,7 +174,7 @@ impl Member {
         Ok(Self { consumer, tracker })
     }
 
-/// Waits for one message, then gathers more until a limit or the wait runs out (or
+    /// Waits for one message, then gathers more until a limit or the wait runs out (or
     /// `shutdown` turns true).
     pub async fn gather(
         &self,

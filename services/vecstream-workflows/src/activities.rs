@@ -101,6 +101,24 @@ impl std::fmt::Debug for JobActivities {
     }
 }
 
+/// The engine settings `s` (backend, threads, batching) with the target's model, length and
+/// precision: how every vecstream process builds its engine.
+pub fn engine_config(
+    s: &vecstream_config::EngineSettings,
+    target: &ModelTarget,
+) -> Result<EngineConfig, String> {
+    let mut cfg = EngineConfig::new(&target.model_dir);
+    cfg.backend = s.backend.parse()?;
+    cfg.precision = target.precision.parse()?;
+    if s.threads > 0 {
+        cfg.threads = s.threads;
+    }
+    cfg.batch_tokens = s.batch_tokens;
+    cfg.max_wait = Duration::from_millis(s.max_wait_ms);
+    cfg.max_seq_length = (target.max_seq_length > 0).then_some(target.max_seq_length);
+    Ok(cfg)
+}
+
 /// A failure that retrying cannot fix (bad input, wrong model).
 fn permanent(message: impl Into<String>) -> ActivityError {
     ActivityError::Application(Box::new(
@@ -157,19 +175,8 @@ impl JobActivities {
         self.engines.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The worker's engine settings with the target's model, length and precision.
     fn engine_config(&self, target: &ModelTarget) -> Result<EngineConfig, ActivityError> {
-        let s = &self.config.engine;
-        let mut cfg = EngineConfig::new(&target.model_dir);
-        cfg.backend = s.backend.parse().map_err(permanent)?;
-        cfg.precision = target.precision.parse().map_err(permanent)?;
-        if s.threads > 0 {
-            cfg.threads = s.threads;
-        }
-        cfg.batch_tokens = s.batch_tokens;
-        cfg.max_wait = Duration::from_millis(s.max_wait_ms);
-        cfg.max_seq_length = (target.max_seq_length > 0).then_some(target.max_seq_length);
-        Ok(cfg)
+        engine_config(&self.config.engine, target).map_err(permanent)
     }
 
     fn weaviate(&self) -> Result<WeaviateClient, ActivityError> {
@@ -218,20 +225,12 @@ impl JobActivities {
         }
         // The worker's configured model embeds queries for the live collection when it is
         // that collection's model.
-        let configured = ModelTarget {
-            model_dir: self.config.engine.model_dir.clone(),
-            max_seq_length: self.config.engine.max_seq_length,
-            precision: self.config.engine.precision.clone(),
-        };
+        let configured = ModelTarget::configured(&self.config.engine);
         let live_target = match (&live, Self::model_id_of(&configured)) {
             (Some(l), Ok(id)) if collection_name(&id) == *l => Some(configured),
             _ => None,
         };
-        let reindexer = self.reindexer_without_engine()?;
-        let bounds = tokio::task::spawn_blocking(move || reindexer())
-            .await
-            .map_err(transient)?
-            .map_err(transient)?;
+        let bounds = self.topic_bounds().await?;
         Ok(Prepared {
             target_collection: spec.name,
             live_collection: live,
@@ -247,11 +246,7 @@ impl JobActivities {
         _ctx: ActivityContext,
         _input: (),
     ) -> Result<Vec<(i32, i64, i64)>, ActivityError> {
-        let read = self.reindexer_without_engine()?;
-        tokio::task::spawn_blocking(read)
-            .await
-            .map_err(transient)?
-            .map_err(transient)
+        self.topic_bounds().await
     }
 
     /// Re-embeds `[from, to)` of one partition into the target's collection, slice by
@@ -460,21 +455,19 @@ impl JobActivities {
 }
 
 impl JobActivities {
-    /// A closure reading the documents topic's bounds (blocking: run it off the runtime).
-    fn reindexer_without_engine(
-        &self,
-    ) -> Result<impl FnOnce() -> Result<Vec<(i32, i64, i64)>, String> + Send + 'static, ActivityError>
-    {
+    /// `(partition, low, high)` of the documents topic now.
+    async fn topic_bounds(&self) -> Result<Vec<(i32, i64, i64)>, ActivityError> {
         let kafka = self.config.kafka.clone();
-        Ok(move || {
-            let consumer = vecstream_kafka::scan::scan_consumer(&kafka, "vecstream-reindex")
-                .map_err(|e| e.to_string())?;
+        tokio::task::spawn_blocking(move || {
+            let consumer = vecstream_kafka::scan::scan_consumer(&kafka, "vecstream-reindex")?;
             vecstream_kafka::scan::partition_bounds(
                 &consumer,
                 topics::DOCUMENTS,
                 Duration::from_secs(30),
             )
-            .map_err(|e| e.to_string())
         })
+        .await
+        .map_err(transient)?
+        .map_err(transient)
     }
 }

@@ -17,6 +17,17 @@ pub struct ModelTarget {
     pub precision: String,
 }
 
+impl ModelTarget {
+    /// The model of the engine settings (`engine.*`).
+    pub fn configured(s: &vecstream_config::EngineSettings) -> Self {
+        Self {
+            model_dir: s.model_dir.clone(),
+            max_seq_length: s.max_seq_length,
+            precision: s.precision.clone(),
+        }
+    }
+}
+
 fn fp32() -> String {
     "fp32".into()
 }

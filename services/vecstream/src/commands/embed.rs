@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufWriter, Write};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use futures::StreamExt;
@@ -20,16 +20,8 @@ const REQUESTS_IN_FLIGHT: usize = 4;
 
 /// The engine configuration of `[engine]`.
 pub fn engine_config(s: &EngineSettings) -> anyhow::Result<EngineConfig> {
-    let mut cfg = EngineConfig::new(&s.model_dir);
-    cfg.backend = s.backend.parse().map_err(anyhow::Error::msg)?;
-    cfg.precision = s.precision.parse().map_err(anyhow::Error::msg)?;
-    if s.threads > 0 {
-        cfg.threads = s.threads;
-    }
-    cfg.batch_tokens = s.batch_tokens;
-    cfg.max_wait = Duration::from_millis(s.max_wait_ms);
-    cfg.max_seq_length = (s.max_seq_length > 0).then_some(s.max_seq_length);
-    Ok(cfg)
+    let target = vecstream_workflows::ModelTarget::configured(s);
+    vecstream_workflows::activities::engine_config(s, &target).map_err(anyhow::Error::msg)
 }
 
 #[derive(Serialize)]

@@ -283,11 +283,7 @@ pub async fn eval(config: &Config, cmd: &EvalCommand) -> anyhow::Result<ExitCode
 }
 
 async fn eval_run(config: &Config, args: &EvalRunArgs) -> anyhow::Result<ExitCode> {
-    let configured = ModelTarget {
-        model_dir: config.engine.model_dir.clone(),
-        max_seq_length: config.engine.max_seq_length,
-        precision: config.engine.precision.clone(),
-    };
+    let configured = ModelTarget::configured(&config.engine);
     let collections = if args.collections.is_empty() {
         let weaviate = WeaviateClient::new(&config.weaviate)?;
         let live = weaviate
