@@ -144,7 +144,7 @@ fn invalid_jsonl_publishes_nothing_unless_asked() {
 
 #[test]
 fn commands_of_later_issues_say_so() {
-    for cmd in ["reindex", "review", "finetune", "eval"] {
+    for cmd in ["finetune"] {
         let out = vecstream(&[cmd]);
         assert_eq!(out.status.code(), Some(69), "{cmd}: {}", describe(&out));
         assert!(
@@ -154,6 +154,45 @@ fn commands_of_later_issues_say_so() {
         let help = vecstream(&[cmd, "--help"]);
         assert!(help.status.success(), "{cmd} --help");
     }
+}
+
+#[test]
+fn job_commands_document_their_flags_and_reject_bad_input() {
+    for (cmd, flags) in [
+        (
+            vec!["reindex", "start"],
+            vec![
+                "--model-dir",
+                "--max-seq-length",
+                "--eval-suite",
+                "--review-timeout",
+                "--tenant",
+            ],
+        ),
+        (vec!["reindex", "status"], vec!["--watch", "--json"]),
+        (vec!["review", "approve"], vec!["--reviewer", "--comment"]),
+        (
+            vec!["eval", "run"],
+            vec!["--suite", "--collection", "--min-recall"],
+        ),
+    ] {
+        let help = vecstream(&[cmd.clone(), vec!["--help"]].concat());
+        assert!(help.status.success(), "{cmd:?} --help");
+        let text = String::from_utf8_lossy(&help.stdout);
+        for f in flags {
+            assert!(text.contains(f), "{cmd:?} --help lacks {f}");
+        }
+    }
+    // A reviewer is required; a missing model directory is named.
+    let out = vecstream(&["review", "approve", "reindex-x"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let out = vecstream(&["reindex", "start", "--model-dir", "/nonexistent/model"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/nonexistent/model"),
+        "{}",
+        describe(&out)
+    );
 }
 
 #[test]

@@ -71,6 +71,12 @@ pub struct EmbedderSettings {
     pub max_chunks: usize,
     /// Upper bound of the retry backoff after transient failures, in milliseconds.
     pub max_backoff_ms: u64,
+    /// Documents of more tokens than this go to a `LargeDocumentWorkflow` on Temporal
+    /// instead of being embedded inline (so they do not stall their partition); 0 = never.
+    pub large_document_tokens: usize,
+    /// At start, when the alias points at another model's collection, start the reindex to
+    /// this embedder's model (idempotent: deterministic workflow id).
+    pub reindex_on_model_change: bool,
 }
 
 impl Default for EmbedderSettings {
@@ -86,6 +92,8 @@ impl Default for EmbedderSettings {
             max_body_bytes: 4 * 1024 * 1024,
             max_chunks: 1024,
             max_backoff_ms: 30_000,
+            large_document_tokens: 32_768,
+            reindex_on_model_change: true,
         }
     }
 }

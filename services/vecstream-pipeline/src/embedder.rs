@@ -33,6 +33,7 @@ use vecstream_telemetry::continue_trace;
 use crate::common::{BatchLimits, Member, Retrier, next_offsets};
 use crate::dlq::{DeadLetter, Reason};
 use crate::document::{Read, chunked, delete_of, normalized, read_document, vectors_of};
+use crate::escalate::{Escalator, LargeDocumentJob};
 use crate::lineage::{LineageFactory, now_ms};
 use crate::state::{DedupState, DocState, restore_partition};
 use crate::{PipelineError, PipelineMetrics};
@@ -62,6 +63,12 @@ enum Decision {
         hash: String,
         outcome: &'static str,
     },
+    /// Too large to embed inline: a `LargeDocumentWorkflow` embeds it.
+    Escalate {
+        doc: Document,
+        hash: String,
+        tokens: usize,
+    },
     DeadLetter(DeadLetter),
 }
 
@@ -76,7 +83,10 @@ impl Decision {
             deleted,
         };
         match self {
-            Decision::Embed { doc, hash, .. } => Some((&doc.id, Some(kept(doc, hash, false)))),
+            // Escalated documents count as emitted: their job owns them from here on.
+            Decision::Embed { doc, hash, .. } | Decision::Escalate { doc, hash, .. } => {
+                Some((&doc.id, Some(kept(doc, hash, false))))
+            }
             // The newer version is remembered so that older re-deliveries stay fenced.
             Decision::Skip {
                 doc,
@@ -106,9 +116,9 @@ impl Decision {
     /// The document id (the record key; empty when it has none) and version, if known.
     fn doc_key(&self) -> (&str, Option<i64>) {
         match self {
-            Decision::Embed { doc, .. } | Decision::Skip { doc, .. } => {
-                (&doc.id, Some(doc.version))
-            }
+            Decision::Embed { doc, .. }
+            | Decision::Skip { doc, .. }
+            | Decision::Escalate { doc, .. } => (&doc.id, Some(doc.version)),
             Decision::Delete {
                 doc_id,
                 version,
@@ -136,6 +146,8 @@ struct Item {
     trace: TraceParent,
     /// Open while the document is in flight; exported when OTLP is configured.
     _span: tracing::Span,
+    /// Workflow id of the job an escalated document went to.
+    workflow_id: Option<String>,
 }
 
 /// The stream embedder; see the module docs.
@@ -153,6 +165,7 @@ pub struct Embedder {
     state: DedupState,
     metrics: PipelineMetrics,
     lineage: LineageFactory,
+    escalator: Option<Arc<dyn Escalator>>,
 }
 
 impl std::fmt::Debug for Embedder {
@@ -167,12 +180,20 @@ impl std::fmt::Debug for Embedder {
 impl Embedder {
     /// Creates the topics and schema subjects it needs, the transactional producer (which
     /// fences a previous instance with the same transactional id) and the consumer.
+    ///
+    /// With an `escalator`, large documents go to their own job, and (with
+    /// `embedder.reindex_on_model_change`) an alias that serves another model's collection
+    /// gets a reindex to this embedder's model.
     pub async fn connect(
         config: &Config,
         engine: Arc<Engine>,
         metrics: PipelineMetrics,
+        escalator: Option<Arc<dyn Escalator>>,
     ) -> Result<Self, PipelineError> {
         let settings = config.embedder.clone();
+        if let (Some(e), true) = (&escalator, settings.reindex_on_model_change) {
+            reindex_if_model_changed(config, &engine.info().model_id, e.as_ref()).await;
+        }
         vecstream_kafka::topics::ensure_topics(&config.kafka).await?;
         let registry = SchemaRegistry::new(&config.registry)?;
         let vectors_id = registry
@@ -242,6 +263,7 @@ impl Embedder {
             chunker,
             state: DedupState::default(),
             metrics,
+            escalator,
         })
     }
 
@@ -340,6 +362,7 @@ impl Embedder {
                 embed_ms: None,
                 trace,
                 _span: span,
+                workflow_id: None,
             });
         }
 
@@ -374,6 +397,8 @@ impl Embedder {
         }
         let vectors: Vec<Vec<f32>> = embedded.into_iter().map(|e| e.vector).collect();
 
+        self.escalate(&mut items, shutdown).await?;
+
         let next_offsets = next_offsets(items.iter().map(|i| (i.partition, i.offset)));
         let committed_partitions = self
             .member
@@ -405,6 +430,7 @@ impl Embedder {
                 }
                 Decision::Delete { .. } => "deleted",
                 Decision::Skip { outcome, .. } => *outcome,
+                Decision::Escalate { .. } => "escalated",
                 Decision::DeadLetter(d) => {
                     self.metrics
                         .dlq_records
@@ -423,6 +449,40 @@ impl Embedder {
             .embedder_batch_records
             .observe(items.len() as f64);
         self.metrics.embedder_batch_tokens.observe(tokens as f64);
+        Ok(())
+    }
+
+    /// Starts the job of every escalated document of the batch (idempotent: a re-delivered
+    /// batch finds its jobs started), retrying while Temporal is unreachable.
+    async fn escalate(
+        &self,
+        items: &mut [Item],
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<(), PipelineError> {
+        let Some(escalator) = &self.escalator else {
+            return Ok(());
+        };
+        for item in items.iter_mut() {
+            let Decision::Escalate { doc, tokens, .. } = &item.decision else {
+                continue;
+            };
+            let job = LargeDocumentJob {
+                doc_id: doc.id.clone(),
+                version: doc.version,
+                partition: item.partition,
+                offset: item.offset,
+                tokens: *tokens,
+                traceparent: item.trace.to_string(),
+            };
+            let id = self
+                .member
+                .retry_paused(&self.retrier(), "escalate", shutdown, || {
+                    escalator.large_document(job.clone())
+                })
+                .await?;
+            tracing::info!(doc_id = %job.doc_id, tokens = job.tokens, workflow_id = %id, "large document escalated to Temporal");
+            item.workflow_id = Some(id);
+        }
         Ok(())
     }
 
@@ -499,10 +559,16 @@ impl Embedder {
                 outcome: "unchanged",
             });
         }
-        match chunked(&self.chunker, &text, self.settings.max_chunks) {
-            Ok(chunks) => Ok(Decision::Embed { doc, hash, chunks }),
-            Err(bad) => Ok(dead(bad)),
+        let chunks = match chunked(&self.chunker, &text, self.settings.max_chunks) {
+            Ok(chunks) => chunks,
+            Err(bad) => return Ok(dead(bad)),
+        };
+        let tokens: usize = chunks.iter().map(|c| c.token_count()).sum();
+        let limit = self.settings.large_document_tokens;
+        if self.escalator.is_some() && limit > 0 && tokens > limit {
+            return Ok(Decision::Escalate { doc, hash, tokens });
         }
+        Ok(Decision::Embed { doc, hash, chunks })
     }
 
     /// One transaction: every record of the batch's still-assigned partitions, and their
@@ -701,6 +767,28 @@ impl Embedder {
                     now,
                 )?);
             }
+            Decision::Escalate { doc, hash, tokens } => {
+                let facet = source(VecstreamFacet {
+                    doc_id: Some(doc.id.clone()),
+                    doc_version: Some(doc.version),
+                    content_hash: Some(hash.clone()),
+                    workflow_id: item.workflow_id.clone(),
+                    error: Some(format!(
+                        "{tokens} tokens over embedder.large_document_tokens = {}",
+                        self.settings.large_document_tokens
+                    )),
+                    ..Default::default()
+                });
+                out.push(self.lineage_record(
+                    &doc.id,
+                    EventType::Running,
+                    "escalated",
+                    facet,
+                    inputs,
+                    Vec::new(),
+                    now,
+                )?);
+            }
             Decision::DeadLetter(d) => {
                 out.push(OutRecord {
                     topic: topics::DOCUMENTS_DLQ,
@@ -774,6 +862,33 @@ impl Embedder {
             partition: None,
             headers: None,
         })
+    }
+}
+
+/// When the alias serves another model's collection, starts the reindex to `model_id`.
+/// Never fails the embedder: it logs what it did or why it could not.
+async fn reindex_if_model_changed(config: &Config, model_id: &str, escalator: &dyn Escalator) {
+    let alias = &config.weaviate.alias;
+    let live = match vecstream_weaviate::WeaviateClient::new(&config.weaviate) {
+        Ok(w) => w.resolve_alias(alias).await,
+        Err(e) => Err(e),
+    };
+    let mine = vecstream_weaviate::collection_name(model_id);
+    match live {
+        Ok(Some(live)) if live != mine => {
+            match escalator.reindex(alias.clone(), model_id.to_owned()).await {
+                Ok(id) => {
+                    tracing::info!(%alias, %live, model_id, workflow_id = %id, "the alias serves another model: reindex started (approve it with `vecstream review approve`)")
+                }
+                Err(e) => {
+                    tracing::warn!(%alias, %live, model_id, error = %e, "the alias serves another model and the reindex could not be started")
+                }
+            }
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(%alias, error = %e, "could not check which model the alias serves")
+        }
     }
 }
 

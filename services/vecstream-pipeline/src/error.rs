@@ -19,6 +19,8 @@ pub enum PipelineError {
     StateRestore { partition: i32, message: String },
     #[error("{0}")]
     Config(String),
+    #[error("starting a long job on Temporal: {message}")]
+    Escalation { message: String, retryable: bool },
 }
 
 impl From<rdkafka::error::KafkaError> for PipelineError {
@@ -33,7 +35,8 @@ impl Classify for PipelineError {
             PipelineError::Kafka(e) => e.class(),
             PipelineError::Weaviate(e) => e.class(),
             PipelineError::Engine(_) | PipelineError::Config(_) => ErrorClass::Permanent,
-            PipelineError::Transaction { retryable, .. } => {
+            PipelineError::Transaction { retryable, .. }
+            | PipelineError::Escalation { retryable, .. } => {
                 if *retryable {
                     ErrorClass::Retryable
                 } else {

@@ -12,6 +12,7 @@ pub mod dlq;
 pub mod document;
 pub mod embedder;
 mod error;
+pub mod escalate;
 pub mod lineage;
 pub mod metrics;
 pub mod normalize;
@@ -22,6 +23,7 @@ pub mod writer;
 
 pub use embedder::Embedder;
 pub use error::PipelineError;
+pub use escalate::{Escalator, LargeDocumentJob};
 pub use metrics::PipelineMetrics;
 pub use reindex::{Reindexer, SliceReport};
 pub use sink::Sink;

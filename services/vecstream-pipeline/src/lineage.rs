@@ -93,26 +93,62 @@ pub async fn publish_one(
     key: &str,
     event: &LineageEvent,
 ) -> Result<(), crate::PipelineError> {
+    use vecstream_core::topics;
+    let record = Outgoing {
+        topic: topics::LINEAGE,
+        schema: vecstream_kafka::schemas::LINEAGE_EVENT,
+        key,
+        partition: None,
+        trace: None,
+    };
+    publish_record(config, record, event).await
+}
+
+/// Where [`publish_record`] sends a record.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    pub topic: &'a str,
+    /// The Avro schema registered under the topic's value subject.
+    pub schema: &'a str,
+    pub key: &'a str,
+    pub partition: Option<i32>,
+    /// The `traceparent` to send in the record's headers.
+    pub trace: Option<&'a vecstream_core::TraceParent>,
+}
+
+/// Encodes `value` in the Confluent wire format and produces it with an idempotent producer
+/// (`acks=all`), waiting for the acknowledgement.
+pub async fn publish_record<T: serde::Serialize>(
+    config: &vecstream_config::Config,
+    out: Outgoing<'_>,
+    value: &T,
+) -> Result<(), crate::PipelineError> {
+    use rdkafka::message::OwnedHeaders;
     use rdkafka::producer::{FutureProducer, FutureRecord};
     use vecstream_core::topics;
     use vecstream_kafka::{SchemaRegistry, schemas, wire};
     let registry = SchemaRegistry::new(&config.registry)?;
     let schema_id = registry
-        .ensure_subject(
-            &topics::value_subject(topics::LINEAGE),
-            schemas::LINEAGE_EVENT,
-        )
+        .ensure_subject(&topics::value_subject(out.topic), out.schema)
         .await?;
-    let payload = wire::encode(schema_id, &schemas::parse(schemas::LINEAGE_EVENT)?, event)?;
+    let payload = wire::encode(schema_id, &schemas::parse(out.schema)?, value)?;
     let producer: FutureProducer = vecstream_kafka::client_config(&config.kafka)
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .create()?;
-    producer
-        .send(
-            FutureRecord::to(topics::LINEAGE).key(key).payload(&payload),
-            std::time::Duration::from_secs(30),
+        .set(
+            "message.max.bytes",
+            vecstream_kafka::topics::MAX_RECORD_BYTES,
         )
+        .create()?;
+    let mut record = FutureRecord::to(out.topic).key(out.key).payload(&payload);
+    if let Some(p) = out.partition {
+        record = record.partition(p);
+    }
+    if let Some(t) = out.trace {
+        record = record.headers(vecstream_kafka::with_traceparent(OwnedHeaders::new(), t));
+    }
+    producer
+        .send(record, std::time::Duration::from_secs(60))
         .await
         .map_err(|(e, _)| crate::PipelineError::from(e))?;
     Ok(())

@@ -249,10 +249,15 @@ impl ChunkWriter {
             let errors: Vec<&String> = u.ids.iter().filter_map(|id| failed.get(id)).collect();
             let outcome = &mut outcomes[u.at];
             if let Some(first) = errors.first() {
+                // A half-written document would answer searches with a mix of versions:
+                // remove it whole; the dead letter can be replayed once the cause is fixed.
+                self.weaviate
+                    .delete_doc_chunks_from(&u.collection, &u.record.doc_id, 0)
+                    .await?;
                 *outcome = Outcome::DeadLettered(
                     Reason::Rejected,
                     format!(
-                        "weaviate refused {} of {} chunks: {first}",
+                        "weaviate refused {} of {} chunks (the document's chunks were removed): {first}",
                         errors.len(),
                         u.ids.len()
                     ),

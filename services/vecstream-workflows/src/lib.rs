@@ -7,6 +7,7 @@
 )]
 pub mod activities;
 mod connection;
+mod escalator;
 pub mod eval;
 #[allow(
     missing_debug_implementations,
@@ -23,9 +24,10 @@ pub mod workflows;
 
 pub use activities::JobActivities;
 pub use connection::{TemporalError, connect, describe_namespace};
+pub use escalator::TemporalEscalator;
 pub use health::{
     HEALTH_CHECK_WORKFLOW_ID_PREFIX, HealthActivities, HealthCheckWorkflow, run_health_check,
 };
 pub use registry::worker_options;
 pub use types::*;
-pub use workflows::{EvaluateWorkflow, ReindexWorkflow};
+pub use workflows::{EvaluateWorkflow, LargeDocumentWorkflow, ReindexWorkflow};

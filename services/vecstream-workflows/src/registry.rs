@@ -66,6 +66,8 @@ pub fn job_worker_options(
         .map_err(worker)?
         .register_workflow::<EvaluateWorkflow>()
         .map_err(worker)?
+        .register_workflow::<crate::LargeDocumentWorkflow>()
+        .map_err(worker)?
         .register_activities(HealthActivities)
         .register_activities(JobActivities::new(config.clone(), metrics))
         .tuner(WorkerTuner::from(tuner))

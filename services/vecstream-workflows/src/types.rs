@@ -266,6 +266,36 @@ pub struct ReindexResult {
     pub documents_embedded: u64,
 }
 
+/// Input of [`crate::LargeDocumentWorkflow`]: where the document is, and the model to
+/// embed it with (the escalating embedder's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LargeDocumentInput {
+    pub doc_id: String,
+    pub version: i64,
+    pub partition: i32,
+    pub offset: i64,
+    pub target: ModelTarget,
+    /// The document's trace (`traceparent`).
+    #[serde(default)]
+    pub traceparent: String,
+    #[serde(default = "default_gpu_queue")]
+    pub gpu_queue: String,
+}
+
+/// What a large-document job did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LargeDocumentResult {
+    pub chunks: usize,
+    pub tokens: usize,
+    /// Why nothing was embedded (the record is gone or holds another version), if so.
+    pub skipped: Option<String>,
+}
+
+/// Deterministic workflow id of a large document's job (DESIGN section 5).
+pub fn large_document_workflow_id(doc_id: &str, version: i64) -> String {
+    format!("doc-{doc_id}-{version}")
+}
+
 /// Deterministic workflow id of a reindex (DESIGN section 5).
 pub fn reindex_workflow_id(alias: &str, model_id: &str) -> String {
     format!("reindex-{alias}-{model_id}")

@@ -19,8 +19,8 @@ use crate::activities::{
     DropCollection, EvalCollection, JobActivities, PhaseEvent, PrepareInput, ScanRange, SwapAlias,
 };
 use crate::types::{
-    EvalReport, EvaluateInput, PartitionProgress, Phase, ReindexInput, ReindexProgress,
-    ReindexResult, ReviewDecision, eval_workflow_id,
+    EvalReport, EvaluateInput, LargeDocumentInput, LargeDocumentResult, PartitionProgress, Phase,
+    ReindexInput, ReindexProgress, ReindexResult, ReviewDecision, eval_workflow_id,
 };
 
 /// History events after which a run hands over to a new one even without the server's
@@ -498,5 +498,30 @@ impl EvaluateWorkflow {
             threshold: input.spec.min_recall,
             passed,
         })
+    }
+}
+
+/// One document too large for the stream: embedded by a heartbeating activity on the gpu
+/// queue, its vector record and lineage published as the stream would (id
+/// `doc-<doc id>-<version>`).
+#[workflow]
+#[derive(Default)]
+pub struct LargeDocumentWorkflow;
+
+#[workflow_methods]
+impl LargeDocumentWorkflow {
+    #[run(name = "LargeDocumentWorkflow")]
+    pub async fn run(
+        ctx: &mut WorkflowContext<Self>,
+        input: LargeDocumentInput,
+    ) -> WorkflowResult<LargeDocumentResult> {
+        let queue = input.gpu_queue.clone();
+        Ok(ctx
+            .execute_activity(
+                JobActivities::embed_large,
+                input,
+                heavy(&queue, Duration::from_secs(60)),
+            )
+            .await?)
     }
 }

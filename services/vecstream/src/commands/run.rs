@@ -58,7 +58,9 @@ pub async fn run(config: &Config, args: &RunArgs) -> anyhow::Result<ExitCode> {
         let engine = tokio::task::spawn_blocking(move || Engine::start(engine_cfg))
             .await?
             .context("starting the embedding engine")?;
-        let embedder = Embedder::connect(config, Arc::new(engine), pm.clone())
+        let escalator: Arc<dyn vecstream_pipeline::Escalator> =
+            Arc::new(vecstream_workflows::TemporalEscalator::new(config.clone()));
+        let embedder = Embedder::connect(config, Arc::new(engine), pm.clone(), Some(escalator))
             .await
             .context("starting the embedder")?;
         readiness.set("embedder", true);

@@ -1,0 +1,123 @@
+//! [`Escalator`] on Temporal: the stream embedder's way to start long jobs.
+
+use futures::future::BoxFuture;
+use temporalio_client::{
+    Client, WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowStartOptions,
+};
+use tokio::sync::OnceCell;
+use vecstream_config::Config;
+use vecstream_pipeline::{Escalator, LargeDocumentJob, PipelineError};
+
+use crate::types::{LargeDocumentInput, ModelTarget, ReindexInput, large_document_workflow_id};
+use crate::{LargeDocumentWorkflow, TemporalError};
+
+/// Starts `LargeDocumentWorkflow`s and reindexes; connects on first use, so an embedder
+/// that never escalates never needs Temporal.
+pub struct TemporalEscalator {
+    config: Config,
+    client: OnceCell<Client>,
+}
+
+impl std::fmt::Debug for TemporalEscalator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TemporalEscalator")
+            .field("address", &self.config.temporal.address)
+            .finish()
+    }
+}
+
+fn escalation(e: TemporalError) -> PipelineError {
+    use vecstream_core::Classify;
+    PipelineError::Escalation {
+        retryable: e.class().is_retryable(),
+        message: e.to_string(),
+    }
+}
+
+/// A start refused because the job exists already is the idempotent success.
+fn exists_already(message: &str) -> bool {
+    let m = message.to_lowercase();
+    m.contains("already") || m.contains("exists")
+}
+
+impl TemporalEscalator {
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            client: OnceCell::new(),
+        }
+    }
+
+    async fn client(&self) -> Result<&Client, PipelineError> {
+        self.client
+            .get_or_try_init(|| crate::connect(&self.config.temporal))
+            .await
+            .map_err(escalation)
+    }
+}
+
+impl Escalator for TemporalEscalator {
+    fn large_document(
+        &self,
+        job: LargeDocumentJob,
+    ) -> BoxFuture<'_, Result<String, PipelineError>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let id = large_document_workflow_id(&job.doc_id, job.version);
+            let input = LargeDocumentInput {
+                doc_id: job.doc_id,
+                version: job.version,
+                partition: job.partition,
+                offset: job.offset,
+                target: ModelTarget::configured(&self.config.engine),
+                traceparent: job.traceparent,
+                gpu_queue: self.config.temporal.gpu_task_queue.clone(),
+            };
+            let options =
+                WorkflowStartOptions::new(self.config.temporal.cpu_task_queue.as_str(), id.clone())
+                    .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicateFailedOnly)
+                    .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
+                    .build();
+            match client
+                .start_workflow(LargeDocumentWorkflow::run, input, options)
+                .await
+            {
+                Ok(_) => Ok(id),
+                Err(e) if exists_already(&e.to_string()) => Ok(id),
+                Err(e) => Err(PipelineError::Escalation {
+                    message: format!("{id}: {e}"),
+                    retryable: true,
+                }),
+            }
+        })
+    }
+
+    fn reindex(
+        &self,
+        alias: String,
+        model_id: String,
+    ) -> BoxFuture<'_, Result<String, PipelineError>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let input = ReindexInput {
+                alias,
+                target: ModelTarget::configured(&self.config.engine),
+                target_model_id: model_id,
+                eval: None,
+                review_timeout_secs: self.config.temporal.review_timeout_secs,
+                range_offsets: self.config.temporal.reindex_range_offsets,
+                catch_up_secs: 10,
+                tenant: None,
+                gpu_queue: self.config.temporal.gpu_task_queue.clone(),
+                heartbeat_secs: 20,
+                carried: None,
+            };
+            let id = crate::reindex_workflow_id(&input.alias, &input.target_model_id);
+            match crate::registry::start_reindex(client, &self.config, input).await {
+                Ok(id) => Ok(id),
+                Err(e) if exists_already(&e.to_string()) => Ok(id),
+                Err(e) => Err(escalation(e)),
+            }
+        })
+    }
+}

@@ -1,0 +1,136 @@
+//! Escalation from the stream to Temporal: a document over `embedder.large_document_tokens`
+//! goes to its `LargeDocumentWorkflow` (id `doc-<id>-<version>`) instead of being embedded
+//! inline, and still ends up in Weaviate with its lineage; an embedder whose model differs
+//! from the one its alias serves starts the reindex to its model by itself.
+
+use std::time::Duration;
+
+use vecstream_core::topics;
+use vecstream_e2e::pipeline::{TopicReader, chunks_of, eventually, publisher, wait_for_stage};
+use vecstream_e2e::{Running, cache_dir, config, describe, require_service, unique, vecstream};
+use vecstream_engine::{Chunker, Engine, EngineConfig};
+use vecstream_weaviate::{WeaviateClient, collection_name};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_documents_and_model_changes_go_to_temporal() {
+    require_service("kafka", 9092);
+    require_service("temporal", 7233);
+    require_service("weaviate", 8080);
+    let cfg = config();
+    let run = unique("e2e-escalation-");
+    let logs = tempfile::tempdir().unwrap();
+    let sets = vec![
+        format!("temporal.cpu_task_queue={run}-cpu"),
+        format!("temporal.gpu_task_queue={run}-gpu"),
+        "embedder.group_id=e2e-escalation-embedder".to_owned(),
+        "embedder.transactional_id=e2e-escalation-txn".to_owned(),
+        "embedder.large_document_tokens=300".to_owned(),
+        "sink.group_id=e2e-escalation-sink".to_owned(),
+    ];
+    let worker = Running::start("worker", 19721, &sets, logs.path());
+    let embedder = Running::start("embedder", 19722, &sets, logs.path());
+    let sink = Running::start("sink", 19723, &sets, logs.path());
+
+    let engine = Engine::start(EngineConfig::new(
+        cache_dir().join("models/all-MiniLM-L6-v2"),
+    ))
+    .unwrap();
+    let model_id = engine.info().model_id.clone();
+    let collection = collection_name(&model_id);
+    let chunker = Chunker::new(engine.tokenizer().clone(), None, 32).unwrap();
+    let long_body = (0..60)
+        .map(|i| format!("Paragraph {i} of the annual report describes harbour traffic, cargo tonnage and the dredging works of quay {i}."))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let expected_chunks = chunker.chunk(&long_body).unwrap().len();
+    assert!(expected_chunks >= 4, "{expected_chunks} chunks");
+    drop(engine);
+
+    // 1. A large document goes to its workflow; a small one is embedded inline.
+    let (registry, publisher) = publisher().await;
+    let mut lineage = TopicReader::new(topics::LINEAGE);
+    let long_id = format!("{run}-report");
+    let short_id = format!("{run}-memo");
+    let doc = |id: &str, body: &str| vecstream_core::Document {
+        tenant: run.clone(),
+        ..vecstream_e2e::pipeline::doc(id, 1, body)
+    };
+    publisher.publish(&doc(&long_id, &long_body)).await.unwrap();
+    publisher
+        .publish(&doc(&short_id, "A short memo about the harbour."))
+        .await
+        .unwrap();
+    let events = wait_for_stage(
+        &mut lineage,
+        &registry,
+        &long_id,
+        &["embed:escalated", "embed:embedded", "sink:upserted"],
+        &[&embedder, &worker, &sink],
+    )
+    .await;
+    let workflow = format!("doc-{long_id}-1");
+    for stage in ["embed:escalated", "embed:embedded"] {
+        let e = events.iter().find(|e| e.vecstream.stage == stage).unwrap();
+        assert_eq!(
+            e.vecstream.workflow_id.as_deref(),
+            Some(workflow.as_str()),
+            "{stage}"
+        );
+    }
+    let weaviate = WeaviateClient::new(&cfg.weaviate).unwrap();
+    let stored = chunks_of(&weaviate, &collection, &long_id).await;
+    assert_eq!(stored.len(), expected_chunks);
+    let short = wait_for_stage(
+        &mut lineage,
+        &registry,
+        &short_id,
+        &["embed:embedded"],
+        &[&embedder],
+    )
+    .await;
+    assert!(
+        short
+            .iter()
+            .filter(|e| e.vecstream.doc_id.as_deref() == Some(short_id.as_str()))
+            .all(|e| e.vecstream.workflow_id.is_none())
+    );
+    let log = embedder.stop();
+    assert!(
+        log.contains("large document escalated to Temporal"),
+        "{log}"
+    );
+
+    // 2. An embedder of another model configuration, on an alias that serves the first
+    //    model's collection, starts the reindex to its model.
+    let alias = format!("E2eEscalation{}", run.replace('-', ""));
+    weaviate.set_alias(&alias, &collection).await.unwrap();
+    let mut changed = sets.clone();
+    changed.push(format!("weaviate.alias={alias}"));
+    changed.push("engine.max_seq_length=128".to_owned());
+    let other = Running::start("embedder", 19724, &changed, logs.path());
+    let new_model = vecstream_engine::model::ModelSpec::load(
+        &cache_dir().join("models/all-MiniLM-L6-v2"),
+        Some(128),
+    )
+    .unwrap()
+    .0
+    .model_id;
+    let reindex = format!("reindex-{alias}-{new_model}");
+    let mut args: Vec<&str> = Vec::new();
+    for s in &sets {
+        args.extend(["--set", s.as_str()]);
+    }
+    eventually("the reindex started by the embedder", &[&other], || async {
+        other.log().contains(&reindex).then_some(())
+    })
+    .await;
+    let status = vecstream(&[args.clone(), vec!["reindex", "status", &reindex]].concat());
+    assert!(status.status.success(), "{}", describe(&status));
+    let cancel = vecstream(&[args, vec!["reindex", "cancel", &reindex]].concat());
+    assert!(cancel.status.success(), "{}", describe(&cancel));
+    other.stop();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _ = weaviate.delete_alias(&alias).await;
+    sink.stop();
+    worker.stop();
+}
