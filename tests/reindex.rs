@@ -425,6 +425,16 @@ async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
     assert_eq!(report["rows"][0]["queries"], 40);
     assert!(report["rows"][0]["mrr"].as_f64().unwrap() > 0.8, "{report}");
 
+    // The worker counts its activities and the jobs' phases.
+    let metrics = vecstream_e2e::pipeline::metrics_text(19714).await;
+    for series in [
+        "vecstream_activity_executions_total{activity=\"reindex.scan_range\",outcome=\"completed\"}",
+        "vecstream_activity_seconds_count{activity=\"eval.collection\"}",
+        "vecstream_workflow_events_total{phase=\"rejected\",workflow=\"reindex\"}",
+    ] {
+        assert!(metrics.contains(series), "{series} missing:\n{metrics}");
+    }
+
     let _ = weaviate.delete_alias(&alias).await;
     worker.stop();
     embedder.stop();

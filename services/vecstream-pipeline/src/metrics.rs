@@ -43,6 +43,15 @@ pub struct PipelineMetrics {
     pub embed_seconds: Histogram,
     /// `vecstream_sink_upsert_seconds`: one Weaviate batch upsert request (writes only).
     pub sink_upsert_seconds: Histogram,
+    /// `vecstream_activity_executions_total{activity,outcome}`: Temporal activities run by
+    /// this worker: completed, failed (retried by Temporal), cancelled.
+    pub activity_executions: IntCounterVec,
+    /// `vecstream_activity_seconds{activity}`: duration of one activity attempt.
+    pub activity_seconds: prometheus::HistogramVec,
+    /// `vecstream_workflow_events_total{workflow,phase}`: phase events of the long jobs
+    /// (`reindex`: preparing, scanning, evaluating, awaiting_review, approved, rejected,
+    /// failed): started minus finished ones are the running workflows.
+    pub workflow_events: IntCounterVec,
 }
 
 impl PipelineMetrics {
@@ -152,8 +161,29 @@ impl PipelineMetrics {
                 )
                 .buckets(latency_buckets()),
             )?,
+            activity_executions: counter_vec(
+                "vecstream_activity_executions_total",
+                "Temporal activities run by this worker, by outcome.",
+                &["activity", "outcome"],
+            )?,
+            activity_seconds: prometheus::HistogramVec::new(
+                HistogramOpts::new(
+                    "vecstream_activity_seconds",
+                    "Duration of one Temporal activity attempt.",
+                )
+                .buckets(vec![0.01, 0.05, 0.25, 1.0, 5.0, 30.0, 120.0, 600.0, 3600.0]),
+                &["activity"],
+            )?,
+            workflow_events: counter_vec(
+                "vecstream_workflow_events_total",
+                "Phase events of the long jobs (Temporal workflows).",
+                &["workflow", "phase"],
+            )?,
         };
         registry.register(Box::new(m.embed_seconds.clone()))?;
+        registry.register(Box::new(m.activity_executions.clone()))?;
+        registry.register(Box::new(m.activity_seconds.clone()))?;
+        registry.register(Box::new(m.workflow_events.clone()))?;
         registry.register(Box::new(m.sink_upsert_seconds.clone()))?;
         registry.register(Box::new(m.consumer_lag.clone()))?;
         registry.register(Box::new(m.embedder_batch_records.clone()))?;

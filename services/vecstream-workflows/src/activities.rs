@@ -119,6 +119,31 @@ pub fn engine_config(
     Ok(cfg)
 }
 
+/// Runs an activity body, counting its outcome and timing it
+/// (`vecstream_activity_executions_total`, `vecstream_activity_seconds`).
+async fn timed<T>(
+    metrics: &PipelineMetrics,
+    activity: &str,
+    body: impl std::future::Future<Output = Result<T, ActivityError>>,
+) -> Result<T, ActivityError> {
+    let started = std::time::Instant::now();
+    let result = body.await;
+    let outcome = match &result {
+        Ok(_) => "completed",
+        Err(ActivityError::Cancelled { .. }) => "cancelled",
+        Err(_) => "failed",
+    };
+    metrics
+        .activity_executions
+        .with_label_values(&[activity, outcome])
+        .inc();
+    metrics
+        .activity_seconds
+        .with_label_values(&[activity])
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
 /// A failure that retrying cannot fix (bad input, wrong model).
 fn permanent(message: impl Into<String>) -> ActivityError {
     ActivityError::Application(Box::new(
@@ -203,40 +228,44 @@ impl JobActivities {
         _ctx: ActivityContext,
         input: PrepareInput,
     ) -> Result<Prepared, ActivityError> {
-        let model_id = Self::model_id_of(&input.target)?;
-        if model_id != input.target_model_id {
-            return Err(permanent(format!(
-                "{} is model {model_id} on this worker, not {} as requested",
-                input.target.model_dir, input.target_model_id
-            )));
-        }
-        let weaviate = self.weaviate()?;
-        let spec = CollectionSpec::chunks(&model_id);
-        weaviate.ensure_collection(&spec).await.map_err(transient)?;
-        let live = weaviate
-            .resolve_alias(&input.alias)
-            .await
-            .map_err(transient)?;
-        if live.as_deref() == Some(spec.name.as_str()) {
-            return Err(permanent(format!(
-                "alias {} already points at {}: nothing to reindex",
-                input.alias, spec.name
-            )));
-        }
-        // The worker's configured model embeds queries for the live collection when it is
-        // that collection's model.
-        let configured = ModelTarget::configured(&self.config.engine);
-        let live_target = match (&live, Self::model_id_of(&configured)) {
-            (Some(l), Ok(id)) if collection_name(&id) == *l => Some(configured),
-            _ => None,
-        };
-        let bounds = self.topic_bounds().await?;
-        Ok(Prepared {
-            target_collection: spec.name,
-            live_collection: live,
-            live_target,
-            bounds,
+        let metrics = self.metrics.clone();
+        timed(&metrics, "reindex.prepare", async move {
+            let model_id = Self::model_id_of(&input.target)?;
+            if model_id != input.target_model_id {
+                return Err(permanent(format!(
+                    "{} is model {model_id} on this worker, not {} as requested",
+                    input.target.model_dir, input.target_model_id
+                )));
+            }
+            let weaviate = self.weaviate()?;
+            let spec = CollectionSpec::chunks(&model_id);
+            weaviate.ensure_collection(&spec).await.map_err(transient)?;
+            let live = weaviate
+                .resolve_alias(&input.alias)
+                .await
+                .map_err(transient)?;
+            if live.as_deref() == Some(spec.name.as_str()) {
+                return Err(permanent(format!(
+                    "alias {} already points at {}: nothing to reindex",
+                    input.alias, spec.name
+                )));
+            }
+            // The worker's configured model embeds queries for the live collection when it is
+            // that collection's model.
+            let configured = ModelTarget::configured(&self.config.engine);
+            let live_target = match (&live, Self::model_id_of(&configured)) {
+                (Some(l), Ok(id)) if collection_name(&id) == *l => Some(configured),
+                _ => None,
+            };
+            let bounds = self.topic_bounds().await?;
+            Ok(Prepared {
+                target_collection: spec.name,
+                live_collection: live,
+                live_target,
+                bounds,
+            })
         })
+        .await
     }
 
     /// Current `(partition, low, high)` of the documents topic (for catch-ups).
@@ -246,7 +275,11 @@ impl JobActivities {
         _ctx: ActivityContext,
         _input: (),
     ) -> Result<Vec<(i32, i64, i64)>, ActivityError> {
-        self.topic_bounds().await
+        let metrics = self.metrics.clone();
+        timed(&metrics, "reindex.bounds", async move {
+            self.topic_bounds().await
+        })
+        .await
     }
 
     /// Re-embeds `[from, to)` of one partition into the target's collection, slice by
@@ -257,45 +290,49 @@ impl JobActivities {
         ctx: ActivityContext,
         input: ScanRange,
     ) -> Result<SliceReport, ActivityError> {
-        let engine = self.engine(&input.target).await?;
-        let reindexer =
-            Reindexer::new(&self.config, engine, self.metrics.clone()).map_err(classified)?;
-        let resumed: Option<SliceReport> = ctx.heartbeat_details().deserialize()?;
-        let mut total = resumed.unwrap_or(SliceReport {
-            next_offset: input.from,
-            ..Default::default()
-        });
-        if resumed.is_some() {
-            tracing::info!(
-                partition = input.partition,
-                offset = total.next_offset,
-                "reindex scan resumes from its last heartbeat"
-            );
-        }
-        while total.next_offset < input.to {
-            if ctx.is_cancelled() {
-                return Err(ActivityError::cancelled());
+        let metrics = self.metrics.clone();
+        timed(&metrics, "reindex.scan_range", async move {
+            let engine = self.engine(&input.target).await?;
+            let reindexer =
+                Reindexer::new(&self.config, engine, self.metrics.clone()).map_err(classified)?;
+            let resumed: Option<SliceReport> = ctx.heartbeat_details().deserialize()?;
+            let mut total = resumed.unwrap_or(SliceReport {
+                next_offset: input.from,
+                ..Default::default()
+            });
+            if resumed.is_some() {
+                tracing::info!(
+                    partition = input.partition,
+                    offset = total.next_offset,
+                    "reindex scan resumes from its last heartbeat"
+                );
             }
-            let slice = reindexer
-                .scan_slice(
-                    input.partition,
-                    total.next_offset,
-                    input.to,
-                    input.tenant.as_deref(),
-                )
-                .await
-                .map_err(classified)?;
-            total = SliceReport {
-                next_offset: slice.next_offset,
-                records: total.records + slice.records,
-                embedded: total.embedded + slice.embedded,
-                chunks: total.chunks + slice.chunks,
-                deleted: total.deleted + slice.deleted,
-                skipped: total.skipped + slice.skipped,
-            };
-            ctx.record_heartbeat(total).await?;
-        }
-        Ok(total)
+            while total.next_offset < input.to {
+                if ctx.is_cancelled() {
+                    return Err(ActivityError::cancelled());
+                }
+                let slice = reindexer
+                    .scan_slice(
+                        input.partition,
+                        total.next_offset,
+                        input.to,
+                        input.tenant.as_deref(),
+                    )
+                    .await
+                    .map_err(classified)?;
+                total = SliceReport {
+                    next_offset: slice.next_offset,
+                    records: total.records + slice.records,
+                    embedded: total.embedded + slice.embedded,
+                    chunks: total.chunks + slice.chunks,
+                    deleted: total.deleted + slice.deleted,
+                    skipped: total.skipped + slice.skipped,
+                };
+                ctx.record_heartbeat(total).await?;
+            }
+            Ok(total)
+        })
+        .await
     }
 
     /// Points the alias at the new collection; returns what it pointed at before.
@@ -305,17 +342,21 @@ impl JobActivities {
         _ctx: ActivityContext,
         input: SwapAlias,
     ) -> Result<Option<String>, ActivityError> {
-        let weaviate = self.weaviate()?;
-        let before = weaviate
-            .resolve_alias(&input.alias)
-            .await
-            .map_err(transient)?;
-        weaviate
-            .set_alias(&input.alias, &input.collection)
-            .await
-            .map_err(transient)?;
-        tracing::info!(alias = %input.alias, collection = %input.collection, previous = ?before, "alias swapped");
-        Ok(before.filter(|b| *b != input.collection))
+        let metrics = self.metrics.clone();
+        timed(&metrics, "reindex.swap_alias", async move {
+            let weaviate = self.weaviate()?;
+            let before = weaviate
+                .resolve_alias(&input.alias)
+                .await
+                .map_err(transient)?;
+            weaviate
+                .set_alias(&input.alias, &input.collection)
+                .await
+                .map_err(transient)?;
+            tracing::info!(alias = %input.alias, collection = %input.collection, previous = ?before, "alias swapped");
+            Ok(before.filter(|b| *b != input.collection))
+        })
+        .await
     }
 
     /// Drops a rejected collection, unless the alias points at it.
@@ -325,28 +366,32 @@ impl JobActivities {
         _ctx: ActivityContext,
         input: DropCollection,
     ) -> Result<(), ActivityError> {
-        let weaviate = self.weaviate()?;
-        let live = weaviate
-            .resolve_alias(&input.alias)
-            .await
-            .map_err(transient)?;
-        if live.as_deref() == Some(input.collection.as_str()) {
-            return Err(permanent(format!(
-                "alias {} points at {}: not dropping the live collection",
-                input.alias, input.collection
-            )));
-        }
-        if weaviate
-            .collection_exists(&input.collection)
-            .await
-            .map_err(transient)?
-        {
-            weaviate
-                .delete_collection(&input.collection)
+        let metrics = self.metrics.clone();
+        timed(&metrics, "reindex.drop_collection", async move {
+            let weaviate = self.weaviate()?;
+            let live = weaviate
+                .resolve_alias(&input.alias)
                 .await
                 .map_err(transient)?;
-        }
-        Ok(())
+            if live.as_deref() == Some(input.collection.as_str()) {
+                return Err(permanent(format!(
+                    "alias {} points at {}: not dropping the live collection",
+                    input.alias, input.collection
+                )));
+            }
+            if weaviate
+                .collection_exists(&input.collection)
+                .await
+                .map_err(transient)?
+            {
+                weaviate
+                    .delete_collection(&input.collection)
+                    .await
+                    .map_err(transient)?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Publishes one phase event of a workflow run to `docs.lineage.v1`.
@@ -356,45 +401,53 @@ impl JobActivities {
         _ctx: ActivityContext,
         input: PhaseEvent,
     ) -> Result<(), ActivityError> {
-        let event_type = match input.event_type.as_str() {
-            "START" => EventType::Start,
-            "RUNNING" => EventType::Running,
-            "COMPLETE" => EventType::Complete,
-            "FAIL" => EventType::Fail,
-            _ => EventType::Other,
-        };
-        let event = LineageEvent {
-            event_type,
-            event_time: input.time_ms,
-            run: Run {
-                run_id: input.run_id.clone(),
-                parent_run_id: None,
-            },
-            job: Job {
-                namespace: vecstream_pipeline::lineage::JOB_NAMESPACE.into(),
-                name: input.job.clone(),
-            },
-            inputs: vec![Dataset {
-                namespace: format!("kafka://{}", self.config.kafka.brokers),
-                name: topics::DOCUMENTS.into(),
-            }],
-            outputs: vec![Dataset {
-                namespace: self.config.weaviate.url.clone(),
-                name: input.collection.clone(),
-            }],
-            producer: vecstream_pipeline::lineage::PRODUCER.into(),
-            vecstream: VecstreamFacet {
-                stage: format!("{}:{}", input.job, input.phase),
-                model_id: Some(input.model_id.clone()),
-                target_collection: Some(input.collection.clone()),
-                workflow_id: Some(input.workflow_id.clone()),
-                error: input.error.clone(),
-                ..Default::default()
-            },
-        };
-        vecstream_pipeline::lineage::publish_one(&self.config, &input.workflow_id, &event)
-            .await
-            .map_err(classified)
+        let metrics = self.metrics.clone();
+        timed(&metrics, "reindex.lineage", async move {
+            self.metrics
+                .workflow_events
+                .with_label_values(&[input.job.as_str(), input.phase.as_str()])
+                .inc();
+            let event_type = match input.event_type.as_str() {
+                "START" => EventType::Start,
+                "RUNNING" => EventType::Running,
+                "COMPLETE" => EventType::Complete,
+                "FAIL" => EventType::Fail,
+                _ => EventType::Other,
+            };
+            let event = LineageEvent {
+                event_type,
+                event_time: input.time_ms,
+                run: Run {
+                    run_id: input.run_id.clone(),
+                    parent_run_id: None,
+                },
+                job: Job {
+                    namespace: vecstream_pipeline::lineage::JOB_NAMESPACE.into(),
+                    name: input.job.clone(),
+                },
+                inputs: vec![Dataset {
+                    namespace: format!("kafka://{}", self.config.kafka.brokers),
+                    name: topics::DOCUMENTS.into(),
+                }],
+                outputs: vec![Dataset {
+                    namespace: self.config.weaviate.url.clone(),
+                    name: input.collection.clone(),
+                }],
+                producer: vecstream_pipeline::lineage::PRODUCER.into(),
+                vecstream: VecstreamFacet {
+                    stage: format!("{}:{}", input.job, input.phase),
+                    model_id: Some(input.model_id.clone()),
+                    target_collection: Some(input.collection.clone()),
+                    workflow_id: Some(input.workflow_id.clone()),
+                    error: input.error.clone(),
+                    ..Default::default()
+                },
+            };
+            vecstream_pipeline::lineage::publish_one(&self.config, &input.workflow_id, &event)
+                .await
+                .map_err(classified)
+        })
+        .await
     }
 
     /// Embeds one large document (read again from its offset) in slices, heartbeating the
@@ -406,137 +459,143 @@ impl JobActivities {
         ctx: ActivityContext,
         input: LargeDocumentInput,
     ) -> Result<LargeDocumentResult, ActivityError> {
-        use vecstream_pipeline::document::{Read, chunked, normalized, read_document, vectors_of};
-        let skipped = |why: String| LargeDocumentResult {
-            chunks: 0,
-            tokens: 0,
-            skipped: Some(why),
-        };
-        let kafka = self.config.kafka.clone();
-        let (partition, offset) = (input.partition, input.offset);
-        let (messages, _) = tokio::task::spawn_blocking(move || {
-            let consumer = vecstream_kafka::scan::scan_consumer(&kafka, "vecstream-large")?;
-            vecstream_kafka::scan::read_range(
-                &consumer,
-                topics::DOCUMENTS,
-                partition,
-                offset,
-                offset + 1,
-                1,
-                Duration::from_secs(30),
-            )
-        })
-        .await
-        .map_err(transient)?
-        .map_err(transient)?;
-        let Some(m) = messages
-            .into_iter()
-            .find(|m| rdkafka::message::Message::offset(m) == offset)
-        else {
-            return Ok(skipped(
-                "the record was compacted away: a newer version replaced it".into(),
-            ));
-        };
-        let registry =
-            vecstream_kafka::SchemaRegistry::new(&self.config.registry).map_err(transient)?;
-        let reader = vecstream_kafka::schemas::parse(vecstream_kafka::schemas::DOCUMENT)
-            .map_err(|e| permanent(e.to_string()))?;
-        let read = read_document(
-            &registry,
-            &reader,
-            rdkafka::message::Message::key(&m),
-            rdkafka::message::Message::payload(&m),
-        )
-        .await
-        .map_err(classified)?;
-        let doc = match read {
-            Read::Doc(d) if d.id == input.doc_id && d.version == input.version => d,
-            _ => {
+        let metrics = self.metrics.clone();
+        timed(&metrics, "large.embed", async move {
+            use vecstream_pipeline::document::{
+                Read, chunked, normalized, read_document, vectors_of,
+            };
+            let skipped = |why: String| LargeDocumentResult {
+                chunks: 0,
+                tokens: 0,
+                skipped: Some(why),
+            };
+            let kafka = self.config.kafka.clone();
+            let (partition, offset) = (input.partition, input.offset);
+            let (messages, _) = tokio::task::spawn_blocking(move || {
+                let consumer = vecstream_kafka::scan::scan_consumer(&kafka, "vecstream-large")?;
+                vecstream_kafka::scan::read_range(
+                    &consumer,
+                    topics::DOCUMENTS,
+                    partition,
+                    offset,
+                    offset + 1,
+                    1,
+                    Duration::from_secs(30),
+                )
+            })
+            .await
+            .map_err(transient)?
+            .map_err(transient)?;
+            let Some(m) = messages
+                .into_iter()
+                .find(|m| rdkafka::message::Message::offset(m) == offset)
+            else {
                 return Ok(skipped(
-                    "the record holds another document or version".into(),
+                    "the record was compacted away: a newer version replaced it".into(),
                 ));
-            }
-        };
-        let settings = &self.config.embedder;
-        let engine = self.engine(&input.target).await?;
-        let chunker = vecstream_engine::Chunker::new(
-            engine.tokenizer().clone(),
-            (settings.chunk_tokens > 0).then_some(settings.chunk_tokens),
-            settings.chunk_overlap,
-        )
-        .map_err(|e| permanent(e.to_string()))?;
-        let (text, hash) =
-            normalized(&doc, settings.max_body_bytes).map_err(|(_, m)| permanent(m))?;
-        let chunks =
-            chunked(&chunker, &text, settings.max_chunks).map_err(|(_, m)| permanent(m))?;
-        let tokens: usize = chunks.iter().map(|c| c.token_count()).sum();
-        let started = std::time::Instant::now();
-        let mut vectors = Vec::with_capacity(chunks.len());
-        for slice in chunks.chunks(32) {
-            if ctx.is_cancelled() {
-                return Err(ActivityError::cancelled());
-            }
-            let embedded = engine
-                .embed_tokens(slice.iter().map(|c| c.token_ids.clone()).collect())
-                .await
-                .map_err(|e| transient(e.to_string()))?;
-            vectors.extend(embedded.into_iter().map(|e| e.vector));
-            ctx.record_heartbeat(vectors.len()).await?;
-        }
-        let model_id = engine.info().model_id.clone();
-        let record = vectors_of(&doc, &hash, &chunks, &vectors, &model_id);
-        let trace = vecstream_core::TraceParent::parse(&input.traceparent)
-            .unwrap_or_else(vecstream_core::TraceParent::new_root)
-            .child();
-        vecstream_pipeline::lineage::publish_record(
-            &self.config,
-            vecstream_pipeline::lineage::Outgoing {
-                topic: topics::VECTORS,
-                schema: vecstream_kafka::schemas::DOCUMENT_VECTORS,
-                key: &doc.id,
-                partition: Some(input.partition),
-                trace: Some(&trace),
-            },
-            &record,
-        )
-        .await
-        .map_err(classified)?;
-        let factory = vecstream_pipeline::lineage::LineageFactory::new(
-            "embed",
-            "embedder",
-            &self.config.kafka.brokers,
-        );
-        let facet = VecstreamFacet {
-            doc_id: Some(doc.id.clone()),
-            doc_version: Some(doc.version),
-            content_hash: Some(hash),
-            chunk_ids: record.chunks.iter().map(|c| c.chunk_id.clone()).collect(),
-            model_id: Some(model_id),
-            backend: Some(engine.info().backend.as_str().to_owned()),
-            source_topic: Some(topics::DOCUMENTS.into()),
-            source_partition: Some(input.partition),
-            source_offset: Some(input.offset),
-            workflow_id: Some(ctx.info().workflow_id.clone().unwrap_or_default()),
-            trace_id: Some(trace.trace_id_hex()),
-            duration_ms: Some(started.elapsed().as_millis() as i64),
-            ..Default::default()
-        };
-        let event = factory.event(
-            EventType::Complete,
-            "embedded",
-            facet,
-            vec![factory.topic(topics::DOCUMENTS)],
-            vec![factory.topic(topics::VECTORS)],
-            vecstream_pipeline::lineage::now_ms(),
-        );
-        vecstream_pipeline::lineage::publish_one(&self.config, &doc.id, &event)
+            };
+            let registry =
+                vecstream_kafka::SchemaRegistry::new(&self.config.registry).map_err(transient)?;
+            let reader = vecstream_kafka::schemas::parse(vecstream_kafka::schemas::DOCUMENT)
+                .map_err(|e| permanent(e.to_string()))?;
+            let read = read_document(
+                &registry,
+                &reader,
+                rdkafka::message::Message::key(&m),
+                rdkafka::message::Message::payload(&m),
+            )
             .await
             .map_err(classified)?;
-        Ok(LargeDocumentResult {
-            chunks: chunks.len(),
-            tokens,
-            skipped: None,
+            let doc = match read {
+                Read::Doc(d) if d.id == input.doc_id && d.version == input.version => d,
+                _ => {
+                    return Ok(skipped(
+                        "the record holds another document or version".into(),
+                    ));
+                }
+            };
+            let settings = &self.config.embedder;
+            let engine = self.engine(&input.target).await?;
+            let chunker = vecstream_engine::Chunker::new(
+                engine.tokenizer().clone(),
+                (settings.chunk_tokens > 0).then_some(settings.chunk_tokens),
+                settings.chunk_overlap,
+            )
+            .map_err(|e| permanent(e.to_string()))?;
+            let (text, hash) =
+                normalized(&doc, settings.max_body_bytes).map_err(|(_, m)| permanent(m))?;
+            let chunks =
+                chunked(&chunker, &text, settings.max_chunks).map_err(|(_, m)| permanent(m))?;
+            let tokens: usize = chunks.iter().map(|c| c.token_count()).sum();
+            let started = std::time::Instant::now();
+            let mut vectors = Vec::with_capacity(chunks.len());
+            for slice in chunks.chunks(32) {
+                if ctx.is_cancelled() {
+                    return Err(ActivityError::cancelled());
+                }
+                let embedded = engine
+                    .embed_tokens(slice.iter().map(|c| c.token_ids.clone()).collect())
+                    .await
+                    .map_err(|e| transient(e.to_string()))?;
+                vectors.extend(embedded.into_iter().map(|e| e.vector));
+                ctx.record_heartbeat(vectors.len()).await?;
+            }
+            let model_id = engine.info().model_id.clone();
+            let record = vectors_of(&doc, &hash, &chunks, &vectors, &model_id);
+            let trace = vecstream_core::TraceParent::parse(&input.traceparent)
+                .unwrap_or_else(vecstream_core::TraceParent::new_root)
+                .child();
+            vecstream_pipeline::lineage::publish_record(
+                &self.config,
+                vecstream_pipeline::lineage::Outgoing {
+                    topic: topics::VECTORS,
+                    schema: vecstream_kafka::schemas::DOCUMENT_VECTORS,
+                    key: &doc.id,
+                    partition: Some(input.partition),
+                    trace: Some(&trace),
+                },
+                &record,
+            )
+            .await
+            .map_err(classified)?;
+            let factory = vecstream_pipeline::lineage::LineageFactory::new(
+                "embed",
+                "embedder",
+                &self.config.kafka.brokers,
+            );
+            let facet = VecstreamFacet {
+                doc_id: Some(doc.id.clone()),
+                doc_version: Some(doc.version),
+                content_hash: Some(hash),
+                chunk_ids: record.chunks.iter().map(|c| c.chunk_id.clone()).collect(),
+                model_id: Some(model_id),
+                backend: Some(engine.info().backend.as_str().to_owned()),
+                source_topic: Some(topics::DOCUMENTS.into()),
+                source_partition: Some(input.partition),
+                source_offset: Some(input.offset),
+                workflow_id: Some(ctx.info().workflow_id.clone().unwrap_or_default()),
+                trace_id: Some(trace.trace_id_hex()),
+                duration_ms: Some(started.elapsed().as_millis() as i64),
+                ..Default::default()
+            };
+            let event = factory.event(
+                EventType::Complete,
+                "embedded",
+                facet,
+                vec![factory.topic(topics::DOCUMENTS)],
+                vec![factory.topic(topics::VECTORS)],
+                vecstream_pipeline::lineage::now_ms(),
+            );
+            vecstream_pipeline::lineage::publish_one(&self.config, &doc.id, &event)
+                .await
+                .map_err(classified)?;
+            Ok(LargeDocumentResult {
+                chunks: chunks.len(),
+                tokens,
+                skipped: None,
+            })
         })
+        .await
     }
 
     /// Retrieval quality of one collection on a labelled suite.
@@ -546,53 +605,57 @@ impl JobActivities {
         _ctx: ActivityContext,
         input: EvalCollection,
     ) -> Result<EvalRow, ActivityError> {
-        let suite = crate::eval::load_suite(&input.spec.suite).map_err(permanent)?;
-        let engine = self.engine(&input.target).await?;
-        let model_id = engine.info().model_id.clone();
-        if collection_name(&model_id) != input.collection {
-            return Err(permanent(format!(
-                "{} holds vectors of another model than {} ({model_id})",
-                input.collection, input.target.model_dir
-            )));
-        }
-        let weaviate = self.weaviate()?;
-        let queries: Vec<String> = suite.iter().map(|q| q.query.clone()).collect();
-        let vectors = engine
-            .embed(queries)
-            .await
-            .map_err(|e| transient(e.to_string()))?;
-        let mut judged = Vec::with_capacity(suite.len());
-        // Chunk hits are folded into a document ranking: enough chunks to fill k documents.
-        let chunk_k = (input.spec.k.max(10) * 5).min(200);
-        for (q, v) in suite.iter().zip(&vectors) {
-            let hits = weaviate
-                .near_vector_where(
-                    &input.collection,
-                    &v.vector,
-                    chunk_k,
-                    &["doc_id"],
-                    input.spec.tenant.as_deref().map(|t| ("tenant", t)),
-                )
+        let metrics = self.metrics.clone();
+        timed(&metrics, "eval.collection", async move {
+            let suite = crate::eval::load_suite(&input.spec.suite).map_err(permanent)?;
+            let engine = self.engine(&input.target).await?;
+            let model_id = engine.info().model_id.clone();
+            if collection_name(&model_id) != input.collection {
+                return Err(permanent(format!(
+                    "{} holds vectors of another model than {} ({model_id})",
+                    input.collection, input.target.model_dir
+                )));
+            }
+            let weaviate = self.weaviate()?;
+            let queries: Vec<String> = suite.iter().map(|q| q.query.clone()).collect();
+            let vectors = engine
+                .embed(queries)
                 .await
-                .map_err(transient)?;
-            let ranked: Vec<String> = hits
-                .iter()
-                .filter_map(|h| h.properties.get("doc_id")?.as_str().map(str::to_owned))
-                .collect();
-            judged.push(Judged {
-                ranked,
-                relevant: q.relevant_doc_ids.clone(),
-            });
-        }
-        let m = judge(&judged, input.spec.k);
-        Ok(EvalRow {
-            collection: input.collection,
-            model_id,
-            queries: suite.len(),
-            recall_at_k: m.recall_at_k,
-            mrr: m.mrr,
-            ndcg_at_10: m.ndcg_at_10,
+                .map_err(|e| transient(e.to_string()))?;
+            let mut judged = Vec::with_capacity(suite.len());
+            // Chunk hits are folded into a document ranking: enough chunks to fill k documents.
+            let chunk_k = (input.spec.k.max(10) * 5).min(200);
+            for (q, v) in suite.iter().zip(&vectors) {
+                let hits = weaviate
+                    .near_vector_where(
+                        &input.collection,
+                        &v.vector,
+                        chunk_k,
+                        &["doc_id"],
+                        input.spec.tenant.as_deref().map(|t| ("tenant", t)),
+                    )
+                    .await
+                    .map_err(transient)?;
+                let ranked: Vec<String> = hits
+                    .iter()
+                    .filter_map(|h| h.properties.get("doc_id")?.as_str().map(str::to_owned))
+                    .collect();
+                judged.push(Judged {
+                    ranked,
+                    relevant: q.relevant_doc_ids.clone(),
+                });
+            }
+            let m = judge(&judged, input.spec.k);
+            Ok(EvalRow {
+                collection: input.collection,
+                model_id,
+                queries: suite.len(),
+                recall_at_k: m.recall_at_k,
+                mrr: m.mrr,
+                ndcg_at_10: m.ndcg_at_10,
+            })
         })
+        .await
     }
 }
 
