@@ -320,6 +320,13 @@ async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
             len.into(),
             "--review-timeout".into(),
             timeout.into(),
+            // A small history budget: these runs continue-as-new while scanning and waiting.
+            "--history-budget".into(),
+            "30".into(),
+            "--range-offsets".into(),
+            "400".into(),
+            "--catch-up-secs".into(),
+            "1".into(),
         ]
     };
     let args = small_start("96", "600");
@@ -382,6 +389,7 @@ async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
     .await;
     let p = progress(&sets, &rejected);
     assert_eq!(p["phase"], "rejected");
+    assert!(p["runs"].as_u64().unwrap() > 1, "continued as new: {p}");
     assert_eq!(p["review"]["reviewer"], "stock-cli");
     assert_eq!(
         weaviate.resolve_alias(&alias).await.unwrap(),

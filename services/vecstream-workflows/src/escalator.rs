@@ -110,6 +110,7 @@ impl Escalator for TemporalEscalator {
                 tenant: None,
                 gpu_queue: self.config.temporal.gpu_task_queue.clone(),
                 heartbeat_secs: 20,
+                history_budget: 4_000,
                 carried: None,
             };
             let id = crate::reindex_workflow_id(&input.alias, &input.target_model_id);

@@ -150,6 +150,10 @@ pub struct ReindexInput {
     /// for dead and the range retried from its last heartbeat.
     #[serde(default = "default_heartbeat")]
     pub heartbeat_secs: u64,
+    /// History events after which a run continues as new (keeps replays short), even
+    /// before the server suggests it.
+    #[serde(default = "default_history_budget")]
+    pub history_budget: u32,
     /// Progress handed over by continue-as-new.
     #[serde(default)]
     pub carried: Option<ReindexProgress>,
@@ -165,6 +169,10 @@ fn default_catch_up() -> u64 {
 
 fn default_heartbeat() -> u64 {
     20
+}
+
+fn default_history_budget() -> u32 {
+    4_000
 }
 
 /// Where a reindex is.

@@ -23,10 +23,6 @@ use crate::types::{
     ReindexInput, ReindexProgress, ReindexResult, ReviewDecision, eval_workflow_id,
 };
 
-/// History events after which a run hands over to a new one even without the server's
-/// suggestion (it keeps replays short).
-const HISTORY_BUDGET: u32 = 4_000;
-
 fn retry(attempts: u32) -> temporalio_common::RetryPolicy {
     temporalio_common::RetryPolicy::builder()
         .initial_interval(Duration::from_secs(1))
@@ -44,14 +40,19 @@ fn light() -> ActivityOptions {
 }
 
 /// Embedding activities on the gpu queue: heartbeats, a start deadline that exposes
-/// missing capacity, and an overall budget.
+/// missing capacity, one hour per attempt and six hours over all retries.
 fn heavy(queue: &str, heartbeat: Duration) -> ActivityOptions {
-    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(3600))
-        .task_queue(queue.to_owned())
-        .schedule_to_start_timeout(Duration::from_secs(1800))
-        .heartbeat_timeout(heartbeat)
-        .retry_policy(retry(8))
-        .build()
+    ActivityOptions::with_close_timeouts(
+        temporalio_sdk::ActivityCloseTimeouts::ScheduleAndStartToClose {
+            schedule_to_close: Duration::from_secs(6 * 3600),
+            start_to_close: Duration::from_secs(3600),
+        },
+    )
+    .task_queue(queue.to_owned())
+    .schedule_to_start_timeout(Duration::from_secs(1800))
+    .heartbeat_timeout(heartbeat)
+    .retry_policy(retry(8))
+    .build()
 }
 
 fn now_ms(time: Option<SystemTime>) -> i64 {
@@ -145,7 +146,7 @@ fn maybe_continue(
     ctx: &WorkflowContext<ReindexWorkflow>,
     input: &ReindexInput,
 ) -> WorkflowResult<()> {
-    if ctx.continue_as_new_suggested() || ctx.history_length() > HISTORY_BUDGET {
+    if ctx.continue_as_new_suggested() || ctx.history_length() > input.history_budget {
         let next = ReindexInput {
             carried: Some(progress(ctx)),
             ..input.clone()

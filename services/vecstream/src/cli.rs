@@ -469,6 +469,9 @@ pub struct ReindexStartArgs {
     /// Seconds of heartbeat silence after which a scan activity is retried elsewhere.
     #[arg(long, default_value_t = 20)]
     pub heartbeat_secs: u64,
+    /// History events after which a run continues as new with its progress.
+    #[arg(long, default_value_t = 4000)]
+    pub history_budget: u32,
 }
 
 /// `vecstream reindex status`.

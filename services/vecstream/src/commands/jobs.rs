@@ -78,6 +78,7 @@ async fn reindex_start(config: &Config, args: &ReindexStartArgs) -> anyhow::Resu
         tenant: args.tenant.clone(),
         gpu_queue: config.temporal.gpu_task_queue.clone(),
         heartbeat_secs: args.heartbeat_secs,
+        history_budget: args.history_budget,
         carried: None,
     };
     let client = client(config).await?;
