@@ -144,16 +144,10 @@ fn invalid_jsonl_publishes_nothing_unless_asked() {
 
 #[test]
 fn commands_of_later_issues_say_so() {
-    for cmd in ["finetune"] {
-        let out = vecstream(&[cmd]);
-        assert_eq!(out.status.code(), Some(69), "{cmd}: {}", describe(&out));
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains("arrives with issue #"),
-            "{cmd}"
-        );
-        let help = vecstream(&[cmd, "--help"]);
-        assert!(help.status.success(), "{cmd} --help");
-    }
+    let out = vecstream(&["finetune"]);
+    assert_eq!(out.status.code(), Some(69), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("arrives with issue #8"));
+    assert!(vecstream(&["finetune", "--help"]).status.success());
 }
 
 #[test]
