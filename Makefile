@@ -42,6 +42,8 @@ demo-stop:
 test: stack-up build lint
 	@mkdir -p $(dir $(TEST_LOG))
 	@set +e; $(CARGO) test --workspace --no-fail-fast 2>&1 | tee $(TEST_LOG); status=$${PIPESTATUS[0]}; \
+	  $(CARGO) test -p vecstream-engine --features cuda --test cuda_fallback 2>&1 | tee -a $(TEST_LOG); \
+	  cuda_status=$${PIPESTATUS[0]}; [[ $$status -ne 0 ]] || status=$$cuda_status; \
 	  scripts/test-summary $(TEST_LOG); exit $$status
 
 ## unit: tests that need no services
@@ -52,3 +54,4 @@ unit:
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p vecstream-engine --features cuda --all-targets -- -D warnings

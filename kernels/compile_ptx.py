@@ -27,6 +27,7 @@ ENTRY_POINTS = [
     "embed_layernorm",
     "bias_gelu",
     "bias_gelu_f16",
+    "add_bias",
     "masked_softmax",
     "residual_layernorm",
     "pool_normalize",

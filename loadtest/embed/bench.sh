@@ -2,18 +2,24 @@
 # Engine benchmark: sentence-transformers (PyTorch CPU) and `vecstream embed`, alternately,
 # on the same corpus, in one run; prints each run and the ratio of median tokens/s.
 #
-#   loadtest/embed/bench.sh [--count N] [--rounds R] [--threads T] [--precision P]
+#   loadtest/embed/bench.sh [--count N] [--rounds R] [--threads T] [--precision P] [--backend cpu|cuda]
+#
+# --backend cuda (on a GPU machine with the NVIDIA driver, and libnvrtc and libcublas on the
+# loader path, e.g. from PyPI nvidia-cuda-nvrtc-cu12 / nvidia-cublas-cu12) builds vecstream
+# with `--features cuda` and runs both systems on the GPU (sentence-transformers with
+# device="cuda").
 #
 # Needs the reference venv (created here on first use: sentence-transformers + torch from
 # PyPI, about 4 GB) and a release build of vecstream (built here). Results go to
 # loadtest/results/embed-<date>.json. VECSTREAM_BIN=path skips the build and benchmarks that binary.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-COUNT=2000 ROUNDS=3 THREADS=2 PRECISION=fp32
+COUNT=2000 ROUNDS=3 THREADS=2 PRECISION=fp32 BACKEND=cpu
 while (($#)); do
   case "$1" in
     --count) COUNT="$2"; shift 2 ;; --rounds) ROUNDS="$2"; shift 2 ;;
     --threads) THREADS="$2"; shift 2 ;; --precision) PRECISION="$2"; shift 2 ;;
+    --backend) BACKEND="$2"; shift 2 ;;
     *) echo "unknown flag $1" >&2; exit 2 ;;
   esac
 done
@@ -26,7 +32,9 @@ if [[ ! -x "$REF/bin/python" ]] || ! "$REF/bin/python" -c "import sentence_trans
   echo "[bench] installing sentence-transformers + torch into $REF (once)" >&2
   python3 -m venv "$REF" && "$REF/bin/pip" install -q sentence-transformers >&2
 fi
-[[ -n "${VECSTREAM_BIN:-}" ]] || cargo build -q --release -p vecstream
+features=()
+[[ "$BACKEND" == cuda ]] && features=(--features cuda)
+[[ -n "${VECSTREAM_BIN:-}" ]] || cargo build -q --release -p vecstream "${features[@]}"
 VEC="${VECSTREAM_BIN:-$CARGO_TARGET_DIR/release/vecstream}"
 mkdir -p loadtest/results
 corpus="$CACHE/bench-corpus-$COUNT.jsonl"
@@ -34,9 +42,9 @@ corpus="$CACHE/bench-corpus-$COUNT.jsonl"
 out="loadtest/results/embed-$(date -u +%Y%m%dT%H%M%S).json"
 : >"$out.lines"
 for r in $(seq 1 "$ROUNDS"); do
-  st=$("$REF/bin/python" loadtest/embed/st_embed.py --model "$MODEL" --input "$corpus" --threads "$THREADS" 2>/dev/null | tail -1)
+  st=$("$REF/bin/python" loadtest/embed/st_embed.py --model "$MODEL" --input "$corpus" --threads "$THREADS" --device "$BACKEND" 2>/dev/null | tail -1)
   echo "{\"round\":$r,\"system\":\"sentence-transformers\",\"stats\":$st}" | tee -a "$out.lines"
-  vs=$("$VEC" --log-level warn embed --quiet --input "$corpus" --output /dev/null --threads "$THREADS" --precision "$PRECISION" 2>&1 >/dev/null | tail -1)
+  vs=$("$VEC" --log-level warn embed --quiet --input "$corpus" --output /dev/null --threads "$THREADS" --precision "$PRECISION" --backend "$BACKEND" 2>&1 >/dev/null | tail -1)
   echo "{\"round\":$r,\"system\":\"vecstream\",\"stats\":$vs}" | tee -a "$out.lines"
 done
 python3 - "$out.lines" "$out" "$THREADS" <<'PY'

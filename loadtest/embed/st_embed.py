@@ -19,15 +19,18 @@ def main():
     p.add_argument("--input", required=True)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    model = SentenceTransformer(args.model, device="cpu")
+    model = SentenceTransformer(args.model, device=args.device)
     texts = [json.loads(line)["text"] for line in open(args.input, encoding="utf-8")]
     tok = model.tokenizer
     tokens = sum(len(tok(t, truncation=True, max_length=model.max_seq_length)["input_ids"]) for t in texts)
     model.encode(texts[:64], batch_size=args.batch_size)  # warm-up
     start = time.perf_counter()
     model.encode(texts, batch_size=args.batch_size, normalize_embeddings=False)
+    if args.device == "cuda":
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     print(json.dumps({
         "texts": len(texts), "tokens": tokens, "seconds": seconds,

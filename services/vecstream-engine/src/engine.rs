@@ -110,37 +110,71 @@ pub struct Engine {
     thread: Option<JoinHandle<()>>,
 }
 
-/// Picks the backend once. No GPU (or a build without CUDA) means the CPU, said once.
+/// Picks the backend once. No GPU, no driver or a build without CUDA means the CPU, said
+/// once; `--backend cuda` without one is a clear error, never a panic.
 fn select_backend(
     cfg: &EngineConfig,
     spec: ModelSpec,
-    weights: BertWeights,
+    bytes: &[u8],
 ) -> Result<Box<dyn Backend>, EngineError> {
-    match cfg.backend {
-        BackendChoice::Cuda => Err(EngineError::BackendUnavailable {
-            backend: "cuda".into(),
-            reason: "this build has no CUDA backend (it arrives with the `cuda` cargo feature)"
-                .into(),
-        }),
-        BackendChoice::Auto => {
-            tracing::info!(
-                "no CUDA backend in this build: embedding on the CPU with {} thread(s)",
-                cfg.threads
-            );
-            Ok(Box::new(CpuBackend::new(
-                spec,
-                weights,
-                cfg.threads,
-                cfg.precision,
-            )?))
-        }
-        BackendChoice::Cpu => Ok(Box::new(CpuBackend::new(
+    let cpu = |spec: ModelSpec| -> Result<Box<dyn Backend>, EngineError> {
+        let weights = BertWeights::from_safetensors(bytes, &spec.config, cfg.precision)?;
+        Ok(Box::new(CpuBackend::new(
             spec,
             weights,
             cfg.threads,
             cfg.precision,
-        )?)),
+        )?))
+    };
+    if cfg.backend == BackendChoice::Cpu {
+        return cpu(spec);
     }
+    let why_not = match cuda_probe(&spec, bytes, cfg.precision)? {
+        CudaProbe::Ready(b) => {
+            tracing::info!("embedding on CUDA");
+            return Ok(b);
+        }
+        CudaProbe::Absent(why) => why,
+    };
+    if cfg.backend == BackendChoice::Cuda {
+        return Err(EngineError::BackendUnavailable {
+            backend: "cuda".into(),
+            reason: why_not,
+        });
+    }
+    tracing::info!(
+        "{why_not}: embedding on the CPU with {} thread(s)",
+        cfg.threads
+    );
+    cpu(spec)
+}
+
+#[cfg_attr(
+    not(feature = "cuda"),
+    allow(dead_code, reason = "only the `cuda` build finds a device")
+)]
+enum CudaProbe {
+    Ready(Box<dyn Backend>),
+    Absent(String),
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_probe(
+    spec: &ModelSpec,
+    bytes: &[u8],
+    precision: Precision,
+) -> Result<CudaProbe, EngineError> {
+    Ok(match crate::cuda::probe(spec, bytes, precision)? {
+        crate::cuda::Probe::Ready(b) => CudaProbe::Ready(b),
+        crate::cuda::Probe::Absent(why) => CudaProbe::Absent(why),
+    })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_probe(_: &ModelSpec, _: &[u8], _: Precision) -> Result<CudaProbe, EngineError> {
+    Ok(CudaProbe::Absent(
+        "no CUDA backend in this build (cargo feature `cuda`)".into(),
+    ))
 }
 
 impl Engine {
@@ -153,12 +187,11 @@ impl Engine {
                 "precision bf16 has no CPU kernel in this build; use fp32 or int8".into(),
             ));
         }
-        let weights = BertWeights::from_safetensors(&bytes, &spec.config, cfg.precision)?;
-        drop(bytes);
         let tokenizer = TextTokenizer::load(&spec.dir, spec.max_seq_length)?;
         let model_id = spec.model_id.clone();
         let max_seq_length = spec.max_seq_length;
-        let backend = select_backend(&cfg, spec, weights)?;
+        let backend = select_backend(&cfg, spec, &bytes)?;
+        drop(bytes);
         let info = EngineInfo {
             model_id,
             backend: backend.kind(),

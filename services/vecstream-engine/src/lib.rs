@@ -7,6 +7,10 @@
 pub mod backend;
 pub mod chunk;
 pub mod cpu;
+// cudarc's API is FFI: the launches and GEMMs are `unsafe`, each with its reason.
+#[cfg(feature = "cuda")]
+#[allow(unsafe_code)]
+mod cuda;
 mod engine;
 mod error;
 pub mod model;

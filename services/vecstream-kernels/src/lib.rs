@@ -39,6 +39,7 @@ pub const KERNEL_NAMES: &[&str] = &[
     "embed_layernorm",
     "bias_gelu",
     "bias_gelu_f16",
+    "add_bias",
     "masked_softmax",
     "residual_layernorm",
     "pool_normalize",

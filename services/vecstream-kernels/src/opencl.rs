@@ -237,6 +237,24 @@ impl Runner {
         self.read(&xb, n)
     }
 
+    /// `add_bias` on rows of `bias.len()` columns.
+    pub fn add_bias(&self, x: &[f32], bias: &[f32]) -> Result<Vec<f32>, OpenClError> {
+        let (xb, bb) = (self.buffer(x)?, self.buffer(bias)?);
+        let n = x.len();
+        self.launch(
+            "add_bias",
+            &[
+                Arg::F32(&xb),
+                Arg::F32(&bb),
+                Arg::Int(n as i32),
+                Arg::Int(bias.len() as i32),
+            ],
+            &[n.div_ceil(BLOCK) * BLOCK],
+            Some(&[BLOCK]),
+        )?;
+        self.read(&xb, n)
+    }
+
     /// `bias_gelu_f16`: `x` as IEEE half bits in and out.
     pub fn bias_gelu_f16(&self, x: &[u16], bias: &[f32]) -> Result<Vec<u16>, OpenClError> {
         let (xb, bb) = (self.buffer(x)?, self.buffer(bias)?);

@@ -93,6 +93,10 @@ fn bias_gelu_matches_the_reference_in_fp32_and_fp16() {
         let d = max_diff(&got, &want);
         assert!(d <= TOL, "{rows}x{cols}: max diff {d}");
 
+        let mut plus = x.clone();
+        ops::add_bias(&mut plus, &bias);
+        assert!(max_diff(&cl.add_bias(&x, &bias).unwrap(), &plus) <= TOL);
+
         let halves: Vec<u16> = x
             .iter()
             .map(|v| half::f16::from_f32(*v).to_bits())
