@@ -4,35 +4,21 @@ and no CUDA toolkit needed. Exits non-zero on any compile error, printing NVRTC'
     python kernels/compile_ptx.py [--arch sm_80 --arch sm_90] [--out DIR]
 
 The program is what the CUDA backend builds at start: kernels/portable.h followed by each
-kernels/*.k (the same text vecstream-kernels assembles), compiled once per architecture.
+kernels/*.k, compiled once per architecture.
 """
 
 import argparse
 import ctypes
 import os
 import pathlib
+import re
 import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
-# The order vecstream-kernels uses (SOURCES in services/vecstream-kernels/src/lib.rs).
-SOURCES = [
-    "embed_layernorm.k",
-    "bias_gelu.k",
-    "masked_softmax.k",
-    "residual_layernorm.k",
-    "pool_normalize.k",
-    "gemm.k",
-]
-ENTRY_POINTS = [
-    "embed_layernorm",
-    "bias_gelu",
-    "bias_gelu_f16",
-    "add_bias",
-    "masked_softmax",
-    "residual_layernorm",
-    "pool_normalize",
-    "gemm_nt",
-]
+# Every kernel file; the entry points are what the sources declare (VS_KERNEL void name()).
+SOURCES = sorted(p.name for p in HERE.glob("*.k"))
+ENTRY_POINTS = [m.group(1) for name in SOURCES
+                for m in re.finditer(r"VS_KERNEL void (\w+)\(", (HERE / name).read_text())]
 
 
 def load_nvrtc():

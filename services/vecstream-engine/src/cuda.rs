@@ -319,6 +319,29 @@ impl CudaBackend {
             .map_err(|e| cuda_err("cuBLAS batched gemm", e))
     }
 
+    /// `x = LN(x + y + bias) * gamma + beta` per row; `params` = bias, gamma, beta.
+    fn residual_layernorm(
+        &self,
+        x: &mut CudaSlice<f32>,
+        y: &CudaSlice<f32>,
+        params: [&CudaSlice<f32>; 3],
+        rows: usize,
+    ) -> Result<(), EngineError> {
+        let hi = self.hidden as i32;
+        let mut b = self.stream.launch_builder(&self.kernels.residual_layernorm);
+        b.arg(x)
+            .arg(y)
+            .arg(params[0])
+            .arg(params[1])
+            .arg(params[2])
+            .arg(&hi)
+            .arg(&self.eps);
+        // SAFETY: arguments follow the kernel's signature; one block per row.
+        unsafe { b.launch(rows_launch(rows)) }
+            .map(|_| ())
+            .map_err(|e| cuda_err("kernel residual_layernorm", e))
+    }
+
     fn forward(&self, batch: &TokenBatch) -> Result<Vec<f32>, EngineError> {
         let (h, heads, inter) = (self.hidden, self.heads, self.inter);
         let hd = h / heads;
@@ -454,18 +477,11 @@ impl CudaBackend {
                 )?;
             }
             let attn = self.linear(&context, &layer.o_w, rows, h, h)?;
-            let mut b = self.stream.launch_builder(&self.kernels.residual_layernorm);
-            b.arg(&mut x)
-                .arg(&attn)
-                .arg(&layer.o_b)
-                .arg(&layer.ln1_g)
-                .arg(&layer.ln1_b)
-                .arg(&hi)
-                .arg(&self.eps);
-            // SAFETY: one block per row.
-            launch(
-                unsafe { b.launch(rows_launch(rows)) }.map(|_| ()),
-                "residual_layernorm",
+            self.residual_layernorm(
+                &mut x,
+                &attn,
+                [&layer.o_b, &layer.ln1_g, &layer.ln1_b],
+                rows,
             )?;
             let mut upv = self.linear(&x, &layer.i_w, rows, h, inter)?;
             let ri = (rows * inter) as i32;
@@ -477,18 +493,11 @@ impl CudaBackend {
                 "bias_gelu",
             )?;
             let down = self.linear(&upv, &layer.d_w, rows, inter, h)?;
-            let mut b = self.stream.launch_builder(&self.kernels.residual_layernorm);
-            b.arg(&mut x)
-                .arg(&down)
-                .arg(&layer.d_b)
-                .arg(&layer.ln2_g)
-                .arg(&layer.ln2_b)
-                .arg(&hi)
-                .arg(&self.eps);
-            // SAFETY: one block per row.
-            launch(
-                unsafe { b.launch(rows_launch(rows)) }.map(|_| ()),
-                "residual_layernorm",
+            self.residual_layernorm(
+                &mut x,
+                &down,
+                [&layer.d_b, &layer.ln2_g, &layer.ln2_b],
+                rows,
             )?;
         }
         let mut out = self.alloc(n * h)?;

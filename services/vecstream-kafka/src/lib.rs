@@ -34,3 +34,15 @@ pub fn client_config(cfg: &KafkaConfig) -> rdkafka::ClientConfig {
     c.set("socket.timeout.ms", cfg.request_timeout_ms.to_string());
     c
 }
+
+/// An idempotent producer (`acks=all`) that accepts records up to the largest vecstream
+/// topic's limit: retries never duplicate or reorder the records of a key.
+pub fn idempotent_producer(
+    cfg: &KafkaConfig,
+) -> Result<rdkafka::producer::FutureProducer, rdkafka::error::KafkaError> {
+    client_config(cfg)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.max.bytes", topics::MAX_RECORD_BYTES)
+        .create()
+}

@@ -219,14 +219,20 @@ impl Runner {
         self.read(&bufs.8, tokens * hidden)
     }
 
-    /// `bias_gelu` on rows of `bias.len()` columns.
-    pub fn bias_gelu(&self, x: &[f32], bias: &[f32]) -> Result<Vec<f32>, OpenClError> {
+    /// An element-wise kernel over rows of `bias.len()` columns: `(x, bias, n, cols)`.
+    fn per_element<T: Copy + Default>(
+        &self,
+        name: &'static str,
+        x: &[T],
+        bias: &[f32],
+        arg: fn(&Buffer<T>) -> Arg<'_>,
+    ) -> Result<Vec<T>, OpenClError> {
         let (xb, bb) = (self.buffer(x)?, self.buffer(bias)?);
         let n = x.len();
         self.launch(
-            "bias_gelu",
+            name,
             &[
-                Arg::F32(&xb),
+                arg(&xb),
                 Arg::F32(&bb),
                 Arg::Int(n as i32),
                 Arg::Int(bias.len() as i32),
@@ -235,42 +241,21 @@ impl Runner {
             Some(&[BLOCK]),
         )?;
         self.read(&xb, n)
+    }
+
+    /// `bias_gelu` on rows of `bias.len()` columns.
+    pub fn bias_gelu(&self, x: &[f32], bias: &[f32]) -> Result<Vec<f32>, OpenClError> {
+        self.per_element("bias_gelu", x, bias, |b| Arg::F32(b))
     }
 
     /// `add_bias` on rows of `bias.len()` columns.
     pub fn add_bias(&self, x: &[f32], bias: &[f32]) -> Result<Vec<f32>, OpenClError> {
-        let (xb, bb) = (self.buffer(x)?, self.buffer(bias)?);
-        let n = x.len();
-        self.launch(
-            "add_bias",
-            &[
-                Arg::F32(&xb),
-                Arg::F32(&bb),
-                Arg::Int(n as i32),
-                Arg::Int(bias.len() as i32),
-            ],
-            &[n.div_ceil(BLOCK) * BLOCK],
-            Some(&[BLOCK]),
-        )?;
-        self.read(&xb, n)
+        self.per_element("add_bias", x, bias, |b| Arg::F32(b))
     }
 
     /// `bias_gelu_f16`: `x` as IEEE half bits in and out.
     pub fn bias_gelu_f16(&self, x: &[u16], bias: &[f32]) -> Result<Vec<u16>, OpenClError> {
-        let (xb, bb) = (self.buffer(x)?, self.buffer(bias)?);
-        let n = x.len();
-        self.launch(
-            "bias_gelu_f16",
-            &[
-                Arg::U16(&xb),
-                Arg::F32(&bb),
-                Arg::Int(n as i32),
-                Arg::Int(bias.len() as i32),
-            ],
-            &[n.div_ceil(BLOCK) * BLOCK],
-            Some(&[BLOCK]),
-        )?;
-        self.read(&xb, n)
+        self.per_element("bias_gelu_f16", x, bias, |b| Arg::U16(b))
     }
 
     /// `masked_softmax` on scores `[batch, heads, seq, seq]`; `lengths[b]` keys are real.

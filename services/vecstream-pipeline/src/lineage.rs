@@ -132,14 +132,7 @@ pub async fn publish_record<T: serde::Serialize>(
         .ensure_subject(&topics::value_subject(out.topic), out.schema)
         .await?;
     let payload = wire::encode(schema_id, &schemas::parse(out.schema)?, value)?;
-    let producer: FutureProducer = vecstream_kafka::client_config(&config.kafka)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set(
-            "message.max.bytes",
-            vecstream_kafka::topics::MAX_RECORD_BYTES,
-        )
-        .create()?;
+    let producer: FutureProducer = vecstream_kafka::idempotent_producer(&config.kafka)?;
     let mut record = FutureRecord::to(out.topic).key(out.key).payload(&payload);
     if let Some(p) = out.partition {
         record = record.partition(p);

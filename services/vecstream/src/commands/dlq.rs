@@ -160,14 +160,7 @@ async fn replay(
         )
     });
     scanned?;
-    let producer: FutureProducer = vecstream_kafka::client_config(&config.kafka)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set(
-            "message.max.bytes",
-            vecstream_kafka::topics::MAX_RECORD_BYTES,
-        )
-        .create()?;
+    let producer: FutureProducer = vecstream_kafka::idempotent_producer(&config.kafka)?;
     let mut replayed = 0u64;
     for (e, k, payload) in &wanted {
         print(e, false)?;
