@@ -407,9 +407,19 @@ def main():
     lat = sorted(first.values())
     q = (lambda p: lat[min(len(lat) - 1, int(p * len(lat)))]) if lat else (lambda p: None)
     last = samples[-1] if samples else {}
-    tokens = last.get("embedder", {}).get("tokens", 0)
-    chunks = last.get("embedder", {}).get("chunks", 0)
-    embedded = last.get("embedder", {}).get("embedded_docs", 0)
+
+    def total(comp, field):
+        """A counter summed over process restarts (a restarted process counts from 0)."""
+        acc, prev = 0.0, 0.0
+        for smp in samples:
+            cur = (smp.get(comp) or {}).get(field) or 0.0
+            acc += cur - prev if cur >= prev else cur
+            prev = cur
+        return acc
+
+    tokens = total("embedder", "tokens")
+    chunks = total("embedder", "chunks")
+    embedded = total("embedder", "embedded_docs")
 
     # Engine-only ceiling on the same tokens: the live documents' texts, chunk-sized.
     corpus = out / "engine-corpus.jsonl"
@@ -425,8 +435,9 @@ def main():
     r = subprocess.run([args.vecstream, "--log-level", "warn", "embed", "--quiet", "--input", str(corpus),
                         "--output", "/dev/null"], capture_output=True, text=True, check=True)
     engine = json.loads(r.stderr.strip().splitlines()[-1])
+    corpus.unlink()
     pipeline_tps = tokens / drained_s if drained_s else 0
-    usage = {n: {"cpu_seconds": (last.get(n) or {}).get("cpu"),
+    usage = {n: {"cpu_seconds": total(n, "cpu"),
                  "peak_rss_mb": max((s[n]["rss"] or 0) for s in samples) / 2**20 if samples else None} for n in comps}
     result = {
         "run": run, "count": args.count, "records_published": len(events), "chaos": args.chaos, "faults": faults,
@@ -463,8 +474,8 @@ chaos {'on: ' + ', '.join(f'{t:.0f}s {k}' for t, k in faults) if args.chaos else
 | tokens/s (engine only, `vecstream embed`, same texts) | {engine['tokens_per_s']:.0f} |
 | **pipeline / engine** | **{result['pipeline_vs_engine_tokens_ratio']:.2f}** |
 | latency p50 / p95 / p99 (produce → upserted) | {q(0.5)} / {q(0.95)} / {q(0.99)} ms |
-| embedder CPU s / peak RSS | {usage['embedder']['cpu_seconds']} / {usage['embedder']['peak_rss_mb']:.0f} MB |
-| sink CPU s / peak RSS | {usage['sink']['cpu_seconds']} / {usage['sink']['peak_rss_mb']:.0f} MB |
+| embedder CPU s / peak RSS | {usage['embedder']['cpu_seconds']:.1f} / {usage['embedder']['peak_rss_mb']:.0f} MB |
+| sink CPU s / peak RSS | {usage['sink']['cpu_seconds']:.1f} / {usage['sink']['peak_rss_mb']:.0f} MB |
 | Weaviate contents check | **{result['verdict']}** {('(' + '; '.join(problems[:5]) + ')') if problems else ''} |
 
 ![throughput](throughput.svg) ![lag](lag.svg) ![latency](latency.svg)
