@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use vecstream_core::topics;
-use vecstream_e2e::pipeline::{TopicReader, chunks_of, eventually, publisher, wait_for_stage};
+use vecstream_e2e::pipeline::{
+    TopicReader, chunks_of, eventually, publisher, start_group_at_end, wait_for_stage,
+};
 use vecstream_e2e::{Running, cache_dir, config, describe, require_service, unique, vecstream};
 use vecstream_engine::{Chunker, Engine, EngineConfig};
 use vecstream_weaviate::{WeaviateClient, collection_name};
@@ -27,6 +29,12 @@ async fn large_documents_and_model_changes_go_to_temporal() {
         "embedder.large_document_tokens=300".to_owned(),
         "sink.group_id=e2e-escalation-sink".to_owned(),
     ];
+    // A low escalation threshold would send every long document other runs left on the
+    // topic to Temporal: start the group at the end.
+    vecstream_kafka::topics::ensure_topics(&cfg.kafka)
+        .await
+        .unwrap();
+    start_group_at_end("e2e-escalation-embedder", topics::DOCUMENTS);
     let worker = Running::start("worker", 19721, &sets, logs.path());
     let embedder = Running::start("embedder", 19722, &sets, logs.path());
     let sink = Running::start("sink", 19723, &sets, logs.path());

@@ -306,3 +306,25 @@ pub fn metric_value(text: &str, series: &str) -> f64 {
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or(0.0)
 }
+
+/// Commits `group`'s offsets on `topic` at the partitions' current end, so a component of
+/// that group starts with what is published from now on (not the backlog other runs left).
+pub fn start_group_at_end(group: &str, topic: &str) {
+    use rdkafka::consumer::{BaseConsumer, CommitMode};
+    let consumer: BaseConsumer = vecstream_kafka::client_config(&config().kafka)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer.fetch_metadata(Some(topic), timeout).unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            let (_, high) = consumer.fetch_watermarks(topic, p.id(), timeout).unwrap();
+            tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Offset(high))
+                .unwrap();
+        }
+    }
+    consumer.commit(&tpl, CommitMode::Sync).unwrap();
+}
