@@ -152,7 +152,7 @@ async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
         "--max-seq-length",
         "128",
         "--range-offsets",
-        "250",
+        "1000",
         "--eval-suite",
         &suite_s,
         "--eval-tenant",
@@ -191,7 +191,7 @@ async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
     loop {
         let Some(p) = try_progress(&sets, &wf) else {
             assert!(
-                started.elapsed() < Duration::from_secs(400),
+                started.elapsed() < Duration::from_secs(600),
                 "{}",
                 worker.log()
             );
@@ -232,7 +232,7 @@ async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
             break;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(400),
+            started.elapsed() < Duration::from_secs(600),
             "no review phase: {p}\n{}",
             worker.log()
         );
