@@ -164,6 +164,14 @@ async fn five_hundred_documents_across_a_rebalance_are_all_indexed_and_found() {
         "{}",
         vecstream_e2e::describe(&out)
     );
+    // Engine time and Weaviate upsert time are measured apart.
+    assert!(metric_value(&metrics_text(19603).await, "vecstream_embed_seconds_count") > 0.0);
+    assert!(
+        metric_value(
+            &metrics_text(19602).await,
+            "vecstream_sink_upsert_seconds_count"
+        ) > 0.0
+    );
     second.stop();
     sink.stop();
 }

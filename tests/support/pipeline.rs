@@ -93,17 +93,7 @@ impl TopicReader {
             .set("isolation.level", "read_committed")
             .create()
             .unwrap();
-        let timeout = Duration::from_secs(10);
-        let metadata = consumer.fetch_metadata(Some(topic), timeout).unwrap();
-        let mut tpl = rdkafka::TopicPartitionList::new();
-        for t in metadata.topics() {
-            for p in t.partitions() {
-                let (_, high) = consumer.fetch_watermarks(topic, p.id(), timeout).unwrap();
-                tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Offset(high))
-                    .unwrap();
-            }
-        }
-        consumer.assign(&tpl).unwrap();
+        consumer.assign(&end_offsets(&consumer, topic)).unwrap();
         Self {
             consumer,
             seen: Vec::new(),
@@ -316,6 +306,16 @@ pub fn start_group_at_end(group: &str, topic: &str) {
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
+    consumer
+        .commit(&end_offsets(&consumer, topic), CommitMode::Sync)
+        .unwrap();
+}
+
+/// Every partition of `topic` at its end offset now.
+fn end_offsets<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &impl Consumer<C>,
+    topic: &str,
+) -> rdkafka::TopicPartitionList {
     let timeout = Duration::from_secs(10);
     let metadata = consumer.fetch_metadata(Some(topic), timeout).unwrap();
     let mut tpl = rdkafka::TopicPartitionList::new();
@@ -326,5 +326,5 @@ pub fn start_group_at_end(group: &str, topic: &str) {
                 .unwrap();
         }
     }
-    consumer.commit(&tpl, CommitMode::Sync).unwrap();
+    tpl
 }

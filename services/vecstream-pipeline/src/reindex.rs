@@ -17,7 +17,7 @@ use vecstream_config::Config;
 use vecstream_core::topics;
 use vecstream_engine::{Chunker, Engine};
 use vecstream_kafka::{SchemaRegistry, scan, schemas};
-use vecstream_weaviate::{CollectionSpec, WeaviateClient};
+use vecstream_weaviate::WeaviateClient;
 
 use crate::document::{Read, chunked, delete_of, normalized, read_document, vectors_of};
 use crate::embedder::TOMBSTONE_VERSION;
@@ -97,13 +97,6 @@ impl Reindexer {
     /// The model id the scan embeds with.
     pub fn model_id(&self) -> &str {
         &self.engine.info().model_id
-    }
-
-    /// Creates the model's collection if needed; returns its name.
-    pub async fn ensure_collection(&self) -> Result<String, PipelineError> {
-        let spec = CollectionSpec::chunks(self.model_id());
-        self.writer.weaviate().ensure_collection(&spec).await?;
-        Ok(spec.name)
     }
 
     /// Reads, embeds and writes one slice of `[from, to)` of `partition`; with `tenant`,
