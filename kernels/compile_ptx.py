@@ -3,8 +3,9 @@ and no CUDA toolkit needed. Exits non-zero on any compile error, printing NVRTC'
 
     python kernels/compile_ptx.py [--arch sm_80 --arch sm_90] [--out DIR]
 
-The program is what the CUDA backend builds at start: kernels/portable.h followed by each
-kernels/*.k, compiled once per architecture.
+The program is what the CUDA backend builds at start (vecstream_kernels::program_source):
+kernels/portable.h, then for each precision (precision_f32.h, precision_f16.h) its prelude
+followed by every kernels/*.k, compiled once per architecture.
 """
 
 import argparse
@@ -15,10 +16,13 @@ import re
 import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
-# Every kernel file; the entry points are what the sources declare (VS_KERNEL void name()).
+# Every kernel file (they do not depend on each other, so their order is free); the entry
+# points are what the sources declare: VS_KERNEL void VS_NAME(name)(), once per precision.
 SOURCES = sorted(p.name for p in HERE.glob("*.k"))
-ENTRY_POINTS = [m.group(1) for name in SOURCES
-                for m in re.finditer(r"VS_KERNEL void (\w+)\(", (HERE / name).read_text())]
+PRECISIONS = {"precision_f32.h": "", "precision_f16.h": "_f16"}
+ENTRY_POINTS = [m.group(1) + suffix for suffix in PRECISIONS.values() for name in SOURCES
+                for m in re.finditer(r"VS_KERNEL void VS_NAME\((\w+)\)\(",
+                                     (HERE / name).read_text())]
 
 
 def load_nvrtc():
@@ -34,8 +38,10 @@ def load_nvrtc():
 
 def program_source():
     src = (HERE / "portable.h").read_text()
-    for name in SOURCES:
-        src += f'\n#line 1 "{name}"\n' + (HERE / name).read_text()
+    for prelude in PRECISIONS:
+        src += f'\n#line 1 "{prelude}"\n' + (HERE / prelude).read_text()
+        for name in SOURCES:
+            src += f'\n#line 1 "{name}"\n' + (HERE / name).read_text()
     return src
 
 

@@ -7,7 +7,8 @@
 # --backend cuda (on a GPU machine with the NVIDIA driver, and libnvrtc and libcublas on the
 # loader path, e.g. from PyPI nvidia-cuda-nvrtc-cu12 / nvidia-cublas-cu12) builds vecstream
 # with `--features cuda` and runs both systems on the GPU (sentence-transformers with
-# device="cuda").
+# device="cuda"). --precision fp16 (CUDA only) runs vecstream's fp16 path against
+# sentence-transformers with model.half(); int8 (CPU only) against its fp32.
 #
 # Needs the reference venv (created here on first use: sentence-transformers + torch from
 # PyPI, about 4 GB) and a release build of vecstream (built here). Results go to
@@ -42,7 +43,7 @@ corpus="$CACHE/bench-corpus-$COUNT.jsonl"
 out="loadtest/results/embed-$(date -u +%Y%m%dT%H%M%S).json"
 : >"$out.lines"
 for r in $(seq 1 "$ROUNDS"); do
-  st=$("$REF/bin/python" loadtest/embed/st_embed.py --model "$MODEL" --input "$corpus" --threads "$THREADS" --device "$BACKEND" 2>/dev/null | tail -1)
+  st=$("$REF/bin/python" loadtest/embed/st_embed.py --model "$MODEL" --input "$corpus" --threads "$THREADS" --device "$BACKEND" --precision "$([[ $PRECISION == fp16 ]] && echo fp16 || echo fp32)" 2>/dev/null | tail -1)
   echo "{\"round\":$r,\"system\":\"sentence-transformers\",\"stats\":$st}" | tee -a "$out.lines"
   vs=$("$VEC" --log-level warn embed --quiet --input "$corpus" --output /dev/null --threads "$THREADS" --precision "$PRECISION" --backend "$BACKEND" 2>&1 >/dev/null | tail -1)
   echo "{\"round\":$r,\"system\":\"vecstream\",\"stats\":$vs}" | tee -a "$out.lines"

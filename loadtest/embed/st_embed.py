@@ -20,9 +20,13 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--precision", default="fp32",
+                   help="fp32, or fp16 (model.half(), on cuda: the same as vecstream's fp16)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     model = SentenceTransformer(args.model, device=args.device)
+    if args.precision == "fp16":
+        model = model.half()
     texts = [json.loads(line)["text"] for line in open(args.input, encoding="utf-8")]
     tok = model.tokenizer
     tokens = sum(len(tok(t, truncation=True, max_length=model.max_seq_length)["input_ids"]) for t in texts)
@@ -35,7 +39,7 @@ def main():
     print(json.dumps({
         "texts": len(texts), "tokens": tokens, "seconds": seconds,
         "texts_per_s": len(texts) / seconds, "tokens_per_s": tokens / seconds,
-        "backend": "sentence-transformers", "precision": "fp32",
+        "backend": "sentence-transformers", "precision": args.precision,
     }))
 
 

@@ -34,7 +34,8 @@ pub struct EngineSettings {
     pub model_dir: String,
     /// `auto` (CUDA if present, else CPU), `cpu` or `cuda`.
     pub backend: String,
-    /// `fp32` or `int8` (int8 weights per column, activations per row; `bf16` is refused).
+    /// `fp32`; `int8` (CPU: int8 weights per column, activations per row); `fp16` (CUDA only:
+    /// half weights and activations, fp32 accumulation); `bf16` is refused.
     pub precision: String,
     /// Threads of the forward pass; 0 = every core.
     pub threads: usize,

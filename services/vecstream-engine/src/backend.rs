@@ -25,6 +25,8 @@ impl BackendKind {
 pub enum Precision {
     Fp32,
     Int8,
+    /// Half-precision weights and activations: the CUDA backend only.
+    Fp16,
     Bf16,
 }
 
@@ -33,6 +35,7 @@ impl Precision {
         match self {
             Precision::Fp32 => "fp32",
             Precision::Int8 => "int8",
+            Precision::Fp16 => "fp16",
             Precision::Bf16 => "bf16",
         }
     }
@@ -44,8 +47,9 @@ impl std::str::FromStr for Precision {
         match s {
             "fp32" => Ok(Precision::Fp32),
             "int8" => Ok(Precision::Int8),
+            "fp16" => Ok(Precision::Fp16),
             "bf16" => Ok(Precision::Bf16),
-            _ => Err(format!("unknown precision {s:?} (fp32, int8, bf16)")),
+            _ => Err(format!("unknown precision {s:?} (fp32, int8, fp16, bf16)")),
         }
     }
 }

@@ -1,8 +1,17 @@
 //! The CUDA backend (cargo feature `cuda`): cuBLAS for every GEMM, the kernels of
 //! `kernels/` (compiled once at start with NVRTC) for everything else, weights resident on
-//! the device, one stream. The same program runs on the CPU through OpenCL in CI
-//! (`vecstream-kernels`' tests, including a whole forward pass); this module only adds the
-//! device plumbing. fp32 only.
+//! the device. The same program runs on the CPU through OpenCL in CI (`vecstream-kernels`'
+//! tests, including a whole forward pass in both precisions); this module only adds the
+//! device plumbing:
+//!
+//! - precision `fp32`, or `fp16`: matrices and activations stored as half, cuBLAS GemmEx
+//!   with fp32 compute, the kernels' `_f16` variants (fp32 arithmetic inside); LayerNorm
+//!   parameters and biases stay fp32.
+//! - a stream of its own per engine worker (not the legacy default stream, which would
+//!   serialise two engines in one process), with the cuBLAS handle bound to it.
+//! - a [`Workspace`] of device buffers reused across batches (grown to the largest batch
+//!   seen, never freed between batches) and page-locked host buffers for the token upload
+//!   and the vector download.
 //!
 //! cudarc loads libcuda, libnvrtc and libcublas at run time; [`probe`] checks each before
 //! touching them (cudarc panics on a missing library), so a machine without them gets the
@@ -13,10 +22,13 @@ use std::sync::Arc;
 use cudarc::cublas::sys::cublasOperation_t;
 use cudarc::cublas::{CudaBlas, Gemm, GemmConfig, StridedBatchedConfig};
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, LaunchConfig,
-    PushKernelArg,
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr,
+    LaunchConfig, PinnedHostSlice, PushKernelArg, ValidAsZeroBits,
+    sys::CU_MEMHOSTALLOC_WRITECOMBINED,
 };
 use safetensors::{Dtype, SafeTensors};
+use vecstream_kernels::Activation;
+use vecstream_kernels::half::f16;
 
 use crate::EngineError;
 use crate::backend::{Backend, BackendKind, Precision, TokenBatch};
@@ -70,43 +82,60 @@ pub(crate) fn probe(
              (LD_LIBRARY_PATH)",
         );
     }
-    if precision != Precision::Fp32 {
-        return Err(EngineError::BackendUnavailable {
-            backend: "cuda".into(),
-            reason: format!(
-                "precision {} has no CUDA path yet; use fp32",
-                precision.as_str()
-            ),
-        });
+    if !matches!(precision, Precision::Fp32 | Precision::Fp16) {
+        return absent(format!(
+            "precision {} has no CUDA path (fp32 or fp16 there)",
+            precision.as_str()
+        ));
     }
     let ctx = match CudaContext::new(0) {
         Ok(c) => c,
         Err(e) => return absent(format!("no usable CUDA device: {e}")),
     };
-    Ok(Probe::Ready(Box::new(CudaBackend::new(
-        ctx, spec, weights,
-    )?)))
+    let backend: Box<dyn Backend> = if precision == Precision::Fp16 {
+        Box::new(CudaBackend::<f16>::new(ctx, spec, weights)?)
+    } else {
+        Box::new(CudaBackend::<f32>::new(ctx, spec, weights)?)
+    };
+    Ok(Probe::Ready(backend))
 }
 
-struct Layer {
-    q_w: CudaSlice<f32>,
+/// An activation storage type the device path runs: `f32`, or `f16` (cuBLAS GemmEx with
+/// fp32 compute, the kernels' `_f16` variants).
+pub(crate) trait DeviceActivation: Activation + DeviceRepr + ValidAsZeroBits {
+    /// What [`Backend::precision`] reports.
+    const PRECISION: Precision;
+}
+
+impl DeviceActivation for f32 {
+    const PRECISION: Precision = Precision::Fp32;
+}
+
+impl DeviceActivation for f16 {
+    const PRECISION: Precision = Precision::Fp16;
+}
+
+/// One encoder layer: matrices in the activation type, biases and LayerNorm in fp32.
+struct Layer<T> {
+    q_w: CudaSlice<T>,
     q_b: CudaSlice<f32>,
-    k_w: CudaSlice<f32>,
+    k_w: CudaSlice<T>,
     k_b: CudaSlice<f32>,
-    v_w: CudaSlice<f32>,
+    v_w: CudaSlice<T>,
     v_b: CudaSlice<f32>,
-    o_w: CudaSlice<f32>,
+    o_w: CudaSlice<T>,
     o_b: CudaSlice<f32>,
     ln1_g: CudaSlice<f32>,
     ln1_b: CudaSlice<f32>,
-    i_w: CudaSlice<f32>,
+    i_w: CudaSlice<T>,
     i_b: CudaSlice<f32>,
-    d_w: CudaSlice<f32>,
+    d_w: CudaSlice<T>,
     d_b: CudaSlice<f32>,
     ln2_g: CudaSlice<f32>,
     ln2_b: CudaSlice<f32>,
 }
 
+/// The kernels of one precision (`name` or `name_f16`).
 struct Kernels {
     embed_layernorm: CudaFunction,
     add_bias: CudaFunction,
@@ -116,27 +145,57 @@ struct Kernels {
     pool_normalize: CudaFunction,
 }
 
-/// See the module docs.
-pub(crate) struct CudaBackend {
+/// The model on the device and what runs it: read-only during a forward pass.
+struct DeviceModel<T> {
     stream: Arc<CudaStream>,
     blas: CudaBlas,
     kernels: Kernels,
-    word: CudaSlice<f32>,
-    position: CudaSlice<f32>,
-    token_type: CudaSlice<f32>,
+    word: CudaSlice<T>,
+    position: CudaSlice<T>,
+    token_type: CudaSlice<T>,
     emb_g: CudaSlice<f32>,
     emb_b: CudaSlice<f32>,
-    layers: Vec<Layer>,
+    layers: Vec<Layer<T>>,
     hidden: usize,
     heads: usize,
     inter: usize,
     eps: f32,
     cls: bool,
     normalize: bool,
+}
+
+/// The buffers of a forward pass, reused across batches: each grows to the largest batch
+/// seen and is never freed in between, so a steady stream of batches allocates nothing.
+/// The host side is page-locked, so uploads and downloads are DMA transfers.
+struct Workspace<T> {
+    /// Token ids, positions and token types (`rows` each), then sequence lengths (`n`).
+    tokens: CudaSlice<i32>,
+    host_tokens: PinnedHostSlice<i32>,
+    /// Hidden states `[rows, hidden]`.
+    x: CudaSlice<T>,
+    q: CudaSlice<T>,
+    k: CudaSlice<T>,
+    v: CudaSlice<T>,
+    context: CudaSlice<T>,
+    /// A projection's output before its residual LayerNorm.
+    projected: CudaSlice<T>,
+    /// `[rows, intermediate]`.
+    up: CudaSlice<T>,
+    /// `[n, heads, seq, seq]`.
+    scores: CudaSlice<T>,
+    /// Pooled vectors `[n, hidden]`, always fp32.
+    out: CudaSlice<f32>,
+    host_out: PinnedHostSlice<f32>,
+}
+
+/// See the module docs.
+pub(crate) struct CudaBackend<T> {
+    model: DeviceModel<T>,
+    workspace: Workspace<T>,
     device: String,
 }
 
-impl std::fmt::Debug for CudaBackend {
+impl<T> std::fmt::Debug for CudaBackend<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CudaBackend")
             .field("device", &self.device)
@@ -182,10 +241,125 @@ fn elems_launch(n: usize) -> LaunchConfig {
     }
 }
 
-impl CudaBackend {
-    fn new(ctx: Arc<CudaContext>, spec: &ModelSpec, bytes: &[u8]) -> Result<Self, EngineError> {
-        let device = ctx.name().unwrap_or_else(|_| "CUDA device 0".into());
-        let stream = ctx.default_stream();
+fn launched(
+    e: Result<impl Sized, cudarc::driver::DriverError>,
+    name: &str,
+) -> Result<(), EngineError> {
+    e.map(|_| ())
+        .map_err(|e| cuda_err(&format!("kernel {name}"), e))
+}
+
+/// `buf` with room for `need` elements: replaced by a larger one only when too small.
+fn grown<T: DeviceRepr + ValidAsZeroBits>(
+    stream: &Arc<CudaStream>,
+    buf: &mut CudaSlice<T>,
+    need: usize,
+) -> Result<(), EngineError> {
+    if buf.len() < need {
+        *buf = stream
+            .alloc_zeros::<T>(need)
+            .map_err(|e| cuda_err("allocating the workspace", e))?;
+    }
+    Ok(())
+}
+
+/// Page-locked host memory for `len` elements. Write-combined for buffers the host only
+/// writes (uploads); plain page-locked for ones it reads (downloads), which write-combining
+/// would make slow to read.
+fn pinned<T: DeviceRepr>(
+    ctx: &Arc<CudaContext>,
+    len: usize,
+    host_reads: bool,
+) -> Result<PinnedHostSlice<T>, EngineError> {
+    let flags = if host_reads {
+        0
+    } else {
+        CU_MEMHOSTALLOC_WRITECOMBINED
+    };
+    // SAFETY: the memory is written (by the host, or by a device copy) before it is read.
+    unsafe { ctx.alloc_pinned_with_flags::<T>(len.max(1), flags) }
+        .map_err(|e| cuda_err("allocating page-locked memory", e))
+}
+
+fn grown_pinned<T: DeviceRepr>(
+    ctx: &Arc<CudaContext>,
+    buf: &mut PinnedHostSlice<T>,
+    need: usize,
+    host_reads: bool,
+) -> Result<(), EngineError> {
+    if buf.len() < need {
+        *buf = pinned(ctx, need, host_reads)?;
+    }
+    Ok(())
+}
+
+impl<T: DeviceActivation> Workspace<T>
+where
+    CudaBlas: Gemm<T>,
+{
+    /// Buffers for one sequence of the model's maximum length (the usual first batch is
+    /// larger, and grows them once).
+    fn new(model: &DeviceModel<T>, max_seq: usize) -> Result<Self, EngineError> {
+        let s = &model.stream;
+        let z = |n: usize| {
+            s.alloc_zeros::<T>(n.max(1))
+                .map_err(|e| cuda_err("allocating the workspace", e))
+        };
+        let (h, rows) = (model.hidden, max_seq);
+        let ctx = s.context();
+        Ok(Self {
+            tokens: s
+                .alloc_zeros::<i32>(3 * rows + 1)
+                .map_err(|e| cuda_err("allocating the workspace", e))?,
+            host_tokens: pinned(ctx, 3 * rows + 1, false)?,
+            x: z(rows * h)?,
+            q: z(rows * h)?,
+            k: z(rows * h)?,
+            v: z(rows * h)?,
+            context: z(rows * h)?,
+            projected: z(rows * h)?,
+            up: z(rows * model.inter)?,
+            scores: z(model.heads * rows * rows)?,
+            out: s
+                .alloc_zeros::<f32>(h)
+                .map_err(|e| cuda_err("allocating the workspace", e))?,
+            host_out: pinned(ctx, h, true)?,
+        })
+    }
+
+    /// Room for `n` sequences padded to `seq` tokens.
+    fn fit(&mut self, model: &DeviceModel<T>, n: usize, seq: usize) -> Result<(), EngineError> {
+        let s = &model.stream;
+        let (h, rows) = (model.hidden, n * seq);
+        grown(s, &mut self.tokens, 3 * rows + n)?;
+        grown_pinned(s.context(), &mut self.host_tokens, 3 * rows + n, false)?;
+        for buf in [
+            &mut self.x,
+            &mut self.q,
+            &mut self.k,
+            &mut self.v,
+            &mut self.context,
+            &mut self.projected,
+        ] {
+            grown(s, buf, rows * h)?;
+        }
+        grown(s, &mut self.up, rows * model.inter)?;
+        grown(s, &mut self.scores, n * model.heads * seq * seq)?;
+        grown(s, &mut self.out, n * h)?;
+        grown_pinned(s.context(), &mut self.host_out, n * h, true)
+    }
+}
+
+impl<T: DeviceActivation> DeviceModel<T>
+where
+    CudaBlas: Gemm<T>,
+{
+    fn new(ctx: &Arc<CudaContext>, spec: &ModelSpec, bytes: &[u8]) -> Result<Self, EngineError> {
+        // A stream of this engine's own: the legacy default stream would serialise it with
+        // every other engine (and library) in the process.
+        let stream = ctx
+            .new_stream()
+            .map_err(|e| cuda_err("creating a stream", e))?;
         let blas = CudaBlas::new(stream.clone()).map_err(|e| cuda_err("cuBLAS", e))?;
         // Compiled once at start for the device's architecture (the driver JITs the PTX).
         let ptx = cudarc::nvrtc::compile_ptx(vecstream_kernels::program_source())
@@ -194,8 +368,9 @@ impl CudaBackend {
             .load_module(ptx)
             .map_err(|e| cuda_err("loading the kernels", e))?;
         let f = |name: &str| {
+            let name = format!("{name}{}", T::KERNEL_SUFFIX);
             module
-                .load_function(name)
+                .load_function(&name)
                 .map_err(|e| cuda_err(&format!("kernel {name}"), e))
         };
         let kernels = Kernels {
@@ -212,41 +387,50 @@ impl CudaBackend {
         } else {
             ""
         };
-        let up = |name: &str| -> Result<CudaSlice<f32>, EngineError> {
-            let host = tensor(&st, prefix, name)?;
+        let uploading = |e| cuda_err("uploading weights", e);
+        // Biases and LayerNorm parameters: fp32 in both precisions.
+        let param = |name: &str| -> Result<CudaSlice<f32>, EngineError> {
             stream
-                .clone_htod(&host)
-                .map_err(|e| cuda_err("uploading weights", e))
+                .clone_htod(&tensor(&st, prefix, name)?)
+                .map_err(uploading)
+        };
+        // Matrices and embedding tables: in the activation type.
+        let matrix = |name: &str| -> Result<CudaSlice<T>, EngineError> {
+            let host: Vec<T> = tensor(&st, prefix, name)?
+                .into_iter()
+                .map(T::from_f32)
+                .collect();
+            stream.clone_htod(&host).map_err(uploading)
         };
         let cfg = &spec.config;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for l in 0..cfg.num_hidden_layers {
             let p = |n: &str| format!("encoder.layer.{l}.{n}");
             layers.push(Layer {
-                q_w: up(&p("attention.self.query.weight"))?,
-                q_b: up(&p("attention.self.query.bias"))?,
-                k_w: up(&p("attention.self.key.weight"))?,
-                k_b: up(&p("attention.self.key.bias"))?,
-                v_w: up(&p("attention.self.value.weight"))?,
-                v_b: up(&p("attention.self.value.bias"))?,
-                o_w: up(&p("attention.output.dense.weight"))?,
-                o_b: up(&p("attention.output.dense.bias"))?,
-                ln1_g: up(&p("attention.output.LayerNorm.weight"))?,
-                ln1_b: up(&p("attention.output.LayerNorm.bias"))?,
-                i_w: up(&p("intermediate.dense.weight"))?,
-                i_b: up(&p("intermediate.dense.bias"))?,
-                d_w: up(&p("output.dense.weight"))?,
-                d_b: up(&p("output.dense.bias"))?,
-                ln2_g: up(&p("output.LayerNorm.weight"))?,
-                ln2_b: up(&p("output.LayerNorm.bias"))?,
+                q_w: matrix(&p("attention.self.query.weight"))?,
+                q_b: param(&p("attention.self.query.bias"))?,
+                k_w: matrix(&p("attention.self.key.weight"))?,
+                k_b: param(&p("attention.self.key.bias"))?,
+                v_w: matrix(&p("attention.self.value.weight"))?,
+                v_b: param(&p("attention.self.value.bias"))?,
+                o_w: matrix(&p("attention.output.dense.weight"))?,
+                o_b: param(&p("attention.output.dense.bias"))?,
+                ln1_g: param(&p("attention.output.LayerNorm.weight"))?,
+                ln1_b: param(&p("attention.output.LayerNorm.bias"))?,
+                i_w: matrix(&p("intermediate.dense.weight"))?,
+                i_b: param(&p("intermediate.dense.bias"))?,
+                d_w: matrix(&p("output.dense.weight"))?,
+                d_b: param(&p("output.dense.bias"))?,
+                ln2_g: param(&p("output.LayerNorm.weight"))?,
+                ln2_b: param(&p("output.LayerNorm.bias"))?,
             });
         }
         Ok(Self {
-            word: up("embeddings.word_embeddings.weight")?,
-            position: up("embeddings.position_embeddings.weight")?,
-            token_type: up("embeddings.token_type_embeddings.weight")?,
-            emb_g: up("embeddings.LayerNorm.weight")?,
-            emb_b: up("embeddings.LayerNorm.bias")?,
+            word: matrix("embeddings.word_embeddings.weight")?,
+            position: matrix("embeddings.position_embeddings.weight")?,
+            token_type: matrix("embeddings.token_type_embeddings.weight")?,
+            emb_g: param("embeddings.LayerNorm.weight")?,
+            emb_b: param("embeddings.LayerNorm.bias")?,
             layers,
             hidden: cfg.hidden_size,
             heads: cfg.num_attention_heads,
@@ -257,55 +441,49 @@ impl CudaBackend {
             stream,
             blas,
             kernels,
-            device,
         })
     }
 
-    fn alloc(&self, n: usize) -> Result<CudaSlice<f32>, EngineError> {
-        self.stream
-            .alloc_zeros::<f32>(n)
-            .map_err(|e| cuda_err("allocating", e))
+    fn gemm_config(
+        transa: cublasOperation_t,
+        (m, n, k): (usize, usize, usize),
+        (lda, ldb, ldc): (usize, usize, usize),
+    ) -> GemmConfig<T> {
+        GemmConfig {
+            transa,
+            transb: cublasOperation_t::CUBLAS_OP_N,
+            m: m as i32,
+            n: n as i32,
+            k: k as i32,
+            alpha: T::from_f32(1.0),
+            lda: lda as i32,
+            ldb: ldb as i32,
+            beta: T::from_f32(0.0),
+            ldc: ldc as i32,
+        }
     }
 
     /// Row-major `c[m, n] = a[m, k] · w[n, k]ᵀ` (cuBLAS is column-major: `cᵀ = w · aᵀ`).
     fn linear(
         &self,
-        a: &CudaSlice<f32>,
-        w: &CudaSlice<f32>,
-        m: usize,
-        k: usize,
-        n: usize,
-    ) -> Result<CudaSlice<f32>, EngineError> {
-        let mut c = self.alloc(m * n)?;
-        let cfg = GemmConfig {
-            transa: cublasOperation_t::CUBLAS_OP_T,
-            transb: cublasOperation_t::CUBLAS_OP_N,
-            m: n as i32,
-            n: m as i32,
-            k: k as i32,
-            alpha: 1.0f32,
-            lda: k as i32,
-            ldb: k as i32,
-            beta: 0.0f32,
-            ldc: n as i32,
-        };
-        // SAFETY: the sizes above match the buffers' lengths.
-        unsafe { self.blas.gemm(cfg, w, a, &mut c) }.map_err(|e| cuda_err("cuBLAS gemm", e))?;
-        Ok(c)
+        a: &CudaSlice<T>,
+        w: &CudaSlice<T>,
+        c: &mut CudaSlice<T>,
+        (m, k, n): (usize, usize, usize),
+    ) -> Result<(), EngineError> {
+        let cfg = Self::gemm_config(cublasOperation_t::CUBLAS_OP_T, (n, m, k), (k, k, n));
+        // SAFETY: `a` holds at least m·k, `w` n·k and `c` m·n elements (workspace sizes).
+        unsafe { self.blas.gemm(cfg, w, a, c) }.map_err(|e| cuda_err("cuBLAS gemm", e))
     }
 
-    /// Attention of one sequence `b` over all heads: scores = Q·Kᵀ per head into `scores`
-    /// (`[heads, seq, seq]` at `b`), then, after the softmax, context = P·V per head.
-    #[allow(clippy::too_many_arguments)]
+    /// One GEMM per head over a sequence, as a strided batch.
     fn head_gemm(
         &self,
-        a: &impl DevicePtr<f32>,
-        b: &impl DevicePtr<f32>,
-        c: &mut impl DevicePtrMut<f32>,
-        gemm: GemmConfig<f32>,
-        stride_a: usize,
-        stride_b: usize,
-        stride_c: usize,
+        a: &impl DevicePtr<T>,
+        b: &impl DevicePtr<T>,
+        c: &mut impl DevicePtrMut<T>,
+        gemm: GemmConfig<T>,
+        (stride_a, stride_b, stride_c): (usize, usize, usize),
     ) -> Result<(), EngineError> {
         let cfg = StridedBatchedConfig {
             gemm,
@@ -319,11 +497,25 @@ impl CudaBackend {
             .map_err(|e| cuda_err("cuBLAS batched gemm", e))
     }
 
+    /// `x += bias` on `n` elements of rows `cols` wide.
+    fn add_bias(
+        &self,
+        x: &mut CudaSlice<T>,
+        bias: &CudaSlice<f32>,
+        n: usize,
+    ) -> Result<(), EngineError> {
+        let (ni, ci) = (n as i32, bias.len() as i32);
+        let mut b = self.stream.launch_builder(&self.kernels.add_bias);
+        b.arg(x).arg(bias).arg(&ni).arg(&ci);
+        // SAFETY: `n` elements of `x`, bias of the row width.
+        launched(unsafe { b.launch(elems_launch(n)) }, "add_bias")
+    }
+
     /// `x = LN(x + y + bias) * gamma + beta` per row; `params` = bias, gamma, beta.
     fn residual_layernorm(
         &self,
-        x: &mut CudaSlice<f32>,
-        y: &CudaSlice<f32>,
+        x: &mut CudaSlice<T>,
+        y: &CudaSlice<T>,
         params: [&CudaSlice<f32>; 3],
         rows: usize,
     ) -> Result<(), EngineError> {
@@ -337,207 +529,205 @@ impl CudaBackend {
             .arg(&hi)
             .arg(&self.eps);
         // SAFETY: arguments follow the kernel's signature; one block per row.
-        unsafe { b.launch(rows_launch(rows)) }
-            .map(|_| ())
-            .map_err(|e| cuda_err("kernel residual_layernorm", e))
+        launched(unsafe { b.launch(rows_launch(rows)) }, "residual_layernorm")
     }
 
-    fn forward(&self, batch: &TokenBatch) -> Result<Vec<f32>, EngineError> {
+    /// The pooled vectors `[sequences, hidden]` of one batch.
+    fn forward(&self, ws: &mut Workspace<T>, batch: &TokenBatch) -> Result<Vec<f32>, EngineError> {
         let (h, heads, inter) = (self.hidden, self.heads, self.inter);
         let hd = h / heads;
         let seqs = batch.sequences();
         let n = seqs.len();
         let seq = seqs.iter().map(|r| r.len()).max().unwrap_or(1).max(1);
         let rows = n * seq;
-        let mut ids = vec![0i32; rows];
-        let mut lengths = Vec::with_capacity(n);
-        for (b, r) in seqs.iter().enumerate() {
-            for (t, id) in batch.ids[r.clone()].iter().enumerate() {
-                ids[b * seq + t] = *id as i32;
+        ws.fit(self, n, seq)?;
+
+        // Tokens staged in page-locked memory, uploaded in one copy: ids | positions |
+        // types | lengths.
+        let staged = 3 * rows + n;
+        {
+            let host = ws
+                .host_tokens
+                .as_mut_slice()
+                .map_err(|e| cuda_err("staging tokens", e))?;
+            let (ids, rest) = host.split_at_mut(rows);
+            let (positions, rest) = rest.split_at_mut(rows);
+            let (types, rest) = rest.split_at_mut(rows);
+            ids.fill(0);
+            types.fill(0);
+            for (i, p) in positions.iter_mut().enumerate() {
+                *p = (i % seq) as i32;
             }
-            lengths.push(r.len() as i32);
+            for (b, r) in seqs.iter().enumerate() {
+                for (t, id) in batch.ids[r.clone()].iter().enumerate() {
+                    ids[b * seq + t] = *id as i32;
+                }
+                rest[b] = r.len() as i32;
+            }
         }
-        let positions: Vec<i32> = (0..rows).map(|i| (i % seq) as i32).collect();
-        let up_i32 = |v: &[i32]| {
+        {
+            let host = ws
+                .host_tokens
+                .as_slice()
+                .map_err(|e| cuda_err("staging tokens", e))?;
             self.stream
-                .clone_htod(v)
-                .map_err(|e| cuda_err("uploading tokens", e))
-        };
-        let (ids_d, pos_d, types_d, len_d) = (
-            up_i32(&ids)?,
-            up_i32(&positions)?,
-            up_i32(&vec![0i32; rows])?,
-            up_i32(&lengths)?,
-        );
-        let launch = |e: Result<(), cudarc::driver::DriverError>, name: &str| {
-            e.map_err(|e| cuda_err(&format!("kernel {name}"), e))
-        };
+                .memcpy_htod(&host[..staged], &mut ws.tokens.slice_mut(0..staged))
+                .map_err(|e| cuda_err("uploading tokens", e))?;
+        }
+        let ids = ws.tokens.slice(0..rows);
+        let positions = ws.tokens.slice(rows..2 * rows);
+        let types = ws.tokens.slice(2 * rows..3 * rows);
+        let lengths = ws.tokens.slice(3 * rows..staged);
+
         let (hi, ii, si, hdi) = (h as i32, inter as i32, seq as i32, heads as i32);
-        let mut x = self.alloc(rows * h)?;
         let mut b = self.stream.launch_builder(&self.kernels.embed_layernorm);
-        b.arg(&ids_d)
-            .arg(&pos_d)
-            .arg(&types_d)
+        b.arg(&ids)
+            .arg(&positions)
+            .arg(&types)
             .arg(&self.word)
             .arg(&self.position)
             .arg(&self.token_type)
             .arg(&self.emb_g)
             .arg(&self.emb_b)
-            .arg(&mut x)
+            .arg(&mut ws.x)
             .arg(&hi)
             .arg(&self.eps);
         // SAFETY: arguments follow the kernel's signature; one block per token row.
-        launch(
-            unsafe { b.launch(rows_launch(rows)) }.map(|_| ()),
-            "embed_layernorm",
-        )?;
+        launched(unsafe { b.launch(rows_launch(rows)) }, "embed_layernorm")?;
 
         let scale = 1.0 / (hd as f32).sqrt();
-        let rh = (rows * h) as i32;
+        let per_seq_scores = heads * seq * seq;
         for layer in &self.layers {
-            let mut q = self.linear(&x, &layer.q_w, rows, h, h)?;
-            let mut k = self.linear(&x, &layer.k_w, rows, h, h)?;
-            let mut v = self.linear(&x, &layer.v_w, rows, h, h)?;
-            for (m, bias) in [
-                (&mut q, &layer.q_b),
-                (&mut k, &layer.k_b),
-                (&mut v, &layer.v_b),
-            ] {
-                let mut b = self.stream.launch_builder(&self.kernels.add_bias);
-                b.arg(m).arg(bias).arg(&rh).arg(&hi);
-                // SAFETY: n = rows * hidden elements, bias of hidden.
-                launch(
-                    unsafe { b.launch(elems_launch(rows * h)) }.map(|_| ()),
-                    "add_bias",
-                )?;
-            }
-            let mut scores = self.alloc(n * heads * seq * seq)?;
+            self.linear(&ws.x, &layer.q_w, &mut ws.q, (rows, h, h))?;
+            self.linear(&ws.x, &layer.k_w, &mut ws.k, (rows, h, h))?;
+            self.linear(&ws.x, &layer.v_w, &mut ws.v, (rows, h, h))?;
+            self.add_bias(&mut ws.q, &layer.q_b, rows * h)?;
+            self.add_bias(&mut ws.k, &layer.k_b, rows * h)?;
+            self.add_bias(&mut ws.v, &layer.v_b, rows * h)?;
             for s in 0..n {
                 let at = s * seq * h;
+                let ss = s * per_seq_scores;
                 // Column-major per head: scoresᵀ[key, query] = K · Qᵀ.
-                let gemm = GemmConfig {
-                    transa: cublasOperation_t::CUBLAS_OP_T,
-                    transb: cublasOperation_t::CUBLAS_OP_N,
-                    m: si,
-                    n: si,
-                    k: hd as i32,
-                    alpha: 1.0f32,
-                    lda: hi,
-                    ldb: hi,
-                    beta: 0.0f32,
-                    ldc: si,
-                };
-                let ss = s * heads * seq * seq;
                 self.head_gemm(
-                    &k.slice(at..),
-                    &q.slice(at..),
-                    &mut scores.slice_mut(ss..ss + heads * seq * seq),
-                    gemm,
-                    hd,
-                    hd,
-                    seq * seq,
+                    &ws.k.slice(at..),
+                    &ws.q.slice(at..),
+                    &mut ws.scores.slice_mut(ss..ss + per_seq_scores),
+                    Self::gemm_config(cublasOperation_t::CUBLAS_OP_T, (seq, seq, hd), (h, h, seq)),
+                    (hd, hd, seq * seq),
                 )?;
             }
             let mut b = self.stream.launch_builder(&self.kernels.masked_softmax);
-            b.arg(&mut scores)
-                .arg(&len_d)
+            b.arg(&mut ws.scores)
+                .arg(&lengths)
                 .arg(&hdi)
                 .arg(&si)
                 .arg(&scale);
-            // SAFETY: one block per score row.
-            launch(
-                unsafe { b.launch(rows_launch(n * heads * seq)) }.map(|_| ()),
+            // SAFETY: one block per score row of the n sequences.
+            launched(
+                unsafe { b.launch(rows_launch(n * heads * seq)) },
                 "masked_softmax",
             )?;
-            let mut context = self.alloc(rows * h)?;
             for s in 0..n {
                 let at = s * seq * h;
+                let ss = s * per_seq_scores;
                 // Column-major per head: contextᵀ[d, query] = Vᵀ[d, key] · Pᵀ[key, query].
-                let gemm = GemmConfig {
-                    transa: cublasOperation_t::CUBLAS_OP_N,
-                    transb: cublasOperation_t::CUBLAS_OP_N,
-                    m: hd as i32,
-                    n: si,
-                    k: si,
-                    alpha: 1.0f32,
-                    lda: hi,
-                    ldb: si,
-                    beta: 0.0f32,
-                    ldc: hi,
-                };
-                let ss = s * heads * seq * seq;
                 self.head_gemm(
-                    &v.slice(at..),
-                    &scores.slice(ss..),
-                    &mut context.slice_mut(at..at + seq * h),
-                    gemm,
-                    hd,
-                    seq * seq,
-                    hd,
+                    &ws.v.slice(at..),
+                    &ws.scores.slice(ss..),
+                    &mut ws.context.slice_mut(at..at + seq * h),
+                    Self::gemm_config(cublasOperation_t::CUBLAS_OP_N, (hd, seq, seq), (h, seq, h)),
+                    (hd, seq * seq, hd),
                 )?;
             }
-            let attn = self.linear(&context, &layer.o_w, rows, h, h)?;
+            self.linear(&ws.context, &layer.o_w, &mut ws.projected, (rows, h, h))?;
             self.residual_layernorm(
-                &mut x,
-                &attn,
+                &mut ws.x,
+                &ws.projected,
                 [&layer.o_b, &layer.ln1_g, &layer.ln1_b],
                 rows,
             )?;
-            let mut upv = self.linear(&x, &layer.i_w, rows, h, inter)?;
+            self.linear(&ws.x, &layer.i_w, &mut ws.up, (rows, h, inter))?;
             let ri = (rows * inter) as i32;
             let mut b = self.stream.launch_builder(&self.kernels.bias_gelu);
-            b.arg(&mut upv).arg(&layer.i_b).arg(&ri).arg(&ii);
-            // SAFETY: n = rows * intermediate elements.
-            launch(
-                unsafe { b.launch(elems_launch(rows * inter)) }.map(|_| ()),
-                "bias_gelu",
-            )?;
-            let down = self.linear(&upv, &layer.d_w, rows, inter, h)?;
+            b.arg(&mut ws.up).arg(&layer.i_b).arg(&ri).arg(&ii);
+            // SAFETY: rows · intermediate elements, bias of the intermediate width.
+            launched(unsafe { b.launch(elems_launch(rows * inter)) }, "bias_gelu")?;
+            self.linear(&ws.up, &layer.d_w, &mut ws.projected, (rows, inter, h))?;
             self.residual_layernorm(
-                &mut x,
-                &down,
+                &mut ws.x,
+                &ws.projected,
                 [&layer.d_b, &layer.ln2_g, &layer.ln2_b],
                 rows,
             )?;
         }
-        let mut out = self.alloc(n * h)?;
         let (cls, norm) = (i32::from(self.cls), i32::from(self.normalize));
         let mut b = self.stream.launch_builder(&self.kernels.pool_normalize);
-        b.arg(&x)
-            .arg(&len_d)
-            .arg(&mut out)
+        b.arg(&ws.x)
+            .arg(&lengths)
+            .arg(&mut ws.out)
             .arg(&si)
             .arg(&hi)
             .arg(&cls)
             .arg(&norm);
         // SAFETY: one block per sequence.
-        launch(
-            unsafe { b.launch(rows_launch(n)) }.map(|_| ()),
-            "pool_normalize",
-        )?;
+        launched(unsafe { b.launch(rows_launch(n)) }, "pool_normalize")?;
+        let host = ws
+            .host_out
+            .as_mut_slice()
+            .map_err(|e| cuda_err("reading vectors", e))?;
         self.stream
-            .clone_dtoh(&out)
-            .map_err(|e| cuda_err("reading vectors", e))
+            .memcpy_dtoh(&ws.out.slice(0..n * h), &mut host[..n * h])
+            .map_err(|e| cuda_err("reading vectors", e))?;
+        // The copy into a plain slice is asynchronous: wait for it (and for the upload
+        // above, before the staging buffer is written again by the next batch).
+        self.stream
+            .synchronize()
+            .map_err(|e| cuda_err("reading vectors", e))?;
+        Ok(host[..n * h].to_vec())
     }
 }
 
-impl Backend for CudaBackend {
+impl<T: DeviceActivation> CudaBackend<T>
+where
+    CudaBlas: Gemm<T>,
+{
+    fn new(ctx: Arc<CudaContext>, spec: &ModelSpec, bytes: &[u8]) -> Result<Self, EngineError> {
+        let device = ctx.name().unwrap_or_else(|_| "CUDA device 0".into());
+        let model = DeviceModel::new(&ctx, spec, bytes)?;
+        let workspace = Workspace::new(&model, spec.max_seq_length)?;
+        tracing::info!(
+            device,
+            precision = T::PRECISION.as_str(),
+            "CUDA backend ready"
+        );
+        Ok(Self {
+            model,
+            workspace,
+            device,
+        })
+    }
+}
+
+impl<T: DeviceActivation> Backend for CudaBackend<T>
+where
+    CudaBlas: Gemm<T>,
+{
     fn kind(&self) -> BackendKind {
         BackendKind::Cuda
     }
 
     fn precision(&self) -> Precision {
-        Precision::Fp32
+        T::PRECISION
     }
 
     fn dim(&self) -> usize {
-        self.hidden
+        self.model.hidden
     }
 
     fn embed(&mut self, batch: &TokenBatch) -> Result<Vec<f32>, EngineError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        self.forward(batch)
+        self.model.forward(&mut self.workspace, batch)
     }
 }

@@ -118,6 +118,11 @@ fn select_backend(
     bytes: &[u8],
 ) -> Result<Box<dyn Backend>, EngineError> {
     let cpu = |spec: ModelSpec| -> Result<Box<dyn Backend>, EngineError> {
+        if cfg.precision == Precision::Fp16 {
+            return Err(EngineError::Unsupported(
+                "precision fp16 runs on the CUDA backend only; use fp32 or int8 on the CPU".into(),
+            ));
+        }
         let weights = BertWeights::from_safetensors(bytes, &spec.config, cfg.precision)?;
         Ok(Box::new(CpuBackend::new(
             spec,
@@ -141,6 +146,11 @@ fn select_backend(
             backend: "cuda".into(),
             reason: why_not,
         });
+    }
+    if cfg.precision == Precision::Fp16 {
+        return Err(EngineError::Unsupported(format!(
+            "precision fp16 runs on the CUDA backend only ({why_not}); use fp32 or int8 on the CPU"
+        )));
     }
     tracing::info!(
         "{why_not}: embedding on the CPU with {} thread(s)",

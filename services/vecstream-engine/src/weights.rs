@@ -17,11 +17,14 @@ pub enum Linear {
 }
 
 impl Linear {
-    /// `w` is `k × n` row-major (inputs × outputs). bf16 has no kernel on the CPU.
+    /// `w` is `k × n` row-major (inputs × outputs). fp16 and bf16 have no kernel on the CPU
+    /// (the engine refuses them there before loading).
     pub fn new(w: Vec<f32>, k: usize, n: usize, precision: Precision) -> Self {
         match precision {
             Precision::Int8 => Linear::Int8(QuantMatrix::new(&w, k, n)),
-            Precision::Fp32 | Precision::Bf16 => Linear::Fp32(PackedMatrix::new(w, k, n)),
+            Precision::Fp32 | Precision::Fp16 | Precision::Bf16 => {
+                Linear::Fp32(PackedMatrix::new(w, k, n))
+            }
         }
     }
 

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use vecstream_engine::{BackendChoice, BackendKind, Engine, EngineConfig};
+use vecstream_engine::{BackendChoice, BackendKind, Engine, EngineConfig, Precision};
 
 fn model_dir() -> PathBuf {
     let cache = std::env::var("VECSTREAM_CACHE")
@@ -38,8 +38,25 @@ fn without_a_gpu_auto_uses_the_cpu_and_cuda_is_a_clear_error() {
         }
     }
     cfg.backend = BackendChoice::Auto;
-    let engine = Engine::start(cfg).expect("auto starts on any machine");
+    let engine = Engine::start(cfg.clone()).expect("auto starts on any machine");
     if !has_driver {
         assert_eq!(engine.info().backend, BackendKind::Cpu);
     }
+    if has_driver {
+        return;
+    }
+    // fp16 is a CUDA precision: without a GPU it is refused, saying why, not run in fp32.
+    cfg.precision = Precision::Fp16;
+    let message = Engine::start(cfg.clone())
+        .expect_err("fp16 without a GPU")
+        .to_string();
+    assert!(
+        message.contains("fp16") && message.contains("CUDA") && message.contains("libcuda"),
+        "{message}"
+    );
+    // int8 is a CPU precision: auto runs it there.
+    cfg.precision = Precision::Int8;
+    let engine = Engine::start(cfg).expect("int8 on the CPU");
+    assert_eq!(engine.info().backend, BackendKind::Cpu);
+    assert_eq!(engine.info().precision, Precision::Int8);
 }

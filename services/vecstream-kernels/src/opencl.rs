@@ -3,7 +3,8 @@
 //!
 //! Each method copies its inputs to device buffers, launches one kernel with the launch
 //! geometry the CUDA backend uses (work-groups of [`BLOCK`] for row kernels), and reads the
-//! result back: built for checking kernels, not for speed.
+//! result back: built for checking kernels, not for speed. Methods are generic over the
+//! activation storage type ([`Activation`]: `f32`, or `half::f16` for the `_f16` kernels).
 
 use std::ffi::c_void;
 use std::ptr;
@@ -12,11 +13,11 @@ use opencl3::command_queue::CommandQueue;
 use opencl3::context::Context;
 use opencl3::device::{CL_DEVICE_TYPE_ALL, Device, get_all_devices};
 use opencl3::kernel::{ExecuteKernel, Kernel};
-use opencl3::memory::{Buffer, CL_MEM_READ_WRITE};
+use opencl3::memory::{Buffer, CL_MEM_READ_WRITE, ClMem};
 use opencl3::program::Program;
-use opencl3::types::CL_BLOCKING;
+use opencl3::types::{CL_BLOCKING, cl_mem};
 
-use crate::{BLOCK, program_source};
+use crate::{Activation, BLOCK, program_source};
 
 /// Why the kernels could not run.
 #[derive(Debug, thiserror::Error)]
@@ -52,13 +53,15 @@ impl std::fmt::Debug for Runner {
     }
 }
 
-/// A kernel argument: a device buffer or a scalar.
-enum Arg<'a> {
-    F32(&'a Buffer<f32>),
-    I32(&'a Buffer<i32>),
-    U16(&'a Buffer<u16>),
+/// A kernel argument: a device buffer (any element type) or a scalar.
+enum Arg {
+    Mem(cl_mem),
     Int(i32),
     Float(f32),
+}
+
+fn mem<T>(buffer: &Buffer<T>) -> Arg {
+    Arg::Mem(buffer.get())
 }
 
 impl Runner {
@@ -138,24 +141,27 @@ impl Runner {
         Ok(out)
     }
 
-    /// Launches `name` over `global` work-items in groups of `local` and waits.
-    fn launch(
+    /// Launches `name` (with the precision suffix of `T`) over `global` work-items in groups
+    /// of `local` and waits.
+    fn launch<T: Activation>(
         &self,
-        name: &'static str,
-        args: &[Arg<'_>],
+        name: &str,
+        args: &[Arg],
         global: &[usize],
         local: Option<&[usize]>,
     ) -> Result<(), OpenClError> {
-        let kernel = Kernel::create(&self.program, name).map_err(call("kernel"))?;
+        let name = format!("{name}{}", T::KERNEL_SUFFIX);
+        let kernel = Kernel::create(&self.program, &name).map_err(|e| OpenClError::Call {
+            what: "kernel",
+            message: format!("{name}: {e}"),
+        })?;
         let mut exec = ExecuteKernel::new(&kernel);
         for a in args {
             // SAFETY: every argument matches the kernel's parameter at its position (the
             // methods below follow the kernels' signatures).
             unsafe {
                 match a {
-                    Arg::F32(b) => exec.set_arg(*b),
-                    Arg::I32(b) => exec.set_arg(*b),
-                    Arg::U16(b) => exec.set_arg(*b),
+                    Arg::Mem(m) => exec.set_arg(m),
                     Arg::Int(v) => exec.set_arg(v),
                     Arg::Float(v) => exec.set_arg(v),
                 };
@@ -166,74 +172,63 @@ impl Runner {
             exec.set_local_work_sizes(l);
         }
         // SAFETY: buffers live until `wait` returns.
-        let event = unsafe { exec.enqueue_nd_range(&self.queue) }.map_err(call(name))?;
-        event.wait().map_err(call(name))?;
+        let event = unsafe { exec.enqueue_nd_range(&self.queue) }.map_err(call("launch"))?;
+        event.wait().map_err(call("wait"))?;
         Ok(())
     }
 
     /// `embed_layernorm`: one row per token of `ids`.
     #[allow(clippy::too_many_arguments)]
-    pub fn embed_layernorm(
+    pub fn embed_layernorm<T: Activation>(
         &self,
         ids: &[i32],
         positions: &[i32],
         types: &[i32],
-        word: &[f32],
-        position: &[f32],
-        token_type: &[f32],
+        word: &[T],
+        position: &[T],
+        token_type: &[T],
         gamma: &[f32],
         beta: &[f32],
         eps: f32,
-    ) -> Result<Vec<f32>, OpenClError> {
+    ) -> Result<Vec<T>, OpenClError> {
         let hidden = gamma.len();
         let tokens = ids.len();
-        let bufs = (
-            self.buffer(ids)?,
-            self.buffer(positions)?,
-            self.buffer(types)?,
-            self.buffer(word)?,
-            self.buffer(position)?,
-            self.buffer(token_type)?,
-            self.buffer(gamma)?,
-            self.buffer(beta)?,
-            self.buffer(&vec![0f32; tokens * hidden])?,
-        );
-        self.launch(
+        let out = self.buffer(&vec![T::default(); tokens * hidden])?;
+        self.launch::<T>(
             "embed_layernorm",
             &[
-                Arg::I32(&bufs.0),
-                Arg::I32(&bufs.1),
-                Arg::I32(&bufs.2),
-                Arg::F32(&bufs.3),
-                Arg::F32(&bufs.4),
-                Arg::F32(&bufs.5),
-                Arg::F32(&bufs.6),
-                Arg::F32(&bufs.7),
-                Arg::F32(&bufs.8),
+                mem(&self.buffer(ids)?),
+                mem(&self.buffer(positions)?),
+                mem(&self.buffer(types)?),
+                mem(&self.buffer(word)?),
+                mem(&self.buffer(position)?),
+                mem(&self.buffer(token_type)?),
+                mem(&self.buffer(gamma)?),
+                mem(&self.buffer(beta)?),
+                mem(&out),
                 Arg::Int(hidden as i32),
                 Arg::Float(eps),
             ],
             &[tokens * BLOCK],
             Some(&[BLOCK]),
         )?;
-        self.read(&bufs.8, tokens * hidden)
+        self.read(&out, tokens * hidden)
     }
 
     /// An element-wise kernel over rows of `bias.len()` columns: `(x, bias, n, cols)`.
-    fn per_element<T: Copy + Default>(
+    fn per_element<T: Activation>(
         &self,
-        name: &'static str,
+        name: &str,
         x: &[T],
         bias: &[f32],
-        arg: fn(&Buffer<T>) -> Arg<'_>,
     ) -> Result<Vec<T>, OpenClError> {
-        let (xb, bb) = (self.buffer(x)?, self.buffer(bias)?);
+        let xb = self.buffer(x)?;
         let n = x.len();
-        self.launch(
+        self.launch::<T>(
             name,
             &[
-                arg(&xb),
-                Arg::F32(&bb),
+                mem(&xb),
+                mem(&self.buffer(bias)?),
                 Arg::Int(n as i32),
                 Arg::Int(bias.len() as i32),
             ],
@@ -244,36 +239,31 @@ impl Runner {
     }
 
     /// `bias_gelu` on rows of `bias.len()` columns.
-    pub fn bias_gelu(&self, x: &[f32], bias: &[f32]) -> Result<Vec<f32>, OpenClError> {
-        self.per_element("bias_gelu", x, bias, |b| Arg::F32(b))
+    pub fn bias_gelu<T: Activation>(&self, x: &[T], bias: &[f32]) -> Result<Vec<T>, OpenClError> {
+        self.per_element("bias_gelu", x, bias)
     }
 
     /// `add_bias` on rows of `bias.len()` columns.
-    pub fn add_bias(&self, x: &[f32], bias: &[f32]) -> Result<Vec<f32>, OpenClError> {
-        self.per_element("add_bias", x, bias, |b| Arg::F32(b))
-    }
-
-    /// `bias_gelu_f16`: `x` as IEEE half bits in and out.
-    pub fn bias_gelu_f16(&self, x: &[u16], bias: &[f32]) -> Result<Vec<u16>, OpenClError> {
-        self.per_element("bias_gelu_f16", x, bias, |b| Arg::U16(b))
+    pub fn add_bias<T: Activation>(&self, x: &[T], bias: &[f32]) -> Result<Vec<T>, OpenClError> {
+        self.per_element("add_bias", x, bias)
     }
 
     /// `masked_softmax` on scores `[batch, heads, seq, seq]`; `lengths[b]` keys are real.
-    pub fn masked_softmax(
+    pub fn masked_softmax<T: Activation>(
         &self,
-        scores: &[f32],
+        scores: &[T],
         lengths: &[i32],
         heads: usize,
         seq: usize,
         scale: f32,
-    ) -> Result<Vec<f32>, OpenClError> {
-        let (sb, lb) = (self.buffer(scores)?, self.buffer(lengths)?);
+    ) -> Result<Vec<T>, OpenClError> {
+        let sb = self.buffer(scores)?;
         let rows = scores.len() / seq;
-        self.launch(
+        self.launch::<T>(
             "masked_softmax",
             &[
-                Arg::F32(&sb),
-                Arg::I32(&lb),
+                mem(&sb),
+                mem(&self.buffer(lengths)?),
                 Arg::Int(heads as i32),
                 Arg::Int(seq as i32),
                 Arg::Float(scale),
@@ -285,44 +275,38 @@ impl Runner {
     }
 
     /// `residual_layernorm`: `LN(x + y + bias)` per row.
-    pub fn residual_layernorm(
+    pub fn residual_layernorm<T: Activation>(
         &self,
-        x: &[f32],
-        y: &[f32],
+        x: &[T],
+        y: &[T],
         bias: &[f32],
         gamma: &[f32],
         beta: &[f32],
         eps: f32,
-    ) -> Result<Vec<f32>, OpenClError> {
+    ) -> Result<Vec<T>, OpenClError> {
         let hidden = gamma.len();
-        let bufs = (
-            self.buffer(x)?,
-            self.buffer(y)?,
-            self.buffer(bias)?,
-            self.buffer(gamma)?,
-            self.buffer(beta)?,
-        );
-        self.launch(
+        let xb = self.buffer(x)?;
+        self.launch::<T>(
             "residual_layernorm",
             &[
-                Arg::F32(&bufs.0),
-                Arg::F32(&bufs.1),
-                Arg::F32(&bufs.2),
-                Arg::F32(&bufs.3),
-                Arg::F32(&bufs.4),
+                mem(&xb),
+                mem(&self.buffer(y)?),
+                mem(&self.buffer(bias)?),
+                mem(&self.buffer(gamma)?),
+                mem(&self.buffer(beta)?),
                 Arg::Int(hidden as i32),
                 Arg::Float(eps),
             ],
             &[(x.len() / hidden) * BLOCK],
             Some(&[BLOCK]),
         )?;
-        self.read(&bufs.0, x.len())
+        self.read(&xb, x.len())
     }
 
-    /// `pool_normalize` on states `[batch, seq, hidden]`.
-    pub fn pool_normalize(
+    /// `pool_normalize` on states `[batch, seq, hidden]`; the pooled vectors are fp32.
+    pub fn pool_normalize<T: Activation>(
         &self,
-        states: &[f32],
+        states: &[T],
         lengths: &[i32],
         seq: usize,
         hidden: usize,
@@ -330,17 +314,13 @@ impl Runner {
         normalize: bool,
     ) -> Result<Vec<f32>, OpenClError> {
         let batch = lengths.len();
-        let bufs = (
-            self.buffer(states)?,
-            self.buffer(lengths)?,
-            self.buffer(&vec![0f32; batch * hidden])?,
-        );
-        self.launch(
+        let out = self.buffer(&vec![0f32; batch * hidden])?;
+        self.launch::<T>(
             "pool_normalize",
             &[
-                Arg::F32(&bufs.0),
-                Arg::I32(&bufs.1),
-                Arg::F32(&bufs.2),
+                mem(&self.buffer(states)?),
+                mem(&self.buffer(lengths)?),
+                mem(&out),
                 Arg::Int(seq as i32),
                 Arg::Int(hidden as i32),
                 Arg::Int(i32::from(cls)),
@@ -349,32 +329,27 @@ impl Runner {
             &[batch * BLOCK],
             Some(&[BLOCK]),
         )?;
-        self.read(&bufs.2, batch * hidden)
+        self.read(&out, batch * hidden)
     }
 
-    /// `gemm_nt`: `a [m, k] * b [n, k]^T (+ bias)`.
-    pub fn gemm_nt(
+    /// `gemm_nt`: `a [m, k] * b [n, k]^T (+ bias)`, accumulated in fp32.
+    pub fn gemm_nt<T: Activation>(
         &self,
-        a: &[f32],
-        b: &[f32],
+        a: &[T],
+        b: &[T],
         bias: Option<&[f32]>,
         m: usize,
         n: usize,
         k: usize,
-    ) -> Result<Vec<f32>, OpenClError> {
-        let bufs = (
-            self.buffer(a)?,
-            self.buffer(b)?,
-            self.buffer(bias.unwrap_or(&[0.0]))?,
-            self.buffer(&vec![0f32; m * n])?,
-        );
-        self.launch(
+    ) -> Result<Vec<T>, OpenClError> {
+        let out = self.buffer(&vec![T::default(); m * n])?;
+        self.launch::<T>(
             "gemm_nt",
             &[
-                Arg::F32(&bufs.0),
-                Arg::F32(&bufs.1),
-                Arg::F32(&bufs.2),
-                Arg::F32(&bufs.3),
+                mem(&self.buffer(a)?),
+                mem(&self.buffer(b)?),
+                mem(&self.buffer(bias.unwrap_or(&[0.0]))?),
+                mem(&out),
                 Arg::Int(m as i32),
                 Arg::Int(n as i32),
                 Arg::Int(k as i32),
@@ -383,6 +358,6 @@ impl Runner {
             &[n.div_ceil(16) * 16, m.div_ceil(16) * 16],
             Some(&[16, 16]),
         )?;
-        self.read(&bufs.3, m * n)
+        self.read(&out, m * n)
     }
 }

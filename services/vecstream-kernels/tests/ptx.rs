@@ -34,7 +34,7 @@ fn every_kernel_compiles_to_ptx_for_sm80_and_sm90() {
             std::fs::read_to_string(out.join(format!("vecstream_kernels.{arch}.ptx"))).unwrap();
         let target = format!(".target {arch}");
         assert!(ptx.contains(&target), "{arch}: no {target}");
-        for name in vecstream_kernels::KERNEL_NAMES {
+        for name in vecstream_kernels::entry_points() {
             assert!(
                 ptx.contains(&format!(".entry {name}(")),
                 "{arch}: {name} missing"

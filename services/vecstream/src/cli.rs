@@ -279,8 +279,9 @@ pub struct EmbedArgs {
     /// Model directory (config engine.model_dir).
     #[arg(long, env = "VECSTREAM_ENGINE_MODEL_DIR", value_name = "DIR")]
     pub model: Option<String>,
-    /// fp32, or int8 for quantised linear layers (config engine.precision).
-    #[arg(long, env = "VECSTREAM_ENGINE_PRECISION", value_parser = ["fp32", "int8"])]
+    /// fp32; int8 for quantised linear layers (CPU); fp16 (CUDA only) (config
+    /// engine.precision).
+    #[arg(long, env = "VECSTREAM_ENGINE_PRECISION", value_parser = ["fp32", "int8", "fp16"])]
     pub precision: Option<String>,
     /// Threads of the forward pass, 0 = every core (config engine.threads).
     #[arg(long, env = "VECSTREAM_ENGINE_THREADS", value_name = "N")]
@@ -415,7 +416,7 @@ pub struct ModelArgs {
     /// Token limit per chunk text; 0 keeps the model's. Changes the model id.
     #[arg(long, default_value_t = 0)]
     pub max_seq_length: usize,
-    /// Precision of the forward pass: fp32 or int8.
+    /// Precision of the forward pass: fp32, int8 (CPU) or fp16 (CUDA).
     #[arg(long, default_value = "fp32")]
     pub precision: String,
 }
