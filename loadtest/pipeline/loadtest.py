@@ -2,7 +2,8 @@
 measured in the same run.
 
     loadtest/pipeline/run.sh [--count N] [--rate R] [--update-ratio U] [--delete-ratio D]
-                             [--bad-ratio B] [--chaos] [--out DIR]
+                             [--bad-ratio B] [--chaos] [--chaos-every S] [--broken-sink]
+                             [--stall-secs S] [--out DIR]
 
 It starts `vecstream run embedder` and `vecstream run sink` (fresh consumer groups that begin
 at the topics' current end), publishes a realistic document stream with the stock Python
@@ -13,10 +14,19 @@ event time against the produce time), consumer lag and the CPU and RSS of each p
 time. Then it runs `vecstream embed` on the chunk-sized texts of the same documents: the
 engine-only ceiling; the report gives the pipeline's tokens/s as a ratio of it.
 
---chaos kills (SIGKILL) and restarts the embedder and the sink on a schedule and stops
-Weaviate for a while; whatever the mode, the run ends with a check of Weaviate's contents
-against the expected set (every live document at its last version with chunk indexes
-0..n-1 and nothing else; deleted ones absent) and prints a verdict.
+--chaos also starts `vecstream run worker` and sends documents over 1,500 tokens to their
+LargeDocumentWorkflow on Temporal, then, every --chaos-every seconds, in turn: SIGKILL and
+restart the embedder; the sink; Weaviate down for 15 s; the worker; Weaviate down with the
+sink killed during the outage (so a sink that commits before its upserts are durable loses
+the batch it was retrying). Whatever the mode, the run ends with a check of Weaviate's
+contents against the expected set (every live document at its last version with chunk
+indexes 0..n-1 and nothing else; deleted ones absent) and prints a verdict; it ends when
+every expected effect is in, or when nothing has reached Weaviate for --stall-secs (lost
+records never arrive).
+
+--broken-sink (run.sh builds it: cargo feature `fault-commit-before-upsert`, binary given with
+--sink-vecstream) runs a sink that commits offsets before upserting: with --chaos its verdict
+must be FAIL, which shows that the check can fail.
 
 Output: DIR/pipeline-<time>/{results.json, report.md, throughput.svg, lag.svg, latency.svg}.
 """
@@ -26,6 +36,7 @@ import json
 import os
 import pathlib
 import random
+import resource
 import signal
 import statistics
 import subprocess
@@ -43,7 +54,7 @@ BOOTSTRAP = "127.0.0.1:9092"
 REGISTRY = "http://127.0.0.1:8081/apis/ccompat/v7"
 WEAVIATE = "http://127.0.0.1:8080"
 DOCS, VECTORS, LINEAGE = "docs.documents.v1", "docs.vectors.v1", "docs.lineage.v1"
-PORTS = {"embedder": 19801, "sink": 19802}
+PORTS = {"embedder": 19801, "sink": 19802, "worker": 19803}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -82,6 +93,7 @@ class Component:
 
     def __init__(self, vecstream, name, sets, log_dir):
         self.vecstream, self.name, self.sets, self.log_dir = vecstream, name, sets, log_dir
+        self.restarts = 0
         self.proc = None
         self.start()
 
@@ -107,6 +119,7 @@ class Component:
     def kill(self):
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
+        self.restarts += 1
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
@@ -273,7 +286,12 @@ def main():
     ap.add_argument("--bad-ratio", type=float, default=0.01)
     ap.add_argument("--chaos", action="store_true")
     ap.add_argument("--chaos-every", type=float, default=20, help="seconds between faults")
+    ap.add_argument("--broken-sink", action="store_true",
+                    help="the sink is a build that commits before upserting (--sink-vecstream)")
+    ap.add_argument("--stall-secs", type=float, default=150,
+                    help="end the wait when nothing reached Weaviate for this long")
     ap.add_argument("--vecstream", default=os.environ.get("VECSTREAM_BIN"))
+    ap.add_argument("--sink-vecstream", help="binary for the sink (default: --vecstream)")
     ap.add_argument("--out", default=str(ROOT / "loadtest" / "results"))
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--timeout", type=float, default=1800)
@@ -309,8 +327,15 @@ def main():
     start_groups_at_end([(groups[0], DOCS), (groups[1], VECTORS)])
     sets = [f"embedder.group_id={groups[0]}", "embedder.transactional_id=loadtest-embedder",
             f"sink.group_id={groups[1]}", "sink.max_backoff_ms=2000"]
-    comps = {n: Component(args.vecstream, n, sets, out) for n in ("embedder", "sink")}
-    collection = json.load(urllib.request.urlopen(f"{WEAVIATE}/v1/aliases/Chunks", timeout=5))["class"]
+    if args.chaos:
+        # The long tail goes through Temporal, so killing the worker hits work in flight.
+        sets.append("embedder.large_document_tokens=1500")
+    if args.broken_sink and not args.sink_vecstream:
+        raise SystemExit("--broken-sink needs --sink-vecstream (run.sh builds it)")
+    binaries = {"embedder": args.vecstream, "sink": args.sink_vecstream or args.vecstream,
+                "worker": args.vecstream}
+    names = ("embedder", "sink", "worker") if args.chaos else ("embedder", "sink")
+    comps = {n: Component(binaries[n], n, sets, out) for n in names}
 
     stop = threading.Event()
     lineage = []
@@ -341,20 +366,33 @@ def main():
 
     faults = []
 
+    def weaviate_down(seconds, during=None):
+        subprocess.run([ROOT / "compose/local/stack", "down", "weaviate"], capture_output=True)
+        time.sleep(seconds / 2)
+        if during:
+            during()
+        time.sleep(seconds / 2)
+        subprocess.run([ROOT / "compose/local/stack", "up", "weaviate"], capture_output=True)
+
+    def restart(kind):
+        comps[kind].kill()
+        comps[kind].start()
+
     def chaos():
+        schedule = ["embedder", "sink", "weaviate", "worker", "weaviate+sink"]
         n = 0
         while not stop.wait(args.chaos_every):
-            kind = ["embedder", "sink", "weaviate"][n % 3]
+            kind = schedule[n % len(schedule)]
             n += 1
             if kind == "weaviate":
                 faults.append((time.time() - t0, "weaviate down 15 s"))
-                subprocess.run([ROOT / "compose/local/stack", "down", "weaviate"], capture_output=True)
-                time.sleep(15)
-                subprocess.run([ROOT / "compose/local/stack", "up", "weaviate"], capture_output=True)
+                weaviate_down(15)
+            elif kind == "weaviate+sink":
+                faults.append((time.time() - t0, "weaviate down 15 s, kill -9 sink during it"))
+                weaviate_down(15, during=lambda: restart("sink"))
             else:
                 faults.append((time.time() - t0, f"kill -9 {kind}"))
-                comps[kind].kill()
-                comps[kind].start()
+                restart(kind)
 
     if args.chaos:
         threading.Thread(target=chaos, daemon=True).start()
@@ -390,11 +428,23 @@ def main():
         deletes = {d for d, _, s, _, _ in lineage if s == "sink:deleted"}
         return all(((d, v) in upserted) if v is not None else (d in deletes) for d, v in expected.items())
 
+    # Lost records never arrive: stop waiting when nothing reached Weaviate for a while.
+    seen, progress_at = 0, time.time()
+    stalled = False
     while not settled() and time.time() - t0 < args.timeout:
         time.sleep(1)
-    drained_s = time.time() - t0
+        if len(lineage) != seen:
+            seen, progress_at = len(lineage), time.time()
+        elif time.time() - progress_at > args.stall_secs:
+            stalled = True
+            print(f"[loadtest] nothing reached Weaviate for {args.stall_secs:.0f}s: checking what is there",
+                  flush=True)
+            break
+    drained_s = (progress_at if stalled else time.time()) - t0
     stop.set()
     time.sleep(1.5)
+    # The alias exists once a sink has written (on a fresh stack, during this run).
+    collection = json.load(urllib.request.urlopen(f"{WEAVIATE}/v1/aliases/Chunks", timeout=5))["class"]
     ok, problems = verify(collection, run, expected)
     for c in comps.values():
         c.stop()
@@ -432,15 +482,21 @@ def main():
             for s in range(0, len(ws), 150):  # ~200 tokens, under the 256-token window
                 f.write(json.dumps({"id": f"{d}-{n}", "text": " ".join(ws[s:s + 150])}) + "\n")
                 n += 1
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = subprocess.run([args.vecstream, "--log-level", "warn", "embed", "--quiet", "--input", str(corpus),
                         "--output", "/dev/null"], capture_output=True, text=True, check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     engine = json.loads(r.stderr.strip().splitlines()[-1])
+    # CPU-seconds of the whole `vecstream embed` process (model loading included).
+    engine["cpu_seconds"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     corpus.unlink()
     pipeline_tps = tokens / drained_s if drained_s else 0
     usage = {n: {"cpu_seconds": total(n, "cpu"),
                  "peak_rss_mb": max((s[n]["rss"] or 0) for s in samples) / 2**20 if samples else None} for n in comps}
     result = {
         "run": run, "count": args.count, "records_published": len(events), "chaos": args.chaos, "faults": faults,
+        "broken_sink": args.broken_sink, "stalled": stalled,
+        "restarts": {n: c.restarts for n, c in comps.items()},
         "publish_seconds": produce_s, "drained_seconds": drained_s,
         "documents_embedded": embedded, "chunks_embedded": chunks, "tokens_embedded": tokens,
         "documents_per_s": embedded / drained_s, "chunks_per_s": chunks / drained_s, "tokens_per_s": pipeline_tps,
@@ -448,6 +504,16 @@ def main():
         "engine_only": engine, "pipeline_vs_engine_tokens_ratio": pipeline_tps / engine["tokens_per_s"],
         "processes": usage, "verdict": "PASS" if ok else "FAIL", "problems": problems[:50],
     }
+    # Per CPU-second, the embedder against the engine alone: what the pipeline's own work
+    # (Kafka, Avro, chunking, transactions, lineage) costs, apart from sharing the cores.
+    embedder_cpu = usage["embedder"]["cpu_seconds"]
+    result["tokens_per_cpu_second"] = {
+        "embedder": tokens / embedder_cpu if embedder_cpu else None,
+        "engine_only": engine["tokens"] / engine["cpu_seconds"] if engine["cpu_seconds"] else None,
+    }
+    tpc = result["tokens_per_cpu_second"]
+    result["embedder_vs_engine_per_cpu_second"] = (tpc["embedder"] / tpc["engine_only"]
+                                                    if tpc["embedder"] and tpc["engine_only"] else None)
     (out / "results.json").write_text(json.dumps({**result, "samples": samples}, indent=1))
     xs = lambda key, field: [(s["t"], s[key][field]) for s in samples if s.get(key)]
     rate = lambda pts: [(pts[i][0], (pts[i][1] - pts[i - 1][1]) / max(pts[i][0] - pts[i - 1][0], 1e-9))
@@ -463,6 +529,8 @@ def main():
 {args.count} documents ({len(events)} records with {len(updated)} updates, {len(deleted)} deletes,
 {int(args.count * args.bad_ratio)} undecodable), rate {'max' if not args.rate else args.rate}/s,
 chaos {'on: ' + ', '.join(f'{t:.0f}s {k}' for t, k in faults) if args.chaos else 'off'}.
+{'**Sink: the deliberately broken build that commits offsets before upserting** (expected verdict: FAIL).' if args.broken_sink else ''}
+{f'The wait ended after {args.stall_secs:.0f} s without progress: some expected effects never arrived.' if stalled else ''}
 
 | measure | value |
 |---|---|
@@ -474,8 +542,11 @@ chaos {'on: ' + ', '.join(f'{t:.0f}s {k}' for t, k in faults) if args.chaos else
 | tokens/s (engine only, `vecstream embed`, same texts) | {engine['tokens_per_s']:.0f} |
 | **pipeline / engine** | **{result['pipeline_vs_engine_tokens_ratio']:.2f}** |
 | latency p50 / p95 / p99 (produce → upserted) | {q(0.5)} / {q(0.95)} / {q(0.99)} ms |
-| embedder CPU s / peak RSS | {usage['embedder']['cpu_seconds']:.1f} / {usage['embedder']['peak_rss_mb']:.0f} MB |
+| tokens per CPU-second: embedder / engine only | {tpc['embedder'] or 0:.0f} / {tpc['engine_only'] or 0:.0f} (**{result['embedder_vs_engine_per_cpu_second'] or 0:.2f}**) |
+| embedder CPU s / peak RSS | {usage['embedder']['cpu_seconds']:.1f} / {usage['embedder']['peak_rss_mb']:.0f} MB (cores used: {usage['embedder']['cpu_seconds'] / drained_s:.2f}) |
 | sink CPU s / peak RSS | {usage['sink']['cpu_seconds']:.1f} / {usage['sink']['peak_rss_mb']:.0f} MB |
+{f"| worker CPU s / peak RSS | {usage['worker']['cpu_seconds']:.1f} / {usage['worker']['peak_rss_mb']:.0f} MB |" if 'worker' in usage else ''}
+| restarts (chaos) | {', '.join(f'{n} {c.restarts}' for n, c in comps.items())} |
 | Weaviate contents check | **{result['verdict']}** {('(' + '; '.join(problems[:5]) + ')') if problems else ''} |
 
 ![throughput](throughput.svg) ![lag](lag.svg) ![latency](latency.svg)

@@ -1,14 +1,38 @@
 #!/usr/bin/env bash
 # Pipeline load test: stack up, release build, then loadtest.py with the given flags
 # (see `loadtest/pipeline/run.sh --help`). Results in loadtest/results/pipeline-<time>/.
+#
+# --broken-sink also builds the deliberately broken sink (cargo feature
+# fault-commit-before-upsert: commits offsets before upserting), copies it to
+# $VECSTREAM_CACHE/bin/vecstream-broken-sink and runs the sink from it; with --chaos the
+# verdict must then be FAIL. The normal binary is rebuilt right after (cached: seconds).
+#
+# LOADTEST_PROFILE=dev builds the dev profile instead of release (the engine and numeric
+# crates are at opt-level 3 there too; much faster to build on a small machine).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 CACHE="${VECSTREAM_CACHE:-$HOME/.cache/vecstream}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
+PROFILE="${LOADTEST_PROFILE:-release}"
+OUT_DIR="$CARGO_TARGET_DIR/$([[ $PROFILE == dev ]] && echo debug || echo "$PROFILE")"
+args=()
+broken=0
+for a in "$@"; do
+  if [[ $a == --broken-sink ]]; then broken=1; fi
+  args+=("$a")
+done
 compose/local/stack up >/dev/null
+if ((broken)); then
+  mkdir -p "$CACHE/bin"
+  cargo build -q --profile "$PROFILE" -p vecstream --features fault-commit-before-upsert
+  cp "$OUT_DIR/vecstream" "$CACHE/bin/vecstream-broken-sink"
+  args+=(--sink-vecstream "$CACHE/bin/vecstream-broken-sink")
+  # Never leave the broken build where the normal binary is expected.
+  cargo build -q --profile "$PROFILE" -p vecstream
+fi
 if [[ -z "${VECSTREAM_BIN:-}" ]]; then
-  cargo build -q --release -p vecstream
-  VECSTREAM_BIN="$CARGO_TARGET_DIR/release/vecstream"
+  cargo build -q --profile "$PROFILE" -p vecstream
+  VECSTREAM_BIN="$OUT_DIR/vecstream"
 fi
 "$VECSTREAM_BIN" --log-level warn topics create >/dev/null
-exec "$CACHE/venv/bin/python" loadtest/pipeline/loadtest.py --vecstream "$VECSTREAM_BIN" "$@"
+exec "$CACHE/venv/bin/python" loadtest/pipeline/loadtest.py --vecstream "$VECSTREAM_BIN" "${args[@]}"

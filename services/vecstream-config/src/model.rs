@@ -45,6 +45,9 @@ pub struct EngineSettings {
     pub max_wait_ms: u64,
     /// Token limit per text, special tokens included; 0 = the model's own (256 for MiniLM).
     pub max_seq_length: usize,
+    /// The model store: registered (fine-tuned) model versions. `model_dir`, `embed --model`
+    /// and `reindex start --model-dir` also take a version name or model id of this store.
+    pub model_store: String,
 }
 
 /// The stream embedder: documents in, vectors + lineage out, in Kafka transactions.
@@ -144,6 +147,7 @@ impl Default for EngineSettings {
             batch_tokens: 8192,
             max_wait_ms: 5,
             max_seq_length: 0,
+            model_store: format!("{}/model-store", cache_dir()),
         }
     }
 }

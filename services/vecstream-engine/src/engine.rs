@@ -200,6 +200,8 @@ impl Engine {
         let tokenizer = TextTokenizer::load(&spec.dir, spec.max_seq_length)?;
         let model_id = spec.model_id.clone();
         let max_seq_length = spec.max_seq_length;
+        let adapter = spec.adapter.clone();
+        let normalize = spec.normalize;
         let backend = select_backend(&cfg, spec, &bytes)?;
         drop(bytes);
         let info = EngineInfo {
@@ -216,6 +218,9 @@ impl Engine {
             tokenizer: tokenizer.clone(),
             batch_tokens: cfg.batch_tokens.max(max_seq_length),
             max_wait: cfg.max_wait,
+            adapter,
+            normalize,
+            threads: cfg.threads,
         };
         let thread = std::thread::Builder::new()
             .name("vecstream-engine".into())
@@ -304,6 +309,10 @@ struct Worker {
     tokenizer: TextTokenizer,
     batch_tokens: usize,
     max_wait: Duration,
+    /// Applied to the backend's vectors (fine-tuned model versions).
+    adapter: Option<std::sync::Arc<crate::adapter::Adapter>>,
+    normalize: bool,
+    threads: usize,
 }
 
 /// Where an item of a gathered group goes back to: (request, position in it).
@@ -387,7 +396,10 @@ impl Worker {
                 batch.push(&e.ids);
             }
             match self.backend.embed(&batch) {
-                Ok(vectors) => {
+                Ok(mut vectors) => {
+                    if let Some(adapter) = &self.adapter {
+                        adapter.apply(&mut vectors, self.normalize, self.threads);
+                    }
                     let dim = self.backend.dim();
                     for ((slot, e), v) in items[start..end].iter().zip(vectors.chunks_exact(dim)) {
                         if let Some((_, out)) = &mut replies[slot.0] {

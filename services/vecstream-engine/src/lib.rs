@@ -4,6 +4,7 @@
 //! on a [`Backend`] (the CPU one here, CUDA behind a feature later) on the engine's own
 //! threads, fed through a bounded channel, never on the async runtime's workers.
 
+pub mod adapter;
 pub mod backend;
 pub mod chunk;
 pub mod cpu;
@@ -14,7 +15,9 @@ mod cuda;
 mod engine;
 mod error;
 pub mod model;
+pub mod model_store;
 pub mod tokenize;
+pub mod train;
 pub mod weights;
 
 pub use backend::{Backend, BackendKind, Precision, TokenBatch};

@@ -75,6 +75,8 @@ pub struct ModelSpec {
     pub normalize: bool,
     /// Tokens per input, special tokens included (sentence-transformers' max_seq_length).
     pub max_seq_length: usize,
+    /// A fine-tuned linear adapter applied after pooling (`adapter.safetensors`).
+    pub adapter: Option<std::sync::Arc<crate::adapter::Adapter>>,
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, EngineError> {
@@ -178,6 +180,24 @@ impl ModelSpec {
         let mut hash = Sha256::new();
         hash.update(&bytes);
         hash.update(format!("|{pooling:?}|{normalize}|{max_seq_length}").as_bytes());
+        let adapter = match crate::adapter::Adapter::load(dir)? {
+            Some((adapter, adapter_bytes)) => {
+                if adapter.dim() != config.hidden_size {
+                    return Err(model_err(
+                        dir,
+                        &format!(
+                            "adapter of dimension {} on a model of hidden size {}",
+                            adapter.dim(),
+                            config.hidden_size
+                        ),
+                    ));
+                }
+                hash.update(b"|adapter|");
+                hash.update(&adapter_bytes);
+                Some(std::sync::Arc::new(adapter))
+            }
+            None => None,
+        };
         let name = dir
             .canonicalize()
             .ok()
@@ -192,6 +212,7 @@ impl ModelSpec {
             pooling,
             normalize,
             max_seq_length,
+            adapter,
         };
         Ok((spec, bytes))
     }

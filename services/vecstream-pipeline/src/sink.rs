@@ -136,6 +136,13 @@ impl Sink {
 
     /// Runs until `shutdown` turns true; then finishes and commits the batch in hand.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), PipelineError> {
+        if cfg!(feature = "fault-commit-before-upsert") {
+            tracing::warn!(
+                "this sink is a deliberately broken build (cargo feature \
+                 fault-commit-before-upsert): it commits offsets before upserting and loses \
+                 data on a crash; it exists to show that the load test's chaos check fails"
+            );
+        }
         loop {
             if *shutdown.borrow() {
                 break;
@@ -169,13 +176,37 @@ impl Sink {
         if batch.is_empty() {
             return Ok(());
         }
+        if cfg!(feature = "fault-commit-before-upsert") {
+            // Deliberately wrong, for the load test's chaos check only: a crash between
+            // this commit and the upsert loses the batch.
+            self.commit_offsets(&batch, shutdown).await?;
+            self.apply_with_retries(&batch, shutdown).await?;
+        } else {
+            self.apply_with_retries(&batch, shutdown).await?;
+            // Effects are durable: commit what is still ours.
+            self.commit_offsets(&batch, shutdown).await?;
+        }
+        Ok(())
+    }
+
+    async fn apply_with_retries(
+        &self,
+        batch: &[OwnedMessage],
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<(), PipelineError> {
         self.member
             .retry_paused(&self.retrier(), "batch", shutdown, || {
-                self.apply_batch(&batch)
+                self.apply_batch(batch)
             })
-            .await?;
+            .await
+    }
 
-        // Effects are durable: commit what is still ours.
+    /// Commits the offsets after `batch` on the partitions still assigned to this member.
+    async fn commit_offsets(
+        &self,
+        batch: &[OwnedMessage],
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<(), PipelineError> {
         let assigned = self.member.tracker.snapshot();
         let offsets = next_offsets(batch.iter().map(|m| (m.partition(), m.offset())));
         let mut tpl = TopicPartitionList::new();

@@ -101,13 +101,22 @@ impl std::fmt::Debug for JobActivities {
     }
 }
 
+/// The model directory of `model`: a directory as it is, or a version name or model id of
+/// the model store (`engine.model_store`).
+pub fn resolve_model(s: &vecstream_config::EngineSettings, model: &str) -> Result<String, String> {
+    vecstream_engine::model_store::ModelStore::new(&s.model_store)
+        .resolve(model)
+        .map(|p| p.display().to_string())
+        .map_err(|e| e.to_string())
+}
+
 /// The engine settings `s` (backend, threads, batching) with the target's model, length and
 /// precision: how every vecstream process builds its engine.
 pub fn engine_config(
     s: &vecstream_config::EngineSettings,
     target: &ModelTarget,
 ) -> Result<EngineConfig, String> {
-    let mut cfg = EngineConfig::new(&target.model_dir);
+    let mut cfg = EngineConfig::new(resolve_model(s, &target.model_dir)?);
     cfg.backend = s.backend.parse()?;
     cfg.precision = target.precision.parse()?;
     if s.threads > 0 {
@@ -209,10 +218,10 @@ impl JobActivities {
     }
 
     /// The model id of a configuration, without loading the engine.
-    fn model_id_of(target: &ModelTarget) -> Result<String, ActivityError> {
-        let dir = std::path::Path::new(&target.model_dir);
+    fn model_id_of(&self, target: &ModelTarget) -> Result<String, ActivityError> {
+        let dir = resolve_model(&self.config.engine, &target.model_dir).map_err(permanent)?;
         let len = (target.max_seq_length > 0).then_some(target.max_seq_length);
-        vecstream_engine::model::ModelSpec::load(dir, len)
+        vecstream_engine::model::ModelSpec::load(std::path::Path::new(&dir), len)
             .map(|(spec, _)| spec.model_id)
             .map_err(|e| permanent(format!("model {}: {e}", target.model_dir)))
     }
@@ -230,7 +239,7 @@ impl JobActivities {
     ) -> Result<Prepared, ActivityError> {
         let metrics = self.metrics.clone();
         timed(&metrics, "reindex.prepare", async move {
-            let model_id = Self::model_id_of(&input.target)?;
+            let model_id = self.model_id_of(&input.target)?;
             if model_id != input.target_model_id {
                 return Err(permanent(format!(
                     "{} is model {model_id} on this worker, not {} as requested",
@@ -253,7 +262,7 @@ impl JobActivities {
             // The worker's configured model embeds queries for the live collection when it is
             // that collection's model.
             let configured = ModelTarget::configured(&self.config.engine);
-            let live_target = match (&live, Self::model_id_of(&configured)) {
+            let live_target = match (&live, self.model_id_of(&configured)) {
                 (Some(l), Ok(id)) if collection_name(&id) == *l => Some(configured),
                 _ => None,
             };

@@ -276,7 +276,8 @@ pub struct EmbedArgs {
     /// Output lines `{"id": ..., "vector": [...]}`; default: standard output.
     #[arg(long, short, env = "VECSTREAM_EMBED_OUTPUT", value_name = "FILE.jsonl")]
     pub output: Option<PathBuf>,
-    /// Model directory (config engine.model_dir).
+    /// Model directory, or a version name or model id of the model store (config
+    /// engine.model_dir).
     #[arg(long, env = "VECSTREAM_ENGINE_MODEL_DIR", value_name = "DIR")]
     pub model: Option<String>,
     /// fp32; int8 for quantised linear layers (CPU); fp16 (CUDA only) (config
@@ -410,7 +411,8 @@ pub struct PendingArgs {
 /// A model configuration on the command line (the reindex target, an evaluated model).
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
-    /// Model directory (config.json, tokenizer.json, model.safetensors), as the worker sees it.
+    /// Model directory (config.json, tokenizer.json, model.safetensors), as the worker sees
+    /// it, or a version name or model id of the model store (engine.model_store).
     #[arg(long)]
     pub model_dir: String,
     /// Token limit per chunk text; 0 keeps the model's. Changes the model id.

@@ -22,12 +22,15 @@ use crate::cli::{
     ReviewArgs, ReviewCommand,
 };
 
-fn target_of(m: &ModelArgs) -> ModelTarget {
-    ModelTarget {
-        model_dir: m.model_dir.clone(),
+/// The model of `m`: its directory resolved through the model store (a version name or
+/// model id of `engine.model_store` becomes that version's directory).
+fn target_of(config: &Config, m: &ModelArgs) -> anyhow::Result<ModelTarget> {
+    Ok(ModelTarget {
+        model_dir: vecstream_workflows::activities::resolve_model(&config.engine, &m.model_dir)
+            .map_err(anyhow::Error::msg)?,
         max_seq_length: m.max_seq_length,
         precision: m.precision.clone(),
-    }
+    })
 }
 
 fn model_id_of(target: &ModelTarget) -> anyhow::Result<String> {
@@ -52,7 +55,7 @@ pub async fn reindex(config: &Config, cmd: &ReindexCommand) -> anyhow::Result<Ex
 }
 
 async fn reindex_start(config: &Config, args: &ReindexStartArgs) -> anyhow::Result<ExitCode> {
-    let target = target_of(&args.model);
+    let target = target_of(config, &args.model)?;
     let model_id = model_id_of(&target)?;
     let alias = args
         .alias
@@ -299,7 +302,11 @@ async fn eval_run(config: &Config, args: &EvalRunArgs) -> anyhow::Result<ExitCod
                 (
                     c.clone(),
                     ModelTarget {
-                        model_dir: dir.clone(),
+                        model_dir: vecstream_workflows::activities::resolve_model(
+                            &config.engine,
+                            dir,
+                        )
+                        .unwrap_or_else(|_| dir.clone()),
                         ..configured.clone()
                     },
                 )
