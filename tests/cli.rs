@@ -143,11 +143,47 @@ fn invalid_jsonl_publishes_nothing_unless_asked() {
 }
 
 #[test]
-fn commands_of_later_issues_say_so() {
-    let out = vecstream(&["finetune"]);
-    assert_eq!(out.status.code(), Some(69), "{}", describe(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("arrives with issue #8"));
-    assert!(vecstream(&["finetune", "--help"]).status.success());
+fn finetune_refuses_bad_pairs_before_starting_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = dir.path().join("pairs.jsonl");
+    std::fs::write(
+        &pairs,
+        "{\"query\": \"q\", \"positive\": \"p\"}\n{\"query\": \"q2\"}\n",
+    )
+    .unwrap();
+    let out = vecstream(&[
+        "finetune",
+        "start",
+        "--base",
+        vecstream_e2e::cache_dir()
+            .join("models/all-MiniLM-L6-v2")
+            .to_str()
+            .unwrap(),
+        "--pairs",
+        pairs.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 2") && err.contains("positive"),
+        "{}",
+        describe(&out)
+    );
+    // An unknown base model is named, with what the store holds.
+    let out = vecstream(&[
+        "finetune",
+        "start",
+        "--base",
+        "no-such-model",
+        "--pairs",
+        pairs.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no-such-model"),
+        "{}",
+        describe(&out)
+    );
 }
 
 #[test]
@@ -165,6 +201,21 @@ fn job_commands_document_their_flags_and_reject_bad_input() {
         ),
         (vec!["reindex", "status"], vec!["--watch", "--json"]),
         (vec!["review", "approve"], vec!["--reviewer", "--comment"]),
+        (
+            vec!["finetune", "start"],
+            vec![
+                "--base",
+                "--pairs",
+                "--epochs",
+                "--batch-size",
+                "--learning-rate",
+                "--held-out",
+                "--checkpoint-every",
+                "--review-timeout",
+            ],
+        ),
+        (vec!["finetune", "status"], vec!["--watch", "--json"]),
+        (vec!["finetune", "list"], vec!["--json"]),
         (
             vec!["eval", "run"],
             vec!["--suite", "--collection", "--min-recall"],

@@ -32,6 +32,7 @@ Output: DIR/pipeline-<time>/{results.json, report.md, throughput.svg, lag.svg, l
 """
 
 import argparse
+import atexit
 import json
 import os
 import pathlib
@@ -98,6 +99,9 @@ class Component:
         self.start()
 
     def start(self):
+        # A process of an earlier run still on the port would answer the readiness check.
+        if self.ready():
+            raise SystemExit(f"port {PORTS[self.name]} is in use (a {self.name} of another run?); stop it first")
         log = open(self.log_dir / f"{self.name}.log", "a")
         args = [self.vecstream, "--metrics-addr", f"127.0.0.1:{PORTS[self.name]}"]
         for s in self.sets:
@@ -122,8 +126,13 @@ class Component:
         self.restarts += 1
 
     def stop(self):
+        if self.proc.poll() is not None:
+            return
         self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=120)
+        try:
+            self.proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
 
     def metrics(self):
         try:
@@ -335,7 +344,11 @@ def main():
     binaries = {"embedder": args.vecstream, "sink": args.sink_vecstream or args.vecstream,
                 "worker": args.vecstream}
     names = ("embedder", "sink", "worker") if args.chaos else ("embedder", "sink")
-    comps = {n: Component(binaries[n], n, sets, out) for n in names}
+    comps = {}
+    # Whatever happens to this script, its processes do not outlive it.
+    atexit.register(lambda: [c.stop() for c in comps.values()])
+    for n in names:
+        comps[n] = Component(binaries[n], n, sets, out)
 
     stop = threading.Event()
     lineage = []

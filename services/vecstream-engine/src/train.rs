@@ -19,6 +19,7 @@ use crate::cpu::gemm::{View, matmul};
 
 /// Training settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     pub epochs: u64,
     /// Pairs per batch (each batch's positives are the other queries' negatives).

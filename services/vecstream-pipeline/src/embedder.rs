@@ -57,6 +57,10 @@ enum Decision {
         tenant: String,
         version: i64,
         tombstone: bool,
+        /// The version the embedder last emitted for the document, if it knows one: its
+        /// large-document job (if it was escalated) must be closed before the delete is
+        /// written.
+        prior_version: Option<i64>,
     },
     Skip {
         doc: Document,
@@ -398,6 +402,7 @@ impl Embedder {
         let vectors: Vec<Vec<f32>> = embedded.into_iter().map(|e| e.vector).collect();
 
         self.escalate(&mut items, shutdown).await?;
+        self.settle_deletes(&items, shutdown).await?;
 
         let next_offsets = next_offsets(items.iter().map(|i| (i.partition, i.offset)));
         let committed_partitions = self
@@ -486,6 +491,48 @@ impl Embedder {
         Ok(())
     }
 
+    /// What the memory holds for a document, counting this batch's earlier decisions.
+    fn known<'a>(
+        &'a self,
+        pending: &'a HashMap<(i32, String), Option<DocState>>,
+        partition: i32,
+        doc_id: &str,
+    ) -> Option<&'a DocState> {
+        match pending.get(&(partition, doc_id.to_owned())) {
+            Some(s) => s.as_ref(),
+            None => self.state.get(partition, doc_id),
+        }
+    }
+
+    /// Before deletes are written: waits until the large-document job of each deleted
+    /// document's last version (if it had one) is closed, so its vectors cannot arrive
+    /// after the delete. Outside the transaction (a long wait must not time it out).
+    async fn settle_deletes(
+        &self,
+        items: &[Item],
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<(), PipelineError> {
+        let Some(escalator) = &self.escalator else {
+            return Ok(());
+        };
+        for item in items {
+            let Decision::Delete {
+                doc_id,
+                prior_version: Some(version),
+                ..
+            } = &item.decision
+            else {
+                continue;
+            };
+            self.member
+                .retry_paused(&self.retrier(), "settle_escalation", shutdown, || {
+                    escalator.settle_large_document(doc_id.clone(), *version)
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Decides what one message becomes. `Err` only for transient failures (the registry
     /// unreachable); everything wrong with the message itself is a dead letter.
     async fn decide(
@@ -510,19 +557,21 @@ impl Embedder {
         {
             Read::Bad(reason, message) => return Ok(dead((reason, message))),
             Read::Tombstone(doc_id) => {
+                let prior_version = self
+                    .known(pending, m.partition(), &doc_id)
+                    .filter(|k| !k.deleted)
+                    .map(|k| k.version);
                 return Ok(Decision::Delete {
                     doc_id,
                     tenant: vecstream_core::default_tenant(),
                     version: TOMBSTONE_VERSION,
                     tombstone: true,
+                    prior_version,
                 });
             }
             Read::Doc(doc) => doc,
         };
-        let known = match pending.get(&(m.partition(), doc.id.clone())) {
-            Some(s) => s.as_ref(),
-            None => self.state.get(m.partition(), &doc.id),
-        };
+        let known = self.known(pending, m.partition(), &doc.id);
         if let Some(k) = known.filter(|k| doc.version < k.version) {
             // Older than what was emitted: fenced, with a lineage trail.
             return Ok(Decision::Skip {
@@ -541,6 +590,7 @@ impl Embedder {
                 tenant: doc.tenant.clone(),
                 version: doc.version,
                 tombstone: false,
+                prior_version: known.filter(|k| !k.deleted).map(|k| k.version),
             });
         }
         let (text, hash) = match normalized(&doc, self.settings.max_body_bytes) {
@@ -732,6 +782,7 @@ impl Embedder {
                 tenant,
                 version,
                 tombstone,
+                ..
             } => {
                 let record = delete_of(doc_id, tenant, *version, model_id);
                 out.push(self.vectors_record(item, &record)?);
@@ -975,6 +1026,7 @@ mod tests {
             tenant: "t".into(),
             version: 9,
             tombstone,
+            prior_version: Some(7),
         };
         assert_eq!(delete(true).state_after("m"), Some(("d", None)));
         let with_version = delete(false);

@@ -24,6 +24,16 @@ pub trait Escalator: Send + Sync {
     fn large_document(&self, job: LargeDocumentJob)
     -> BoxFuture<'_, Result<String, PipelineError>>;
 
+    /// Waits until the large-document job of `(doc_id, version)`, if there is one, is
+    /// closed: from then on it publishes nothing. The embedder calls it before writing a
+    /// delete of a document whose last version may have been escalated, so the job's
+    /// vectors can never land after the delete (and resurrect the document).
+    fn settle_large_document(
+        &self,
+        doc_id: String,
+        version: i64,
+    ) -> BoxFuture<'_, Result<(), PipelineError>>;
+
     /// Starts the reindex of `alias` to `model_id` (the embedder's model); returns its
     /// workflow id (`reindex-<alias>-<model id>`).
     fn reindex(

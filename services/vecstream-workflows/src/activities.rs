@@ -130,7 +130,7 @@ pub fn engine_config(
 
 /// Runs an activity body, counting its outcome and timing it
 /// (`vecstream_activity_executions_total`, `vecstream_activity_seconds`).
-async fn timed<T>(
+pub(crate) async fn timed<T>(
     metrics: &PipelineMetrics,
     activity: &str,
     body: impl std::future::Future<Output = Result<T, ActivityError>>,
@@ -154,7 +154,7 @@ async fn timed<T>(
 }
 
 /// A failure that retrying cannot fix (bad input, wrong model).
-fn permanent(message: impl Into<String>) -> ActivityError {
+pub(crate) fn permanent(message: impl Into<String>) -> ActivityError {
     ActivityError::Application(Box::new(
         temporalio_common::error::ApplicationFailure::non_retryable(std::io::Error::other(
             message.into(),
@@ -163,7 +163,7 @@ fn permanent(message: impl Into<String>) -> ActivityError {
 }
 
 /// A failure worth retrying (a service unreachable).
-fn transient(e: impl std::fmt::Display) -> ActivityError {
+pub(crate) fn transient(e: impl std::fmt::Display) -> ActivityError {
     ActivityError::from(std::io::Error::other(e.to_string()))
 }
 
@@ -177,6 +177,14 @@ fn classified(e: vecstream_pipeline::PipelineError) -> ActivityError {
 }
 
 impl JobActivities {
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub(crate) fn metrics(&self) -> &PipelineMetrics {
+        &self.metrics
+    }
+
     pub fn new(config: Config, metrics: PipelineMetrics) -> Self {
         Self {
             config,
@@ -186,7 +194,7 @@ impl JobActivities {
     }
 
     /// The engine of `target`, loaded once per worker process.
-    async fn engine(&self, target: &ModelTarget) -> Result<Arc<Engine>, ActivityError> {
+    pub(crate) async fn engine(&self, target: &ModelTarget) -> Result<Arc<Engine>, ActivityError> {
         let key = (
             target.model_dir.clone(),
             target.max_seq_length,
@@ -218,7 +226,7 @@ impl JobActivities {
     }
 
     /// The model id of a configuration, without loading the engine.
-    fn model_id_of(&self, target: &ModelTarget) -> Result<String, ActivityError> {
+    pub(crate) fn model_id_of(&self, target: &ModelTarget) -> Result<String, ActivityError> {
         let dir = resolve_model(&self.config.engine, &target.model_dir).map_err(permanent)?;
         let len = (target.max_seq_length > 0).then_some(target.max_seq_length);
         vecstream_engine::model::ModelSpec::load(std::path::Path::new(&dir), len)

@@ -1,8 +1,10 @@
 //! [`Escalator`] on Temporal: the stream embedder's way to start long jobs.
 
 use futures::future::BoxFuture;
+use temporalio_client::errors::WorkflowGetResultError;
 use temporalio_client::{
-    Client, WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowStartOptions,
+    Client, WorkflowGetResultOptions, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
+    WorkflowStartOptions,
 };
 use tokio::sync::OnceCell;
 use vecstream_config::Config;
@@ -86,6 +88,36 @@ impl Escalator for TemporalEscalator {
                 Err(e) if exists_already(&e.to_string()) => Ok(id),
                 Err(e) => Err(PipelineError::Escalation {
                     message: format!("{id}: {e}"),
+                    retryable: true,
+                }),
+            }
+        })
+    }
+
+    fn settle_large_document(
+        &self,
+        doc_id: String,
+        version: i64,
+    ) -> BoxFuture<'_, Result<(), PipelineError>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let id = large_document_workflow_id(&doc_id, version);
+            let result = client
+                .get_workflow_handle::<LargeDocumentWorkflow>(&id)
+                .get_result(WorkflowGetResultOptions::default())
+                .await;
+            match result {
+                // Closed, whatever the outcome, or never started: nothing more will come.
+                Ok(_)
+                | Err(
+                    WorkflowGetResultError::NotFound(_)
+                    | WorkflowGetResultError::Failed(_)
+                    | WorkflowGetResultError::Cancelled { .. }
+                    | WorkflowGetResultError::Terminated { .. }
+                    | WorkflowGetResultError::TimedOut,
+                ) => Ok(()),
+                Err(e) => Err(PipelineError::Escalation {
+                    message: format!("waiting for {id} to close: {e}"),
                     retryable: true,
                 }),
             }

@@ -1,4 +1,5 @@
-//! Temporal side of vecstream: the connection, the long jobs (reindex, evaluation) with
+//! Temporal side of vecstream: the connection, the long jobs (reindex, evaluation,
+//! fine-tuning) with
 //! their activities, the registry every start goes through, and worker set-up.
 
 #[allow(
@@ -9,6 +10,11 @@ pub mod activities;
 mod connection;
 mod escalator;
 pub mod eval;
+#[allow(
+    missing_debug_implementations,
+    reason = "the Temporal macros generate marker types without Debug"
+)]
+pub mod finetune;
 #[allow(
     missing_debug_implementations,
     reason = "the Temporal macros generate marker types without Debug"
@@ -30,4 +36,4 @@ pub use health::{
 };
 pub use registry::worker_options;
 pub use types::*;
-pub use workflows::{EvaluateWorkflow, LargeDocumentWorkflow, ReindexWorkflow};
+pub use workflows::{EvaluateWorkflow, FineTuneWorkflow, LargeDocumentWorkflow, ReindexWorkflow};

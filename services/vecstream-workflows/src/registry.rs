@@ -1,6 +1,6 @@
 //! The one registry of long jobs: each workflow's name, task queue and start policy, and
-//! the worker options of each queue. Every start goes through [`start_reindex`] or
-//! [`start_evaluation`], so input is validated in one place.
+//! the worker options of each queue. Every start goes through [`start_reindex`],
+//! [`start_evaluation`] or [`start_finetune`], so input is validated in one place.
 
 use std::time::Duration;
 
@@ -12,7 +12,10 @@ use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder, 
 use vecstream_config::Config;
 use vecstream_pipeline::PipelineMetrics;
 
-use crate::types::{EvaluateInput, ReindexInput, eval_workflow_id, reindex_workflow_id};
+use crate::types::{
+    EvaluateInput, FineTuneInput, ReindexInput, eval_workflow_id, finetune_workflow_id,
+    reindex_workflow_id,
+};
 use crate::{EvaluateWorkflow, HealthActivities, HealthCheckWorkflow, JobActivities};
 use crate::{ReindexWorkflow, TemporalError};
 
@@ -68,7 +71,12 @@ pub fn job_worker_options(
         .map_err(worker)?
         .register_workflow::<crate::LargeDocumentWorkflow>()
         .map_err(worker)?
+        .register_workflow::<crate::FineTuneWorkflow>()
+        .map_err(worker)?
         .register_activities(HealthActivities)
+        .register_activities(crate::finetune::FineTuneActivities::new(
+            JobActivities::new(config.clone(), metrics.clone()),
+        ))
         .register_activities(JobActivities::new(config.clone(), metrics))
         .tuner(WorkerTuner::from(tuner))
         .build())
@@ -79,7 +87,8 @@ fn refused(workflow_id: &str, e: impl std::fmt::Display) -> TemporalError {
     let message = if message.to_lowercase().contains("already") {
         format!(
             "refused: a workflow with this id exists already (a second start of the same job); \
-             see `vecstream reindex status {workflow_id}` ({message})"
+             see `vecstream {} status {workflow_id}` ({message})",
+            workflow_id.split('-').next().unwrap_or("reindex")
         )
     } else {
         message
@@ -88,6 +97,43 @@ fn refused(workflow_id: &str, e: impl std::fmt::Display) -> TemporalError {
         workflow_id: workflow_id.to_owned(),
         message,
     }
+}
+
+/// Validates and starts a fine-tuning job on the cpu queue with its deterministic id
+/// (`finetune-<base model id>-<dataset hash>`): the pairs file is read and checked here, so
+/// bad input is refused before anything starts; a second start of the same job is refused
+/// while it runs or after it completed.
+pub async fn start_finetune(
+    client: &Client,
+    config: &Config,
+    input: FineTuneInput,
+    base_model_id: &str,
+) -> Result<String, TemporalError> {
+    let file = crate::finetune::load_pairs(&input.pairs).map_err(TemporalError::Config)?;
+    crate::finetune::summarize(&file, input.held_out_fraction, base_model_id)
+        .map_err(TemporalError::Config)?;
+    let t = &input.train;
+    if t.epochs == 0 || t.batch_size < 2 || !(t.learning_rate > 0.0) || !(t.temperature > 0.0) {
+        return Err(TemporalError::Config(
+            "epochs must be positive, batch size at least 2, learning rate and temperature              positive"
+                .into(),
+        ));
+    }
+    if input.review_timeout_secs == 0 {
+        return Err(TemporalError::Config(
+            "the review timeout must be positive".into(),
+        ));
+    }
+    let id = finetune_workflow_id(base_model_id, &file.sha);
+    let options = WorkflowStartOptions::new(config.temporal.cpu_task_queue.as_str(), id.clone())
+        .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicateFailedOnly)
+        .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
+        .build();
+    client
+        .start_workflow(crate::FineTuneWorkflow::run, input, options)
+        .await
+        .map_err(|e| refused(&id, e))?;
+    Ok(id)
 }
 
 /// Validates and starts a reindex on the cpu queue with its deterministic id; a second

@@ -99,11 +99,14 @@ impl EvalReport {
 }
 
 /// Input of [`crate::EvaluateWorkflow`]: collections to compare, each with the model that
-/// embeds the queries for it.
+/// embeds the queries for it; or, with `pairs`, models compared on the held-out split of a
+/// pairs file (the names are then labels, not collections).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvaluateInput {
     pub collections: Vec<(String, ModelTarget)>,
     pub spec: EvalSpec,
+    #[serde(default)]
+    pub pairs: Option<HeldOutPairs>,
     /// Task queue of the embedding activities.
     #[serde(default = "default_gpu_queue")]
     pub gpu_queue: String,
@@ -111,6 +114,14 @@ pub struct EvaluateInput {
 
 fn default_gpu_queue() -> String {
     "vecstream-gpu".into()
+}
+
+/// The held-out split of a pairs file: each held-out query ranks every held-out positive and
+/// hard negative; its own positive is the one relevant text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldOutPairs {
+    pub pairs: String,
+    pub held_out_fraction: f64,
 }
 
 /// The `review` signal: a human's verdict.
@@ -299,6 +310,159 @@ pub struct LargeDocumentResult {
     pub skipped: Option<String>,
 }
 
+/// Input of [`crate::FineTuneWorkflow`]: train a linear adapter on labelled pairs on top of
+/// `base`, evaluate, wait for review, register.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FineTuneInput {
+    pub base: ModelTarget,
+    /// JSONL of `{"query", "positive", "negatives"?}` (path on the worker).
+    pub pairs: String,
+    /// Training settings (epochs, batch size, learning rate, temperature, identity pull,
+    /// seed).
+    #[serde(default)]
+    pub train: vecstream_engine::train::TrainConfig,
+    /// Share of the pairs held out for the evaluation (chosen by a hash of the query).
+    #[serde(default = "default_held_out")]
+    pub held_out_fraction: f64,
+    /// Optimiser steps between checkpoints.
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+    /// Cut-off of recall@k in the evaluation.
+    #[serde(default = "default_k")]
+    pub k: usize,
+    /// Seconds to wait for the review; then the candidate counts as rejected.
+    pub review_timeout_secs: u64,
+    /// Heartbeat timeout of the embedding and training activities.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_secs: u64,
+    /// Task queue of the embedding and training activities.
+    #[serde(default = "default_gpu_queue")]
+    pub gpu_queue: String,
+}
+
+fn default_held_out() -> f64 {
+    0.2
+}
+
+fn default_checkpoint_every() -> u64 {
+    20
+}
+
+/// What the dataset holds (after validation).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DatasetSummary {
+    pub pairs: usize,
+    pub train: usize,
+    pub held_out: usize,
+    /// Hard negatives over all pairs.
+    pub negatives: usize,
+    /// Distinct texts to embed.
+    pub texts: usize,
+    /// First 12 hex digits of the file's SHA-256.
+    pub sha: String,
+    pub base_model_id: String,
+}
+
+/// How training went.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainReport {
+    pub steps: u64,
+    pub epochs: u64,
+    pub final_loss: f32,
+    /// Mean loss of each epoch.
+    pub epoch_losses: Vec<f32>,
+    /// The checkpoint step a retried attempt started from (None: from the start).
+    pub resumed_from_step: Option<u64>,
+    /// Attempt number of the activity that finished training.
+    pub attempt: u32,
+    pub seconds: f64,
+}
+
+/// The trained model before registration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// Version name in the model store.
+    pub name: String,
+    pub model_id: String,
+    /// Its staged directory.
+    pub model_dir: String,
+}
+
+/// Phases of a fine-tuning job.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FineTunePhase {
+    #[default]
+    Validating,
+    Embedding,
+    Training,
+    Evaluating,
+    AwaitingReview,
+    Registering,
+    Registered,
+    Rejected,
+}
+
+impl FineTunePhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Validating => "validating",
+            Self::Embedding => "embedding",
+            Self::Training => "training",
+            Self::Evaluating => "evaluating",
+            Self::AwaitingReview => "awaiting_review",
+            Self::Registering => "registering",
+            Self::Registered => "registered",
+            Self::Rejected => "rejected",
+        }
+    }
+}
+
+/// The `progress` query of a fine-tuning job. Live training progress (epoch, step, loss)
+/// is the training activity's heartbeat (`vecstream finetune status` shows it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FineTuneProgress {
+    pub phase: FineTunePhase,
+    pub dataset: Option<DatasetSummary>,
+    pub training: Option<TrainReport>,
+    pub candidate: Option<Candidate>,
+    pub evaluation: Option<EvalReport>,
+    pub awaiting_review: bool,
+    pub review_deadline_ms: Option<i64>,
+    pub review: Option<ReviewDecision>,
+    /// The registered version (after approval).
+    pub registered: Option<Candidate>,
+}
+
+/// The training activity's heartbeat.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainHeartbeat {
+    pub epoch: u64,
+    pub step: u64,
+    pub total_steps: u64,
+    pub loss: f32,
+    /// Step of the last checkpoint written.
+    pub checkpoint_step: u64,
+    pub resumed_from_step: Option<u64>,
+}
+
+/// Result of [`crate::FineTuneWorkflow`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FineTuneResult {
+    pub approved: bool,
+    /// The registered version (approved) or the discarded candidate.
+    pub model: Option<Candidate>,
+    pub reason: String,
+    pub evaluation: Option<EvalReport>,
+    pub training: Option<TrainReport>,
+    pub review: Option<ReviewDecision>,
+}
+
+/// Deterministic workflow id of a fine-tuning job (DESIGN section 5).
+pub fn finetune_workflow_id(base_model_id: &str, dataset_sha: &str) -> String {
+    format!("finetune-{base_model_id}-{dataset_sha}")
+}
+
 /// Deterministic workflow id of a large document's job (DESIGN section 5).
 pub fn large_document_workflow_id(doc_id: &str, version: i64) -> String {
     format!("doc-{doc_id}-{version}")
@@ -331,6 +495,10 @@ mod tests {
         assert_eq!(
             eval_workflow_id("Chunks_x", "/srv/suites/retrieval.jsonl"),
             "eval-Chunks_x-retrieval"
+        );
+        assert_eq!(
+            finetune_workflow_id("all-MiniLM-L6-v2-1a2b3c4d", "0123456789ab"),
+            "finetune-all-MiniLM-L6-v2-1a2b3c4d-0123456789ab"
         );
     }
 

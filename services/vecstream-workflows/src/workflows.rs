@@ -1,6 +1,11 @@
 //! The reindex and evaluation workflows: thin and deterministic. They decide the order of
 //! things and keep the progress; every effect is an activity ([`crate::activities`]).
 //!
+//! Fine-tuning ([`FineTuneWorkflow`]): validate the pairs → embed them with the base model
+//! → train the adapter (checkpointed, resumable) → stage the candidate → evaluate base
+//! against candidate on the held-out split (child [`EvaluateWorkflow`]) → await review (a
+//! timeout rejects) → register the version in the model store, or discard it.
+//!
 //! Reindex, as a phase machine that continue-as-new can resume at any phase:
 //! preparing → scanning (partition offset ranges, then catch-ups to the topic's new end)
 //! → evaluating (child [`EvaluateWorkflow`]) → awaiting review (catching up meanwhile; a
@@ -18,8 +23,10 @@ use temporalio_sdk::{
 use crate::activities::{
     DropCollection, EvalCollection, JobActivities, PhaseEvent, PrepareInput, ScanRange, SwapAlias,
 };
+use crate::finetune::{EvalPairs, FineTuneActivities, FineTuneStep, RegisterInput};
 use crate::types::{
-    EvalReport, EvaluateInput, LargeDocumentInput, LargeDocumentResult, PartitionProgress, Phase,
+    EvalReport, EvalRow, EvaluateInput, FineTuneInput, FineTunePhase, FineTuneProgress,
+    FineTuneResult, LargeDocumentInput, LargeDocumentResult, ModelTarget, PartitionProgress, Phase,
     ReindexInput, ReindexProgress, ReindexResult, ReviewDecision, eval_workflow_id,
 };
 
@@ -424,6 +431,7 @@ async fn evaluate(
             EvaluateWorkflow::run,
             EvaluateInput {
                 collections,
+                pairs: None,
                 spec,
                 gpu_queue: input.gpu_queue.clone(),
             },
@@ -473,19 +481,36 @@ impl EvaluateWorkflow {
         ctx: &mut WorkflowContext<Self>,
         input: EvaluateInput,
     ) -> WorkflowResult<EvalReport> {
-        let mut rows = Vec::with_capacity(input.collections.len());
+        let mut rows: Vec<EvalRow> = Vec::with_capacity(input.collections.len());
         for (collection, target) in &input.collections {
-            let row = ctx
-                .execute_activity(
-                    JobActivities::evaluate_collection,
-                    EvalCollection {
-                        collection: collection.clone(),
-                        target: target.clone(),
-                        spec: input.spec.clone(),
-                    },
-                    heavy(&input.gpu_queue, Duration::from_secs(300)),
-                )
-                .await?;
+            let options = heavy(&input.gpu_queue, Duration::from_secs(300));
+            let row = match &input.pairs {
+                Some(held_out) => {
+                    ctx.execute_activity(
+                        FineTuneActivities::evaluate_pairs,
+                        EvalPairs {
+                            label: collection.clone(),
+                            target: target.clone(),
+                            held_out: held_out.clone(),
+                            k: input.spec.k,
+                        },
+                        options,
+                    )
+                    .await?
+                }
+                None => {
+                    ctx.execute_activity(
+                        JobActivities::evaluate_collection,
+                        EvalCollection {
+                            collection: collection.clone(),
+                            target: target.clone(),
+                            spec: input.spec.clone(),
+                        },
+                        options,
+                    )
+                    .await?
+                }
+            };
             rows.push(row);
         }
         let passed = match (input.spec.min_recall, rows.last()) {
@@ -525,4 +550,239 @@ impl LargeDocumentWorkflow {
             )
             .await?)
     }
+}
+
+/// Training activities: few attempts (DESIGN: fewer retries for training), each resuming
+/// from the last checkpoint.
+fn training(queue: &str, heartbeat: Duration) -> ActivityOptions {
+    ActivityOptions::with_close_timeouts(
+        temporalio_sdk::ActivityCloseTimeouts::ScheduleAndStartToClose {
+            schedule_to_close: Duration::from_secs(12 * 3600),
+            start_to_close: Duration::from_secs(4 * 3600),
+        },
+    )
+    .task_queue(queue.to_owned())
+    .schedule_to_start_timeout(Duration::from_secs(1800))
+    .heartbeat_timeout(heartbeat)
+    .retry_policy(retry(4))
+    .build()
+}
+
+/// Fine-tunes a linear adapter on labelled pairs; see the module docs. Id
+/// `finetune-<base model id>-<dataset hash>`.
+#[workflow]
+#[derive(Default)]
+pub struct FineTuneWorkflow {
+    progress: FineTuneProgress,
+}
+
+#[workflow_methods]
+impl FineTuneWorkflow {
+    #[run(name = "FineTuneWorkflow")]
+    pub async fn run(
+        ctx: &mut WorkflowContext<Self>,
+        input: FineTuneInput,
+    ) -> WorkflowResult<FineTuneResult> {
+        match finetune_phases(ctx, &input).await {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                let _ = finetune_lineage(ctx, "FAIL", "failed", Some(e.to_string())).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The human verdict, taken only while the candidate awaits review (first one wins).
+    #[signal(name = "review")]
+    pub fn review(&mut self, _ctx: &mut SyncWorkflowContext<Self>, decision: ReviewDecision) {
+        if self.progress.awaiting_review && self.progress.review.is_none() {
+            self.progress.review = Some(decision);
+        }
+    }
+
+    /// Where the job is; answers at any time.
+    #[query(name = "progress")]
+    pub fn progress(&self, _ctx: &WorkflowContextView) -> FineTuneProgress {
+        self.progress.clone()
+    }
+}
+
+fn ft_progress(ctx: &WorkflowContext<FineTuneWorkflow>) -> FineTuneProgress {
+    ctx.state(|s| s.progress.clone())
+}
+
+fn ft_update(ctx: &WorkflowContext<FineTuneWorkflow>, f: impl FnOnce(&mut FineTuneProgress)) {
+    ctx.state_mut(|s| f(&mut s.progress));
+}
+
+async fn finetune_lineage(
+    ctx: &WorkflowContext<FineTuneWorkflow>,
+    event_type: &str,
+    phase: &str,
+    error: Option<String>,
+) -> WorkflowResult<()> {
+    let p = ft_progress(ctx);
+    let model_id = p
+        .registered
+        .or(p.candidate)
+        .map(|c| c.model_id)
+        .or(p.dataset.map(|d| d.base_model_id))
+        .unwrap_or_default();
+    let event = PhaseEvent {
+        workflow_id: ctx.workflow_id().to_owned(),
+        run_id: ctx.run_id().to_owned(),
+        job: "finetune".into(),
+        event_type: event_type.into(),
+        phase: phase.into(),
+        model_id,
+        collection: String::new(),
+        time_ms: now_ms(ctx.workflow_time()),
+        error,
+    };
+    ctx.execute_activity(JobActivities::lineage, event, light())
+        .await?;
+    Ok(())
+}
+
+async fn finetune_phases(
+    ctx: &WorkflowContext<FineTuneWorkflow>,
+    input: &FineTuneInput,
+) -> WorkflowResult<FineTuneResult> {
+    let heartbeat = Duration::from_secs(input.heartbeat_secs.max(5));
+    let step = FineTuneStep {
+        job: ctx.workflow_id().to_owned(),
+        input: input.clone(),
+    };
+    finetune_lineage(ctx, "START", "validating", None).await?;
+    let dataset = ctx
+        .execute_activity(FineTuneActivities::validate, input.clone(), light())
+        .await?;
+    ft_update(ctx, |p| {
+        p.dataset = Some(dataset.clone());
+        p.phase = FineTunePhase::Embedding;
+    });
+    ctx.execute_activity(
+        FineTuneActivities::embed,
+        step.clone(),
+        heavy(&input.gpu_queue, heartbeat),
+    )
+    .await?;
+    ft_update(ctx, |p| p.phase = FineTunePhase::Training);
+    finetune_lineage(ctx, "RUNNING", "training", None).await?;
+    let report = ctx
+        .execute_activity(
+            FineTuneActivities::train,
+            step.clone(),
+            training(&input.gpu_queue, heartbeat),
+        )
+        .await?;
+    let candidate = ctx
+        .execute_activity(FineTuneActivities::stage, step.clone(), light())
+        .await?;
+    ft_update(ctx, |p| {
+        p.training = Some(report.clone());
+        p.candidate = Some(candidate.clone());
+        p.phase = FineTunePhase::Evaluating;
+    });
+    finetune_lineage(ctx, "RUNNING", "evaluating", None).await?;
+    let evaluation = {
+        let child = ctx
+            .start_child_workflow(
+                EvaluateWorkflow::run,
+                EvaluateInput {
+                    collections: vec![
+                        (
+                            format!("base {}", dataset.base_model_id),
+                            input.base.clone(),
+                        ),
+                        (
+                            format!("adapted {}", candidate.model_id),
+                            ModelTarget {
+                                model_dir: candidate.model_dir.clone(),
+                                ..input.base.clone()
+                            },
+                        ),
+                    ],
+                    spec: crate::types::EvalSpec {
+                        suite: input.pairs.clone(),
+                        k: input.k,
+                        tenant: None,
+                        min_recall: None,
+                    },
+                    pairs: Some(crate::types::HeldOutPairs {
+                        pairs: input.pairs.clone(),
+                        held_out_fraction: input.held_out_fraction,
+                    }),
+                    gpu_queue: input.gpu_queue.clone(),
+                },
+                ChildWorkflowOptions::workflow_id(format!("{}-eval", ctx.workflow_id())),
+            )
+            .await?;
+        child.result().await?
+    };
+    let deadline =
+        now_ms(ctx.workflow_time()) + (input.review_timeout_secs as i64).saturating_mul(1000);
+    ft_update(ctx, |p| {
+        p.evaluation = Some(evaluation.clone());
+        p.phase = FineTunePhase::AwaitingReview;
+        p.awaiting_review = true;
+        p.review_deadline_ms = Some(deadline);
+    });
+    finetune_lineage(ctx, "RUNNING", "awaiting_review", None).await?;
+    let wait = Duration::from_millis((deadline - now_ms(ctx.workflow_time())).max(0) as u64);
+    temporalio_sdk::workflows::select! {
+        r = ctx.wait_condition(|s| s.progress.review.is_some()) => { r?; }
+        _ = ctx.timer(wait) => {}
+    };
+    let review = ft_progress(ctx).review;
+    ft_update(ctx, |p| p.awaiting_review = false);
+    let approved = review.as_ref().is_some_and(|r| r.approve);
+    if approved {
+        ft_update(ctx, |p| p.phase = FineTunePhase::Registering);
+        let registered = ctx
+            .execute_activity(
+                FineTuneActivities::register,
+                RegisterInput {
+                    job: ctx.workflow_id().to_owned(),
+                    candidate: candidate.clone(),
+                    base: input.base.clone(),
+                    base_model_id: dataset.base_model_id.clone(),
+                    training: Some(report.clone()),
+                    evaluation: Some(evaluation.clone()),
+                    review: review.clone(),
+                    time_ms: now_ms(ctx.workflow_time()),
+                },
+                light(),
+            )
+            .await?;
+        ft_update(ctx, |p| {
+            p.registered = Some(registered.clone());
+            p.phase = FineTunePhase::Registered;
+        });
+        finetune_lineage(ctx, "COMPLETE", "registered", None).await?;
+        return Ok(FineTuneResult {
+            approved: true,
+            model: Some(registered),
+            reason: "approved".into(),
+            evaluation: Some(evaluation),
+            training: Some(report),
+            review,
+        });
+    }
+    ctx.execute_activity(FineTuneActivities::discard, candidate.clone(), light())
+        .await?;
+    let reason = match &review {
+        Some(r) => format!("rejected by {}", r.reviewer),
+        None => "review timed out".to_owned(),
+    };
+    ft_update(ctx, |p| p.phase = FineTunePhase::Rejected);
+    finetune_lineage(ctx, "FAIL", "rejected", Some(reason.clone())).await?;
+    Ok(FineTuneResult {
+        approved: false,
+        model: Some(candidate),
+        reason,
+        evaluation: Some(evaluation),
+        training: Some(report),
+        review,
+    })
 }

@@ -153,11 +153,14 @@ pub enum Command {
     /// Start, watch, cancel or roll back a blue/green reindex (a Temporal workflow).
     #[command(subcommand)]
     Reindex(ReindexCommand),
-    /// Approve or reject a reindex waiting for human review (the `review` signal).
+    /// Approve or reject a reindex or fine-tuning job waiting for human review (the `review`
+    /// signal).
     #[command(subcommand)]
     Review(ReviewCommand),
-    /// Start a fine-tuning workflow (issue #8).
-    Finetune(PendingArgs),
+    /// Fine-tune a retrieval adapter on labelled pairs (FineTuneWorkflow), watch it, list the
+    /// registered model versions.
+    #[command(subcommand)]
+    Finetune(FinetuneCommand),
     /// Evaluate collections on a labelled query set (recall@k, MRR, nDCG@10).
     #[command(subcommand)]
     Eval(EvalCommand),
@@ -400,14 +403,6 @@ pub struct RunArgs {
     pub queue: Queue,
 }
 
-/// Arguments of commands that arrive with later issues.
-#[derive(Debug, Args)]
-pub struct PendingArgs {
-    /// Arguments of the command (see its issue).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub args: Vec<String>,
-}
-
 /// A model configuration on the command line (the reindex target, an evaluated model).
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
@@ -497,19 +492,103 @@ pub struct WorkflowIdArg {
     pub workflow_id: String,
 }
 
+/// `vecstream finetune ...`.
+#[derive(Debug, Subcommand)]
+pub enum FinetuneCommand {
+    /// Start fine-tuning; prints the workflow id (`finetune-<base model id>-<dataset hash>`).
+    /// A second start of the same job is refused. Review it with `vecstream review`.
+    Start(FinetuneStartArgs),
+    /// Show a job's progress: phase, live training step and loss, evaluation, review.
+    Status(FinetuneStatusArgs),
+    /// Cancel a running job (its candidate is never registered).
+    Cancel(WorkflowIdArg),
+    /// List the registered model versions of the model store (engine.model_store).
+    List(FinetuneListArgs),
+}
+
+/// `vecstream finetune start`.
+#[derive(Debug, Args)]
+pub struct FinetuneStartArgs {
+    /// Base model: a directory, or a version name or model id of the model store.
+    #[arg(long, value_name = "MODEL")]
+    pub base: String,
+    /// JSONL of {"query", "positive", "negatives"?} (path on the worker).
+    #[arg(long, value_name = "FILE")]
+    pub pairs: String,
+    /// Passes over the training pairs.
+    #[arg(long, default_value_t = 10)]
+    pub epochs: u64,
+    /// Pairs per batch (each batch's positives are the other queries' negatives).
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 2e-4)]
+    pub learning_rate: f32,
+    /// Softmax temperature of the similarities.
+    #[arg(long, default_value_t = 0.05)]
+    pub temperature: f32,
+    /// Weight of the pull of the adapter toward the identity.
+    #[arg(long, default_value_t = 0.1)]
+    pub identity_pull: f32,
+    /// Seed of the batch order.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Share of the pairs held out for the evaluation (by a hash of the query).
+    #[arg(long, default_value_t = 0.2)]
+    pub held_out: f64,
+    /// Optimiser steps between checkpoints.
+    #[arg(long, default_value_t = 20)]
+    pub checkpoint_every: u64,
+    /// Cut-off of the evaluation's recall@k.
+    #[arg(short, long, default_value_t = 10)]
+    pub k: usize,
+    /// Seconds to wait for the review before rejecting (default: temporal.review_timeout_secs).
+    #[arg(long)]
+    pub review_timeout: Option<u64>,
+    /// Seconds of heartbeat silence after which the training activity is retried (it
+    /// resumes from its last checkpoint).
+    #[arg(long, default_value_t = 30)]
+    pub heartbeat_secs: u64,
+    /// Token limit per text of the base model; 0 keeps the model's.
+    #[arg(long, default_value_t = 0)]
+    pub max_seq_length: usize,
+}
+
+/// `vecstream finetune status`.
+#[derive(Debug, Args)]
+pub struct FinetuneStatusArgs {
+    /// Workflow id (`finetune-<base model id>-<dataset hash>`).
+    pub workflow_id: String,
+    /// Keep watching (a progress bar over training steps) until it awaits review or ends.
+    #[arg(long)]
+    pub watch: bool,
+    /// Print the progress (and the live training heartbeat) as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `vecstream finetune list`.
+#[derive(Debug, Args)]
+pub struct FinetuneListArgs {
+    /// Print the manifests as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `vecstream review ...`.
 #[derive(Debug, Subcommand)]
 pub enum ReviewCommand {
-    /// Approve: the alias moves to the new collection (the old one is kept for rollback).
+    /// Approve: a reindex moves the alias to the new collection (the old one is kept for
+    /// rollback); a fine-tuning job registers its model version.
     Approve(ReviewArgs),
-    /// Reject: the new collection is dropped.
+    /// Reject: a reindex drops the new collection; a fine-tuning job discards its candidate.
     Reject(ReviewArgs),
 }
 
 /// `vecstream review approve|reject`.
 #[derive(Debug, Args)]
 pub struct ReviewArgs {
-    /// Workflow id of the reindex.
+    /// Workflow id of the reindex or fine-tuning job.
     pub workflow_id: String,
     /// Who decides (recorded in the workflow and its result).
     #[arg(long)]

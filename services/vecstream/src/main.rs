@@ -55,7 +55,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Search(args) => commands::search::run(&config, &args).await,
         Command::Reindex(cmd) => commands::jobs::reindex(&config, &cmd).await,
         Command::Review(cmd) => commands::jobs::review(&config, &cmd).await,
-        Command::Finetune(_) => Ok(commands::pending("finetune", 8, "FineTuneWorkflow")),
+        Command::Finetune(cmd) => commands::finetune::run(&config, &cmd).await,
         Command::Eval(cmd) => commands::jobs::eval(&config, &cmd).await,
         Command::Lineage(cmd) => commands::lineage::run(&config, &cmd).await,
         Command::Dlq(cmd) => commands::dlq::run(&config, &cmd).await,

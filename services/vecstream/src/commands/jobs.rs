@@ -24,7 +24,7 @@ use crate::cli::{
 
 /// The model of `m`: its directory resolved through the model store (a version name or
 /// model id of `engine.model_store` becomes that version's directory).
-fn target_of(config: &Config, m: &ModelArgs) -> anyhow::Result<ModelTarget> {
+pub(crate) fn target_of(config: &Config, m: &ModelArgs) -> anyhow::Result<ModelTarget> {
     Ok(ModelTarget {
         model_dir: vecstream_workflows::activities::resolve_model(&config.engine, &m.model_dir)
             .map_err(anyhow::Error::msg)?,
@@ -33,7 +33,7 @@ fn target_of(config: &Config, m: &ModelArgs) -> anyhow::Result<ModelTarget> {
     })
 }
 
-fn model_id_of(target: &ModelTarget) -> anyhow::Result<String> {
+pub(crate) fn model_id_of(target: &ModelTarget) -> anyhow::Result<String> {
     let len = (target.max_seq_length > 0).then_some(target.max_seq_length);
     let (spec, _) =
         vecstream_engine::model::ModelSpec::load(std::path::Path::new(&target.model_dir), len)
@@ -41,7 +41,7 @@ fn model_id_of(target: &ModelTarget) -> anyhow::Result<String> {
     Ok(spec.model_id)
 }
 
-async fn client(config: &Config) -> anyhow::Result<Client> {
+pub(crate) async fn client(config: &Config) -> anyhow::Result<Client> {
     Ok(vecstream_workflows::connect(&config.temporal).await?)
 }
 
@@ -252,12 +252,18 @@ pub async fn review(config: &Config, cmd: &ReviewCommand) -> anyhow::Result<Exit
         ReviewCommand::Reject(a) => (a, false),
     };
     let client = client(config).await?;
-    let p = query_progress(&client, &args.workflow_id).await?;
+    // Both jobs answer `progress` with `awaiting_review` and `phase`.
+    let (awaiting, phase, job) = if args.workflow_id.starts_with("finetune-") {
+        let p = crate::commands::finetune::query_progress(&client, &args.workflow_id).await?;
+        (p.awaiting_review, p.phase.as_str(), "finetune")
+    } else {
+        let p = query_progress(&client, &args.workflow_id).await?;
+        (p.awaiting_review, p.phase.as_str(), "reindex")
+    };
     anyhow::ensure!(
-        p.awaiting_review,
-        "{} is not awaiting review (phase {}); try again once `vecstream reindex status` says so",
+        awaiting,
+        "{} is not awaiting review (phase {phase}); try again once `vecstream {job} status` says so",
         args.workflow_id,
-        p.phase.as_str()
     );
     client
         .get_workflow_handle::<ReindexWorkflow>(args.workflow_id.as_str())
@@ -323,6 +329,7 @@ async fn eval_run(config: &Config, args: &EvalRunArgs) -> anyhow::Result<ExitCod
     }
     let input = EvaluateInput {
         collections,
+        pairs: None,
         spec: EvalSpec {
             suite: absolute(&args.suite),
             k: args.k,
