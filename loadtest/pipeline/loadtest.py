@@ -41,6 +41,7 @@ import resource
 import signal
 import statistics
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -345,8 +346,9 @@ def main():
                 "worker": args.vecstream}
     names = ("embedder", "sink", "worker") if args.chaos else ("embedder", "sink")
     comps = {}
-    # Whatever happens to this script, its processes do not outlive it.
+    # Whatever happens to this script (SIGTERM included), its processes do not outlive it.
     atexit.register(lambda: [c.stop() for c in comps.values()])
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     for n in names:
         comps[n] = Component(binaries[n], n, sets, out)
 

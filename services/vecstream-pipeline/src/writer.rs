@@ -89,13 +89,7 @@ impl ChunkWriter {
     /// failures worth retrying the whole batch for (Weaviate unreachable, transient
     /// per-object errors).
     pub async fn write(&self, decoded: &[Decoded]) -> Result<Vec<Outcome>, PipelineError> {
-        // The newest record of each document wins; earlier ones are superseded.
-        let mut last_of_doc: HashMap<&str, usize> = HashMap::new();
-        for (i, d) in decoded.iter().enumerate() {
-            if let Ok(v) = d {
-                last_of_doc.insert(v.doc_id.as_str(), i);
-            }
-        }
+        let last_of_doc = winners(decoded);
         // One read of the stored chunks per collection for the whole batch (fencing and
         // stale-chunk deletion decide from it), done when the collection is first needed.
         let mut docs_of_collection: HashMap<String, Vec<&str>> = HashMap::new();
@@ -318,6 +312,30 @@ impl ChunkWriter {
 }
 
 /// Per-object batch errors that mean "try again" rather than "this object is wrong".
+/// The record of each document that the batch applies (index into `decoded`); the others
+/// are superseded. A later record wins unless its version is older than the current
+/// winner's: a large document's job may publish its version after a newer one went the
+/// inline way. After a tombstone (which outranks every version), a later record is a
+/// re-creation and wins.
+fn winners(decoded: &[Decoded]) -> HashMap<&str, usize> {
+    let mut winner: HashMap<&str, usize> = HashMap::new();
+    for (i, d) in decoded.iter().enumerate() {
+        let Ok(v) = d else { continue };
+        let replaces = match winner.get(v.doc_id.as_str()).map(|&w| &decoded[w]) {
+            Some(Ok(current)) => {
+                v.doc_version >= current.doc_version
+                    || (current.deleted
+                        && current.doc_version == crate::embedder::TOMBSTONE_VERSION)
+            }
+            _ => true,
+        };
+        if replaces {
+            winner.insert(v.doc_id.as_str(), i);
+        }
+    }
+    winner
+}
+
 fn looks_transient(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     [
@@ -336,6 +354,36 @@ fn looks_transient(message: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_highest_version_of_a_document_wins_its_batch() {
+        use crate::document::delete_of;
+        use crate::embedder::TOMBSTONE_VERSION;
+        let doc = |id: &str, version: i64| -> Decoded {
+            Ok(DocumentVectors {
+                deleted: false,
+                ..delete_of(id, "t", version, "m")
+            })
+        };
+        // A late v1 (a large document's job) after v2: v2 stays.
+        let batch = vec![doc("a", 2), doc("a", 1)];
+        assert_eq!(winners(&batch)["a"], 0);
+        // The same version again (a re-delivery) or a newer one: the later record.
+        let batch = vec![doc("a", 1), doc("a", 1), doc("b", 1), doc("b", 3)];
+        let w = winners(&batch);
+        assert_eq!((w["a"], w["b"]), (1, 3));
+        // A tombstone outranks every version; a record after it re-creates the document.
+        let batch = vec![doc("a", 5), Ok(delete_of("a", "t", TOMBSTONE_VERSION, "m"))];
+        assert_eq!(winners(&batch)["a"], 1);
+        let batch = vec![Ok(delete_of("a", "t", TOMBSTONE_VERSION, "m")), doc("a", 1)];
+        assert_eq!(winners(&batch)["a"], 1);
+        // Undecodable records take no part.
+        let batch = vec![
+            doc("a", 1),
+            Err((crate::dlq::Reason::Undecodable, "x".into())),
+        ];
+        assert_eq!(winners(&batch).len(), 1);
+    }
 
     #[test]
     fn transient_object_errors_are_told_apart_from_bad_objects() {
