@@ -72,7 +72,7 @@ pub struct Checkpoint {
     pub epoch_loss_sum: f32,
 }
 
-fn row<'a>(t: &'a PairTable, i: u32) -> &'a [f32] {
+fn row(t: &PairTable, i: u32) -> &[f32] {
     let i = i as usize;
     &t.vectors[i * t.dim..(i + 1) * t.dim]
 }
@@ -326,7 +326,7 @@ impl<'a> Trainer<'a> {
         s.step += 1;
         s.last_loss = loss;
         s.epoch_loss_sum += loss;
-        if s.step % per_epoch == 0 {
+        if s.step.is_multiple_of(per_epoch) {
             s.epoch_losses.push(s.epoch_loss_sum / per_epoch as f32);
         }
         loss

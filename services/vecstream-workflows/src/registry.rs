@@ -113,7 +113,8 @@ pub async fn start_finetune(
     crate::finetune::summarize(&file, input.held_out_fraction, base_model_id)
         .map_err(TemporalError::Config)?;
     let t = &input.train;
-    if t.epochs == 0 || t.batch_size < 2 || !(t.learning_rate > 0.0) || !(t.temperature > 0.0) {
+    let positive = |x: f32| x.is_finite() && x > 0.0;
+    if t.epochs == 0 || t.batch_size < 2 || !positive(t.learning_rate) || !positive(t.temperature) {
         return Err(TemporalError::Config(
             "epochs must be positive, batch size at least 2, learning rate and temperature              positive"
                 .into(),
