@@ -12,7 +12,7 @@ pub struct ModelTarget {
     /// Token limit per chunk text; 0 keeps the model's.
     #[serde(default)]
     pub max_seq_length: usize,
-    /// `fp32` or `int8`.
+    /// `fp32`, `int8` (CPU) or `fp16` (CUDA).
     #[serde(default = "fp32")]
     pub precision: String,
 }
