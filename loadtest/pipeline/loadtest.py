@@ -409,8 +409,9 @@ def main():
                 faults.append((time.time() - t0, f"kill -9 {kind}"))
                 restart(kind)
 
+    chaos_thread = threading.Thread(target=chaos, daemon=True)
     if args.chaos:
-        threading.Thread(target=chaos, daemon=True).start()
+        chaos_thread.start()
 
     interval = 1 / args.rate if args.rate > 0 else 0
     next_at = time.time()
@@ -457,6 +458,16 @@ def main():
             break
     drained_s = (progress_at if stalled else time.time()) - t0
     stop.set()
+    # A fault in progress (Weaviate down) ends before the check, and Weaviate must answer.
+    if chaos_thread.is_alive():
+        chaos_thread.join()
+    for _ in range(120):
+        try:
+            if urllib.request.urlopen(f"{WEAVIATE}/v1/.well-known/ready", timeout=2).status == 200:
+                break
+        except Exception:
+            pass
+        time.sleep(0.5)
     time.sleep(1.5)
     # The alias exists once a sink has written (on a fresh stack, during this run).
     collection = json.load(urllib.request.urlopen(f"{WEAVIATE}/v1/aliases/Chunks", timeout=5))["class"]
