@@ -387,8 +387,12 @@ async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
         .then_some(())
     })
     .await;
-    let p = progress(&sets, &rejected);
-    assert_eq!(p["phase"], "rejected");
+    // The collection goes first; the phase follows with the workflow's next task.
+    let p = eventually("the rejection recorded", &[&worker], || async {
+        let p = progress(&sets, &rejected);
+        (p["phase"] == "rejected").then_some(p)
+    })
+    .await;
     assert!(p["runs"].as_u64().unwrap() > 1, "continued as new: {p}");
     assert_eq!(p["review"]["reviewer"], "stock-cli");
     assert_eq!(
