@@ -9,6 +9,7 @@ use safetensors::{Dtype, SafeTensors};
 
 use crate::EngineError;
 use crate::cpu::gemm::{View, matmul};
+use crate::weights::{f32_le_bytes, tensor_f32};
 
 /// File name of an adapter in a model directory.
 pub const ADAPTER_FILE: &str = "adapter.safetensors";
@@ -70,7 +71,7 @@ impl Adapter {
 
     /// The adapter file's bytes.
     pub fn to_safetensors(&self) -> Vec<u8> {
-        let bytes: Vec<u8> = self.weight.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let bytes = f32_le_bytes(&self.weight);
         let view =
             safetensors::tensor::TensorView::new(Dtype::F32, vec![self.dim, self.dim], &bytes)
                 .expect("shape matches the data");
@@ -93,11 +94,7 @@ impl Adapter {
                 ),
             ));
         }
-        let weight = t
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+        let weight = tensor_f32(&t).expect("checked F32 above");
         Self::new(shape[0], weight).map_err(|e| adapter_err(path, e))
     }
 

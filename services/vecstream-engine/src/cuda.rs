@@ -26,7 +26,7 @@ use cudarc::driver::{
     LaunchConfig, PinnedHostSlice, PushKernelArg, ValidAsZeroBits,
     sys::CU_MEMHOSTALLOC_WRITECOMBINED,
 };
-use safetensors::{Dtype, SafeTensors};
+use safetensors::SafeTensors;
 use vecstream_kernels::Activation;
 use vecstream_kernels::half::f16;
 
@@ -209,18 +209,8 @@ fn tensor(st: &SafeTensors<'_>, prefix: &str, name: &str) -> Result<Vec<f32>, En
     let t = st
         .tensor(&full)
         .map_err(|e| weight_err(&full, &e.to_string()))?;
-    let b = t.data();
-    match t.dtype() {
-        Dtype::F32 => Ok(b
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()),
-        Dtype::F16 => Ok(b
-            .chunks_exact(2)
-            .map(|c| crate::weights::f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
-            .collect()),
-        other => Err(weight_err(&full, &format!("dtype {other:?}"))),
-    }
+    crate::weights::tensor_f32(&t)
+        .ok_or_else(|| weight_err(&full, &format!("dtype {:?}", t.dtype())))
 }
 
 const BLOCK: u32 = vecstream_kernels::BLOCK as u32;

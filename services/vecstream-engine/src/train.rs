@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::adapter::Adapter;
 use crate::cpu::gemm::{View, matmul};
+use crate::weights::{f32_le_bytes, tensor_f32};
 
 /// Training settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -247,6 +248,8 @@ pub struct Trainer<'a> {
     cfg: TrainConfig,
     threads: usize,
     state: Checkpoint,
+    /// The batch order of one epoch, kept while the epoch runs.
+    order: Option<(u64, Vec<usize>)>,
 }
 
 const BETA1: f32 = 0.9;
@@ -278,6 +281,7 @@ impl<'a> Trainer<'a> {
             cfg,
             threads: threads.max(1),
             state,
+            order: None,
         }
     }
 
@@ -305,7 +309,10 @@ impl<'a> Trainer<'a> {
         if within == 0 {
             self.state.epoch_loss_sum = 0.0;
         }
-        let order = shuffled(&self.train, self.cfg.seed, epoch);
+        if self.order.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            self.order = Some((epoch, shuffled(&self.train, self.cfg.seed, epoch)));
+        }
+        let order = &self.order.as_ref().expect("set above").1;
         let bs = self.cfg.batch_size.max(1);
         let batch = &order[within * bs..((within + 1) * bs).min(order.len())];
         let (loss, grad) =
@@ -342,9 +349,12 @@ impl Checkpoint {
     /// Writes the checkpoint (through a temporary file: a crash leaves the previous one).
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         let d = (self.w.len() as f64).sqrt() as usize;
-        let bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
-        let (w, m, v) = (bytes(&self.w), bytes(&self.adam_m), bytes(&self.adam_v));
-        let losses = bytes(&self.epoch_losses);
+        let (w, m, v) = (
+            f32_le_bytes(&self.w),
+            f32_le_bytes(&self.adam_m),
+            f32_le_bytes(&self.adam_v),
+        );
+        let losses = f32_le_bytes(&self.epoch_losses);
         fn view(b: &[u8], shape: Vec<usize>) -> safetensors::tensor::TensorView<'_> {
             safetensors::tensor::TensorView::new(Dtype::F32, shape, b).expect("shape")
         }
@@ -383,10 +393,7 @@ impl Checkpoint {
         let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
         let floats = |name: &str| -> std::io::Result<Vec<f32>> {
             let t = st.tensor(name).map_err(|e| bad(format!("{name}: {e}")))?;
-            Ok(t.data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect())
+            tensor_f32(&t).ok_or_else(|| bad(format!("{name}: dtype {:?}", t.dtype())))
         };
         let field = |k: &str| meta.get(k).cloned().ok_or_else(|| bad(format!("no {k}")));
         Ok(Some(Self {

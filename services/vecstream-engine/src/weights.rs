@@ -99,27 +99,8 @@ impl Reader<'_> {
                 &format!("shape {:?}, expected {shape:?}", view.shape()),
             ));
         }
-        let data = view.data();
-        Ok(match view.dtype() {
-            Dtype::F32 => data
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::BF16 => data
-                .chunks_exact(2)
-                .map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16))
-                .collect(),
-            Dtype::F16 => data
-                .chunks_exact(2)
-                .map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
-                .collect(),
-            other => {
-                return Err(weight_err(
-                    &full,
-                    &format!("dtype {other:?} is not supported"),
-                ));
-            }
-        })
+        tensor_f32(&view)
+            .ok_or_else(|| weight_err(&full, &format!("dtype {:?} is not supported", view.dtype())))
     }
 
     /// A PyTorch `Linear` weight `[out, in]`, returned transposed as `[in, out]`.
@@ -155,6 +136,32 @@ pub fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         }
     }
     t
+}
+
+/// A safetensors tensor's values as f32 (stored as F32, F16 or BF16); `None` for other
+/// dtypes.
+pub fn tensor_f32(view: &safetensors::tensor::TensorView<'_>) -> Option<Vec<f32>> {
+    let data = view.data();
+    Some(match view.dtype() {
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::BF16 => data
+            .chunks_exact(2)
+            .map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16))
+            .collect(),
+        Dtype::F16 => data
+            .chunks_exact(2)
+            .map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
+            .collect(),
+        _ => return None,
+    })
+}
+
+/// `v` as little-endian bytes: the data of an F32 safetensors tensor.
+pub fn f32_le_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
 /// IEEE half → single, exact for every value including subnormals, infinities and NaN.

@@ -57,10 +57,6 @@ enum Decision {
         tenant: String,
         version: i64,
         tombstone: bool,
-        /// The version the embedder last emitted for the document, if it knows one: its
-        /// large-document job (if it was escalated) must be closed before the delete is
-        /// written.
-        prior_version: Option<i64>,
     },
     Skip {
         doc: Document,
@@ -79,18 +75,30 @@ enum Decision {
 impl Decision {
     /// What the dedup memory holds for the document once this decision is committed:
     /// `None` when it does not change, `Some((id, None))` when the document is forgotten.
-    fn state_after(&self, model_id: &str) -> Option<(&str, Option<DocState>)> {
+    /// `escalated` is the version whose large-document job the memory knew of before; it is
+    /// carried along until a tombstone forgets the document.
+    fn state_after(
+        &self,
+        model_id: &str,
+        escalated: Option<i64>,
+    ) -> Option<(&str, Option<DocState>)> {
         let kept = |doc: &Document, hash: &str, deleted: bool| DocState {
             version: doc.version,
             model_id: model_id.to_owned(),
             content_hash: hash.to_owned(),
             deleted,
+            escalated_version: escalated,
         };
         match self {
+            Decision::Embed { doc, hash, .. } => Some((&doc.id, Some(kept(doc, hash, false)))),
             // Escalated documents count as emitted: their job owns them from here on.
-            Decision::Embed { doc, hash, .. } | Decision::Escalate { doc, hash, .. } => {
-                Some((&doc.id, Some(kept(doc, hash, false))))
-            }
+            Decision::Escalate { doc, hash, .. } => Some((
+                &doc.id,
+                Some(DocState {
+                    escalated_version: Some(doc.version),
+                    ..kept(doc, hash, false)
+                }),
+            )),
             // The newer version is remembered so that older re-deliveries stay fenced.
             Decision::Skip {
                 doc,
@@ -111,6 +119,7 @@ impl Decision {
                     model_id: model_id.to_owned(),
                     content_hash: String::new(),
                     deleted: true,
+                    escalated_version: escalated,
                 }),
             )),
             Decision::Skip { .. } | Decision::DeadLetter(_) => None,
@@ -152,6 +161,9 @@ struct Item {
     _span: tracing::Span,
     /// Workflow id of the job an escalated document went to.
     workflow_id: Option<String>,
+    /// The version of this document whose large-document job the memory knew of before
+    /// this message (a delete waits for that job to close).
+    escalated_version: Option<i64>,
 }
 
 /// The stream embedder; see the module docs.
@@ -350,7 +362,12 @@ impl Embedder {
                 .retrier()
                 .run("decode", shutdown, || self.decide(m, &pending))
                 .await?;
-            if let Some((doc_id, state)) = decision.state_after(&self.engine.info().model_id) {
+            let escalated_version = self
+                .known(&pending, m.partition(), decision.doc_key().0)
+                .and_then(|k| k.escalated_version);
+            if let Some((doc_id, state)) =
+                decision.state_after(&self.engine.info().model_id, escalated_version)
+            {
                 pending.insert((m.partition(), doc_id.to_owned()), state);
             }
             let span = tracing::info_span!(
@@ -367,6 +384,7 @@ impl Embedder {
                 trace,
                 _span: span,
                 workflow_id: None,
+                escalated_version,
             });
         }
 
@@ -516,11 +534,8 @@ impl Embedder {
             return Ok(());
         };
         for item in items {
-            let Decision::Delete {
-                doc_id,
-                prior_version: Some(version),
-                ..
-            } = &item.decision
+            let (Decision::Delete { doc_id, .. }, Some(version)) =
+                (&item.decision, &item.escalated_version)
             else {
                 continue;
             };
@@ -557,16 +572,11 @@ impl Embedder {
         {
             Read::Bad(reason, message) => return Ok(dead((reason, message))),
             Read::Tombstone(doc_id) => {
-                let prior_version = self
-                    .known(pending, m.partition(), &doc_id)
-                    .filter(|k| !k.deleted)
-                    .map(|k| k.version);
                 return Ok(Decision::Delete {
                     doc_id,
                     tenant: vecstream_core::default_tenant(),
                     version: TOMBSTONE_VERSION,
                     tombstone: true,
-                    prior_version,
                 });
             }
             Read::Doc(doc) => doc,
@@ -590,7 +600,6 @@ impl Embedder {
                 tenant: doc.tenant.clone(),
                 version: doc.version,
                 tombstone: false,
-                prior_version: known.filter(|k| !k.deleted).map(|k| k.version),
             });
         }
         let (text, hash) = match normalized(&doc, self.settings.max_body_bytes) {
@@ -869,7 +878,7 @@ impl Embedder {
                 )?);
             }
         }
-        if let Some((doc_id, state)) = item.decision.state_after(model_id) {
+        if let Some((doc_id, state)) = item.decision.state_after(model_id, item.escalated_version) {
             out.push(state_record(item.partition, doc_id, state.as_ref()));
         }
         Ok(())
@@ -1014,11 +1023,11 @@ mod tests {
             outcome,
         };
         let unchanged = skip("unchanged");
-        let (id, state) = unchanged.state_after("m").unwrap();
+        let (id, state) = unchanged.state_after("m", None).unwrap();
         let state = state.unwrap();
         assert_eq!((id, state.version, state.model_id.as_str()), ("d", 7, "m"));
         assert!(
-            skip("stale").state_after("m").is_none(),
+            skip("stale").state_after("m", None).is_none(),
             "fenced: no change"
         );
         let delete = |tombstone| Decision::Delete {
@@ -1026,15 +1035,73 @@ mod tests {
             tenant: "t".into(),
             version: 9,
             tombstone,
-            prior_version: Some(7),
         };
-        assert_eq!(delete(true).state_after("m"), Some(("d", None)));
+        assert_eq!(delete(true).state_after("m", Some(7)), Some(("d", None)));
         let with_version = delete(false);
-        let (_, deleted) = with_version.state_after("m").unwrap();
+        let (_, deleted) = with_version.state_after("m", Some(7)).unwrap();
+        let deleted = deleted.unwrap();
         assert!(
-            deleted.unwrap().deleted,
+            deleted.deleted,
             "a delete with a version fences older versions"
         );
+        assert_eq!(
+            deleted.escalated_version,
+            Some(7),
+            "the job is still owed a wait"
+        );
+    }
+
+    #[test]
+    fn an_escalation_is_remembered_until_a_tombstone_forgets_the_document() {
+        let doc = |version| Document {
+            id: "d".into(),
+            tenant: "t".into(),
+            source: "s".into(),
+            title: None,
+            body: "b".into(),
+            content_type: "text/plain".into(),
+            metadata: Default::default(),
+            version,
+            deleted: false,
+            produced_at: 0,
+        };
+        // Only an escalation names a job: an ordinary document's delete needs no Temporal.
+        let embed = Decision::Embed {
+            doc: doc(1),
+            hash: "h".into(),
+            chunks: Vec::new(),
+        };
+        assert_eq!(
+            embed
+                .state_after("m", None)
+                .unwrap()
+                .1
+                .unwrap()
+                .escalated_version,
+            None
+        );
+        let escalate = Decision::Escalate {
+            doc: doc(1),
+            hash: "h".into(),
+            tokens: 40_000,
+        };
+        let (_, s) = escalate.state_after("m", None).unwrap();
+        assert_eq!(s.unwrap().escalated_version, Some(1));
+        // A newer inline version keeps the older job's version: that job may still publish.
+        let newer = Decision::Embed {
+            doc: doc(2),
+            hash: "h2".into(),
+            chunks: Vec::new(),
+        };
+        let (_, s) = newer.state_after("m", Some(1)).unwrap();
+        let s = s.unwrap();
+        assert_eq!((s.version, s.escalated_version), (2, Some(1)));
+        // The state record round-trips, and records without the field still read.
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<DocState>(&json).unwrap(), s);
+        let old: DocState =
+            serde_json::from_str(r#"{"version":1,"model_id":"m","content_hash":"h"}"#).unwrap();
+        assert_eq!(old.escalated_version, None);
     }
 
     #[test]

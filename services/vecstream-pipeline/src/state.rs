@@ -31,6 +31,10 @@ pub struct DocState {
     pub content_hash: String,
     #[serde(default)]
     pub deleted: bool,
+    /// The version whose `LargeDocumentWorkflow` may still publish vectors: a later delete
+    /// waits for that job to close. Absent in records written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalated_version: Option<i64>,
 }
 
 /// Per assigned partition: doc id → state.
@@ -160,6 +164,7 @@ mod tests {
             model_id: "m".into(),
             content_hash: "h".into(),
             deleted: false,
+            escalated_version: None,
         }
     }
 

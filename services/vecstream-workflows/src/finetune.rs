@@ -21,6 +21,7 @@ use vecstream_engine::adapter::Adapter;
 use vecstream_engine::model::ModelSpec;
 use vecstream_engine::model_store::{Manifest, ModelStore};
 use vecstream_engine::train::{Checkpoint, PairTable, Trainer};
+use vecstream_engine::weights::{f32_le_bytes, tensor_f32};
 
 use crate::activities::{JobActivities, permanent, resolve_model, timed, transient};
 use crate::eval::{Judged, judge};
@@ -93,24 +94,36 @@ pub fn split(pairs: &[Pair], fraction: f64) -> (Vec<usize>, Vec<usize>) {
     (0..pairs.len()).partition(|&i| !is_held_out(&pairs[i].query, fraction))
 }
 
+/// Distinct texts in order of first appearance, each with its row.
+#[derive(Default)]
+struct DistinctTexts {
+    texts: Vec<String>,
+    rows: HashMap<String, u32>,
+}
+
+impl DistinctTexts {
+    fn row(&mut self, t: &str) -> u32 {
+        if let Some(&r) = self.rows.get(t) {
+            return r;
+        }
+        self.texts.push(t.to_owned());
+        let r = (self.texts.len() - 1) as u32;
+        self.rows.insert(t.to_owned(), r);
+        r
+    }
+}
+
 /// The dataset's distinct texts, and for each pair the rows of its query, positive and
 /// negatives among them.
 pub fn texts_and_rows(pairs: &[Pair]) -> (Vec<String>, Vec<u32>, Vec<u32>, Vec<Vec<u32>>) {
-    let mut texts = Vec::new();
-    let mut index: HashMap<String, u32> = HashMap::new();
-    let mut row = |t: &str, texts: &mut Vec<String>| -> u32 {
-        *index.entry(t.to_owned()).or_insert_with(|| {
-            texts.push(t.to_owned());
-            (texts.len() - 1) as u32
-        })
-    };
+    let mut texts = DistinctTexts::default();
     let (mut q, mut p, mut n) = (Vec::new(), Vec::new(), Vec::new());
     for pair in pairs {
-        q.push(row(&pair.query, &mut texts));
-        p.push(row(&pair.positive, &mut texts));
-        n.push(pair.negatives.iter().map(|t| row(t, &mut texts)).collect());
+        q.push(texts.row(&pair.query));
+        p.push(texts.row(&pair.positive));
+        n.push(pair.negatives.iter().map(|t| texts.row(t)).collect());
     }
-    (texts, q, p, n)
+    (texts.texts, q, p, n)
 }
 
 /// What the validation reports; refuses a dataset too small to train or evaluate.
@@ -143,10 +156,6 @@ pub fn summarize(
     })
 }
 
-fn bytes_f32(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
 fn bytes_u32(v: &[u32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -165,7 +174,7 @@ pub fn save_table(path: &Path, table: &PairTable, sha: &str) -> std::io::Result<
             "vectors",
             Dtype::F32,
             vec![rows, table.dim],
-            bytes_f32(&table.vectors),
+            f32_le_bytes(&table.vectors),
         ),
         (
             "query",
@@ -226,25 +235,23 @@ pub fn load_table(path: &Path, sha: &str) -> std::io::Result<Option<PairTable>> 
         return Ok(None);
     }
     let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
-    let words = |name: &str| -> std::io::Result<(Vec<[u8; 4]>, Vec<usize>)> {
-        let t = st.tensor(name).map_err(|e| bad(format!("{name}: {e}")))?;
-        Ok((
-            t.data()
-                .chunks_exact(4)
-                .map(|c| [c[0], c[1], c[2], c[3]])
-                .collect(),
-            t.shape().to_vec(),
-        ))
-    };
+    let tensor = |name: &str| st.tensor(name).map_err(|e| bad(format!("{name}: {e}")));
     let u32s = |name: &str| -> std::io::Result<Vec<u32>> {
-        Ok(words(name)?.0.into_iter().map(u32::from_le_bytes).collect())
+        Ok(tensor(name)?
+            .data()
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
     };
-    let (vectors, shape) = words("vectors")?;
+    let vectors = tensor("vectors")?;
     let offsets = u32s("neg_offsets")?;
     let all_negatives = u32s("negatives")?;
     Ok(Some(PairTable {
-        dim: *shape.get(1).ok_or_else(|| bad("vectors: not 2-D".into()))?,
-        vectors: vectors.into_iter().map(f32::from_le_bytes).collect(),
+        dim: *vectors
+            .shape()
+            .get(1)
+            .ok_or_else(|| bad("vectors: not 2-D".into()))?,
+        vectors: tensor_f32(&vectors).ok_or_else(|| bad("vectors: not F32".into()))?,
         query: u32s("query")?,
         positive: u32s("positive")?,
         negatives: offsets
@@ -290,24 +297,17 @@ pub fn held_out_metrics(
 /// text (an index into those).
 pub fn held_out_corpus(pairs: &[Pair], fraction: f64) -> (Vec<String>, Vec<String>, Vec<usize>) {
     let (_, held) = split(pairs, fraction);
-    let mut corpus: Vec<String> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    let mut at = |t: &str, corpus: &mut Vec<String>| -> usize {
-        *index.entry(t.to_owned()).or_insert_with(|| {
-            corpus.push(t.to_owned());
-            corpus.len() - 1
-        })
-    };
+    let mut corpus = DistinctTexts::default();
     let mut queries = Vec::new();
     let mut relevant = Vec::new();
     for &i in &held {
         queries.push(pairs[i].query.clone());
-        relevant.push(at(&pairs[i].positive, &mut corpus));
+        relevant.push(corpus.row(&pairs[i].positive) as usize);
         for n in &pairs[i].negatives {
-            at(n, &mut corpus);
+            corpus.row(n);
         }
     }
-    (queries, corpus, relevant)
+    (queries, corpus.texts, relevant)
 }
 
 /// One step of a job: its workflow id and input.
