@@ -9,7 +9,6 @@ export VECSTREAM_CACHE
 export CARGO_TARGET_DIR ?= $(VECSTREAM_CACHE)/target
 CARGO ?= cargo
 VECSTREAM := $(CARGO_TARGET_DIR)/debug/vecstream
-TEST_LOG := $(VECSTREAM_CACHE)/logs/test-$(shell date -u +%Y%m%dT%H%M%S).log
 
 .PHONY: setup stack-up stack-down build demo demo-stop test unit lint fmt clean-stack
 
@@ -38,17 +37,14 @@ demo-stop:
 	  if [[ -f $$pidfile ]] && kill -0 $$(cat $$pidfile) 2>/dev/null; then kill -TERM $$(cat $$pidfile) && echo "pipeline stopped"; \
 	  else echo "no demo pipeline running"; fi; rm -f $$pidfile
 
-## test: set-up, stack up, lint, then every test (unit + end-to-end against the real stack)
-test: stack-up build lint
-	@mkdir -p $(dir $(TEST_LOG))
-	@set +e; $(CARGO) test --workspace --no-fail-fast 2>&1 | tee $(TEST_LOG); status=$${PIPESTATUS[0]}; \
-	  $(CARGO) test -p vecstream-engine --features cuda --test cuda_fallback 2>&1 | tee -a $(TEST_LOG); \
-	  cuda_status=$${PIPESTATUS[0]}; [[ $$status -ne 0 ]] || status=$$cuda_status; \
-	  scripts/test-summary $(TEST_LOG); exit $$status
+## test: set-up, lint, build, stack up, then every test (unit + end-to-end against the real
+## stack); the stack installs in the background while Rust compiles (scripts/test)
+test:
+	@scripts/test
 
-## unit: tests that need no services
+## unit: tests that need no services (everything but the end-to-end crate)
 unit:
-	$(CARGO) test
+	$(CARGO) test --workspace --exclude vecstream-e2e
 
 ## lint: formatting and clippy with warnings as errors
 lint:

@@ -24,7 +24,7 @@ indexes 0..n-1 and nothing else; deleted ones absent) and prints a verdict; it e
 every expected effect is in, or when nothing has reached Weaviate for --stall-secs (lost
 records never arrive).
 
---broken-sink (run.sh builds it: cargo feature `fault-commit-before-upsert`, binary given with
+--broken-sink (run.sh builds it: crate loadtest/broken-sink, binary given with
 --sink-vecstream) runs a sink that commits offsets before upserting: with --chaos its verdict
 must be FAIL, which shows that the check can fail.
 

@@ -2,10 +2,10 @@
 # Pipeline load test: stack up, release build, then loadtest.py with the given flags
 # (see `loadtest/pipeline/run.sh --help`). Results in loadtest/results/pipeline-<time>/.
 #
-# --broken-sink also builds the deliberately broken sink (cargo feature
-# fault-commit-before-upsert: commits offsets before upserting), copies it to
+# --broken-sink also builds the deliberately broken sink (loadtest/broken-sink: the vecstream
+# command whose sink commits offsets before upserting), copies it to
 # $VECSTREAM_CACHE/bin/vecstream-broken-sink and runs the sink from it; with --chaos the
-# verdict must then be FAIL. The normal binary is rebuilt right after (cached: seconds).
+# verdict must then be FAIL.
 #
 # LOADTEST_PROFILE=dev builds the dev profile instead of release (the engine and numeric
 # crates are at opt-level 3 there too; much faster to build on a small machine).
@@ -24,11 +24,9 @@ done
 compose/local/stack up >/dev/null
 if ((broken)); then
   mkdir -p "$CACHE/bin"
-  cargo build -q --profile "$PROFILE" -p vecstream --features fault-commit-before-upsert
-  cp "$OUT_DIR/vecstream" "$CACHE/bin/vecstream-broken-sink"
+  cargo build -q --profile "$PROFILE" -p vecstream-broken-sink
+  cp "$OUT_DIR/vecstream-broken-sink" "$CACHE/bin/vecstream-broken-sink"
   args+=(--sink-vecstream "$CACHE/bin/vecstream-broken-sink")
-  # Never leave the broken build where the normal binary is expected.
-  cargo build -q --profile "$PROFILE" -p vecstream
 fi
 if [[ -z "${VECSTREAM_BIN:-}" ]]; then
   cargo build -q --profile "$PROFILE" -p vecstream

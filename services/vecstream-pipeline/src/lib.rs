@@ -13,12 +13,16 @@ pub mod document;
 pub mod embedder;
 mod error;
 pub mod escalate;
+#[cfg(test)]
+mod flow_tests;
 pub mod lineage;
 pub mod metrics;
 pub mod normalize;
 pub mod reindex;
 pub mod sink;
 mod state;
+#[cfg(test)]
+mod testing;
 pub mod writer;
 
 pub use embedder::Embedder;
@@ -26,5 +30,5 @@ pub use error::PipelineError;
 pub use escalate::{Escalator, LargeDocumentJob};
 pub use metrics::PipelineMetrics;
 pub use reindex::{Reindexer, SliceReport};
-pub use sink::Sink;
-pub use writer::ChunkWriter;
+pub use sink::{CommitStrategy, EffectsThenOffsets, Sink};
+pub use writer::{ChunkWriter, VectorStore};

@@ -14,6 +14,8 @@
 
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+
 use apache_avro::Schema;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
@@ -37,6 +39,39 @@ use crate::{PipelineError, PipelineMetrics};
 
 const STAGE: &str = "sink";
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How a batch's effects and its offsets are ordered.
+///
+/// The sink's contract (DESIGN section 3) is [`EffectsThenOffsets`]; the trait exists so that
+/// the load test can run a deliberately wrong order from its own crate and show that its
+/// chaos check catches the loss, without a fault switch in this code.
+pub trait CommitStrategy: Send + Sync + std::fmt::Debug {
+    fn process<'a>(
+        &'a self,
+        sink: &'a Sink,
+        batch: &'a [OwnedMessage],
+        shutdown: &'a watch::Receiver<bool>,
+    ) -> BoxFuture<'a, Result<(), PipelineError>>;
+}
+
+/// Apply the batch, then commit its offsets: a crash in between re-delivers the batch, and
+/// idempotent writes make that harmless.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EffectsThenOffsets;
+
+impl CommitStrategy for EffectsThenOffsets {
+    fn process<'a>(
+        &'a self,
+        sink: &'a Sink,
+        batch: &'a [OwnedMessage],
+        shutdown: &'a watch::Receiver<bool>,
+    ) -> BoxFuture<'a, Result<(), PipelineError>> {
+        Box::pin(async move {
+            sink.apply(batch, shutdown).await?;
+            sink.commit_offsets(batch, shutdown).await
+        })
+    }
+}
 
 /// A record the sink produces after its Weaviate work: lineage, or a dead letter.
 struct Emitted {
@@ -135,14 +170,18 @@ impl Sink {
     }
 
     /// Runs until `shutdown` turns true; then finishes and commits the batch in hand.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), PipelineError> {
-        if cfg!(feature = "fault-commit-before-upsert") {
-            tracing::warn!(
-                "this sink is a deliberately broken build (cargo feature \
-                 fault-commit-before-upsert): it commits offsets before upserting and loses \
-                 data on a crash; it exists to show that the load test's chaos check fails"
-            );
-        }
+    /// Offsets are committed after the batch's effects are durable.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) -> Result<(), PipelineError> {
+        self.run_with(shutdown, &EffectsThenOffsets).await
+    }
+
+    /// [`Self::run`] with another order of effects and offsets. Only the load test's
+    /// deliberately broken sink passes anything but [`EffectsThenOffsets`].
+    pub async fn run_with(
+        self,
+        mut shutdown: watch::Receiver<bool>,
+        strategy: &dyn CommitStrategy,
+    ) -> Result<(), PipelineError> {
         loop {
             if *shutdown.borrow() {
                 break;
@@ -152,12 +191,14 @@ impl Sink {
                 max_wait: Duration::from_millis(self.settings.batch_max_wait_ms),
                 max_tokens: None,
             };
-            let batch = self.member.gather(limits, &mut shutdown).await;
+            let mut batch = self.member.gather(limits, &mut shutdown).await;
+            let assigned = self.member.tracker.snapshot();
+            batch.retain(|m| assigned.contains(&m.partition()));
             if batch.is_empty() {
                 continue;
             }
             let started = std::time::Instant::now();
-            self.process(batch, &shutdown).await?;
+            strategy.process(&self, &batch, &shutdown).await?;
             self.metrics
                 .sink_batch_seconds
                 .observe(started.elapsed().as_secs_f64());
@@ -166,30 +207,9 @@ impl Sink {
         Ok(())
     }
 
-    async fn process(
-        &self,
-        mut batch: Vec<OwnedMessage>,
-        shutdown: &watch::Receiver<bool>,
-    ) -> Result<(), PipelineError> {
-        let assigned = self.member.tracker.snapshot();
-        batch.retain(|m| assigned.contains(&m.partition()));
-        if batch.is_empty() {
-            return Ok(());
-        }
-        if cfg!(feature = "fault-commit-before-upsert") {
-            // Deliberately wrong, for the load test's chaos check only: a crash between
-            // this commit and the upsert loses the batch.
-            self.commit_offsets(&batch, shutdown).await?;
-            self.apply_with_retries(&batch, shutdown).await?;
-        } else {
-            self.apply_with_retries(&batch, shutdown).await?;
-            // Effects are durable: commit what is still ours.
-            self.commit_offsets(&batch, shutdown).await?;
-        }
-        Ok(())
-    }
-
-    async fn apply_with_retries(
+    /// Applies the batch to Weaviate and produces its lineage and dead letters, retrying
+    /// (partitions paused) until it succeeds or a permanent error stops the sink.
+    pub async fn apply(
         &self,
         batch: &[OwnedMessage],
         shutdown: &watch::Receiver<bool>,
@@ -202,7 +222,7 @@ impl Sink {
     }
 
     /// Commits the offsets after `batch` on the partitions still assigned to this member.
-    async fn commit_offsets(
+    pub async fn commit_offsets(
         &self,
         batch: &[OwnedMessage],
         shutdown: &watch::Receiver<bool>,

@@ -15,6 +15,70 @@ pub enum WeaviateError {
     GraphQl { what: String, message: String },
     #[error("unexpected answer from weaviate to {what}: {message}")]
     Unexpected { what: String, message: String },
+    /// One object of a batch upsert refused for a reason that passes (a shard still
+    /// loading, a timeout inside Weaviate): the whole batch is worth retrying.
+    #[error("weaviate refused object {id} of a batch: {error}")]
+    Object { id: uuid::Uuid, error: ObjectError },
+}
+
+/// Why Weaviate refused one object of a batch upsert.
+///
+/// Weaviate reports these inside a successful (200) batch answer, as messages without a
+/// status of their own; the class is read from the message here, where the answer is
+/// parsed, so no caller matches strings or invents a status code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectError {
+    message: String,
+    class: ErrorClass,
+}
+
+impl ObjectError {
+    pub fn new(message: impl Into<String>) -> Self {
+        let message = message.into();
+        let class = if object_error_passes(&message) {
+            ErrorClass::Retryable
+        } else {
+            ErrorClass::Permanent
+        };
+        Self { message, class }
+    }
+
+    /// Weaviate's message(s) for the object.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for ObjectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.class)
+    }
+}
+
+impl Classify for ObjectError {
+    fn class(&self) -> ErrorClass {
+        self.class
+    }
+}
+
+/// Per-object messages that mean "Weaviate could not do it now" rather than "this object
+/// is wrong": timeouts, a store gone read-only (disk pressure), shards or the node not ready.
+fn object_error_passes(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    still_loading(&m)
+        || [
+            "timeout",
+            "timed out",
+            "deadline exceeded",
+            "unavailable",
+            "too many requests",
+            "connection",
+            "read only",
+            "readonly",
+            "read-only",
+        ]
+        .iter()
+        .any(|s| m.contains(s))
 }
 
 /// Messages of a Weaviate that is up but has not loaded its schema or indexes yet.
@@ -43,6 +107,7 @@ impl Classify for WeaviateError {
             WeaviateError::GraphQl { message, .. } if still_loading(message) => {
                 ErrorClass::Retryable
             }
+            WeaviateError::Object { error, .. } => error.class(),
             _ => ErrorClass::Permanent,
         }
     }
@@ -89,5 +154,27 @@ mod tests {
             message: "Cannot query field".into(),
         };
         assert!(!bad.class().is_retryable());
+    }
+
+    #[test]
+    fn object_errors_that_pass_are_told_apart_from_bad_objects() {
+        for passing in [
+            "context deadline exceeded: Timeout",
+            "store is read only",
+            "shard not found: not ready yet",
+        ] {
+            let e = ObjectError::new(passing);
+            assert!(e.class().is_retryable(), "{passing}");
+            let whole = WeaviateError::Object {
+                id: uuid::Uuid::nil(),
+                error: e,
+            };
+            assert!(whole.class().is_retryable(), "{passing}");
+        }
+        let bad = ObjectError::new(
+            "new node has a vector with length 3. Existing nodes have vectors with length 384",
+        );
+        assert!(!bad.class().is_retryable());
+        assert!(bad.to_string().contains("length 3"));
     }
 }

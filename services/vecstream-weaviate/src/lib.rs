@@ -2,9 +2,8 @@
 
 mod client;
 mod error;
+mod schema;
 
-pub use client::{
-    BatchObject, BatchOutcome, CollectionSpec, Hit, MAX_CHUNKS_PER_DOC, Property, StoredChunk,
-    WeaviateClient, collection_name,
-};
-pub use error::WeaviateError;
+pub use client::{BatchObject, BatchOutcome, Hit, MAX_CHUNKS_PER_DOC, StoredChunk, WeaviateClient};
+pub use error::{ObjectError, WeaviateError};
+pub use schema::{CollectionSpec, Property, collection_name};

@@ -11,9 +11,10 @@ use vecstream_engine::Engine;
 use vecstream_pipeline::{Embedder, PipelineMetrics, Sink};
 use vecstream_telemetry::{HealthServer, Metrics, Readiness};
 
+use crate::Hooks;
 use crate::cli::{Component, Queue, RunArgs};
 
-pub async fn run(config: &Config, args: &RunArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(config: &Config, args: &RunArgs, hooks: &Hooks) -> anyhow::Result<ExitCode> {
     let (embedder, sink, worker) = match args.component {
         Component::Embedder => (true, false, None),
         Component::Sink => (false, true, None),
@@ -76,8 +77,11 @@ pub async fn run(config: &Config, args: &RunArgs) -> anyhow::Result<ExitCode> {
             .context("starting the sink")?;
         readiness.set("sink", true);
         let stop = stop_rx.clone();
+        let commit = hooks.sink_commit.clone();
         tasks.push(spawned(tokio::spawn(async move {
-            sink.run(stop).await.context("sink stopped")
+            sink.run_with(stop, commit.as_ref())
+                .await
+                .context("sink stopped")
         })));
     }
     if let (Some(queue), Some(pm)) = (worker, &pipeline_metrics) {

@@ -1,0 +1,372 @@
+//! What the embedder does with each document record, decided without I/O.
+//!
+//! [`decide`] judges one record that has been read (decoded through the registry) against
+//! what the dedup memory holds for its document; [`decide_batch`] does it for a batch so
+//! that each decision sees the effects of the earlier ones; [`Decision::state_after`] is what
+//! the memory holds once the decision is committed. [`DocOutcome`] names the result, the
+//! same word in lineage, metrics and tests.
+
+use std::collections::HashMap;
+
+use vecstream_core::{Document, EventType};
+use vecstream_engine::{Chunk, Chunker};
+
+use crate::dlq::{DeadLetter, Reason};
+use crate::document::{Read, chunked, normalized};
+use crate::state::{DedupState, DocState};
+
+/// Version written on the delete record of a tombstone: it outranks every stored version,
+/// so the sink removes whatever it holds for the document.
+pub const TOMBSTONE_VERSION: i64 = i64::MAX;
+
+pub(crate) const STAGE: &str = "embed";
+
+/// What became of one document record: the lineage outcome and the metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DocOutcome {
+    Embedded,
+    Deleted,
+    /// Same content and model as already emitted.
+    Unchanged,
+    /// Older than the version already emitted.
+    Stale,
+    /// Older than a delete already emitted.
+    StaleAfterDelete,
+    /// Handed to a `LargeDocumentWorkflow`.
+    Escalated,
+    DeadLettered,
+}
+
+/// Where the effects of an outcome went, for its lineage event's outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Nothing,
+    Vectors,
+    DeadLetters,
+}
+
+impl DocOutcome {
+    pub const ALL: [DocOutcome; 7] = [
+        DocOutcome::Embedded,
+        DocOutcome::Deleted,
+        DocOutcome::Unchanged,
+        DocOutcome::Stale,
+        DocOutcome::StaleAfterDelete,
+        DocOutcome::Escalated,
+        DocOutcome::DeadLettered,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocOutcome::Embedded => "embedded",
+            DocOutcome::Deleted => "deleted",
+            DocOutcome::Unchanged => "unchanged",
+            DocOutcome::Stale => "stale",
+            DocOutcome::StaleAfterDelete => "stale_after_delete",
+            DocOutcome::Escalated => "escalated",
+            DocOutcome::DeadLettered => "dead_lettered",
+        }
+    }
+
+    /// The outcome's lineage event: its type and where the record's effects went.
+    pub fn lineage(self) -> (EventType, Output) {
+        match self {
+            DocOutcome::Embedded | DocOutcome::Deleted => (EventType::Complete, Output::Vectors),
+            DocOutcome::Unchanged | DocOutcome::Stale | DocOutcome::StaleAfterDelete => {
+                (EventType::Other, Output::Nothing)
+            }
+            DocOutcome::Escalated => (EventType::Running, Output::Nothing),
+            DocOutcome::DeadLettered => (EventType::Fail, Output::DeadLetters),
+        }
+    }
+}
+
+/// Why a document record is skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    Unchanged,
+    Stale,
+    StaleAfterDelete,
+}
+
+/// What to do with one document record.
+#[derive(Debug)]
+pub enum Decision {
+    Embed {
+        doc: Document,
+        hash: String,
+        chunks: Vec<Chunk>,
+    },
+    Delete {
+        doc_id: String,
+        tenant: String,
+        version: i64,
+        tombstone: bool,
+    },
+    Skip {
+        doc: Document,
+        hash: String,
+        why: Skip,
+    },
+    /// Too large to embed inline: a `LargeDocumentWorkflow` embeds it.
+    Escalate {
+        doc: Document,
+        hash: String,
+        tokens: usize,
+    },
+    DeadLetter(DeadLetter),
+}
+
+/// Where a record came from: what a dead letter carries.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    pub key: Option<&'a [u8]>,
+    pub payload: Option<&'a [u8]>,
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl Source<'_> {
+    fn dead_letter(&self, reason: Reason, message: String) -> Decision {
+        Decision::DeadLetter(DeadLetter {
+            key: self.key.map(<[u8]>::to_vec),
+            payload: self.payload.map(<[u8]>::to_vec),
+            reason,
+            message,
+            stage: STAGE,
+            source_topic: self.topic.to_owned(),
+            source_partition: self.partition,
+            source_offset: self.offset,
+        })
+    }
+}
+
+/// The embedder's settings a decision depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules<'a> {
+    /// The model the embedder embeds with.
+    pub model_id: &'a str,
+    pub chunker: &'a Chunker,
+    pub max_body_bytes: usize,
+    pub max_chunks: usize,
+    /// Documents over this many tokens are escalated (`None`: no escalation).
+    pub large_document_tokens: Option<usize>,
+}
+
+/// Decides what one read record becomes, given what the memory holds for its document.
+pub fn decide(
+    source: Source<'_>,
+    read: Read,
+    known: Option<&DocState>,
+    rules: Rules<'_>,
+) -> Decision {
+    let doc = match read {
+        Read::Bad(reason, message) => return source.dead_letter(reason, message),
+        Read::Tombstone(doc_id) => {
+            return Decision::Delete {
+                doc_id,
+                tenant: vecstream_core::default_tenant(),
+                version: TOMBSTONE_VERSION,
+                tombstone: true,
+            };
+        }
+        Read::Doc(doc) => doc,
+    };
+    if let Some(k) = known.filter(|k| doc.version < k.version) {
+        // Older than what was emitted: fenced, with a lineage trail.
+        return Decision::Skip {
+            hash: String::new(),
+            why: if k.deleted {
+                Skip::StaleAfterDelete
+            } else {
+                Skip::Stale
+            },
+            doc,
+        };
+    }
+    if doc.deleted {
+        return Decision::Delete {
+            doc_id: doc.id.clone(),
+            tenant: doc.tenant.clone(),
+            version: doc.version,
+            tombstone: false,
+        };
+    }
+    let (text, hash) = match normalized(&doc, rules.max_body_bytes) {
+        Ok(x) => x,
+        Err((reason, message)) => return source.dead_letter(reason, message),
+    };
+    if let Some(k) = known
+        && !k.deleted
+        && k.content_hash == hash
+        && k.model_id == rules.model_id
+    {
+        return Decision::Skip {
+            doc,
+            hash,
+            why: Skip::Unchanged,
+        };
+    }
+    let chunks = match chunked(rules.chunker, &text, rules.max_chunks) {
+        Ok(chunks) => chunks,
+        Err((reason, message)) => return source.dead_letter(reason, message),
+    };
+    let tokens: usize = chunks.iter().map(Chunk::token_count).sum();
+    if let Some(limit) = rules.large_document_tokens
+        && tokens > limit
+    {
+        return Decision::Escalate { doc, hash, tokens };
+    }
+    Decision::Embed { doc, hash, chunks }
+}
+
+/// One decided record of a batch.
+#[derive(Debug)]
+pub struct Decided {
+    pub decision: Decision,
+    /// The version of this document whose large-document job the memory knew of before
+    /// this record (a delete waits for that job to close).
+    pub escalated_version: Option<i64>,
+}
+
+/// The memory's changes a batch makes, keyed by (partition, doc id); `None` forgets.
+pub type Pending = HashMap<(i32, String), Option<DocState>>;
+
+/// Decides a batch in order: each record sees the memory as the earlier ones left it.
+/// Returns the decisions and the memory's changes, to apply once the batch is committed.
+pub fn decide_batch<'a>(
+    reads: impl IntoIterator<Item = (Source<'a>, Read)>,
+    memory: &DedupState,
+    rules: Rules<'_>,
+) -> (Vec<Decided>, Pending) {
+    let mut pending = Pending::new();
+    let mut decided = Vec::new();
+    for (source, read) in reads {
+        let partition = source.partition;
+        let known = |pending: &Pending, doc_id: &str| -> Option<DocState> {
+            match pending.get(&(partition, doc_id.to_owned())) {
+                Some(s) => s.clone(),
+                None => memory.get(partition, doc_id).cloned(),
+            }
+        };
+        let before = match &read {
+            Read::Doc(d) => known(&pending, &d.id),
+            Read::Tombstone(id) => known(&pending, id),
+            Read::Bad(..) => None,
+        };
+        let decision = decide(source, read, before.as_ref(), rules);
+        let escalated_version = before.as_ref().and_then(|k| k.escalated_version);
+        if let Some((doc_id, state)) = decision.state_after(rules.model_id, escalated_version) {
+            pending.insert((partition, doc_id.to_owned()), state);
+        }
+        decided.push(Decided {
+            decision,
+            escalated_version,
+        });
+    }
+    (decided, pending)
+}
+
+impl Decision {
+    pub fn outcome(&self) -> DocOutcome {
+        match self {
+            Decision::Embed { .. } => DocOutcome::Embedded,
+            Decision::Delete { .. } => DocOutcome::Deleted,
+            Decision::Skip { why, .. } => match why {
+                Skip::Unchanged => DocOutcome::Unchanged,
+                Skip::Stale => DocOutcome::Stale,
+                Skip::StaleAfterDelete => DocOutcome::StaleAfterDelete,
+            },
+            Decision::Escalate { .. } => DocOutcome::Escalated,
+            Decision::DeadLetter(_) => DocOutcome::DeadLettered,
+        }
+    }
+
+    /// What the dedup memory holds for the document once this decision is committed:
+    /// `None` when it does not change, `Some((id, None))` when the document is forgotten.
+    /// `escalated` is the version whose large-document job the memory knew of before; it is
+    /// carried along until a tombstone forgets the document.
+    pub fn state_after(
+        &self,
+        model_id: &str,
+        escalated: Option<i64>,
+    ) -> Option<(&str, Option<DocState>)> {
+        let kept = |doc: &Document, hash: &str| DocState {
+            version: doc.version,
+            model_id: model_id.to_owned(),
+            content_hash: hash.to_owned(),
+            deleted: false,
+            escalated_version: escalated,
+        };
+        match self {
+            Decision::Embed { doc, hash, .. } => Some((&doc.id, Some(kept(doc, hash)))),
+            // Escalated documents count as emitted: their job owns them from here on.
+            Decision::Escalate { doc, hash, .. } => Some((
+                &doc.id,
+                Some(DocState {
+                    escalated_version: Some(doc.version),
+                    ..kept(doc, hash)
+                }),
+            )),
+            // The newer version is remembered so that older re-deliveries stay fenced.
+            Decision::Skip {
+                doc,
+                hash,
+                why: Skip::Unchanged,
+            } => Some((&doc.id, Some(kept(doc, hash)))),
+            Decision::Delete {
+                doc_id,
+                tombstone: true,
+                ..
+            } => Some((doc_id, None)),
+            Decision::Delete {
+                doc_id, version, ..
+            } => Some((
+                doc_id,
+                Some(DocState {
+                    version: *version,
+                    model_id: model_id.to_owned(),
+                    content_hash: String::new(),
+                    deleted: true,
+                    escalated_version: escalated,
+                }),
+            )),
+            Decision::Skip { .. } | Decision::DeadLetter(_) => None,
+        }
+    }
+
+    /// The document id (the record key; empty when it has none) and version, if known.
+    pub fn doc_key(&self) -> (&str, Option<i64>) {
+        match self {
+            Decision::Embed { doc, .. }
+            | Decision::Skip { doc, .. }
+            | Decision::Escalate { doc, .. } => (&doc.id, Some(doc.version)),
+            Decision::Delete {
+                doc_id,
+                version,
+                tombstone,
+                ..
+            } => (doc_id, (!tombstone).then_some(*version)),
+            Decision::DeadLetter(d) => (
+                d.key
+                    .as_deref()
+                    .and_then(|k| std::str::from_utf8(k).ok())
+                    .unwrap_or(""),
+                None,
+            ),
+        }
+    }
+
+    /// Chunks to embed (none unless [`Decision::Embed`]).
+    pub fn chunks(&self) -> &[Chunk] {
+        match self {
+            Decision::Embed { chunks, .. } => chunks,
+            _ => &[],
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "decision_tests.rs"]
+mod tests;

@@ -1,0 +1,325 @@
+use super::*;
+use crate::testing::{chunker, document};
+
+fn source() -> Source<'static> {
+    Source {
+        key: Some(b"d"),
+        payload: Some(b"bytes"),
+        topic: "docs.documents.v1",
+        partition: 3,
+        offset: 42,
+    }
+}
+
+fn rules(chunker: &Chunker) -> Rules<'_> {
+    Rules {
+        model_id: "m",
+        chunker,
+        max_body_bytes: 1000,
+        max_chunks: 4,
+        large_document_tokens: None,
+    }
+}
+
+fn state(version: i64, hash: &str, deleted: bool) -> DocState {
+    DocState {
+        version,
+        model_id: "m".into(),
+        content_hash: hash.into(),
+        deleted,
+        escalated_version: None,
+    }
+}
+
+fn hash_of(body: &str) -> String {
+    vecstream_core::content_hash(&crate::normalize::normalize(body, "text/plain"))
+}
+
+#[test]
+fn a_new_document_is_embedded_in_chunks() {
+    let c = chunker(6);
+    let d = decide(
+        source(),
+        Read::Doc(document("d", 1, "one two three four five six seven")),
+        None,
+        rules(&c),
+    );
+    let Decision::Embed { chunks, hash, .. } = &d else {
+        panic!("{d:?}")
+    };
+    assert_eq!(chunks.len(), 2, "4 content tokens per window");
+    assert_eq!(hash, &hash_of("one two three four five six seven"));
+    assert_eq!(d.outcome(), DocOutcome::Embedded);
+    assert_eq!(d.doc_key(), ("d", Some(1)));
+}
+
+#[test]
+fn the_same_content_and_model_is_unchanged_another_model_is_not() {
+    let c = chunker(16);
+    let body = "the same words";
+    let known = state(1, &hash_of(body), false);
+    let d = decide(
+        source(),
+        Read::Doc(document("d", 2, body)),
+        Some(&known),
+        rules(&c),
+    );
+    assert_eq!(d.outcome(), DocOutcome::Unchanged);
+    let other_model = DocState {
+        model_id: "old".into(),
+        ..known
+    };
+    let d = decide(
+        source(),
+        Read::Doc(document("d", 2, body)),
+        Some(&other_model),
+        rules(&c),
+    );
+    assert_eq!(d.outcome(), DocOutcome::Embedded);
+}
+
+#[test]
+fn older_versions_are_fenced_after_a_version_and_after_a_delete() {
+    let c = chunker(16);
+    let d = decide(
+        source(),
+        Read::Doc(document("d", 1, "x")),
+        Some(&state(2, "h", false)),
+        rules(&c),
+    );
+    assert_eq!(d.outcome(), DocOutcome::Stale);
+    let d = decide(
+        source(),
+        Read::Doc(document("d", 1, "x")),
+        Some(&state(2, "", true)),
+        rules(&c),
+    );
+    assert_eq!(d.outcome(), DocOutcome::StaleAfterDelete);
+    assert!(
+        d.state_after("m", None).is_none(),
+        "fenced: the memory keeps the newer state"
+    );
+}
+
+#[test]
+fn deletes_by_flag_and_by_tombstone() {
+    let c = chunker(16);
+    let mut gone = document("d", 5, "");
+    gone.deleted = true;
+    let d = decide(source(), Read::Doc(gone), None, rules(&c));
+    assert!(
+        matches!(
+            d,
+            Decision::Delete {
+                version: 5,
+                tombstone: false,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
+    let d = decide(
+        source(),
+        Read::Tombstone("d".into()),
+        Some(&state(9, "h", false)),
+        rules(&c),
+    );
+    assert!(
+        matches!(
+            d,
+            Decision::Delete {
+                version: TOMBSTONE_VERSION,
+                tombstone: true,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
+    assert_eq!(d.doc_key(), ("d", None));
+}
+
+#[test]
+fn poison_records_are_dead_letters_with_their_source_and_reason() {
+    let c = chunker(6);
+    let mut r = rules(&c);
+    r.max_body_bytes = 10;
+    let cases = [
+        (
+            Read::Bad(Reason::Undecodable, "bad magic".into()),
+            Reason::Undecodable,
+        ),
+        (Read::Doc(document("d", 1, "   ")), Reason::EmptyBody),
+        (
+            Read::Doc(document("d", 1, "far more than ten bytes")),
+            Reason::OverLimits,
+        ),
+    ];
+    for (read, reason) in cases {
+        let d = decide(source(), read, None, r);
+        let Decision::DeadLetter(dl) = &d else {
+            panic!("{d:?}")
+        };
+        assert_eq!(dl.reason, reason);
+        assert_eq!((dl.source_partition, dl.source_offset), (3, 42));
+        assert_eq!(
+            dl.payload.as_deref(),
+            Some(&b"bytes"[..]),
+            "original bytes kept"
+        );
+        assert_eq!(d.outcome(), DocOutcome::DeadLettered);
+        assert!(d.state_after("m", None).is_none());
+    }
+    // Over max_chunks (4 windows of 4 tokens).
+    let d = decide(
+        source(),
+        Read::Doc(document("d", 1, &"w ".repeat(17))),
+        None,
+        rules(&c),
+    );
+    assert!(
+        matches!(&d, Decision::DeadLetter(dl) if dl.reason == Reason::OverLimits),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn large_documents_are_escalated_only_when_escalation_is_on() {
+    let c = chunker(6);
+    let body = "w ".repeat(12);
+    let mut r = rules(&c);
+    assert_eq!(
+        decide(source(), Read::Doc(document("d", 1, &body)), None, r).outcome(),
+        DocOutcome::Embedded
+    );
+    r.large_document_tokens = Some(10);
+    let d = decide(source(), Read::Doc(document("d", 1, &body)), None, r);
+    assert!(matches!(d, Decision::Escalate { tokens: 18, .. }), "{d:?}");
+}
+
+#[test]
+fn every_outcome_has_one_name_and_one_lineage_shape() {
+    let names: std::collections::HashSet<&str> =
+        DocOutcome::ALL.iter().map(|o| o.as_str()).collect();
+    assert_eq!(names.len(), DocOutcome::ALL.len());
+    assert_eq!(
+        DocOutcome::Deleted.lineage(),
+        (EventType::Complete, Output::Vectors)
+    );
+    assert_eq!(
+        DocOutcome::DeadLettered.lineage(),
+        (EventType::Fail, Output::DeadLetters)
+    );
+    assert_eq!(DocOutcome::Escalated.lineage().0, EventType::Running);
+}
+
+#[test]
+fn the_dedup_memory_follows_each_decision() {
+    let doc = document("d", 7, "b");
+    let skip = |why| Decision::Skip {
+        doc: doc.clone(),
+        hash: "h".into(),
+        why,
+    };
+    let unchanged = skip(Skip::Unchanged);
+    let (id, state) = unchanged.state_after("m", None).unwrap();
+    let state = state.unwrap();
+    assert_eq!((id, state.version, state.model_id.as_str()), ("d", 7, "m"));
+    assert!(
+        skip(Skip::Stale).state_after("m", None).is_none(),
+        "fenced: no change"
+    );
+    let delete = |tombstone| Decision::Delete {
+        doc_id: "d".into(),
+        tenant: "t".into(),
+        version: 9,
+        tombstone,
+    };
+    assert_eq!(delete(true).state_after("m", Some(7)), Some(("d", None)));
+    let with_version = delete(false);
+    let (_, deleted) = with_version.state_after("m", Some(7)).unwrap();
+    let deleted = deleted.unwrap();
+    assert!(
+        deleted.deleted,
+        "a delete with a version fences older versions"
+    );
+    assert_eq!(
+        deleted.escalated_version,
+        Some(7),
+        "the job is still owed a wait"
+    );
+}
+
+#[test]
+fn an_escalation_is_remembered_until_a_tombstone_forgets_the_document() {
+    // Only an escalation names a job: an ordinary document's delete needs no Temporal.
+    let embed = Decision::Embed {
+        doc: document("d", 1, "b"),
+        hash: "h".into(),
+        chunks: Vec::new(),
+    };
+    assert_eq!(
+        embed
+            .state_after("m", None)
+            .unwrap()
+            .1
+            .unwrap()
+            .escalated_version,
+        None
+    );
+    let escalate = Decision::Escalate {
+        doc: document("d", 1, "b"),
+        hash: "h".into(),
+        tokens: 40_000,
+    };
+    let (_, s) = escalate.state_after("m", None).unwrap();
+    assert_eq!(s.unwrap().escalated_version, Some(1));
+    // A newer inline version keeps the older job's version: that job may still publish.
+    let newer = Decision::Embed {
+        doc: document("d", 2, "b2"),
+        hash: "h2".into(),
+        chunks: Vec::new(),
+    };
+    let (_, s) = newer.state_after("m", Some(1)).unwrap();
+    let s = s.unwrap();
+    assert_eq!((s.version, s.escalated_version), (2, Some(1)));
+    // The state record round-trips, and records without the field still read.
+    let json = serde_json::to_string(&s).unwrap();
+    assert_eq!(serde_json::from_str::<DocState>(&json).unwrap(), s);
+    let old: DocState =
+        serde_json::from_str(r#"{"version":1,"model_id":"m","content_hash":"h"}"#).unwrap();
+    assert_eq!(old.escalated_version, None);
+}
+
+#[test]
+fn a_batch_sees_its_own_earlier_decisions() {
+    let c = chunker(16);
+    let mut memory = DedupState::default();
+    memory.insert_partition(3, Default::default());
+    let reads = vec![
+        (source(), Read::Doc(document("d", 1, "first words"))),
+        // Re-published unchanged within the same batch.
+        (source(), Read::Doc(document("d", 2, "first words"))),
+        // An older version after it: fenced by the batch's own state.
+        (source(), Read::Doc(document("d", 1, "first words"))),
+        (source(), Read::Tombstone("d".into())),
+        // After the tombstone the document is forgotten: any version is new again.
+        (source(), Read::Doc(document("d", 1, "again"))),
+    ];
+    let (decided, pending) = decide_batch(reads, &memory, rules(&c));
+    let outcomes: Vec<DocOutcome> = decided.iter().map(|d| d.decision.outcome()).collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            DocOutcome::Embedded,
+            DocOutcome::Unchanged,
+            DocOutcome::Stale,
+            DocOutcome::Deleted,
+            DocOutcome::Embedded
+        ]
+    );
+    let last = pending[&(3, "d".to_owned())].as_ref().unwrap();
+    assert_eq!(
+        (last.version, last.content_hash.as_str()),
+        (1, hash_of("again").as_str())
+    );
+}

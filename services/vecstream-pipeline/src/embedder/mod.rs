@@ -1,0 +1,491 @@
+//! `vecstream run embedder`: documents in, vectors + lineage (+ dead letters) out.
+//!
+//! One loop, one micro-batch at a time:
+//! 1. gather messages until the batch's token estimate, record count or wait runs out;
+//! 2. drop messages of partitions revoked meanwhile (their new owner re-reads them: the
+//!    offsets were never committed), restore the dedup state of newly assigned partitions;
+//! 3. decide per message: embed, delete, skip (unchanged / stale) or dead-letter;
+//! 4. embed every chunk of the batch in one engine call (the engine cuts token batches);
+//! 5. in one Kafka transaction: the vectors, the lineage events, the dead letters, the state
+//!    records and the consumer offsets. Either all of it becomes visible or none.
+//!
+//! A transient failure (registry, broker) pauses the assigned partitions, backs off
+//! exponentially and retries the same batch; nothing is committed until it succeeds.
+//! SIGTERM stops gathering, finishes the batch in hand, commits it and leaves.
+
+//!
+//! Layers: [`decision`] judges each record without I/O; [`records`] turns decisions into the
+//! transaction's records (lineage from a per-outcome table); [`transaction`] commits them
+//! with the offsets; this module runs the loop and the I/O around them (registry reads,
+//! state restore, the engine, escalation).
+
+mod decision;
+mod records;
+mod transaction;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apache_avro::Schema;
+use rdkafka::Offset;
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::Consumer;
+use rdkafka::message::{Message, OwnedMessage};
+use tokio::sync::watch;
+use vecstream_config::{Config, EmbedderSettings, KafkaConfig};
+use vecstream_core::topics;
+use vecstream_engine::{Chunker, Engine};
+use vecstream_kafka::{SchemaRegistry, schemas, traceparent_of};
+use vecstream_telemetry::continue_trace;
+
+use crate::common::{BatchLimits, Member, Retrier, next_offsets};
+use crate::document::read_document;
+use crate::escalate::{Escalator, LargeDocumentJob};
+use crate::lineage::{LineageFactory, now_ms};
+use crate::state::{DedupState, restore_partition};
+use crate::{PipelineError, PipelineMetrics};
+
+pub(crate) use decision::{Decision, Rules, Source, decide_batch};
+pub use decision::{DocOutcome, TOMBSTONE_VERSION};
+use records::{Item, OutRecord, RecordEncoder};
+use transaction::Transactions;
+
+/// The stream embedder; see the module docs.
+pub struct Embedder {
+    settings: EmbedderSettings,
+    kafka: KafkaConfig,
+    member: Member,
+    transactions: Transactions,
+    registry: SchemaRegistry,
+    document_reader: Schema,
+    encoder: RecordEncoder,
+    engine: Arc<Engine>,
+    chunker: Chunker,
+    state: DedupState,
+    metrics: PipelineMetrics,
+    escalator: Option<Arc<dyn Escalator>>,
+}
+
+impl std::fmt::Debug for Embedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedder")
+            .field("group_id", &self.settings.group_id)
+            .field("model_id", &self.engine.info().model_id)
+            .finish()
+    }
+}
+
+impl Embedder {
+    /// Creates the topics and schema subjects it needs, the transactional producer (which
+    /// fences a previous instance with the same transactional id) and the consumer.
+    ///
+    /// With an `escalator`, large documents go to their own job, and (with
+    /// `embedder.reindex_on_model_change`) an alias that serves another model's collection
+    /// gets a reindex to this embedder's model.
+    pub async fn connect(
+        config: &Config,
+        engine: Arc<Engine>,
+        metrics: PipelineMetrics,
+        escalator: Option<Arc<dyn Escalator>>,
+    ) -> Result<Self, PipelineError> {
+        let settings = config.embedder.clone();
+        if let (Some(e), true) = (&escalator, settings.reindex_on_model_change) {
+            reindex_if_model_changed(config, &engine.info().model_id, e.as_ref()).await;
+        }
+        vecstream_kafka::topics::ensure_topics(&config.kafka).await?;
+        let registry = SchemaRegistry::new(&config.registry)?;
+        let vectors_id = registry
+            .ensure_subject(
+                &topics::value_subject(topics::VECTORS),
+                schemas::DOCUMENT_VECTORS,
+            )
+            .await?;
+        let lineage_id = registry
+            .ensure_subject(
+                &topics::value_subject(topics::LINEAGE),
+                schemas::LINEAGE_EVENT,
+            )
+            .await?;
+        let chunk_tokens = (settings.chunk_tokens > 0).then_some(settings.chunk_tokens);
+        let chunker = Chunker::new(
+            engine.tokenizer().clone(),
+            chunk_tokens,
+            settings.chunk_overlap,
+        )?;
+
+        let transactional_id = transaction::transactional_id(&settings);
+        let transactions = Transactions::connect(&config.kafka, &transactional_id)?;
+        let member = Member::subscribe(
+            &config.kafka,
+            &settings.group_id,
+            topics::DOCUMENTS,
+            "embedder",
+            &metrics,
+            &[],
+        )?;
+        tracing::info!(%transactional_id, group = %settings.group_id, model_id = %engine.info().model_id, "embedder connected");
+
+        let encoder = RecordEncoder {
+            lineage: LineageFactory::new(decision::STAGE, "embedder", &config.kafka.brokers),
+            vectors_schema: (vectors_id, schemas::parse(schemas::DOCUMENT_VECTORS)?),
+            lineage_schema: (lineage_id, schemas::parse(schemas::LINEAGE_EVENT)?),
+            backend: engine.info().backend.as_str(),
+            large_document_tokens: settings.large_document_tokens,
+        };
+        Ok(Self {
+            settings,
+            kafka: config.kafka.clone(),
+            member,
+            transactions,
+            registry,
+            document_reader: schemas::parse(schemas::DOCUMENT)?,
+            encoder,
+            engine,
+            chunker,
+            state: DedupState::default(),
+            metrics,
+            escalator,
+        })
+    }
+
+    fn retrier(&self) -> Retrier<'_> {
+        Retrier {
+            component: "embedder",
+            metrics: &self.metrics,
+            max_backoff: Duration::from_millis(self.settings.max_backoff_ms),
+        }
+    }
+
+    fn rules(&self) -> Rules<'_> {
+        let limit = self.settings.large_document_tokens;
+        Rules {
+            model_id: &self.engine.info().model_id,
+            chunker: &self.chunker,
+            max_body_bytes: self.settings.max_body_bytes,
+            max_chunks: self.settings.max_chunks,
+            large_document_tokens: (self.escalator.is_some() && limit > 0).then_some(limit),
+        }
+    }
+
+    /// Runs until `shutdown` turns true; then finishes and commits the batch in hand.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), PipelineError> {
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let limits = BatchLimits {
+                max_records: self.settings.batch_max_records,
+                max_wait: Duration::from_millis(self.settings.batch_max_wait_ms),
+                max_tokens: Some(self.settings.batch_tokens),
+            };
+            let batch = self.member.gather(limits, &mut shutdown).await;
+            if batch.is_empty() {
+                continue;
+            }
+            let started = Instant::now();
+            self.process(batch, &shutdown).await?;
+            self.metrics
+                .embedder_batch_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        tracing::info!("embedder stopped: in-flight batch committed");
+        Ok(())
+    }
+
+    async fn process(
+        &mut self,
+        mut batch: Vec<OwnedMessage>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<(), PipelineError> {
+        let assigned = self.member.tracker.snapshot();
+        batch.retain(|m| assigned.contains(&m.partition()));
+        self.state.retain_partitions(|p| assigned.contains(&p));
+        self.restore_state(&batch, shutdown).await?;
+
+        // Read every record (the registry may be down: retried), then decide in order.
+        let mut reads = Vec::with_capacity(batch.len());
+        for m in &batch {
+            let read = self
+                .retrier()
+                .run("decode", shutdown, || {
+                    read_document(&self.registry, &self.document_reader, m.key(), m.payload())
+                })
+                .await?;
+            reads.push((source_of(m), read));
+        }
+        let (decided, pending) = decide_batch(reads, &self.state, self.rules());
+        let mut items: Vec<Item> = batch
+            .iter()
+            .zip(decided)
+            .map(|(m, d)| {
+                let span = tracing::info_span!(
+                    "embed_document",
+                    partition = m.partition(),
+                    offset = m.offset()
+                );
+                let trace = continue_trace(&span, traceparent_of(m.headers()));
+                Item {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    decision: d.decision,
+                    embed_ms: None,
+                    trace,
+                    _span: span,
+                    workflow_id: None,
+                    escalated_version: d.escalated_version,
+                }
+            })
+            .collect();
+
+        let sequences: Vec<Vec<u32>> = items
+            .iter()
+            .flat_map(|i| i.decision.chunks().iter().map(|c| c.token_ids.clone()))
+            .collect();
+        let tokens: usize = sequences.iter().map(Vec::len).sum();
+        let vectors: Vec<Vec<f32>> = if sequences.is_empty() {
+            Vec::new()
+        } else {
+            let embed_started = Instant::now();
+            let embedded = self.engine.embed_tokens(sequences).await?;
+            let elapsed = embed_started.elapsed();
+            self.metrics.embed_seconds.observe(elapsed.as_secs_f64());
+            for item in &mut items {
+                if matches!(item.decision, Decision::Embed { .. }) {
+                    item.embed_ms = Some(elapsed.as_millis() as i64);
+                }
+            }
+            embedded.into_iter().map(|e| e.vector).collect()
+        };
+
+        self.escalate(&mut items, shutdown).await?;
+        self.settle_deletes(&items, shutdown).await?;
+
+        let next_offsets = next_offsets(items.iter().map(|i| (i.partition, i.offset)));
+        let committed_partitions = self
+            .member
+            .retry_paused(&self.retrier(), "transaction", shutdown, || async {
+                // A rebalance during retries moves partitions away: leave their records out.
+                let assigned = self.member.tracker.snapshot();
+                self.commit_batch(&items, &vectors, &next_offsets, &assigned)
+                    .await
+            })
+            .await?;
+
+        // Committed: the memory follows, and the counters.
+        for ((p, id), st) in pending {
+            if committed_partitions.contains(&p) {
+                self.state.apply(p, &id, st);
+            }
+        }
+        self.count(&items, &committed_partitions, tokens);
+        Ok(())
+    }
+
+    /// Restores the dedup memory of partitions seen for the first time (at start or after
+    /// a rebalance), before any of their records is decided.
+    async fn restore_state(
+        &mut self,
+        batch: &[OwnedMessage],
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<(), PipelineError> {
+        let partitions: BTreeSet<i32> = batch.iter().map(|m| m.partition()).collect();
+        for p in partitions {
+            if self.state.is_restored(p) {
+                continue;
+            }
+            let docs = self
+                .retrier()
+                .run("restore_state", shutdown, || {
+                    let kafka = self.kafka.clone();
+                    async move {
+                        tokio::task::spawn_blocking(move || {
+                            restore_partition(&kafka, p, Duration::from_secs(60))
+                        })
+                        .await
+                        .map_err(|e| PipelineError::StateRestore {
+                            partition: p,
+                            message: e.to_string(),
+                        })?
+                    }
+                })
+                .await?;
+            tracing::info!(
+                partition = p,
+                documents = docs.len(),
+                "embedder state restored"
+            );
+            self.state.insert_partition(p, docs);
+        }
+        Ok(())
+    }
+
+    fn count(&self, items: &[Item], committed: &BTreeSet<i32>, tokens: usize) {
+        self.metrics
+            .embedder_state_documents
+            .set(self.state.len() as i64);
+        for item in items.iter().filter(|i| committed.contains(&i.partition)) {
+            let outcome = item.decision.outcome();
+            match &item.decision {
+                Decision::Embed { chunks, .. } => {
+                    self.metrics.embedder_chunks.inc_by(chunks.len() as u64)
+                }
+                Decision::DeadLetter(d) => self
+                    .metrics
+                    .dlq_records
+                    .with_label_values(&[decision::STAGE, d.reason.as_str()])
+                    .inc(),
+                _ => {}
+            }
+            self.metrics
+                .embedder_documents
+                .with_label_values(&[outcome.as_str()])
+                .inc();
+        }
+        self.metrics.embedder_tokens.inc_by(tokens as u64);
+        self.metrics
+            .embedder_batch_records
+            .observe(items.len() as f64);
+        self.metrics.embedder_batch_tokens.observe(tokens as f64);
+    }
+
+    /// Starts the job of every escalated document of the batch (idempotent: a re-delivered
+    /// batch finds its jobs started), retrying while Temporal is unreachable.
+    async fn escalate(
+        &self,
+        items: &mut [Item],
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<(), PipelineError> {
+        let Some(escalator) = &self.escalator else {
+            return Ok(());
+        };
+        for item in items.iter_mut() {
+            let Decision::Escalate { doc, tokens, .. } = &item.decision else {
+                continue;
+            };
+            let job = LargeDocumentJob {
+                doc_id: doc.id.clone(),
+                version: doc.version,
+                partition: item.partition,
+                offset: item.offset,
+                tokens: *tokens,
+                traceparent: item.trace.to_string(),
+            };
+            let id = self
+                .member
+                .retry_paused(&self.retrier(), "escalate", shutdown, || {
+                    escalator.large_document(job.clone())
+                })
+                .await?;
+            tracing::info!(doc_id = %job.doc_id, tokens = job.tokens, workflow_id = %id, "large document escalated to Temporal");
+            item.workflow_id = Some(id);
+        }
+        Ok(())
+    }
+
+    /// Before deletes are written: waits until the large-document job of each deleted
+    /// document's last version (if it had one) is closed, so its vectors cannot arrive
+    /// after the delete. Outside the transaction (a long wait must not time it out).
+    async fn settle_deletes(
+        &self,
+        items: &[Item],
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<(), PipelineError> {
+        let Some(escalator) = &self.escalator else {
+            return Ok(());
+        };
+        for item in items {
+            let (Decision::Delete { doc_id, .. }, Some(version)) =
+                (&item.decision, &item.escalated_version)
+            else {
+                continue;
+            };
+            self.member
+                .retry_paused(&self.retrier(), "settle_escalation", shutdown, || {
+                    escalator.settle_large_document(doc_id.clone(), *version)
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// One transaction: every record of the batch's still-assigned partitions, and their
+    /// offsets. Returns the partitions committed.
+    async fn commit_batch(
+        &self,
+        items: &[Item],
+        vectors: &[Vec<f32>],
+        next_offsets: &BTreeMap<i32, i64>,
+        assigned: &BTreeSet<i32>,
+    ) -> Result<BTreeSet<i32>, PipelineError> {
+        let now = now_ms();
+        let model_id = &self.engine.info().model_id;
+        let mut records: Vec<OutRecord> = Vec::new();
+        let mut vector_at = 0usize;
+        for item in items {
+            let count = item.decision.chunks().len();
+            let item_vectors = &vectors[vector_at..vector_at + count];
+            vector_at += count;
+            if assigned.contains(&item.partition) {
+                self.encoder
+                    .records_of(item, item_vectors, now, model_id, &mut records)?;
+            }
+        }
+        let committed: BTreeSet<i32> = next_offsets
+            .keys()
+            .copied()
+            .filter(|p| assigned.contains(p))
+            .collect();
+        if committed.is_empty() {
+            return Ok(committed);
+        }
+        let mut offsets = TopicPartitionList::new();
+        for (p, o) in next_offsets.iter().filter(|(p, _)| committed.contains(p)) {
+            offsets.add_partition_offset(topics::DOCUMENTS, *p, Offset::Offset(*o))?;
+        }
+        let group = self
+            .member
+            .consumer
+            .group_metadata()
+            .ok_or_else(|| PipelineError::Config("consumer has no group metadata".into()))?;
+        self.transactions.commit(&records, &offsets, &group).await?;
+        Ok(committed)
+    }
+}
+
+fn source_of(m: &OwnedMessage) -> Source<'_> {
+    Source {
+        key: m.key(),
+        payload: m.payload(),
+        topic: m.topic(),
+        partition: m.partition(),
+        offset: m.offset(),
+    }
+}
+
+/// When the alias serves another model's collection, starts the reindex to `model_id`.
+/// Never fails the embedder: it logs what it did or why it could not.
+async fn reindex_if_model_changed(config: &Config, model_id: &str, escalator: &dyn Escalator) {
+    let alias = &config.weaviate.alias;
+    let live = match vecstream_weaviate::WeaviateClient::new(&config.weaviate) {
+        Ok(w) => w.resolve_alias(alias).await,
+        Err(e) => Err(e),
+    };
+    let mine = vecstream_weaviate::collection_name(model_id);
+    match live {
+        Ok(Some(live)) if live != mine => {
+            match escalator.reindex(alias.clone(), model_id.to_owned()).await {
+                Ok(id) => {
+                    tracing::info!(%alias, %live, model_id, workflow_id = %id, "the alias serves another model: reindex started (approve it with `vecstream review approve`)")
+                }
+                Err(e) => {
+                    tracing::warn!(%alias, %live, model_id, error = %e, "the alias serves another model and the reindex could not be started")
+                }
+            }
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(%alias, error = %e, "could not check which model the alias serves")
+        }
+    }
+}

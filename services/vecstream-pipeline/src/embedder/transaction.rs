@@ -1,0 +1,207 @@
+//! The embedder's Kafka transaction: a batch's records and its consumer offsets become
+//! visible together or not at all. A producer fenced by a newer instance with the same
+//! transactional id is fatal (the process must stop); everything else aborts and retries.
+
+use std::time::Duration;
+
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::ConsumerGroupMetadata;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::util::Timeout;
+use vecstream_config::{EmbedderSettings, KafkaConfig};
+
+use super::records::OutRecord;
+use crate::PipelineError;
+
+pub(super) const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A transactional producer.
+pub(super) struct Transactions {
+    producer: FutureProducer,
+}
+
+impl Transactions {
+    /// Creates the producer and fences any previous instance with `transactional_id`
+    /// (blocks until that one's open transaction is aborted).
+    pub fn connect(kafka: &KafkaConfig, transactional_id: &str) -> Result<Self, PipelineError> {
+        let producer: FutureProducer = vecstream_kafka::client_config(kafka)
+            .set("transactional.id", transactional_id)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", "zstd")
+            .set("linger.ms", "5")
+            .set(
+                "message.max.bytes",
+                vecstream_kafka::topics::MAX_RECORD_BYTES,
+            )
+            .set(
+                "transaction.timeout.ms",
+                (TXN_TIMEOUT.as_millis() * 2).to_string(),
+            )
+            .create()?;
+        tokio::task::block_in_place(|| producer.init_transactions(TXN_TIMEOUT))
+            .map_err(|e| txn_error("init_transactions", e))?;
+        Ok(Self { producer })
+    }
+
+    /// Produces `records` and commits `offsets` for `group` in one transaction; aborts it
+    /// on any failure.
+    pub async fn commit(
+        &self,
+        records: &[OutRecord],
+        offsets: &TopicPartitionList,
+        group: &ConsumerGroupMetadata,
+    ) -> Result<(), PipelineError> {
+        self.producer
+            .begin_transaction()
+            .map_err(|e| txn_error("begin_transaction", e))?;
+        let outcome = async {
+            let sends = records.iter().map(|r| {
+                let mut rec: FutureRecord<'_, [u8], [u8]> =
+                    FutureRecord::to(r.topic).key(r.key.as_slice());
+                if let Some(p) = &r.payload {
+                    rec = rec.payload(p.as_slice());
+                }
+                if let Some(p) = r.partition {
+                    rec = rec.partition(p);
+                }
+                if let Some(h) = &r.headers {
+                    rec = rec.headers(h.clone());
+                }
+                self.producer.send(rec, Timeout::After(TXN_TIMEOUT))
+            });
+            for result in futures::future::join_all(sends).await {
+                result.map_err(|(e, _)| {
+                    if is_fatal(&e) {
+                        txn_error("produce", e)
+                    } else {
+                        PipelineError::from(e)
+                    }
+                })?;
+            }
+            tokio::task::block_in_place(|| {
+                self.producer
+                    .send_offsets_to_transaction(offsets, group, TXN_TIMEOUT)?;
+                self.producer.commit_transaction(TXN_TIMEOUT)
+            })
+            .map_err(|e| txn_error("commit", e))
+        }
+        .await;
+        if let Err(e) = outcome {
+            if let Err(abort) =
+                tokio::task::block_in_place(|| self.producer.abort_transaction(TXN_TIMEOUT))
+            {
+                tracing::warn!(error = %abort, "abort_transaction failed");
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+/// Errors that end the producer for good: librdkafka's fatal transactional errors, and
+/// being fenced by a newer instance with our transactional id.
+fn is_fatal(e: &KafkaError) -> bool {
+    if let KafkaError::Transaction(t) = e
+        && t.is_fatal()
+    {
+        return true;
+    }
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::Fatal
+                | RDKafkaErrorCode::Fenced
+                | RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::InvalidProducerEpoch
+                | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+        )
+    )
+}
+
+pub(super) fn txn_error(what: &str, e: KafkaError) -> PipelineError {
+    PipelineError::Transaction {
+        retryable: !is_fatal(&e),
+        message: format!("{what}: {e}"),
+    }
+}
+
+/// The transactional id: `embedder.transactional_id`, or one named after the host. Without
+/// a host name it is unique to the process (never a shared constant, which would let two
+/// hosts fence each other), at the price of not fencing a predecessor's open transaction.
+pub(super) fn transactional_id(settings: &EmbedderSettings) -> String {
+    if !settings.transactional_id.is_empty() {
+        return settings.transactional_id.clone();
+    }
+    match hostname() {
+        Some(host) => format!("vecstream-embedder-{host}"),
+        None => {
+            let id = format!("vecstream-embedder-{}", uuid::Uuid::new_v4().simple());
+            tracing::warn!(
+                transactional_id = %id,
+                "no host name (HOSTNAME, /etc/hostname): using a transactional id unique to \
+                 this process; a restart cannot fence its predecessor's open transaction \
+                 (it times out instead). Set embedder.transactional_id to a stable, unique name"
+            );
+            id
+        }
+    }
+}
+
+fn hostname() -> Option<String> {
+    std::env::var("HOSTNAME")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vecstream_core::Classify;
+
+    #[test]
+    fn fatal_transaction_errors_are_permanent() {
+        for code in [
+            RDKafkaErrorCode::Fatal,
+            RDKafkaErrorCode::Fenced,
+            RDKafkaErrorCode::ProducerFenced,
+            RDKafkaErrorCode::InvalidProducerEpoch,
+        ] {
+            let e = txn_error("commit", KafkaError::MessageProduction(code));
+            assert!(!e.class().is_retryable(), "{code:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn transient_transaction_errors_are_retryable() {
+        for code in [
+            RDKafkaErrorCode::BrokerTransportFailure,
+            RDKafkaErrorCode::MessageTimedOut,
+            RDKafkaErrorCode::NotCoordinator,
+        ] {
+            let e = txn_error("commit", KafkaError::MessageProduction(code));
+            assert!(e.class().is_retryable(), "{code:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_configured_transactional_id_wins_and_none_is_ever_a_shared_constant() {
+        let mut s = EmbedderSettings {
+            transactional_id: "mine".into(),
+            ..Default::default()
+        };
+        assert_eq!(transactional_id(&s), "mine");
+        s.transactional_id.clear();
+        let a = transactional_id(&s);
+        assert!(a.starts_with("vecstream-embedder-") && a != "vecstream-embedder-local");
+    }
+}

@@ -1,0 +1,237 @@
+//! Writes vector records into Weaviate: the one place that decides what a record does to
+//! the stored chunks (shared by the sink and the reindex scan).
+//!
+//! Per batch: the newest record of each document wins; one read of the stored chunks per
+//! collection gives version fencing (an older version never overwrites a newer one) and
+//! stale-chunk detection; all chunk objects go in batch upserts by their UUIDv5 ids; chunks
+//! past a document's new chunk count, and all chunks of a deleted document, are removed.
+//! Idempotent: running a batch again converges to the same state.
+//!
+//! Two halves: [`plan`] decides without I/O what each record does; [`ChunkWriter`] reads
+//! what the plan needs from a [`VectorStore`], then applies the plan.
+
+#[cfg(test)]
+pub(crate) mod memory;
+mod plan;
+mod store;
+
+use std::collections::{HashMap, HashSet};
+
+use uuid::Uuid;
+use vecstream_core::{Classify, DocumentVectors};
+use vecstream_weaviate::{CollectionSpec, ObjectError, WeaviateClient, WeaviateError};
+
+use crate::dlq::Reason;
+use crate::{PipelineError, PipelineMetrics};
+
+pub use plan::{DocDelete, DocWrite, Needs, Plan, Snapshot, needs, plan, winners};
+pub use store::VectorStore;
+
+/// Most chunk objects in one upsert request.
+const UPSERT_BATCH_OBJECTS: usize = 500;
+
+/// A vector record, or why it cannot be one.
+pub type Decoded = Result<DocumentVectors, (Reason, String)>;
+
+/// What became of one vector record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Upserted { written: usize, deleted: u64 },
+    Deleted { deleted: u64 },
+    Stale { stored_version: i64 },
+    Superseded,
+    DeadLettered(Reason, String),
+}
+
+impl Outcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Upserted { .. } => "upserted",
+            Outcome::Deleted { .. } => "deleted",
+            Outcome::Stale { .. } => "stale",
+            Outcome::Superseded => "superseded",
+            Outcome::DeadLettered(..) => "dead_lettered",
+        }
+    }
+}
+/// Applies vector records to a vector store (Weaviate); see the module docs.
+pub struct ChunkWriter<S: VectorStore = WeaviateClient> {
+    store: S,
+    /// The alias created on the first collection when it does not exist yet.
+    alias: String,
+    /// Collections known to exist (created or seen) by this process.
+    collections: std::sync::Mutex<HashSet<String>>,
+    metrics: PipelineMetrics,
+}
+
+impl<S: VectorStore> std::fmt::Debug for ChunkWriter<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkWriter")
+            .field("store", &self.store.url())
+            .field("alias", &self.alias)
+            .finish()
+    }
+}
+
+impl<S: VectorStore> ChunkWriter<S> {
+    pub fn new(store: S, alias: &str, metrics: PipelineMetrics) -> Self {
+        Self {
+            store,
+            alias: alias.to_owned(),
+            collections: Default::default(),
+            metrics,
+        }
+    }
+
+    /// The store it writes to.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Applies `decoded` in order and says what became of each record. `Err` only for
+    /// failures worth retrying the whole batch for (the store unreachable, objects refused
+    /// for a reason that passes).
+    pub async fn write(&self, decoded: &[Decoded]) -> Result<Vec<Outcome>, PipelineError> {
+        let winners = winners(decoded);
+        let snapshot = self.read(&needs(decoded, &winners)).await?;
+        let plan = plan(decoded, &winners, &snapshot);
+        self.apply(plan).await
+    }
+
+    /// Reads what a plan needs: ensures the collections written to, looks up the ones only
+    /// deleted from, and reads the stored chunks of the batch's documents (one query per
+    /// collection).
+    pub async fn read(&self, needs: &Needs) -> Result<Snapshot, PipelineError> {
+        let mut snapshot = Snapshot::default();
+        for collection in &needs.write_to {
+            self.ensure_collection(collection).await?;
+            snapshot.existing.insert(collection.clone());
+        }
+        for collection in &needs.delete_from {
+            if self.collection_known(collection).await? {
+                snapshot.existing.insert(collection.clone());
+            }
+        }
+        for (collection, docs) in &needs.docs {
+            if !snapshot.existing.contains(collection) {
+                continue;
+            }
+            let ids: Vec<&str> = docs.iter().map(String::as_str).collect();
+            let stored = self.store.docs_chunks(collection, &ids).await?;
+            snapshot.stored.insert(collection.clone(), stored);
+        }
+        Ok(snapshot)
+    }
+
+    /// Carries out a plan: whole-document deletes, one batch upsert for every chunk
+    /// object, then per document either its stale chunks removed or, when the store refused
+    /// some of its objects, the document removed whole and dead-lettered.
+    pub async fn apply(&self, plan: Plan<'_>) -> Result<Vec<Outcome>, PipelineError> {
+        let Plan {
+            mut outcomes,
+            writes,
+            deletes,
+        } = plan;
+        for d in &deletes {
+            let deleted = self
+                .store
+                .delete_doc_chunks_from(&d.collection, &d.doc_id, 0)
+                .await?;
+            outcomes[d.at] = Outcome::Deleted { deleted };
+        }
+
+        let objects: Vec<_> = writes
+            .iter()
+            .flat_map(|w| w.objects.iter().cloned())
+            .collect();
+        let mut refused: HashMap<Uuid, ObjectError> = HashMap::new();
+        for batch in objects.chunks(UPSERT_BATCH_OBJECTS) {
+            let upsert_started = std::time::Instant::now();
+            let outcome = self.store.upsert_batch(batch).await?;
+            self.metrics
+                .sink_upsert_seconds
+                .observe(upsert_started.elapsed().as_secs_f64());
+            refused.extend(outcome.failed);
+        }
+        if let Some((id, error)) = refused.iter().find(|(_, e)| e.class().is_retryable()) {
+            return Err(PipelineError::Weaviate(WeaviateError::Object {
+                id: *id,
+                error: error.clone(),
+            }));
+        }
+        for w in &writes {
+            let errors: Vec<&ObjectError> = w
+                .objects
+                .iter()
+                .filter_map(|o| refused.get(&o.id))
+                .collect();
+            if let Some(first) = errors.first() {
+                // A half-written document would answer searches with a mix of versions:
+                // remove it whole; the dead letter can be replayed once the cause is fixed.
+                self.store
+                    .delete_doc_chunks_from(&w.collection, &w.record.doc_id, 0)
+                    .await?;
+                outcomes[w.at] = Outcome::DeadLettered(
+                    Reason::Rejected,
+                    format!(
+                        "weaviate refused {} of {} chunks (the document's chunks were removed): {}",
+                        errors.len(),
+                        w.objects.len(),
+                        first.message()
+                    ),
+                );
+                continue;
+            }
+            let deleted = match w.stale_from {
+                Some(from) => {
+                    self.store
+                        .delete_doc_chunks_from(&w.collection, &w.record.doc_id, from)
+                        .await?
+                }
+                None => 0,
+            };
+            outcomes[w.at] = Outcome::Upserted {
+                written: w.objects.len(),
+                deleted,
+            };
+        }
+        Ok(outcomes)
+    }
+
+    fn known_collections(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        // A poisoned set still holds valid names.
+        self.collections.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn collection_known(&self, name: &str) -> Result<bool, PipelineError> {
+        if self.known_collections().contains(name) {
+            return Ok(true);
+        }
+        let exists = self.store.collection_exists(name).await?;
+        if exists {
+            self.known_collections().insert(name.to_owned());
+        }
+        Ok(exists)
+    }
+
+    /// Creates a chunk collection on first use; points the alias at it if the alias does
+    /// not exist yet (a reindex moves it later).
+    async fn ensure_collection(&self, name: &str) -> Result<(), PipelineError> {
+        if self.known_collections().contains(name) {
+            return Ok(());
+        }
+        let spec = CollectionSpec::chunks_named(name);
+        if self.store.ensure_collection(&spec).await? {
+            tracing::info!(collection = %spec.name, "collection created");
+        }
+        if self.store.resolve_alias(&self.alias).await?.is_none() {
+            self.store.set_alias(&self.alias, &spec.name).await?;
+            tracing::info!(alias = %self.alias, collection = %spec.name, "alias created");
+        }
+        self.known_collections().insert(spec.name);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

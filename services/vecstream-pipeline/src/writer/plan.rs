@@ -1,0 +1,415 @@
+//! What a batch of vector records does to the stored chunks, decided without I/O.
+//!
+//! [`needs`] says what to read first (which collections to create or look up, which
+//! documents' stored chunks); [`plan`] turns the records and that [`Snapshot`] into the
+//! outcome of each record plus the writes and deletes to apply. Everything that judges a
+//! record (winners per document, version fencing, validation, stale chunks) lives here.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde_json::json;
+use uuid::Uuid;
+use vecstream_core::DocumentVectors;
+use vecstream_weaviate::{BatchObject, StoredChunk, collection_name};
+
+use super::{Decoded, Outcome};
+use crate::dlq::Reason;
+use crate::embedder::TOMBSTONE_VERSION;
+
+/// What must be read from the store before a batch can be planned.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// Collections the batch writes chunks to: created if missing.
+    pub write_to: BTreeSet<String>,
+    /// Collections the batch only deletes from: looked up, never created.
+    pub delete_from: BTreeSet<String>,
+    /// Per collection, the documents whose stored chunks decide fencing and stale chunks.
+    pub docs: BTreeMap<String, Vec<String>>,
+}
+
+/// The stored side of a batch, as read before planning.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Collections that exist (the ones the batch writes to were just ensured).
+    pub existing: BTreeSet<String>,
+    /// Collection → document id → its stored chunks.
+    pub stored: HashMap<String, HashMap<String, Vec<StoredChunk>>>,
+}
+
+/// A document whose chunks the batch upserts.
+#[derive(Debug)]
+pub struct DocWrite<'a> {
+    /// Index of the record in the batch.
+    pub at: usize,
+    pub record: &'a DocumentVectors,
+    pub collection: String,
+    pub objects: Vec<BatchObject>,
+    /// Stored chunks from this index on belong to a longer earlier version.
+    pub stale_from: Option<i64>,
+}
+
+/// A document the batch removes whole.
+#[derive(Debug, PartialEq, Eq)]
+pub struct DocDelete {
+    pub at: usize,
+    pub collection: String,
+    pub doc_id: String,
+}
+
+/// The decisions for one batch. `outcomes` has one entry per record; the entries of
+/// `writes` and `deletes` hold a provisional outcome until they are applied.
+#[derive(Debug)]
+pub struct Plan<'a> {
+    pub outcomes: Vec<Outcome>,
+    pub writes: Vec<DocWrite<'a>>,
+    pub deletes: Vec<DocDelete>,
+}
+
+/// The record of each document that the batch applies (index into `decoded`); the others
+/// are superseded. A later record wins unless its version is older than the current
+/// winner's: a large document's job may publish its version after a newer one went the
+/// inline way. After a tombstone (which outranks every version), a later record is a
+/// re-creation and wins.
+pub fn winners(decoded: &[Decoded]) -> HashMap<&str, usize> {
+    let mut winner: HashMap<&str, usize> = HashMap::new();
+    for (i, d) in decoded.iter().enumerate() {
+        let Ok(v) = d else { continue };
+        let replaces = match winner.get(v.doc_id.as_str()).map(|&w| &decoded[w]) {
+            Some(Ok(current)) => {
+                v.doc_version >= current.doc_version
+                    || (current.deleted && current.doc_version == TOMBSTONE_VERSION)
+            }
+            _ => true,
+        };
+        if replaces {
+            winner.insert(v.doc_id.as_str(), i);
+        }
+    }
+    winner
+}
+
+/// What to read before planning `decoded` (whose winners are `winners`).
+pub fn needs(decoded: &[Decoded], winners: &HashMap<&str, usize>) -> Needs {
+    let mut needs = Needs::default();
+    for &i in winners.values() {
+        let Ok(v) = &decoded[i] else { continue };
+        let collection = collection_name(&v.model_id);
+        if v.deleted {
+            needs.delete_from.insert(collection.clone());
+        } else {
+            needs.write_to.insert(collection.clone());
+        }
+        needs
+            .docs
+            .entry(collection)
+            .or_default()
+            .push(v.doc_id.clone());
+    }
+    // A collection written to is ensured anyway: no separate lookup.
+    let written = needs.write_to.clone();
+    needs.delete_from.retain(|c| !written.contains(c));
+    for docs in needs.docs.values_mut() {
+        docs.sort();
+    }
+    needs
+}
+
+/// Decides what each record of `decoded` does, given what the store holds.
+pub fn plan<'a>(
+    decoded: &'a [Decoded],
+    winners: &HashMap<&str, usize>,
+    snapshot: &Snapshot,
+) -> Plan<'a> {
+    let mut plan = Plan {
+        outcomes: Vec::with_capacity(decoded.len()),
+        writes: Vec::new(),
+        deletes: Vec::new(),
+    };
+    for (i, d) in decoded.iter().enumerate() {
+        let v = match d {
+            Err((reason, message)) => {
+                plan.outcomes
+                    .push(Outcome::DeadLettered(*reason, message.clone()));
+                continue;
+            }
+            Ok(v) => v,
+        };
+        if winners.get(v.doc_id.as_str()) != Some(&i) {
+            plan.outcomes.push(Outcome::Superseded);
+            continue;
+        }
+        let collection = collection_name(&v.model_id);
+        if !snapshot.existing.contains(&collection) {
+            // Only a delete can meet a missing collection (writes ensured theirs): nothing
+            // was ever stored for this model, so the delete is already true.
+            plan.outcomes.push(Outcome::Deleted { deleted: 0 });
+            continue;
+        }
+        let stored = snapshot
+            .stored
+            .get(&collection)
+            .and_then(|docs| docs.get(&v.doc_id))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if let Some(sv) = stored
+            .iter()
+            .map(|c| c.doc_version)
+            .max()
+            .filter(|sv| *sv > v.doc_version)
+        {
+            plan.outcomes.push(Outcome::Stale { stored_version: sv });
+            continue;
+        }
+        let stored_past = |count: usize| stored.iter().any(|c| c.chunk_index >= count as i64);
+        if v.deleted {
+            plan.outcomes.push(Outcome::Deleted { deleted: 0 });
+            if stored_past(0) {
+                plan.deletes.push(DocDelete {
+                    at: i,
+                    collection,
+                    doc_id: v.doc_id.clone(),
+                });
+            }
+            continue;
+        }
+        match objects_of(v, &collection) {
+            Err(message) => plan
+                .outcomes
+                .push(Outcome::DeadLettered(Reason::Invalid, message)),
+            Ok(objects) => {
+                plan.outcomes.push(Outcome::Upserted {
+                    written: 0,
+                    deleted: 0,
+                });
+                let count = v.chunks.len();
+                plan.writes.push(DocWrite {
+                    at: i,
+                    record: v,
+                    collection,
+                    objects,
+                    stale_from: stored_past(count).then_some(count as i64),
+                });
+            }
+        }
+    }
+    plan
+}
+
+/// The chunk objects of a record, or why the record is invalid (vectors of mixed length
+/// or with non-finite values, chunk ids that are not UUIDs).
+fn objects_of(v: &DocumentVectors, collection: &str) -> Result<Vec<BatchObject>, String> {
+    let dim = v.chunks.first().map(|c| c.vector.len());
+    if let Some(bad) = v
+        .chunks
+        .iter()
+        .find(|c| Some(c.vector.len()) != dim || c.vector.iter().any(|x| !x.is_finite()))
+    {
+        return Err(format!(
+            "chunk {} has a vector of {} values (expected {:?}) or a non-finite value",
+            bad.index,
+            bad.vector.len(),
+            dim
+        ));
+    }
+    v.chunks
+        .iter()
+        .map(|c| {
+            let id = Uuid::parse_str(&c.chunk_id)
+                .map_err(|e| format!("chunk id {:?}: {e}", c.chunk_id))?;
+            Ok(BatchObject {
+                collection: collection.to_owned(),
+                id,
+                properties: json!({
+                    "doc_id": v.doc_id,
+                    "doc_version": v.doc_version,
+                    "tenant": v.tenant,
+                    "chunk_index": c.index,
+                    "text": c.text,
+                    "char_start": c.char_start,
+                    "char_end": c.char_end,
+                    "token_count": c.token_count,
+                    "content_hash": v.content_hash,
+                    "model_id": v.model_id,
+                }),
+                vector: c.vector.clone(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::document::delete_of;
+    use vecstream_core::{ChunkVector, chunk_id};
+
+    fn doc(id: &str, version: i64, chunks: usize) -> Decoded {
+        Ok(DocumentVectors {
+            deleted: false,
+            chunks: (0..chunks)
+                .map(|i| ChunkVector {
+                    chunk_id: chunk_id(id, i as u32, "m").to_string(),
+                    index: i as i32,
+                    text: format!("chunk {i}"),
+                    char_start: 0,
+                    char_end: 1,
+                    token_count: 3,
+                    vector: vec![1.0, 0.0],
+                })
+                .collect(),
+            ..delete_of(id, "t", version, "m")
+        })
+    }
+
+    fn stored(version: i64, chunks: i64) -> Vec<StoredChunk> {
+        (0..chunks)
+            .map(|i| StoredChunk {
+                id: Uuid::from_u128(i as u128),
+                chunk_index: i,
+                doc_version: version,
+            })
+            .collect()
+    }
+
+    fn snapshot(docs: &[(&str, Vec<StoredChunk>)]) -> Snapshot {
+        let c = collection_name("m");
+        Snapshot {
+            existing: [c.clone()].into(),
+            stored: [(
+                c,
+                docs.iter()
+                    .map(|(id, s)| (id.to_string(), s.clone()))
+                    .collect(),
+            )]
+            .into(),
+        }
+    }
+
+    #[test]
+    fn the_highest_version_of_a_document_wins_its_batch() {
+        // A late v1 (a large document's job) after v2: v2 stays.
+        let batch = vec![doc("a", 2, 1), doc("a", 1, 1)];
+        assert_eq!(winners(&batch)["a"], 0);
+        // The same version again (a re-delivery) or a newer one: the later record.
+        let batch = vec![
+            doc("a", 1, 1),
+            doc("a", 1, 1),
+            doc("b", 1, 1),
+            doc("b", 3, 1),
+        ];
+        let w = winners(&batch);
+        assert_eq!((w["a"], w["b"]), (1, 3));
+        // A tombstone outranks every version; a record after it re-creates the document.
+        let batch = vec![
+            doc("a", 5, 1),
+            Ok(delete_of("a", "t", TOMBSTONE_VERSION, "m")),
+        ];
+        assert_eq!(winners(&batch)["a"], 1);
+        let batch = vec![
+            Ok(delete_of("a", "t", TOMBSTONE_VERSION, "m")),
+            doc("a", 1, 1),
+        ];
+        assert_eq!(winners(&batch)["a"], 1);
+        // Undecodable records take no part.
+        let batch = vec![doc("a", 1, 1), Err((Reason::Undecodable, "x".into()))];
+        assert_eq!(winners(&batch).len(), 1);
+    }
+
+    #[test]
+    fn needs_creates_written_collections_and_only_looks_up_deleted_ones() {
+        let batch = vec![
+            doc("a", 1, 1),
+            Ok(delete_of("b", "t", 2, "other")),
+            Ok(delete_of("c", "t", 2, "m")),
+        ];
+        let n = needs(&batch, &winners(&batch));
+        assert_eq!(n.write_to, [collection_name("m")].into());
+        assert_eq!(n.delete_from, [collection_name("other")].into());
+        assert_eq!(n.docs[&collection_name("m")], vec!["a", "c"]);
+    }
+
+    #[test]
+    fn an_older_version_is_fenced_by_the_stored_one() {
+        let batch = vec![doc("a", 3, 2)];
+        let p = plan(&batch, &winners(&batch), &snapshot(&[("a", stored(5, 2))]));
+        assert_eq!(p.outcomes, vec![Outcome::Stale { stored_version: 5 }]);
+        assert!(p.writes.is_empty() && p.deletes.is_empty());
+    }
+
+    #[test]
+    fn a_shorter_new_version_deletes_the_stale_chunks_past_its_count() {
+        let batch = vec![doc("a", 6, 2)];
+        let p = plan(&batch, &winners(&batch), &snapshot(&[("a", stored(5, 4))]));
+        assert_eq!(p.writes.len(), 1);
+        assert_eq!(p.writes[0].stale_from, Some(2));
+        assert_eq!(p.writes[0].objects.len(), 2);
+        assert_eq!(p.writes[0].objects[1].properties["doc_version"], 6);
+        // The same length: nothing stale.
+        let p = plan(&batch, &winners(&batch), &snapshot(&[("a", stored(5, 2))]));
+        assert_eq!(p.writes[0].stale_from, None);
+    }
+
+    #[test]
+    fn deletes_remove_what_is_stored_and_nothing_else() {
+        let batch = vec![
+            Ok(delete_of("a", "t", 7, "m")),
+            Ok(delete_of("b", "t", 7, "m")),
+            Ok(delete_of("c", "t", 7, "never-written")),
+        ];
+        let p = plan(&batch, &winners(&batch), &snapshot(&[("a", stored(5, 3))]));
+        assert_eq!(
+            p.deletes,
+            vec![DocDelete {
+                at: 0,
+                collection: collection_name("m"),
+                doc_id: "a".into()
+            }]
+        );
+        assert_eq!(p.outcomes[1], Outcome::Deleted { deleted: 0 });
+        assert_eq!(p.outcomes[2], Outcome::Deleted { deleted: 0 });
+        // A delete older than the stored version is fenced too.
+        let batch = vec![Ok(delete_of("a", "t", 4, "m"))];
+        let p = plan(&batch, &winners(&batch), &snapshot(&[("a", stored(5, 3))]));
+        assert_eq!(p.outcomes, vec![Outcome::Stale { stored_version: 5 }]);
+    }
+
+    #[test]
+    fn invalid_vectors_and_ids_are_dead_letters_not_writes() {
+        let mut mixed = doc("a", 1, 2).unwrap();
+        mixed.chunks[1].vector = vec![1.0];
+        let mut nan = doc("b", 1, 1).unwrap();
+        nan.chunks[0].vector[0] = f32::NAN;
+        let mut bad_id = doc("c", 1, 1).unwrap();
+        bad_id.chunks[0].chunk_id = "not-a-uuid".into();
+        let batch = vec![Ok(mixed), Ok(nan), Ok(bad_id)];
+        let p = plan(&batch, &winners(&batch), &snapshot(&[]));
+        assert!(p.writes.is_empty());
+        for (o, needle) in p
+            .outcomes
+            .iter()
+            .zip(["chunk 1", "non-finite", "not-a-uuid"])
+        {
+            match o {
+                Outcome::DeadLettered(Reason::Invalid, m) => assert!(m.contains(needle), "{m}"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn superseded_and_undecodable_records_keep_their_place() {
+        let batch = vec![
+            doc("a", 1, 1),
+            Err((Reason::Undecodable, "bad bytes".into())),
+            doc("a", 2, 1),
+        ];
+        let p = plan(&batch, &winners(&batch), &snapshot(&[]));
+        assert_eq!(p.outcomes[0], Outcome::Superseded);
+        assert_eq!(
+            p.outcomes[1],
+            Outcome::DeadLettered(Reason::Undecodable, "bad bytes".into())
+        );
+        assert_eq!(p.writes.len(), 1);
+        assert_eq!(p.writes[0].at, 2);
+    }
+}
