@@ -35,14 +35,22 @@ pub fn client_config(cfg: &KafkaConfig) -> rdkafka::ClientConfig {
     c
 }
 
-/// An idempotent producer (`acks=all`) that accepts records up to the largest vecstream
-/// topic's limit: retries never duplicate or reorder the records of a key.
+/// The configuration of an idempotent producer (`acks=all`, zstd, 5 ms linger) that accepts
+/// records up to the largest vecstream topic's limit: retries never duplicate or reorder
+/// the records of a key. The embedder adds its transactional id to it.
+pub fn idempotent_config(cfg: &KafkaConfig) -> rdkafka::ClientConfig {
+    let mut c = client_config(cfg);
+    c.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", "zstd")
+        .set("linger.ms", "5")
+        .set("message.max.bytes", topics::MAX_RECORD_BYTES);
+    c
+}
+
+/// An idempotent producer ([`idempotent_config`]).
 pub fn idempotent_producer(
     cfg: &KafkaConfig,
 ) -> Result<rdkafka::producer::FutureProducer, rdkafka::error::KafkaError> {
-    client_config(cfg)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("message.max.bytes", topics::MAX_RECORD_BYTES)
-        .create()
+    idempotent_config(cfg).create()
 }

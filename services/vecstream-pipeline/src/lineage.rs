@@ -147,6 +147,22 @@ pub async fn publish_record<T: serde::Serialize>(
     Ok(())
 }
 
+/// Registers the lineage schema under its subject (idempotent) and returns its id with the
+/// parsed schema: what a component needs to encode lineage events.
+pub async fn lineage_writer_schema(
+    registry: &vecstream_kafka::SchemaRegistry,
+) -> Result<(u32, apache_avro::Schema), crate::PipelineError> {
+    use vecstream_core::topics;
+    use vecstream_kafka::schemas;
+    let id = registry
+        .ensure_subject(
+            &topics::value_subject(topics::LINEAGE),
+            schemas::LINEAGE_EVENT,
+        )
+        .await?;
+    Ok((id, schemas::parse(schemas::LINEAGE_EVENT)?))
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -33,7 +33,7 @@ use vecstream_weaviate::WeaviateClient;
 
 use crate::common::{BatchLimits, Member, Retrier, next_offsets};
 use crate::dlq::{DeadLetter, Reason};
-use crate::lineage::{LineageFactory, now_ms};
+use crate::lineage::{LineageFactory, lineage_writer_schema, now_ms};
 use crate::writer::{ChunkWriter, Decoded, Outcome};
 use crate::{PipelineError, PipelineMetrics};
 
@@ -112,22 +112,8 @@ impl Sink {
         let settings = config.sink.clone();
         vecstream_kafka::topics::ensure_topics(&config.kafka).await?;
         let registry = SchemaRegistry::new(&config.registry)?;
-        let lineage_id = registry
-            .ensure_subject(
-                &topics::value_subject(topics::LINEAGE),
-                schemas::LINEAGE_EVENT,
-            )
-            .await?;
-        let producer: FutureProducer = vecstream_kafka::client_config(&config.kafka)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("compression.type", "zstd")
-            .set("linger.ms", "5")
-            .set(
-                "message.max.bytes",
-                vecstream_kafka::topics::MAX_RECORD_BYTES,
-            )
-            .create()?;
+        let lineage_schema = lineage_writer_schema(&registry).await?;
+        let producer = vecstream_kafka::idempotent_producer(&config.kafka)?;
         let member = Member::subscribe(
             &config.kafka,
             &settings.group_id,
@@ -150,7 +136,7 @@ impl Sink {
             producer,
             registry,
             vectors_reader: schemas::parse(schemas::DOCUMENT_VECTORS)?,
-            lineage_schema: (lineage_id, schemas::parse(schemas::LINEAGE_EVENT)?),
+            lineage_schema,
             writer: ChunkWriter::new(
                 WeaviateClient::new(&config.weaviate)?,
                 &config.weaviate.alias,

@@ -42,7 +42,7 @@ use vecstream_telemetry::continue_trace;
 use crate::common::{BatchLimits, Member, Retrier, next_offsets};
 use crate::document::read_document;
 use crate::escalate::{Escalator, LargeDocumentJob};
-use crate::lineage::{LineageFactory, now_ms};
+use crate::lineage::{LineageFactory, lineage_writer_schema, now_ms};
 use crate::state::{DedupState, restore_partition};
 use crate::{PipelineError, PipelineMetrics};
 
@@ -101,12 +101,7 @@ impl Embedder {
                 schemas::DOCUMENT_VECTORS,
             )
             .await?;
-        let lineage_id = registry
-            .ensure_subject(
-                &topics::value_subject(topics::LINEAGE),
-                schemas::LINEAGE_EVENT,
-            )
-            .await?;
+        let lineage_schema = lineage_writer_schema(&registry).await?;
         let chunk_tokens = (settings.chunk_tokens > 0).then_some(settings.chunk_tokens);
         let chunker = Chunker::new(
             engine.tokenizer().clone(),
@@ -129,7 +124,7 @@ impl Embedder {
         let encoder = RecordEncoder {
             lineage: LineageFactory::new(decision::STAGE, "embedder", &config.kafka.brokers),
             vectors_schema: (vectors_id, schemas::parse(schemas::DOCUMENT_VECTORS)?),
-            lineage_schema: (lineage_id, schemas::parse(schemas::LINEAGE_EVENT)?),
+            lineage_schema,
             backend: engine.info().backend.as_str(),
             large_document_tokens: settings.large_document_tokens,
         };

@@ -26,16 +26,8 @@ impl Transactions {
     /// Creates the producer and fences any previous instance with `transactional_id`
     /// (blocks until that one's open transaction is aborted).
     pub fn connect(kafka: &KafkaConfig, transactional_id: &str) -> Result<Self, PipelineError> {
-        let producer: FutureProducer = vecstream_kafka::client_config(kafka)
+        let producer: FutureProducer = vecstream_kafka::idempotent_config(kafka)
             .set("transactional.id", transactional_id)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("compression.type", "zstd")
-            .set("linger.ms", "5")
-            .set(
-                "message.max.bytes",
-                vecstream_kafka::topics::MAX_RECORD_BYTES,
-            )
             .set(
                 "transaction.timeout.ms",
                 (TXN_TIMEOUT.as_millis() * 2).to_string(),
