@@ -9,7 +9,7 @@ use safetensors::{Dtype, SafeTensors};
 
 use crate::EngineError;
 use crate::cpu::gemm::{View, matmul};
-use crate::weights::{f32_le_bytes, tensor_f32};
+use crate::tensor_io::{f32_le_bytes, tensor_f32, write_atomic};
 
 /// File name of an adapter in a model directory.
 pub const ADAPTER_FILE: &str = "adapter.safetensors";
@@ -105,16 +105,14 @@ impl Adapter {
         if !path.exists() {
             return Ok(None);
         }
-        let bytes = std::fs::read(&path).map_err(|e| adapter_err(&path, e.to_string()))?;
+        let bytes = std::fs::read(&path).map_err(|e| EngineError::io(&path, &e))?;
         let adapter = Self::from_safetensors(&path, &bytes)?;
         Ok(Some((adapter, bytes)))
     }
 
-    /// Writes the adapter file into `dir` (through a temporary file: never half-written).
+    /// Writes the adapter file into `dir` ([`write_atomic`]: never half-written).
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
-        let tmp = dir.join(format!("{ADAPTER_FILE}.tmp"));
-        std::fs::write(&tmp, self.to_safetensors())?;
-        std::fs::rename(tmp, dir.join(ADAPTER_FILE))
+        write_atomic(&dir.join(ADAPTER_FILE), &self.to_safetensors())
     }
 
     /// `vectors[n, dim]` ← `vectors · Wᵀ`, each row then L2-normalised when `normalize`.

@@ -415,7 +415,7 @@ impl Worker {
                     tracing::error!(error = %e, "embedding batch failed");
                     for (slot, _) in &items[start..end] {
                         if let Some((reply, _)) = replies[slot.0].take() {
-                            let _ = reply.send(Err(EngineError::Unsupported(e.to_string())));
+                            let _ = reply.send(Err(e.clone()));
                         }
                     }
                 }

@@ -15,9 +15,8 @@ mod cuda;
 mod engine;
 mod error;
 pub mod model;
-pub mod model_store;
+pub mod tensor_io;
 pub mod tokenize;
-pub mod train;
 pub mod weights;
 
 pub use backend::{Backend, BackendKind, Precision, TokenBatch};

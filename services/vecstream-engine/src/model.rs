@@ -80,7 +80,7 @@ pub struct ModelSpec {
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, EngineError> {
-    let text = std::fs::read_to_string(path).map_err(|e| model_err(path, &e.to_string()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| EngineError::io(path, &e))?;
     serde_json::from_str(&text).map_err(|e| model_err(path, &e.to_string()))
 }
 
@@ -176,7 +176,7 @@ impl ModelSpec {
         }
 
         let weights = dir.join("model.safetensors");
-        let bytes = std::fs::read(&weights).map_err(|e| model_err(&weights, &e.to_string()))?;
+        let bytes = std::fs::read(&weights).map_err(|e| EngineError::io(&weights, &e))?;
         let mut hash = Sha256::new();
         hash.update(&bytes);
         hash.update(format!("|{pooling:?}|{normalize}|{max_seq_length}").as_bytes());

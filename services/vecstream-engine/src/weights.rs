@@ -1,13 +1,14 @@
 //! BERT weights from safetensors, laid out for the forward pass: linear weights transposed
 //! to `[in, out]` row-major (what the GEMM streams best) and Q, K, V fused into one matrix.
 
-use safetensors::{Dtype, SafeTensors};
+use safetensors::SafeTensors;
 
 use crate::EngineError;
 use crate::backend::Precision;
 use crate::cpu::packed::PackedMatrix;
 use crate::cpu::quant::QuantMatrix;
 use crate::model::BertConfig;
+use crate::tensor_io::tensor_f32;
 
 /// The weights of one linear layer, in the form the chosen precision multiplies with.
 #[derive(Debug, Clone)]
@@ -138,50 +139,6 @@ pub fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     t
 }
 
-/// A safetensors tensor's values as f32 (stored as F32, F16 or BF16); `None` for other
-/// dtypes.
-pub fn tensor_f32(view: &safetensors::tensor::TensorView<'_>) -> Option<Vec<f32>> {
-    let data = view.data();
-    Some(match view.dtype() {
-        Dtype::F32 => data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        Dtype::BF16 => data
-            .chunks_exact(2)
-            .map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16))
-            .collect(),
-        Dtype::F16 => data
-            .chunks_exact(2)
-            .map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
-            .collect(),
-        _ => return None,
-    })
-}
-
-/// `v` as little-endian bytes: the data of an F32 safetensors tensor.
-pub fn f32_le_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-/// IEEE half → single, exact for every value including subnormals, infinities and NaN.
-pub fn f16_to_f32(h: u16) -> f32 {
-    let sign = ((h >> 15) as u32) << 31;
-    let exp = ((h >> 10) & 0x1f) as u32;
-    let mant = (h & 0x3ff) as u32;
-    let bits = match (exp, mant) {
-        (0, 0) => sign,
-        (0, m) => {
-            // Subnormal: value = m * 2^-24.
-            let v = m as f32 * f32::from_bits(0x3380_0000);
-            return if sign != 0 { -v } else { v };
-        }
-        (0x1f, m) => sign | 0x7f80_0000 | (m << 13),
-        (e, m) => sign | ((e + 127 - 15) << 23) | (m << 13),
-    };
-    f32::from_bits(bits)
-}
-
 impl BertWeights {
     /// Parses `bytes` (a safetensors file) for an encoder of `cfg`.
     pub fn from_safetensors(
@@ -278,17 +235,6 @@ impl BertWeights {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn f16_conversion_is_exact() {
-        assert_eq!(f16_to_f32(0x3c00), 1.0);
-        assert_eq!(f16_to_f32(0xc000), -2.0);
-        assert_eq!(f16_to_f32(0x7bff), 65504.0);
-        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
-        assert_eq!(f16_to_f32(0x8000), -0.0);
-        assert!(f16_to_f32(0x7c00).is_infinite());
-        assert!(f16_to_f32(0x7e00).is_nan());
-    }
 
     #[test]
     fn transpose_swaps_axes() {

@@ -41,7 +41,7 @@ impl Weights<'_> {
                 .collect(),
             Dtype::F16 => bytes
                 .chunks_exact(2)
-                .map(|b| vecstream_engine::weights::f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
+                .map(|b| vecstream_engine::tensor_io::f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
                 .collect(),
             other => panic!("{name}: dtype {other:?}"),
         }

@@ -34,7 +34,9 @@ impl Classify for PipelineError {
         match self {
             PipelineError::Kafka(e) => e.class(),
             PipelineError::Weaviate(e) => e.class(),
-            PipelineError::Engine(_) | PipelineError::Config(_) => ErrorClass::Permanent,
+            // A device error that passes (out of memory, a restarting engine) retries the batch.
+            PipelineError::Engine(e) => e.class(),
+            PipelineError::Config(_) => ErrorClass::Permanent,
             PipelineError::Transaction { retryable, .. }
             | PipelineError::Escalation { retryable, .. } => {
                 if *retryable {

@@ -104,7 +104,7 @@ impl std::fmt::Debug for JobActivities {
 /// The model directory of `model`: a directory as it is, or a version name or model id of
 /// the model store (`engine.model_store`).
 pub fn resolve_model(s: &vecstream_config::EngineSettings, model: &str) -> Result<String, String> {
-    vecstream_engine::model_store::ModelStore::new(&s.model_store)
+    vecstream_train::ModelStore::new(&s.model_store)
         .resolve(model)
         .map(|p| p.display().to_string())
         .map_err(|e| e.to_string())

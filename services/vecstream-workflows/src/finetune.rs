@@ -19,9 +19,8 @@ use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use vecstream_engine::adapter::Adapter;
 use vecstream_engine::model::ModelSpec;
-use vecstream_engine::model_store::{Manifest, ModelStore};
-use vecstream_engine::train::{Checkpoint, PairTable, Trainer};
-use vecstream_engine::weights::{f32_le_bytes, tensor_f32};
+use vecstream_engine::tensor_io::{f32_le_bytes, tensor_f32, write_atomic};
+use vecstream_train::{Checkpoint, Manifest, ModelStore, PairTable, Trainer};
 
 use crate::activities::{JobActivities, permanent, resolve_model, timed, transient};
 use crate::eval::{Judged, judge};
@@ -211,9 +210,7 @@ pub fn save_table(path: &Path, table: &PairTable, sha: &str) -> std::io::Result<
         .collect::<Result<Vec<_>, _>>()?;
     let meta = HashMap::from([("sha".to_string(), sha.to_string())]);
     let out = safetensors::serialize(views, Some(meta)).map_err(std::io::Error::other)?;
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, out)?;
-    std::fs::rename(tmp, path)
+    write_atomic(path, &out)
 }
 
 /// Reads the embedding table if it exists and belongs to dataset `sha`.

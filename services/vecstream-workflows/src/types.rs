@@ -320,7 +320,7 @@ pub struct FineTuneInput {
     /// Training settings (epochs, batch size, learning rate, temperature, identity pull,
     /// seed).
     #[serde(default)]
-    pub train: vecstream_engine::train::TrainConfig,
+    pub train: vecstream_train::TrainConfig,
     /// Share of the pairs held out for the evaluation (chosen by a hash of the query).
     #[serde(default = "default_held_out")]
     pub held_out_fraction: f64,

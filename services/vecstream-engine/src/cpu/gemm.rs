@@ -139,7 +139,7 @@ mod tests {
                 }
             }
             // b given as its transpose (n × k row-major), as attention reads K.
-            let bt = crate::weights::transpose(&b, k, n);
+            let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
             let mut c = vec![1.0; m * n];
             matmul(
                 &mut c,

@@ -10,8 +10,7 @@ use temporalio_client::{
     Client, WorkflowCancelOptions, WorkflowDescribeOptions, WorkflowQueryOptions,
 };
 use vecstream_config::Config;
-use vecstream_engine::model_store::ModelStore;
-use vecstream_engine::train::TrainConfig;
+use vecstream_train::{ModelStore, TrainConfig};
 use vecstream_workflows::registry::start_finetune;
 use vecstream_workflows::{
     FineTuneInput, FineTunePhase, FineTuneProgress, FineTuneWorkflow, TrainHeartbeat,

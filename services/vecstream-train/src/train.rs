@@ -3,7 +3,7 @@
 //! the loss is InfoNCE with in-batch negatives (each query against every positive of its
 //! batch, plus the batch's explicit hard negatives), temperature `τ`, and an L2 pull of `W`
 //! toward the identity so a small dataset cannot drag the space far. Adam updates `W`.
-//! Every GEMM runs on the engine's CPU kernels ([`crate::cpu::gemm`]).
+//! Every GEMM runs on the engine's CPU kernels ([`vecstream_engine::cpu::gemm`]).
 //!
 //! Deterministic: the batch order of epoch `e` is a shuffle seeded by `(seed, e)`, so a
 //! run resumed from a [`Checkpoint`] at step `s` continues exactly as the uninterrupted
@@ -14,9 +14,9 @@ use std::path::Path;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
-use crate::adapter::Adapter;
-use crate::cpu::gemm::{View, matmul};
-use crate::weights::{f32_le_bytes, tensor_f32};
+use vecstream_engine::adapter::Adapter;
+use vecstream_engine::cpu::gemm::{View, matmul};
+use vecstream_engine::tensor_io::{f32_le_bytes, tensor_f32, write_atomic};
 
 /// Training settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -346,7 +346,7 @@ impl<'a> Trainer<'a> {
 }
 
 impl Checkpoint {
-    /// Writes the checkpoint (through a temporary file: a crash leaves the previous one).
+    /// Writes the checkpoint ([`write_atomic`]: a crash leaves the previous one).
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         let d = (self.w.len() as f64).sqrt() as usize;
         let (w, m, v) = (
@@ -375,9 +375,7 @@ impl Checkpoint {
             Some(meta),
         )
         .map_err(std::io::Error::other)?;
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, data)?;
-        std::fs::rename(tmp, path)
+        write_atomic(path, &data)
     }
 
     /// Reads a checkpoint; `None` when there is none.

@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::EngineError;
-use crate::adapter::{ADAPTER_FILE, Adapter};
+use vecstream_engine::EngineError;
+use vecstream_engine::adapter::{ADAPTER_FILE, Adapter};
+use vecstream_engine::tensor_io::write_atomic;
 
 /// The manifest of a registered version.
 pub const MANIFEST_FILE: &str = "vecstream-model.json";
@@ -165,9 +166,8 @@ impl ModelStore {
             std::fs::rename(&staged, &dest).map_err(|e| store_err(&staged, e))?;
         }
         let body = serde_json::to_vec_pretty(manifest).map_err(|e| store_err(&dest, e))?;
-        let tmp = dest.join(format!("{MANIFEST_FILE}.tmp"));
-        std::fs::write(&tmp, body).map_err(|e| store_err(&tmp, e))?;
-        std::fs::rename(&tmp, dest.join(MANIFEST_FILE)).map_err(|e| store_err(&dest, e))?;
+        let path = dest.join(MANIFEST_FILE);
+        write_atomic(&path, &body).map_err(|e| store_err(&path, e))?;
         Ok(dest)
     }
 

@@ -16,6 +16,9 @@
 //! cudarc loads libcuda, libnvrtc and libcublas at run time; [`probe`] checks each before
 //! touching them (cudarc panics on a missing library), so a machine without them gets the
 //! CPU and one log line, never a panic.
+//!
+//! Here: the probe, the types and the forward pass; `load` puts the model on the device,
+//! `workspace` grows the [`Workspace`]'s buffers.
 
 use std::sync::Arc;
 
@@ -24,15 +27,16 @@ use cudarc::cublas::{CudaBlas, Gemm, GemmConfig, StridedBatchedConfig};
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr,
     LaunchConfig, PinnedHostSlice, PushKernelArg, ValidAsZeroBits,
-    sys::CU_MEMHOSTALLOC_WRITECOMBINED,
 };
-use safetensors::SafeTensors;
 use vecstream_kernels::Activation;
 use vecstream_kernels::half::f16;
 
 use crate::EngineError;
 use crate::backend::{Backend, BackendKind, Precision, TokenBatch};
-use crate::model::{ModelSpec, Pooling};
+use crate::model::ModelSpec;
+
+mod load;
+mod workspace;
 
 /// What the probe found.
 pub(crate) enum Probe {
@@ -53,10 +57,7 @@ fn absent(why: impl Into<String>) -> Result<Probe, EngineError> {
 }
 
 fn cuda_err(what: &str, e: impl std::fmt::Display) -> EngineError {
-    EngineError::BackendUnavailable {
-        backend: "cuda".into(),
-        reason: format!("{what}: {e}"),
-    }
+    EngineError::device("cuda", what, e)
 }
 
 /// Checks for the libraries and a device, then builds the backend on device 0.
@@ -203,16 +204,6 @@ impl<T> std::fmt::Debug for CudaBackend<T> {
     }
 }
 
-/// A safetensors tensor as f32 (f32 or f16 on disk).
-fn tensor(st: &SafeTensors<'_>, prefix: &str, name: &str) -> Result<Vec<f32>, EngineError> {
-    let full = format!("{prefix}{name}");
-    let t = st
-        .tensor(&full)
-        .map_err(|e| weight_err(&full, &e.to_string()))?;
-    crate::weights::tensor_f32(&t)
-        .ok_or_else(|| weight_err(&full, &format!("dtype {:?}", t.dtype())))
-}
-
 const BLOCK: u32 = vecstream_kernels::BLOCK as u32;
 
 fn rows_launch(rows: usize) -> LaunchConfig {
@@ -239,201 +230,10 @@ fn launched(
         .map_err(|e| cuda_err(&format!("kernel {name}"), e))
 }
 
-/// `buf` with room for `need` elements: replaced by a larger one only when too small.
-fn grown<T: DeviceRepr + ValidAsZeroBits>(
-    stream: &Arc<CudaStream>,
-    buf: &mut CudaSlice<T>,
-    need: usize,
-) -> Result<(), EngineError> {
-    if buf.len() < need {
-        *buf = stream
-            .alloc_zeros::<T>(need)
-            .map_err(|e| cuda_err("allocating the workspace", e))?;
-    }
-    Ok(())
-}
-
-/// Page-locked host memory for `len` elements. Write-combined for buffers the host only
-/// writes (uploads); plain page-locked for ones it reads (downloads), which write-combining
-/// would make slow to read.
-fn pinned<T: DeviceRepr>(
-    ctx: &Arc<CudaContext>,
-    len: usize,
-    host_reads: bool,
-) -> Result<PinnedHostSlice<T>, EngineError> {
-    let flags = if host_reads {
-        0
-    } else {
-        CU_MEMHOSTALLOC_WRITECOMBINED
-    };
-    // SAFETY: the memory is written (by the host, or by a device copy) before it is read.
-    unsafe { ctx.alloc_pinned_with_flags::<T>(len.max(1), flags) }
-        .map_err(|e| cuda_err("allocating page-locked memory", e))
-}
-
-fn grown_pinned<T: DeviceRepr>(
-    ctx: &Arc<CudaContext>,
-    buf: &mut PinnedHostSlice<T>,
-    need: usize,
-    host_reads: bool,
-) -> Result<(), EngineError> {
-    if buf.len() < need {
-        *buf = pinned(ctx, need, host_reads)?;
-    }
-    Ok(())
-}
-
-impl<T: DeviceActivation> Workspace<T>
-where
-    CudaBlas: Gemm<T>,
-{
-    /// Buffers for one sequence of the model's maximum length (the usual first batch is
-    /// larger, and grows them once).
-    fn new(model: &DeviceModel<T>, max_seq: usize) -> Result<Self, EngineError> {
-        let s = &model.stream;
-        let z = |n: usize| {
-            s.alloc_zeros::<T>(n.max(1))
-                .map_err(|e| cuda_err("allocating the workspace", e))
-        };
-        let (h, rows) = (model.hidden, max_seq);
-        let ctx = s.context();
-        Ok(Self {
-            tokens: s
-                .alloc_zeros::<i32>(3 * rows + 1)
-                .map_err(|e| cuda_err("allocating the workspace", e))?,
-            host_tokens: pinned(ctx, 3 * rows + 1, false)?,
-            x: z(rows * h)?,
-            q: z(rows * h)?,
-            k: z(rows * h)?,
-            v: z(rows * h)?,
-            context: z(rows * h)?,
-            projected: z(rows * h)?,
-            up: z(rows * model.inter)?,
-            scores: z(model.heads * rows * rows)?,
-            out: s
-                .alloc_zeros::<f32>(h)
-                .map_err(|e| cuda_err("allocating the workspace", e))?,
-            host_out: pinned(ctx, h, true)?,
-        })
-    }
-
-    /// Room for `n` sequences padded to `seq` tokens.
-    fn fit(&mut self, model: &DeviceModel<T>, n: usize, seq: usize) -> Result<(), EngineError> {
-        let s = &model.stream;
-        let (h, rows) = (model.hidden, n * seq);
-        grown(s, &mut self.tokens, 3 * rows + n)?;
-        grown_pinned(s.context(), &mut self.host_tokens, 3 * rows + n, false)?;
-        for buf in [
-            &mut self.x,
-            &mut self.q,
-            &mut self.k,
-            &mut self.v,
-            &mut self.context,
-            &mut self.projected,
-        ] {
-            grown(s, buf, rows * h)?;
-        }
-        grown(s, &mut self.up, rows * model.inter)?;
-        grown(s, &mut self.scores, n * model.heads * seq * seq)?;
-        grown(s, &mut self.out, n * h)?;
-        grown_pinned(s.context(), &mut self.host_out, n * h, true)
-    }
-}
-
 impl<T: DeviceActivation> DeviceModel<T>
 where
     CudaBlas: Gemm<T>,
 {
-    fn new(ctx: &Arc<CudaContext>, spec: &ModelSpec, bytes: &[u8]) -> Result<Self, EngineError> {
-        // A stream of this engine's own: the legacy default stream would serialise it with
-        // every other engine (and library) in the process.
-        let stream = ctx
-            .new_stream()
-            .map_err(|e| cuda_err("creating a stream", e))?;
-        let blas = CudaBlas::new(stream.clone()).map_err(|e| cuda_err("cuBLAS", e))?;
-        // Compiled once at start for the device's architecture (the driver JITs the PTX).
-        let ptx = cudarc::nvrtc::compile_ptx(vecstream_kernels::program_source())
-            .map_err(|e| cuda_err("NVRTC compiling kernels/", e))?;
-        let module = ctx
-            .load_module(ptx)
-            .map_err(|e| cuda_err("loading the kernels", e))?;
-        let f = |name: &str| {
-            let name = format!("{name}{}", T::KERNEL_SUFFIX);
-            module
-                .load_function(&name)
-                .map_err(|e| cuda_err(&format!("kernel {name}"), e))
-        };
-        let kernels = Kernels {
-            embed_layernorm: f("embed_layernorm")?,
-            add_bias: f("add_bias")?,
-            bias_gelu: f("bias_gelu")?,
-            masked_softmax: f("masked_softmax")?,
-            residual_layernorm: f("residual_layernorm")?,
-            pool_normalize: f("pool_normalize")?,
-        };
-        let st = SafeTensors::deserialize(bytes).map_err(|e| weight_err("*", &e.to_string()))?;
-        let prefix = if st.names().iter().any(|n| n.starts_with("bert.embeddings.")) {
-            "bert."
-        } else {
-            ""
-        };
-        let uploading = |e| cuda_err("uploading weights", e);
-        // Biases and LayerNorm parameters: fp32 in both precisions.
-        let param = |name: &str| -> Result<CudaSlice<f32>, EngineError> {
-            stream
-                .clone_htod(&tensor(&st, prefix, name)?)
-                .map_err(uploading)
-        };
-        // Matrices and embedding tables: in the activation type.
-        let matrix = |name: &str| -> Result<CudaSlice<T>, EngineError> {
-            let host: Vec<T> = tensor(&st, prefix, name)?
-                .into_iter()
-                .map(T::from_f32)
-                .collect();
-            stream.clone_htod(&host).map_err(uploading)
-        };
-        let cfg = &spec.config;
-        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
-        for l in 0..cfg.num_hidden_layers {
-            let p = |n: &str| format!("encoder.layer.{l}.{n}");
-            layers.push(Layer {
-                q_w: matrix(&p("attention.self.query.weight"))?,
-                q_b: param(&p("attention.self.query.bias"))?,
-                k_w: matrix(&p("attention.self.key.weight"))?,
-                k_b: param(&p("attention.self.key.bias"))?,
-                v_w: matrix(&p("attention.self.value.weight"))?,
-                v_b: param(&p("attention.self.value.bias"))?,
-                o_w: matrix(&p("attention.output.dense.weight"))?,
-                o_b: param(&p("attention.output.dense.bias"))?,
-                ln1_g: param(&p("attention.output.LayerNorm.weight"))?,
-                ln1_b: param(&p("attention.output.LayerNorm.bias"))?,
-                i_w: matrix(&p("intermediate.dense.weight"))?,
-                i_b: param(&p("intermediate.dense.bias"))?,
-                d_w: matrix(&p("output.dense.weight"))?,
-                d_b: param(&p("output.dense.bias"))?,
-                ln2_g: param(&p("output.LayerNorm.weight"))?,
-                ln2_b: param(&p("output.LayerNorm.bias"))?,
-            });
-        }
-        Ok(Self {
-            word: matrix("embeddings.word_embeddings.weight")?,
-            position: matrix("embeddings.position_embeddings.weight")?,
-            token_type: matrix("embeddings.token_type_embeddings.weight")?,
-            emb_g: param("embeddings.LayerNorm.weight")?,
-            emb_b: param("embeddings.LayerNorm.bias")?,
-            layers,
-            hidden: cfg.hidden_size,
-            heads: cfg.num_attention_heads,
-            inter: cfg.intermediate_size,
-            eps: cfg.layer_norm_eps,
-            cls: spec.pooling == Pooling::Cls,
-            normalize: spec.normalize,
-            stream,
-            blas,
-            kernels,
-        })
-    }
-
     fn gemm_config(
         transa: cublasOperation_t,
         (m, n, k): (usize, usize, usize),
