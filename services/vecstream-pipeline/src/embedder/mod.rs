@@ -242,7 +242,16 @@ impl Embedder {
             Vec::new()
         } else {
             let embed_started = Instant::now();
-            let embedded = self.engine.embed_tokens(sequences).await?;
+            // A device error that passes (out of memory, a restarting engine) retries the
+            // batch with its partitions paused; a permanent one stops the embedder.
+            let engine = &self.engine;
+            let embedded = self
+                .member
+                .retry_paused(&self.retrier(), "embed", shutdown, || {
+                    let sequences = sequences.clone();
+                    async move { Ok(engine.embed_tokens(sequences).await?) }
+                })
+                .await?;
             let elapsed = embed_started.elapsed();
             self.metrics.embed_seconds.observe(elapsed.as_secs_f64());
             for item in &mut items {
