@@ -1,5 +1,6 @@
 //! Replays recorded workflow histories (`tests/histories/*.json`, exported from real runs with
-//! `temporal workflow show -w ID -o json`) against the current workflow code. A change to
+//! `cargo run -p vecstream-workflows --example export_history -- ID [RUN_ID]`) against the
+//! current workflow code. A change to
 //! what a workflow commands (activities, timers, child workflows, their order) that is not
 //! behind `ctx.patched(..)` makes the replay nondeterministic, and this test fails: runs in
 //! flight when such a worker is deployed would fail the same way. See the crate README
@@ -46,7 +47,8 @@ fn histories() -> Vec<PathBuf> {
 
 /// The workflow type of a recorded history (its first event).
 fn workflow_type(json: &serde_json::Value) -> String {
-    json["events"][0]["workflowExecutionStartedEventAttributes"]["workflowType"]["name"]
+    json["events"][0]["attributes"]["WorkflowExecutionStartedEventAttributes"]["workflow_type"]
+        ["name"]
         .as_str()
         .unwrap_or_default()
         .to_owned()
