@@ -5,85 +5,21 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use vecstream_config::Config;
-use vecstream_core::{Dataset, EventType, Job, LineageEvent, Run, VecstreamFacet, topics};
+use vecstream_core::{Dataset, Job, LineageEvent, Run, VecstreamFacet, topics};
 use vecstream_engine::{Engine, EngineConfig};
 use vecstream_pipeline::{PipelineMetrics, Reindexer, SliceReport};
 use vecstream_weaviate::{CollectionSpec, WeaviateClient, collection_name};
 
+use crate::errors::{ActivityResultExt, JobError, activity_error};
 use crate::eval::{Judged, judge};
-use crate::types::{EvalRow, EvalSpec, LargeDocumentInput, LargeDocumentResult, ModelTarget};
+use crate::types::{EvalRow, LargeDocumentInput, LargeDocumentResult, ModelTarget};
 
-/// Input of `reindex.prepare`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PrepareInput {
-    pub alias: String,
-    pub target: ModelTarget,
-    pub target_model_id: String,
-}
-
-/// What `reindex.prepare` found and made.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Prepared {
-    pub target_collection: String,
-    pub live_collection: Option<String>,
-    pub live_target: Option<ModelTarget>,
-    /// `(partition, low, high)` of the documents topic.
-    pub bounds: Vec<(i32, i64, i64)>,
-}
-
-/// Input of `reindex.scan_range`: offsets `[from, to)` of one partition.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ScanRange {
-    pub target: ModelTarget,
-    pub partition: i32,
-    pub from: i64,
-    pub to: i64,
-    /// Only this tenant's documents.
-    #[serde(default)]
-    pub tenant: Option<String>,
-}
-
-/// Input of `reindex.swap_alias`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SwapAlias {
-    pub alias: String,
-    pub collection: String,
-}
-
-/// Input of `reindex.drop_collection`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DropCollection {
-    pub alias: String,
-    pub collection: String,
-}
-
-/// Input of `reindex.lineage`: one phase event of a workflow run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PhaseEvent {
-    pub workflow_id: String,
-    pub run_id: String,
-    pub job: String,
-    /// `START`, `RUNNING`, `COMPLETE` or `FAIL`.
-    pub event_type: String,
-    pub phase: String,
-    pub model_id: String,
-    pub collection: String,
-    pub time_ms: i64,
-    #[serde(default)]
-    pub error: Option<String>,
-}
-
-/// Input of `eval.collection`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EvalCollection {
-    pub collection: String,
-    pub target: ModelTarget,
-    pub spec: EvalSpec,
-}
+mod inputs;
+mod large;
+pub use inputs::*;
 
 /// The activities, with what they share across calls: the configuration, loaded engines
 /// (one per model configuration), metrics.
@@ -93,7 +29,7 @@ pub struct JobActivities {
     metrics: PipelineMetrics,
 }
 
-type ModelKey = (String, usize, String);
+type ModelKey = (String, Option<usize>, crate::types::Precision);
 
 impl std::fmt::Debug for JobActivities {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -103,11 +39,13 @@ impl std::fmt::Debug for JobActivities {
 
 /// The model directory of `model`: a directory as it is, or a version name or model id of
 /// the model store (`engine.model_store`).
-pub fn resolve_model(s: &vecstream_config::EngineSettings, model: &str) -> Result<String, String> {
+pub fn resolve_model(
+    s: &vecstream_config::EngineSettings,
+    model: &str,
+) -> Result<String, vecstream_engine::EngineError> {
     vecstream_train::ModelStore::new(&s.model_store)
         .resolve(model)
         .map(|p| p.display().to_string())
-        .map_err(|e| e.to_string())
 }
 
 /// The engine settings `s` (backend, threads, batching) with the target's model, length and
@@ -115,16 +53,21 @@ pub fn resolve_model(s: &vecstream_config::EngineSettings, model: &str) -> Resul
 pub fn engine_config(
     s: &vecstream_config::EngineSettings,
     target: &ModelTarget,
-) -> Result<EngineConfig, String> {
-    let mut cfg = EngineConfig::new(resolve_model(s, &target.model_dir)?);
-    cfg.backend = s.backend.parse()?;
-    cfg.precision = target.precision.parse()?;
+) -> Result<EngineConfig, JobError> {
+    let dir = resolve_model(s, &target.model_dir)
+        .map_err(|e| JobError::engine(format!("model {}", target.model_dir), e))?;
+    let mut cfg = EngineConfig::new(dir);
+    cfg.backend = s
+        .backend
+        .parse()
+        .map_err(|e| JobError::invalid(format!("engine.backend: {e}")))?;
+    cfg.precision = target.precision.into();
     if s.threads > 0 {
         cfg.threads = s.threads;
     }
     cfg.batch_tokens = s.batch_tokens;
     cfg.max_wait = Duration::from_millis(s.max_wait_ms);
-    cfg.max_seq_length = (target.max_seq_length > 0).then_some(target.max_seq_length);
+    cfg.max_seq_length = target.max_seq_length;
     Ok(cfg)
 }
 
@@ -153,29 +96,6 @@ pub(crate) async fn timed<T>(
     result
 }
 
-/// A failure that retrying cannot fix (bad input, wrong model).
-pub(crate) fn permanent(message: impl Into<String>) -> ActivityError {
-    ActivityError::Application(Box::new(
-        temporalio_common::error::ApplicationFailure::non_retryable(std::io::Error::other(
-            message.into(),
-        )),
-    ))
-}
-
-/// A failure worth retrying (a service unreachable).
-pub(crate) fn transient(e: impl std::fmt::Display) -> ActivityError {
-    ActivityError::from(std::io::Error::other(e.to_string()))
-}
-
-fn classified(e: vecstream_pipeline::PipelineError) -> ActivityError {
-    use vecstream_core::Classify;
-    if e.class().is_retryable() {
-        transient(e)
-    } else {
-        permanent(e.to_string())
-    }
-}
-
 impl JobActivities {
     pub(crate) fn config(&self) -> &Config {
         &self.config
@@ -198,16 +118,17 @@ impl JobActivities {
         let key = (
             target.model_dir.clone(),
             target.max_seq_length,
-            target.precision.clone(),
+            target.precision,
         );
         if let Some(e) = self.lock_engines().get(&key) {
             return Ok(e.clone());
         }
-        let cfg = self.engine_config(target)?;
+        let cfg = engine_config(&self.config.engine, target).activity_err()?;
         let engine = tokio::task::spawn_blocking(move || Engine::start(cfg))
             .await
-            .map_err(transient)?
-            .map_err(|e| permanent(format!("loading {}: {e}", target.model_dir)))?;
+            .map_err(|e| activity_error(JobError::from(e)))?
+            .map_err(|e| JobError::engine(format!("loading {}", target.model_dir), e))
+            .activity_err()?;
         let engine = Arc::new(engine);
         self.lock_engines().insert(key, engine.clone());
         Ok(engine)
@@ -217,21 +138,20 @@ impl JobActivities {
         self.engines.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn engine_config(&self, target: &ModelTarget) -> Result<EngineConfig, ActivityError> {
-        engine_config(&self.config.engine, target).map_err(permanent)
-    }
-
     fn weaviate(&self) -> Result<WeaviateClient, ActivityError> {
-        WeaviateClient::new(&self.config.weaviate).map_err(|e| permanent(e.to_string()))
+        WeaviateClient::new(&self.config.weaviate).activity_err()
     }
 
     /// The model id of a configuration, without loading the engine.
     pub(crate) fn model_id_of(&self, target: &ModelTarget) -> Result<String, ActivityError> {
-        let dir = resolve_model(&self.config.engine, &target.model_dir).map_err(permanent)?;
-        let len = (target.max_seq_length > 0).then_some(target.max_seq_length);
-        vecstream_engine::model::ModelSpec::load(std::path::Path::new(&dir), len)
+        let what = || format!("model {}", target.model_dir);
+        let dir = resolve_model(&self.config.engine, &target.model_dir)
+            .map_err(|e| JobError::engine(what(), e))
+            .activity_err()?;
+        vecstream_engine::model::ModelSpec::load(std::path::Path::new(&dir), target.max_seq_length)
             .map(|(spec, _)| spec.model_id)
-            .map_err(|e| permanent(format!("model {}: {e}", target.model_dir)))
+            .map_err(|e| JobError::engine(what(), e))
+            .activity_err()
     }
 }
 
@@ -249,27 +169,26 @@ impl JobActivities {
         timed(&metrics, "reindex.prepare", async move {
             let model_id = self.model_id_of(&input.target)?;
             if model_id != input.target_model_id {
-                return Err(permanent(format!(
+                return Err(activity_error(JobError::invalid(format!(
                     "{} is model {model_id} on this worker, not {} as requested",
                     input.target.model_dir, input.target_model_id
-                )));
+                ))));
             }
             let weaviate = self.weaviate()?;
             let spec = CollectionSpec::chunks(&model_id);
-            weaviate.ensure_collection(&spec).await.map_err(transient)?;
-            let live = weaviate
-                .resolve_alias(&input.alias)
-                .await
-                .map_err(transient)?;
+            weaviate.ensure_collection(&spec).await.activity_err()?;
+            let live = weaviate.resolve_alias(&input.alias).await.activity_err()?;
             if live.as_deref() == Some(spec.name.as_str()) {
-                return Err(permanent(format!(
+                return Err(activity_error(JobError::invalid(format!(
                     "alias {} already points at {}: nothing to reindex",
                     input.alias, spec.name
-                )));
+                ))));
             }
             // The worker's configured model embeds queries for the live collection when it is
             // that collection's model.
-            let configured = ModelTarget::configured(&self.config.engine);
+            let configured = ModelTarget::configured(&self.config.engine)
+                .map_err(JobError::Invalid)
+                .activity_err()?;
             let live_target = match (&live, self.model_id_of(&configured)) {
                 (Some(l), Ok(id)) if collection_name(&id) == *l => Some(configured),
                 _ => None,
@@ -311,7 +230,7 @@ impl JobActivities {
         timed(&metrics, "reindex.scan_range", async move {
             let engine = self.engine(&input.target).await?;
             let reindexer =
-                Reindexer::new(&self.config, engine, self.metrics.clone()).map_err(classified)?;
+                Reindexer::new(&self.config, engine, self.metrics.clone()).activity_err()?;
             let resumed: Option<SliceReport> = ctx.heartbeat_details().deserialize()?;
             let mut total = resumed.unwrap_or(SliceReport {
                 next_offset: input.from,
@@ -336,7 +255,7 @@ impl JobActivities {
                         input.tenant.as_deref(),
                     )
                     .await
-                    .map_err(classified)?;
+                    .activity_err()?;
                 total = SliceReport {
                     next_offset: slice.next_offset,
                     records: total.records + slice.records,
@@ -362,14 +281,11 @@ impl JobActivities {
         let metrics = self.metrics.clone();
         timed(&metrics, "reindex.swap_alias", async move {
             let weaviate = self.weaviate()?;
-            let before = weaviate
-                .resolve_alias(&input.alias)
-                .await
-                .map_err(transient)?;
+            let before = weaviate.resolve_alias(&input.alias).await.activity_err()?;
             weaviate
                 .set_alias(&input.alias, &input.collection)
                 .await
-                .map_err(transient)?;
+                .activity_err()?;
             tracing::info!(alias = %input.alias, collection = %input.collection, previous = ?before, "alias swapped");
             Ok(before.filter(|b| *b != input.collection))
         })
@@ -386,25 +302,22 @@ impl JobActivities {
         let metrics = self.metrics.clone();
         timed(&metrics, "reindex.drop_collection", async move {
             let weaviate = self.weaviate()?;
-            let live = weaviate
-                .resolve_alias(&input.alias)
-                .await
-                .map_err(transient)?;
+            let live = weaviate.resolve_alias(&input.alias).await.activity_err()?;
             if live.as_deref() == Some(input.collection.as_str()) {
-                return Err(permanent(format!(
+                return Err(activity_error(JobError::invalid(format!(
                     "alias {} points at {}: not dropping the live collection",
                     input.alias, input.collection
-                )));
+                ))));
             }
             if weaviate
                 .collection_exists(&input.collection)
                 .await
-                .map_err(transient)?
+                .activity_err()?
             {
                 weaviate
                     .delete_collection(&input.collection)
                     .await
-                    .map_err(transient)?;
+                    .activity_err()?;
             }
             Ok(())
         })
@@ -424,15 +337,8 @@ impl JobActivities {
                 .workflow_events
                 .with_label_values(&[input.job.as_str(), input.phase.as_str()])
                 .inc();
-            let event_type = match input.event_type.as_str() {
-                "START" => EventType::Start,
-                "RUNNING" => EventType::Running,
-                "COMPLETE" => EventType::Complete,
-                "FAIL" => EventType::Fail,
-                _ => EventType::Other,
-            };
             let event = LineageEvent {
-                event_type,
+                event_type: input.event_type,
                 event_time: input.time_ms,
                 run: Run {
                     run_id: input.run_id.clone(),
@@ -446,15 +352,19 @@ impl JobActivities {
                     namespace: format!("kafka://{}", self.config.kafka.brokers),
                     name: topics::DOCUMENTS.into(),
                 }],
-                outputs: vec![Dataset {
-                    namespace: self.config.weaviate.url.clone(),
-                    name: input.collection.clone(),
-                }],
+                outputs: input
+                    .collection
+                    .iter()
+                    .map(|c| Dataset {
+                        namespace: self.config.weaviate.url.clone(),
+                        name: c.clone(),
+                    })
+                    .collect(),
                 producer: vecstream_pipeline::lineage::PRODUCER.into(),
                 vecstream: VecstreamFacet {
                     stage: format!("{}:{}", input.job, input.phase),
                     model_id: Some(input.model_id.clone()),
-                    target_collection: Some(input.collection.clone()),
+                    target_collection: input.collection.clone(),
                     workflow_id: Some(input.workflow_id.clone()),
                     error: input.error.clone(),
                     ..Default::default()
@@ -462,7 +372,7 @@ impl JobActivities {
             };
             vecstream_pipeline::lineage::publish_one(&self.config, &input.workflow_id, &event)
                 .await
-                .map_err(classified)
+                .activity_err()
         })
         .await
     }
@@ -477,141 +387,11 @@ impl JobActivities {
         input: LargeDocumentInput,
     ) -> Result<LargeDocumentResult, ActivityError> {
         let metrics = self.metrics.clone();
-        timed(&metrics, "large.embed", async move {
-            use vecstream_pipeline::document::{
-                Read, chunked, normalized, read_document, vectors_of,
-            };
-            let skipped = |why: String| LargeDocumentResult {
-                chunks: 0,
-                tokens: 0,
-                skipped: Some(why),
-            };
-            let kafka = self.config.kafka.clone();
-            let (partition, offset) = (input.partition, input.offset);
-            let (messages, _) = tokio::task::spawn_blocking(move || {
-                let consumer = vecstream_kafka::scan::scan_consumer(&kafka, "vecstream-large")?;
-                vecstream_kafka::scan::read_range(
-                    &consumer,
-                    topics::DOCUMENTS,
-                    partition,
-                    offset,
-                    offset + 1,
-                    1,
-                    Duration::from_secs(30),
-                )
-            })
-            .await
-            .map_err(transient)?
-            .map_err(transient)?;
-            let Some(m) = messages
-                .into_iter()
-                .find(|m| rdkafka::message::Message::offset(m) == offset)
-            else {
-                return Ok(skipped(
-                    "the record was compacted away: a newer version replaced it".into(),
-                ));
-            };
-            let registry =
-                vecstream_kafka::SchemaRegistry::new(&self.config.registry).map_err(transient)?;
-            let reader = vecstream_kafka::schemas::parse(vecstream_kafka::schemas::DOCUMENT)
-                .map_err(|e| permanent(e.to_string()))?;
-            let read = read_document(
-                &registry,
-                &reader,
-                rdkafka::message::Message::key(&m),
-                rdkafka::message::Message::payload(&m),
-            )
-            .await
-            .map_err(classified)?;
-            let doc = match read {
-                Read::Doc(d) if d.id == input.doc_id && d.version == input.version => d,
-                _ => {
-                    return Ok(skipped(
-                        "the record holds another document or version".into(),
-                    ));
-                }
-            };
-            let settings = &self.config.embedder;
-            let engine = self.engine(&input.target).await?;
-            let chunker = vecstream_engine::Chunker::new(
-                engine.tokenizer().clone(),
-                (settings.chunk_tokens > 0).then_some(settings.chunk_tokens),
-                settings.chunk_overlap,
-            )
-            .map_err(|e| permanent(e.to_string()))?;
-            let (text, hash) =
-                normalized(&doc, settings.max_body_bytes).map_err(|(_, m)| permanent(m))?;
-            let chunks =
-                chunked(&chunker, &text, settings.max_chunks).map_err(|(_, m)| permanent(m))?;
-            let tokens: usize = chunks.iter().map(|c| c.token_count()).sum();
-            let started = std::time::Instant::now();
-            let mut vectors = Vec::with_capacity(chunks.len());
-            for slice in chunks.chunks(32) {
-                if ctx.is_cancelled() {
-                    return Err(ActivityError::cancelled());
-                }
-                let embedded = engine
-                    .embed_tokens(slice.iter().map(|c| c.token_ids.clone()).collect())
-                    .await
-                    .map_err(|e| transient(e.to_string()))?;
-                vectors.extend(embedded.into_iter().map(|e| e.vector));
-                ctx.record_heartbeat(vectors.len()).await?;
-            }
-            let model_id = engine.info().model_id.clone();
-            let record = vectors_of(&doc, &hash, &chunks, &vectors, &model_id);
-            let trace = vecstream_core::TraceParent::parse(&input.traceparent)
-                .unwrap_or_else(vecstream_core::TraceParent::new_root)
-                .child();
-            vecstream_pipeline::lineage::publish_record(
-                &self.config,
-                vecstream_pipeline::lineage::Outgoing {
-                    topic: topics::VECTORS,
-                    schema: vecstream_kafka::schemas::DOCUMENT_VECTORS,
-                    key: &doc.id,
-                    partition: Some(input.partition),
-                    trace: Some(&trace),
-                },
-                &record,
-            )
-            .await
-            .map_err(classified)?;
-            let factory = vecstream_pipeline::lineage::LineageFactory::new(
-                "embed",
-                "embedder",
-                &self.config.kafka.brokers,
-            );
-            let facet = VecstreamFacet {
-                doc_id: Some(doc.id.clone()),
-                doc_version: Some(doc.version),
-                content_hash: Some(hash),
-                chunk_ids: record.chunks.iter().map(|c| c.chunk_id.clone()).collect(),
-                model_id: Some(model_id),
-                backend: Some(engine.info().backend.as_str().to_owned()),
-                source_topic: Some(topics::DOCUMENTS.into()),
-                source_partition: Some(input.partition),
-                source_offset: Some(input.offset),
-                workflow_id: Some(ctx.info().workflow_id.clone().unwrap_or_default()),
-                trace_id: Some(trace.trace_id_hex()),
-                duration_ms: Some(started.elapsed().as_millis() as i64),
-                ..Default::default()
-            };
-            let event = factory.event(
-                EventType::Complete,
-                "embedded",
-                facet,
-                vec![factory.topic(topics::DOCUMENTS)],
-                vec![factory.topic(topics::VECTORS)],
-                vecstream_pipeline::lineage::now_ms(),
-            );
-            vecstream_pipeline::lineage::publish_one(&self.config, &doc.id, &event)
-                .await
-                .map_err(classified)?;
-            Ok(LargeDocumentResult {
-                chunks: chunks.len(),
-                tokens,
-                skipped: None,
-            })
-        })
+        timed(
+            &metrics,
+            "large.embed",
+            self.embed_large_document(ctx, input),
+        )
         .await
     }
 
@@ -624,21 +404,24 @@ impl JobActivities {
     ) -> Result<EvalRow, ActivityError> {
         let metrics = self.metrics.clone();
         timed(&metrics, "eval.collection", async move {
-            let suite = crate::eval::load_suite(&input.spec.suite).map_err(permanent)?;
+            let suite = crate::eval::load_suite(&input.spec.suite)
+                .map_err(JobError::Invalid)
+                .activity_err()?;
             let engine = self.engine(&input.target).await?;
             let model_id = engine.info().model_id.clone();
             if collection_name(&model_id) != input.collection {
-                return Err(permanent(format!(
+                return Err(activity_error(JobError::invalid(format!(
                     "{} holds vectors of another model than {} ({model_id})",
                     input.collection, input.target.model_dir
-                )));
+                ))));
             }
             let weaviate = self.weaviate()?;
             let queries: Vec<String> = suite.iter().map(|q| q.query.clone()).collect();
             let vectors = engine
                 .embed(queries)
                 .await
-                .map_err(|e| transient(e.to_string()))?;
+                .map_err(JobError::from)
+                .activity_err()?;
             let mut judged = Vec::with_capacity(suite.len());
             // Chunk hits are folded into a document ranking: enough chunks to fill k documents.
             let chunk_k = (input.spec.k.max(10) * 5).min(200);
@@ -652,7 +435,7 @@ impl JobActivities {
                         input.spec.tenant.as_deref().map(|t| ("tenant", t)),
                     )
                     .await
-                    .map_err(transient)?;
+                    .activity_err()?;
                 let ranked: Vec<String> = hits
                     .iter()
                     .filter_map(|h| h.properties.get("doc_id")?.as_str().map(str::to_owned))
@@ -689,7 +472,8 @@ impl JobActivities {
             )
         })
         .await
-        .map_err(transient)?
-        .map_err(transient)
+        .map_err(JobError::from)
+        .activity_err()?
+        .activity_err()
     }
 }

@@ -16,6 +16,18 @@ pub enum TemporalError {
     Unreachable { address: String, message: String },
     #[error("temporal namespace {namespace:?}: {message}")]
     Namespace { namespace: String, message: String },
+    /// A start refused because a workflow with this id exists already (running, or closed
+    /// under a reuse policy that forbids another run): the same job started twice.
+    #[error(
+        "workflow {workflow_id}: refused: a workflow with this id exists already (a second \
+         start of the same job){}{}",
+        run_id.as_deref().map(|r| format!(", run {r}")).unwrap_or_default(),
+        status_hint(workflow_id)
+    )]
+    AlreadyStarted {
+        workflow_id: String,
+        run_id: Option<String>,
+    },
     #[error("workflow {workflow_id}: {message}")]
     Workflow {
         workflow_id: String,
@@ -23,6 +35,16 @@ pub enum TemporalError {
     },
     #[error("worker: {0}")]
     Worker(String),
+}
+
+/// Where to look at an existing job, for the commands that have a `status`.
+fn status_hint(workflow_id: &str) -> String {
+    match workflow_id.split('-').next() {
+        Some(job @ ("reindex" | "finetune")) => {
+            format!("; see `vecstream {job} status {workflow_id}`")
+        }
+        _ => String::new(),
+    }
 }
 
 impl Classify for TemporalError {

@@ -36,18 +36,17 @@ fn escalation(e: TemporalError) -> PipelineError {
     }
 }
 
-/// A start refused because the job exists already is the idempotent success.
-fn exists_already(message: &str) -> bool {
-    let m = message.to_lowercase();
-    m.contains("already") || m.contains("exists")
-}
-
 impl TemporalEscalator {
     pub fn new(config: Config) -> Self {
         Self {
             config,
             client: OnceCell::new(),
         }
+    }
+
+    /// The configured model, for the jobs this embedder starts.
+    fn target(&self) -> Result<ModelTarget, PipelineError> {
+        ModelTarget::configured(&self.config.engine).map_err(PipelineError::Config)
     }
 
     async fn client(&self) -> Result<&Client, PipelineError> {
@@ -71,8 +70,8 @@ impl Escalator for TemporalEscalator {
                 version: job.version,
                 partition: job.partition,
                 offset: job.offset,
-                target: ModelTarget::configured(&self.config.engine),
-                traceparent: job.traceparent,
+                target: self.target()?,
+                traceparent: Some(job.traceparent).filter(|t| !t.is_empty()),
                 gpu_queue: self.config.temporal.gpu_task_queue.clone(),
             };
             let options =
@@ -85,7 +84,9 @@ impl Escalator for TemporalEscalator {
                 .await
             {
                 Ok(_) => Ok(id),
-                Err(e) if exists_already(&e.to_string()) => Ok(id),
+                // Started before (by another embedder, or an earlier attempt): the idempotent
+                // success.
+                Err(e) if crate::errors::is_already_started(&e) => Ok(id),
                 Err(e) => Err(PipelineError::Escalation {
                     message: format!("{id}: {e}"),
                     retryable: true,
@@ -133,7 +134,7 @@ impl Escalator for TemporalEscalator {
             let client = self.client().await?;
             let input = ReindexInput {
                 alias,
-                target: ModelTarget::configured(&self.config.engine),
+                target: self.target()?,
                 target_model_id: model_id,
                 eval: None,
                 review_timeout_secs: self.config.temporal.review_timeout_secs,
@@ -148,7 +149,7 @@ impl Escalator for TemporalEscalator {
             let id = crate::reindex_workflow_id(&input.alias, &input.target_model_id);
             match crate::registry::start_reindex(client, &self.config, input).await {
                 Ok(id) => Ok(id),
-                Err(e) if exists_already(&e.to_string()) => Ok(id),
+                Err(TemporalError::AlreadyStarted { .. }) => Ok(id),
                 Err(e) => Err(escalation(e)),
             }
         })

@@ -8,6 +8,7 @@
 )]
 pub mod activities;
 mod connection;
+pub mod errors;
 mod escalator;
 pub mod eval;
 #[allow(
@@ -21,6 +22,7 @@ pub mod finetune;
 )]
 mod health;
 pub mod registry;
+pub mod review;
 pub mod types;
 #[allow(
     missing_debug_implementations,
@@ -30,6 +32,7 @@ pub mod workflows;
 
 pub use activities::JobActivities;
 pub use connection::{TemporalError, connect, describe_namespace};
+pub use errors::{ActivityResultExt, JobError, activity_error, is_already_started};
 pub use escalator::TemporalEscalator;
 pub use health::{
     HEALTH_CHECK_WORKFLOW_ID_PREFIX, HealthActivities, HealthCheckWorkflow, run_health_check,

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use temporalio_client::errors::WorkflowStartError;
 use temporalio_client::{
     Client, WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowStartOptions,
 };
@@ -82,20 +83,21 @@ pub fn job_worker_options(
         .build())
 }
 
-fn refused(workflow_id: &str, e: impl std::fmt::Display) -> TemporalError {
-    let message = e.to_string();
-    let message = if message.to_lowercase().contains("already") {
-        format!(
-            "refused: a workflow with this id exists already (a second start of the same job); \
-             see `vecstream {} status {workflow_id}` ({message})",
-            workflow_id.split('-').next().unwrap_or("reindex")
-        )
-    } else {
-        message
-    };
+/// A refused start: "already started" by its typed error, anything else as the server said.
+fn refused(workflow_id: &str, e: WorkflowStartError) -> TemporalError {
+    if crate::errors::is_already_started(&e) {
+        let run_id = match &e {
+            WorkflowStartError::AlreadyStarted { run_id, .. } => run_id.clone(),
+            _ => None,
+        };
+        return TemporalError::AlreadyStarted {
+            workflow_id: workflow_id.to_owned(),
+            run_id,
+        };
+    }
     TemporalError::Workflow {
         workflow_id: workflow_id.to_owned(),
-        message,
+        message: e.to_string(),
     }
 }
 
@@ -109,9 +111,9 @@ pub async fn start_finetune(
     input: FineTuneInput,
     base_model_id: &str,
 ) -> Result<String, TemporalError> {
-    let file = crate::finetune::load_pairs(&input.pairs).map_err(TemporalError::Config)?;
-    crate::finetune::summarize(&file, input.held_out_fraction, base_model_id)
-        .map_err(TemporalError::Config)?;
+    let invalid = |e: crate::JobError| TemporalError::Config(e.to_string());
+    let file = crate::finetune::load_pairs(&input.pairs).map_err(invalid)?;
+    crate::finetune::summarize(&file, input.held_out_fraction, base_model_id).map_err(invalid)?;
     let t = &input.train;
     let positive = |x: f32| x.is_finite() && x > 0.0;
     if t.epochs == 0 || t.batch_size < 2 || !positive(t.learning_rate) || !positive(t.temperature) {

@@ -3,33 +3,111 @@
 
 use serde::{Deserialize, Serialize};
 
+mod finetune;
+mod reindex;
+pub use finetune::*;
+pub use reindex::*;
+
+/// Numeric precision of the forward pass, as the JSON contract spells it (`fp32`, `int8`,
+/// `fp16`, `bf16`: the same strings as before it was typed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    Fp32,
+    /// CPU only.
+    Int8,
+    /// CUDA only.
+    Fp16,
+    Bf16,
+}
+
+impl Precision {
+    pub fn as_str(self) -> &'static str {
+        vecstream_engine::Precision::from(self).as_str()
+    }
+}
+
+impl From<Precision> for vecstream_engine::Precision {
+    fn from(p: Precision) -> Self {
+        match p {
+            Precision::Fp32 => Self::Fp32,
+            Precision::Int8 => Self::Int8,
+            Precision::Fp16 => Self::Fp16,
+            Precision::Bf16 => Self::Bf16,
+        }
+    }
+}
+
+impl From<vecstream_engine::Precision> for Precision {
+    fn from(p: vecstream_engine::Precision) -> Self {
+        match p {
+            vecstream_engine::Precision::Fp32 => Self::Fp32,
+            vecstream_engine::Precision::Int8 => Self::Int8,
+            vecstream_engine::Precision::Fp16 => Self::Fp16,
+            vecstream_engine::Precision::Bf16 => Self::Bf16,
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.parse::<vecstream_engine::Precision>().map(Self::from)
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Reads an optional count where inputs written before it was an `Option` said "none" with
+/// 0: `0`, `null` and a missing field are all `None`.
+fn zero_is_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    Ok(Option::<usize>::deserialize(d)?.filter(|&n| n > 0))
+}
+
+/// Reads an optional text where older inputs said "none" with `""`.
+pub(crate) fn empty_is_none<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.filter(|s| !s.is_empty()))
+}
+
 /// A model configuration: weights directory plus the settings that change its vectors (and
 /// so its model id).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelTarget {
     /// Directory with config.json, tokenizer.json, model.safetensors (on the worker).
     pub model_dir: String,
-    /// Token limit per chunk text; 0 keeps the model's.
+    /// Token limit per chunk text; `None` keeps the model's. Inputs written before this was
+    /// an `Option` say 0 for that, and still read so.
+    #[serde(
+        default,
+        deserialize_with = "zero_is_none",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_seq_length: Option<usize>,
+    /// `fp32` (default), `int8` (CPU), `fp16` (CUDA) or `bf16`.
     #[serde(default)]
-    pub max_seq_length: usize,
-    /// `fp32`, `int8` (CPU) or `fp16` (CUDA).
-    #[serde(default = "fp32")]
-    pub precision: String,
+    pub precision: Precision,
 }
 
 impl ModelTarget {
-    /// The model of the engine settings (`engine.*`).
-    pub fn configured(s: &vecstream_config::EngineSettings) -> Self {
-        Self {
+    /// The model of the engine settings (`engine.*`); fails on an unknown
+    /// `engine.precision`.
+    pub fn configured(s: &vecstream_config::EngineSettings) -> Result<Self, String> {
+        Ok(Self {
             model_dir: s.model_dir.clone(),
-            max_seq_length: s.max_seq_length,
-            precision: s.precision.clone(),
-        }
+            max_seq_length: (s.max_seq_length > 0).then_some(s.max_seq_length),
+            precision: s
+                .precision
+                .parse()
+                .map_err(|e| format!("engine.precision: {e}"))?,
+        })
     }
-}
-
-fn fp32() -> String {
-    "fp32".into()
 }
 
 /// A labelled query set and how to judge it.
@@ -48,7 +126,7 @@ pub struct EvalSpec {
     pub min_recall: Option<f64>,
 }
 
-fn default_k() -> usize {
+pub(crate) fn default_k() -> usize {
     10
 }
 
@@ -98,6 +176,10 @@ impl EvalReport {
     }
 }
 
+pub(crate) fn default_heartbeat() -> u64 {
+    20
+}
+
 /// Input of [`crate::EvaluateWorkflow`]: collections to compare, each with the model that
 /// embeds the queries for it; or, with `pairs`, models compared on the held-out split of a
 /// pairs file (the names are then labels, not collections).
@@ -112,7 +194,7 @@ pub struct EvaluateInput {
     pub gpu_queue: String,
 }
 
-fn default_gpu_queue() -> String {
+pub(crate) fn default_gpu_queue() -> String {
     "vecstream-gpu".into()
 }
 
@@ -133,329 +215,52 @@ pub struct ReviewDecision {
     pub comment: String,
 }
 
-/// Input of [`crate::ReindexWorkflow`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReindexInput {
-    /// The alias searches use (`weaviate.alias`, `Chunks`).
-    pub alias: String,
-    pub target: ModelTarget,
-    /// Model id of `target` (computed by the starter; the workflow id contains it).
-    pub target_model_id: String,
-    #[serde(default)]
-    pub eval: Option<EvalSpec>,
-    /// Seconds to wait for the review; then the reindex counts as rejected.
-    pub review_timeout_secs: u64,
-    /// Offsets per scan activity.
-    #[serde(default = "default_range")]
-    pub range_offsets: i64,
-    /// While waiting for the review, new documents are copied this often (seconds).
-    #[serde(default = "default_catch_up")]
-    pub catch_up_secs: u64,
-    /// Only this tenant's documents (for an alias that serves one tenant); `None` = all.
-    #[serde(default)]
-    pub tenant: Option<String>,
-    /// Task queue of the scan activities.
-    #[serde(default = "default_gpu_queue")]
-    pub gpu_queue: String,
-    /// Heartbeat timeout of a scan activity (seconds): a worker silent this long is taken
-    /// for dead and the range retried from its last heartbeat.
-    #[serde(default = "default_heartbeat")]
-    pub heartbeat_secs: u64,
-    /// History events after which a run continues as new (keeps replays short), even
-    /// before the server suggests it.
-    #[serde(default = "default_history_budget")]
-    pub history_budget: u32,
-    /// Progress handed over by continue-as-new.
-    #[serde(default)]
-    pub carried: Option<ReindexProgress>,
-}
+/// What the `progress` answer of every reviewed job (reindex, fine-tuning) shares: its
+/// phase, the review state, and what its lineage names. The `review` signal, the wait for it
+/// and the phase lineage are written once against this (`crate::workflows::job`), and the
+/// CLI reads any job's review state through it.
+pub trait JobProgress: Clone + Default + Send + 'static {
+    /// The lineage job name: `reindex` or `finetune`.
+    const JOB: &'static str;
+    /// The phase, as the JSON names it.
+    fn phase_name(&self) -> &'static str;
+    /// Whether the job waits for the `review` signal now.
+    fn awaiting_review(&self) -> bool;
+    /// The decision taken, if any.
+    fn review(&self) -> Option<&ReviewDecision>;
+    /// Sets the review state (only through [`JobProgress::take_review`] and the workflows).
+    fn review_state_mut(&mut self) -> (&mut bool, &mut Option<i64>, &mut Option<ReviewDecision>);
+    /// Whether the job has ended (approved and applied, or rejected).
+    fn finished(&self) -> bool;
+    /// The model the lineage names (the candidate or target, else the base).
+    fn lineage_model_id(&self) -> String;
+    /// The collection the job writes, if any.
+    fn lineage_collection(&self) -> Option<String>;
 
-fn default_range() -> i64 {
-    500
-}
-
-fn default_catch_up() -> u64 {
-    10
-}
-
-fn default_heartbeat() -> u64 {
-    20
-}
-
-fn default_history_budget() -> u32 {
-    4_000
-}
-
-/// Where a reindex is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    #[default]
-    Preparing,
-    Scanning,
-    Evaluating,
-    AwaitingReview,
-    Swapping,
-    Dropping,
-    Approved,
-    Rejected,
-}
-
-impl Phase {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Preparing => "preparing",
-            Phase::Scanning => "scanning",
-            Phase::Evaluating => "evaluating",
-            Phase::AwaitingReview => "awaiting_review",
-            Phase::Swapping => "swapping",
-            Phase::Dropping => "dropping",
-            Phase::Approved => "approved",
-            Phase::Rejected => "rejected",
+    /// The `review` signal's rule for every job: a decision is taken only while the job
+    /// awaits review, and the first one wins; earlier or later ones are ignored (nobody
+    /// approves an unevaluated candidate). Returns whether it was taken.
+    fn take_review(&mut self, decision: ReviewDecision) -> bool {
+        let (awaiting, _, review) = self.review_state_mut();
+        if *awaiting && review.is_none() {
+            *review = Some(decision);
+            true
+        } else {
+            false
         }
     }
-}
 
-/// Scan progress of one partition of `docs.documents.v1`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartitionProgress {
-    pub partition: i32,
-    /// First offset of the scan.
-    pub start: i64,
-    /// Offsets before this one are done.
-    pub done: i64,
-    /// End (exclusive) known to the scan; grows with catch-ups.
-    pub end: i64,
-}
-
-/// The `progress` query's answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct ReindexProgress {
-    pub phase: Phase,
-    pub alias: String,
-    pub model_id: String,
-    pub target_collection: String,
-    pub live_collection: Option<String>,
-    /// The model of the live collection, when the worker's configured model is it (used
-    /// for the side-by-side evaluation).
-    pub live_target: Option<ModelTarget>,
-    pub partitions: Vec<PartitionProgress>,
-    pub documents_embedded: u64,
-    pub chunks_written: u64,
-    pub documents_deleted: u64,
-    pub records_skipped: u64,
-    /// Scan activities completed (each one an offset range).
-    pub ranges_done: u64,
-    /// Workflow time the scan started (ms since the epoch).
-    pub scan_started_ms: i64,
-    /// Documents per second since the scan started.
-    pub rate_docs_per_s: f64,
-    /// Seconds left for the offsets still to scan, at the current rate.
-    pub eta_secs: Option<f64>,
-    pub evaluation: Option<EvalReport>,
-    pub awaiting_review: bool,
-    /// When an unanswered review counts as a reject (ms since the epoch).
-    pub review_deadline_ms: Option<i64>,
-    pub review: Option<ReviewDecision>,
-    /// Runs of the workflow so far (continue-as-new).
-    pub runs: u32,
-}
-
-impl ReindexProgress {
-    /// Offsets scanned and offsets known, over all partitions.
-    pub fn offsets(&self) -> (i64, i64) {
-        self.partitions.iter().fold((0, 0), |(d, t), p| {
-            (d + (p.done - p.start), t + (p.end - p.start))
-        })
+    /// Opens the review: the job awaits the signal until `deadline_ms`.
+    fn open_review(&mut self, deadline_ms: i64) {
+        let (awaiting, deadline, _) = self.review_state_mut();
+        *awaiting = true;
+        *deadline = Some(deadline_ms);
     }
-}
 
-/// The result of a finished reindex.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReindexResult {
-    pub approved: bool,
-    pub alias: String,
-    pub new_collection: String,
-    /// What the alias pointed at before (kept for `reindex rollback`).
-    pub previous_collection: Option<String>,
-    pub review: Option<ReviewDecision>,
-    /// Why it ended so: `approved`, `rejected by <reviewer>`, `review timed out`,
-    /// `evaluation below threshold`.
-    pub reason: String,
-    pub documents_embedded: u64,
-}
-
-/// Input of [`crate::LargeDocumentWorkflow`]: where the document is, and the model to
-/// embed it with (the escalating embedder's).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LargeDocumentInput {
-    pub doc_id: String,
-    pub version: i64,
-    pub partition: i32,
-    pub offset: i64,
-    pub target: ModelTarget,
-    /// The document's trace (`traceparent`).
-    #[serde(default)]
-    pub traceparent: String,
-    #[serde(default = "default_gpu_queue")]
-    pub gpu_queue: String,
-}
-
-/// What a large-document job did.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LargeDocumentResult {
-    pub chunks: usize,
-    pub tokens: usize,
-    /// Why nothing was embedded (the record is gone or holds another version), if so.
-    pub skipped: Option<String>,
-}
-
-/// Input of [`crate::FineTuneWorkflow`]: train a linear adapter on labelled pairs on top of
-/// `base`, evaluate, wait for review, register.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FineTuneInput {
-    pub base: ModelTarget,
-    /// JSONL of `{"query", "positive", "negatives"?}` (path on the worker).
-    pub pairs: String,
-    /// Training settings (epochs, batch size, learning rate, temperature, identity pull,
-    /// seed).
-    #[serde(default)]
-    pub train: vecstream_train::TrainConfig,
-    /// Share of the pairs held out for the evaluation (chosen by a hash of the query).
-    #[serde(default = "default_held_out")]
-    pub held_out_fraction: f64,
-    /// Optimiser steps between checkpoints.
-    #[serde(default = "default_checkpoint_every")]
-    pub checkpoint_every: u64,
-    /// Cut-off of recall@k in the evaluation.
-    #[serde(default = "default_k")]
-    pub k: usize,
-    /// Seconds to wait for the review; then the candidate counts as rejected.
-    pub review_timeout_secs: u64,
-    /// Heartbeat timeout of the embedding and training activities.
-    #[serde(default = "default_heartbeat")]
-    pub heartbeat_secs: u64,
-    /// Task queue of the embedding and training activities.
-    #[serde(default = "default_gpu_queue")]
-    pub gpu_queue: String,
-}
-
-fn default_held_out() -> f64 {
-    0.2
-}
-
-fn default_checkpoint_every() -> u64 {
-    20
-}
-
-/// What the dataset holds (after validation).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DatasetSummary {
-    pub pairs: usize,
-    pub train: usize,
-    pub held_out: usize,
-    /// Hard negatives over all pairs.
-    pub negatives: usize,
-    /// Distinct texts to embed.
-    pub texts: usize,
-    /// First 12 hex digits of the file's SHA-256.
-    pub sha: String,
-    pub base_model_id: String,
-}
-
-/// How training went.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct TrainReport {
-    pub steps: u64,
-    pub epochs: u64,
-    pub final_loss: f32,
-    /// Mean loss of each epoch.
-    pub epoch_losses: Vec<f32>,
-    /// The checkpoint step a retried attempt started from (None: from the start).
-    pub resumed_from_step: Option<u64>,
-    /// Attempt number of the activity that finished training.
-    pub attempt: u32,
-    pub seconds: f64,
-}
-
-/// The trained model before registration.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Candidate {
-    /// Version name in the model store.
-    pub name: String,
-    pub model_id: String,
-    /// Its staged directory.
-    pub model_dir: String,
-}
-
-/// Phases of a fine-tuning job.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FineTunePhase {
-    #[default]
-    Validating,
-    Embedding,
-    Training,
-    Evaluating,
-    AwaitingReview,
-    Registering,
-    Registered,
-    Rejected,
-}
-
-impl FineTunePhase {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Validating => "validating",
-            Self::Embedding => "embedding",
-            Self::Training => "training",
-            Self::Evaluating => "evaluating",
-            Self::AwaitingReview => "awaiting_review",
-            Self::Registering => "registering",
-            Self::Registered => "registered",
-            Self::Rejected => "rejected",
-        }
+    /// Closes the review (decided or timed out).
+    fn close_review(&mut self) {
+        *self.review_state_mut().0 = false;
     }
-}
-
-/// The `progress` query of a fine-tuning job. Live training progress (epoch, step, loss)
-/// is the training activity's heartbeat (`vecstream finetune status` shows it).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct FineTuneProgress {
-    pub phase: FineTunePhase,
-    pub dataset: Option<DatasetSummary>,
-    pub training: Option<TrainReport>,
-    pub candidate: Option<Candidate>,
-    pub evaluation: Option<EvalReport>,
-    pub awaiting_review: bool,
-    pub review_deadline_ms: Option<i64>,
-    pub review: Option<ReviewDecision>,
-    /// The registered version (after approval).
-    pub registered: Option<Candidate>,
-}
-
-/// The training activity's heartbeat.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct TrainHeartbeat {
-    pub epoch: u64,
-    pub step: u64,
-    pub total_steps: u64,
-    pub loss: f32,
-    /// Step of the last checkpoint written.
-    pub checkpoint_step: u64,
-    pub resumed_from_step: Option<u64>,
-}
-
-/// Result of [`crate::FineTuneWorkflow`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FineTuneResult {
-    pub approved: bool,
-    /// The registered version (approved) or the discarded candidate.
-    pub model: Option<Candidate>,
-    pub reason: String,
-    pub evaluation: Option<EvalReport>,
-    pub training: Option<TrainReport>,
-    pub review: Option<ReviewDecision>,
 }
 
 /// Deterministic workflow id of a fine-tuning job (DESIGN section 5).
@@ -508,6 +313,72 @@ mod tests {
             serde_json::from_str(r#"{"approve": true, "reviewer": "ana"}"#).unwrap();
         assert!(r.approve);
         assert_eq!(r.comment, "");
+    }
+
+    #[test]
+    fn inputs_written_before_the_typed_fields_still_read() {
+        // 0 meant "the model's limit", "" meant "no trace": both read as None now.
+        let old: ModelTarget = serde_json::from_str(
+            r#"{"model_dir": "/m", "max_seq_length": 0, "precision": "int8"}"#,
+        )
+        .unwrap();
+        assert_eq!(old.max_seq_length, None);
+        assert_eq!(old.precision, Precision::Int8);
+        let set: ModelTarget =
+            serde_json::from_str(r#"{"model_dir": "/m", "max_seq_length": 128}"#).unwrap();
+        assert_eq!(set.max_seq_length, Some(128));
+        assert_eq!(set.precision, Precision::Fp32);
+        assert_eq!(
+            serde_json::to_value(&old).unwrap(),
+            serde_json::json!({"model_dir": "/m", "precision": "int8"})
+        );
+        assert!(
+            serde_json::from_str::<ModelTarget>(r#"{"model_dir": "/m", "precision": "fp64"}"#)
+                .is_err()
+        );
+        let doc: LargeDocumentInput = serde_json::from_str(
+            r#"{"doc_id": "d", "version": 1, "partition": 0, "offset": 5,
+                "target": {"model_dir": "/m", "max_seq_length": 0, "precision": "fp32"},
+                "traceparent": ""}"#,
+        )
+        .unwrap();
+        assert_eq!(doc.traceparent, None);
+        assert_eq!(doc.target.max_seq_length, None);
+    }
+
+    #[test]
+    fn precision_names_match_the_engine() {
+        for p in [
+            Precision::Fp32,
+            Precision::Int8,
+            Precision::Fp16,
+            Precision::Bf16,
+        ] {
+            assert_eq!(p.as_str().parse::<Precision>().unwrap(), p);
+            assert_eq!(serde_json::to_value(p).unwrap(), p.as_str());
+        }
+    }
+
+    #[test]
+    fn a_review_is_taken_only_while_awaited_and_first_wins() {
+        let d = |reviewer: &str| ReviewDecision {
+            approve: true,
+            reviewer: reviewer.into(),
+            comment: String::new(),
+        };
+        let mut p = FineTuneProgress::default();
+        assert!(!p.take_review(d("early")), "nothing to review yet");
+        p.open_review(1_000);
+        assert_eq!(p.review_deadline_ms, Some(1_000));
+        assert!(p.take_review(d("ana")));
+        assert!(!p.take_review(d("bo")), "the first one wins");
+        p.close_review();
+        assert_eq!(p.review.unwrap().reviewer, "ana");
+        assert!(!p.awaiting_review);
+        let mut r = ReindexProgress::default();
+        r.open_review(5);
+        assert!(r.take_review(d("ana")));
+        assert_eq!(ReindexProgress::JOB, "reindex");
     }
 
     #[test]

@@ -77,7 +77,7 @@ async fn run(cli: Cli, hooks: Hooks) -> anyhow::Result<ExitCode> {
         Command::Embed(args) => commands::embed::run(&config, &args).await,
         Command::Search(args) => commands::search::run(&config, &args).await,
         Command::Reindex(cmd) => commands::jobs::reindex(&config, &cmd).await,
-        Command::Review(cmd) => commands::jobs::review(&config, &cmd).await,
+        Command::Review(cmd) => commands::review::run(&config, &cmd).await,
         Command::Finetune(cmd) => commands::finetune::run(&config, &cmd).await,
         Command::Eval(cmd) => commands::jobs::eval(&config, &cmd).await,
         Command::Lineage(cmd) => commands::lineage::run(&config, &cmd).await,

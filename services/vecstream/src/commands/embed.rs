@@ -20,8 +20,8 @@ const REQUESTS_IN_FLIGHT: usize = 4;
 
 /// The engine configuration of `[engine]`.
 pub fn engine_config(s: &EngineSettings) -> anyhow::Result<EngineConfig> {
-    let target = vecstream_workflows::ModelTarget::configured(s);
-    vecstream_workflows::activities::engine_config(s, &target).map_err(anyhow::Error::msg)
+    let target = vecstream_workflows::ModelTarget::configured(s).map_err(anyhow::Error::msg)?;
+    Ok(vecstream_workflows::activities::engine_config(s, &target)?)
 }
 
 #[derive(Serialize)]

@@ -2,10 +2,8 @@
 //! model store it registers into.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
 use temporalio_client::{
     Client, WorkflowCancelOptions, WorkflowDescribeOptions, WorkflowQueryOptions,
 };
@@ -13,13 +11,13 @@ use vecstream_config::Config;
 use vecstream_train::{ModelStore, TrainConfig};
 use vecstream_workflows::registry::start_finetune;
 use vecstream_workflows::{
-    FineTuneInput, FineTunePhase, FineTuneProgress, FineTuneWorkflow, TrainHeartbeat,
+    FineTuneInput, FineTuneProgress, FineTuneWorkflow, JobProgress, Precision, TrainHeartbeat,
 };
 
 use crate::cli::{
     FinetuneCommand, FinetuneListArgs, FinetuneStartArgs, FinetuneStatusArgs, ModelArgs,
 };
-use crate::commands::jobs::{client, model_id_of, target_of};
+use crate::commands::job_common::{Look, client, model_id_of, print_review, target_of, watch};
 
 pub async fn run(config: &Config, cmd: &FinetuneCommand) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -36,7 +34,7 @@ async fn start(config: &Config, args: &FinetuneStartArgs) -> anyhow::Result<Exit
         &ModelArgs {
             model_dir: args.base.clone(),
             max_seq_length: args.max_seq_length,
-            precision: "fp32".into(),
+            precision: Precision::Fp32,
         },
     )?;
     let base_model_id = model_id_of(&base)?;
@@ -77,7 +75,7 @@ async fn start(config: &Config, args: &FinetuneStartArgs) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) async fn query_progress(client: &Client, id: &str) -> anyhow::Result<FineTuneProgress> {
+async fn query_progress(client: &Client, id: &str) -> anyhow::Result<FineTuneProgress> {
     client
         .get_workflow_handle::<FineTuneWorkflow>(id)
         .query(
@@ -152,14 +150,7 @@ fn print_details(p: &FineTuneProgress) {
     if let Some(e) = &p.evaluation {
         print!("{}", e.table());
     }
-    if let Some(r) = &p.review {
-        println!(
-            "review: {} by {} ({})",
-            if r.approve { "approved" } else { "rejected" },
-            r.reviewer,
-            r.comment
-        );
-    }
+    print_review(p.review.as_ref());
     if let Some(c) = &p.registered {
         println!("registered {} in {}", c.model_id, c.model_dir);
     }
@@ -179,30 +170,20 @@ async fn status(config: &Config, args: &FinetuneStatusArgs) -> anyhow::Result<Ex
         print_details(&p);
         return Ok(ExitCode::SUCCESS);
     }
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{bar:40}] {pos}/{len} steps {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    loop {
+    let p = watch("steps", || async {
         let p = query_progress(&client, &args.workflow_id).await?;
         let live = live_training(&client, &args.workflow_id).await;
-        if let Some(h) = &live {
-            bar.set_length(h.total_steps);
-            bar.set_position(h.step);
-        }
-        bar.set_message(describe(&p, live.as_ref()));
-        if p.awaiting_review
-            || matches!(p.phase, FineTunePhase::Registered | FineTunePhase::Rejected)
-        {
-            bar.finish();
-            println!("{}", describe(&p, None));
-            print_details(&p);
-            return Ok(ExitCode::SUCCESS);
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+        Ok(Look {
+            position: live.as_ref().map(|h| (h.step, h.total_steps)),
+            message: describe(&p, live.as_ref()),
+            done: p.awaiting_review || p.finished(),
+            value: p,
+        })
+    })
+    .await?;
+    println!("{}", describe(&p, None));
+    print_details(&p);
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn cancel(config: &Config, id: &str) -> anyhow::Result<ExitCode> {

@@ -1,49 +1,24 @@
-//! `vecstream reindex|review|eval`: the ops side of the Temporal jobs.
+//! `vecstream reindex|eval`: the reindex and evaluation jobs on Temporal.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
 use temporalio_client::{
     Client, WorkflowCancelOptions, WorkflowGetResultOptions, WorkflowQueryOptions,
-    WorkflowSignalOptions,
 };
 use vecstream_config::Config;
 use vecstream_weaviate::{WeaviateClient, collection_name};
 use vecstream_workflows::registry::{start_evaluation, start_reindex};
 use vecstream_workflows::{
-    EvalSpec, EvaluateInput, EvaluateWorkflow, ModelTarget, Phase, ReindexInput, ReindexProgress,
-    ReindexWorkflow, ReviewDecision,
+    EvalSpec, EvaluateInput, EvaluateWorkflow, JobProgress, ModelTarget, Phase, ReindexInput,
+    ReindexProgress, ReindexWorkflow,
 };
 
-use crate::cli::{
-    EvalCommand, EvalRunArgs, ModelArgs, ReindexCommand, ReindexStartArgs, ReindexStatusArgs,
-    ReviewArgs, ReviewCommand,
+use crate::cli::{EvalCommand, EvalRunArgs, ReindexCommand, ReindexStartArgs, ReindexStatusArgs};
+use crate::commands::job_common::{
+    Look, absolute, client, model_id_of, print_review, target_of, watch,
 };
-
-/// The model of `m`: its directory resolved through the model store (a version name or
-/// model id of `engine.model_store` becomes that version's directory).
-pub(crate) fn target_of(config: &Config, m: &ModelArgs) -> anyhow::Result<ModelTarget> {
-    Ok(ModelTarget {
-        model_dir: vecstream_workflows::activities::resolve_model(&config.engine, &m.model_dir)
-            .map_err(anyhow::Error::msg)?,
-        max_seq_length: m.max_seq_length,
-        precision: m.precision.clone(),
-    })
-}
-
-pub(crate) fn model_id_of(target: &ModelTarget) -> anyhow::Result<String> {
-    let len = (target.max_seq_length > 0).then_some(target.max_seq_length);
-    let (spec, _) =
-        vecstream_engine::model::ModelSpec::load(std::path::Path::new(&target.model_dir), len)
-            .with_context(|| format!("reading the model in {}", target.model_dir))?;
-    Ok(spec.model_id)
-}
-
-pub(crate) async fn client(config: &Config) -> anyhow::Result<Client> {
-    Ok(vecstream_workflows::connect(&config.temporal).await?)
-}
 
 pub async fn reindex(config: &Config, cmd: &ReindexCommand) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -92,14 +67,6 @@ async fn reindex_start(config: &Config, args: &ReindexStartArgs) -> anyhow::Resu
          then `vecstream review approve|reject {id} --reviewer NAME`"
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// The worker reads the suite: make a relative path absolute on this machine.
-fn absolute(path: &str) -> String {
-    std::path::Path::new(path)
-        .canonicalize()
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| path.to_owned())
 }
 
 async fn query_progress(client: &Client, id: &str) -> anyhow::Result<ReindexProgress> {
@@ -155,43 +122,27 @@ async fn reindex_status(config: &Config, args: &ReindexStatusArgs) -> anyhow::Re
         if let Some(e) = &p.evaluation {
             print!("{}", e.table());
         }
-        if let Some(r) = &p.review {
-            println!(
-                "review: {} by {} ({})",
-                if r.approve { "approved" } else { "rejected" },
-                r.reviewer,
-                r.comment
-            );
-        }
+        print_review(p.review.as_ref());
         return Ok(ExitCode::SUCCESS);
     }
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{bar:40}] {pos}/{len} offsets {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    loop {
+    let p = watch("offsets", || async {
         let p = query_progress(&client, &args.workflow_id).await?;
         let (done, total) = p.offsets();
-        bar.set_length(total.max(0) as u64);
-        bar.set_position(done.max(0) as u64);
-        bar.set_message(describe(&p));
-        if matches!(p.phase, Phase::Approved | Phase::Rejected) {
-            bar.finish();
-            println!("{}", describe(&p));
-            return Ok(ExitCode::SUCCESS);
-        }
-        if p.awaiting_review {
-            bar.finish();
-            if let Some(e) = &p.evaluation {
-                print!("{}", e.table());
-            }
-            println!("{}", describe(&p));
-            return Ok(ExitCode::SUCCESS);
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        Ok(Look {
+            position: Some((done.max(0) as u64, total.max(0) as u64)),
+            message: describe(&p),
+            done: p.finished() || p.awaiting_review,
+            value: p,
+        })
+    })
+    .await?;
+    if p.awaiting_review
+        && let Some(e) = &p.evaluation
+    {
+        print!("{}", e.table());
     }
+    println!("{}", describe(&p));
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn reindex_cancel(config: &Config, id: &str) -> anyhow::Result<ExitCode> {
@@ -246,54 +197,13 @@ async fn reindex_rollback(config: &Config, id: &str) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn review(config: &Config, cmd: &ReviewCommand) -> anyhow::Result<ExitCode> {
-    let (args, approve): (&ReviewArgs, bool) = match cmd {
-        ReviewCommand::Approve(a) => (a, true),
-        ReviewCommand::Reject(a) => (a, false),
-    };
-    let client = client(config).await?;
-    // Both jobs answer `progress` with `awaiting_review` and `phase`.
-    let (awaiting, phase, job) = if args.workflow_id.starts_with("finetune-") {
-        let p = crate::commands::finetune::query_progress(&client, &args.workflow_id).await?;
-        (p.awaiting_review, p.phase.as_str(), "finetune")
-    } else {
-        let p = query_progress(&client, &args.workflow_id).await?;
-        (p.awaiting_review, p.phase.as_str(), "reindex")
-    };
-    anyhow::ensure!(
-        awaiting,
-        "{} is not awaiting review (phase {phase}); try again once `vecstream {job} status` says so",
-        args.workflow_id,
-    );
-    client
-        .get_workflow_handle::<ReindexWorkflow>(args.workflow_id.as_str())
-        .signal(
-            ReindexWorkflow::review,
-            ReviewDecision {
-                approve,
-                reviewer: args.reviewer.clone(),
-                comment: args.comment.clone(),
-            },
-            WorkflowSignalOptions::default(),
-        )
-        .await
-        .with_context(|| format!("signalling {}", args.workflow_id))?;
-    println!(
-        "{} {} as {}",
-        if approve { "approved" } else { "rejected" },
-        args.workflow_id,
-        args.reviewer
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
 pub async fn eval(config: &Config, cmd: &EvalCommand) -> anyhow::Result<ExitCode> {
     let EvalCommand::Run(args) = cmd;
     eval_run(config, args).await
 }
 
 async fn eval_run(config: &Config, args: &EvalRunArgs) -> anyhow::Result<ExitCode> {
-    let configured = ModelTarget::configured(&config.engine);
+    let configured = ModelTarget::configured(&config.engine).map_err(anyhow::Error::msg)?;
     let collections = if args.collections.is_empty() {
         let weaviate = WeaviateClient::new(&config.weaviate)?;
         let live = weaviate

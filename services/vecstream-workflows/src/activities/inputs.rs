@@ -1,0 +1,96 @@
+//! Inputs and outputs of the [`super::JobActivities`] (the JSON in the workflow histories).
+
+use serde::{Deserialize, Serialize};
+use vecstream_core::EventType;
+
+use crate::types::{EvalSpec, ModelTarget};
+
+/// Input of `reindex.prepare`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PrepareInput {
+    pub alias: String,
+    pub target: ModelTarget,
+    pub target_model_id: String,
+}
+
+/// What `reindex.prepare` found and made.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Prepared {
+    pub target_collection: String,
+    pub live_collection: Option<String>,
+    pub live_target: Option<ModelTarget>,
+    /// `(partition, low, high)` of the documents topic.
+    pub bounds: Vec<(i32, i64, i64)>,
+}
+
+/// Input of `reindex.scan_range`: offsets `[from, to)` of one partition.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScanRange {
+    pub target: ModelTarget,
+    pub partition: i32,
+    pub from: i64,
+    pub to: i64,
+    /// Only this tenant's documents.
+    #[serde(default)]
+    pub tenant: Option<String>,
+}
+
+/// Input of `reindex.swap_alias`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SwapAlias {
+    pub alias: String,
+    pub collection: String,
+}
+
+/// Input of `reindex.drop_collection`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DropCollection {
+    pub alias: String,
+    pub collection: String,
+}
+
+/// Input of `reindex.lineage`: one phase event of a workflow run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PhaseEvent {
+    pub workflow_id: String,
+    pub run_id: String,
+    pub job: String,
+    /// `START`, `RUNNING`, `COMPLETE` or `FAIL` on the wire (the same strings as before it
+    /// was typed).
+    pub event_type: EventType,
+    /// The workflow's phase (`preparing`, `scanning`, ..., or `failed`): a label.
+    pub phase: String,
+    pub model_id: String,
+    /// The collection the job writes, if any (older inputs say `""` for none).
+    #[serde(default, deserialize_with = "crate::types::empty_is_none")]
+    pub collection: Option<String>,
+    pub time_ms: i64,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// Input of `eval.collection`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EvalCollection {
+    pub collection: String,
+    pub target: ModelTarget,
+    pub spec: EvalSpec,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phase_events_written_before_typing_still_read() {
+        let old: PhaseEvent = serde_json::from_str(
+            r#"{"workflow_id": "w", "run_id": "r", "job": "finetune", "event_type": "START",
+                "phase": "validating", "model_id": "m", "collection": "", "time_ms": 1}"#,
+        )
+        .unwrap();
+        assert_eq!(old.event_type, EventType::Start);
+        assert_eq!(old.collection, None);
+        let v = serde_json::to_value(&old).unwrap();
+        assert_eq!(v["event_type"], "START");
+    }
+}

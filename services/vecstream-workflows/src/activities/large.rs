@@ -1,0 +1,161 @@
+//! The body of `large.embed`: one document too large for the stream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use vecstream_core::{EventType, VecstreamFacet, topics};
+
+use super::JobActivities;
+use crate::errors::{ActivityResultExt, JobError};
+use crate::types::{LargeDocumentInput, LargeDocumentResult};
+
+impl JobActivities {
+    /// Embeds one large document (read again from its offset) in slices, heartbeating the
+    /// chunks done, and publishes its vector record and lineage as the stream would.
+    pub(super) async fn embed_large_document(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: LargeDocumentInput,
+    ) -> Result<LargeDocumentResult, ActivityError> {
+        use vecstream_pipeline::document::{Read, chunked, normalized, read_document, vectors_of};
+        let skipped = |why: String| LargeDocumentResult {
+            chunks: 0,
+            tokens: 0,
+            skipped: Some(why),
+        };
+        let kafka = self.config.kafka.clone();
+        let (partition, offset) = (input.partition, input.offset);
+        let (messages, _) = tokio::task::spawn_blocking(move || {
+            let consumer = vecstream_kafka::scan::scan_consumer(&kafka, "vecstream-large")?;
+            vecstream_kafka::scan::read_range(
+                &consumer,
+                topics::DOCUMENTS,
+                partition,
+                offset,
+                offset + 1,
+                1,
+                Duration::from_secs(30),
+            )
+        })
+        .await
+        .map_err(JobError::from)
+        .activity_err()?
+        .activity_err()?;
+        let Some(m) = messages
+            .into_iter()
+            .find(|m| rdkafka::message::Message::offset(m) == offset)
+        else {
+            return Ok(skipped(
+                "the record was compacted away: a newer version replaced it".into(),
+            ));
+        };
+        let registry =
+            vecstream_kafka::SchemaRegistry::new(&self.config.registry).activity_err()?;
+        let reader =
+            vecstream_kafka::schemas::parse(vecstream_kafka::schemas::DOCUMENT).activity_err()?;
+        let read = read_document(
+            &registry,
+            &reader,
+            rdkafka::message::Message::key(&m),
+            rdkafka::message::Message::payload(&m),
+        )
+        .await
+        .activity_err()?;
+        let doc = match read {
+            Read::Doc(d) if d.id == input.doc_id && d.version == input.version => d,
+            _ => {
+                return Ok(skipped(
+                    "the record holds another document or version".into(),
+                ));
+            }
+        };
+        let settings = &self.config.embedder;
+        let engine = self.engine(&input.target).await?;
+        let chunker = vecstream_engine::Chunker::new(
+            engine.tokenizer().clone(),
+            (settings.chunk_tokens > 0).then_some(settings.chunk_tokens),
+            settings.chunk_overlap,
+        )
+        .map_err(|e| JobError::engine("chunker", e))
+        .activity_err()?;
+        let (text, hash) = normalized(&doc, settings.max_body_bytes)
+            .map_err(|(_, m)| JobError::Invalid(m))
+            .activity_err()?;
+        let chunks = chunked(&chunker, &text, settings.max_chunks)
+            .map_err(|(_, m)| JobError::Invalid(m))
+            .activity_err()?;
+        let tokens: usize = chunks.iter().map(|c| c.token_count()).sum();
+        let started = std::time::Instant::now();
+        let mut vectors = Vec::with_capacity(chunks.len());
+        for slice in chunks.chunks(32) {
+            if ctx.is_cancelled() {
+                return Err(ActivityError::cancelled());
+            }
+            let embedded = engine
+                .embed_tokens(slice.iter().map(|c| c.token_ids.clone()).collect())
+                .await
+                .map_err(JobError::from)
+                .activity_err()?;
+            vectors.extend(embedded.into_iter().map(|e| e.vector));
+            ctx.record_heartbeat(vectors.len()).await?;
+        }
+        let model_id = engine.info().model_id.clone();
+        let record = vectors_of(&doc, &hash, &chunks, &vectors, &model_id);
+        let trace = input
+            .traceparent
+            .as_deref()
+            .and_then(vecstream_core::TraceParent::parse)
+            .unwrap_or_else(vecstream_core::TraceParent::new_root)
+            .child();
+        vecstream_pipeline::lineage::publish_record(
+            &self.config,
+            vecstream_pipeline::lineage::Outgoing {
+                topic: topics::VECTORS,
+                schema: vecstream_kafka::schemas::DOCUMENT_VECTORS,
+                key: &doc.id,
+                partition: Some(input.partition),
+                trace: Some(&trace),
+            },
+            &record,
+        )
+        .await
+        .activity_err()?;
+        let factory = vecstream_pipeline::lineage::LineageFactory::new(
+            "embed",
+            "embedder",
+            &self.config.kafka.brokers,
+        );
+        let facet = VecstreamFacet {
+            doc_id: Some(doc.id.clone()),
+            doc_version: Some(doc.version),
+            content_hash: Some(hash),
+            chunk_ids: record.chunks.iter().map(|c| c.chunk_id.clone()).collect(),
+            model_id: Some(model_id),
+            backend: Some(engine.info().backend.as_str().to_owned()),
+            source_topic: Some(topics::DOCUMENTS.into()),
+            source_partition: Some(input.partition),
+            source_offset: Some(input.offset),
+            workflow_id: Some(ctx.info().workflow_id.clone().unwrap_or_default()),
+            trace_id: Some(trace.trace_id_hex()),
+            duration_ms: Some(started.elapsed().as_millis() as i64),
+            ..Default::default()
+        };
+        let event = factory.event(
+            EventType::Complete,
+            "embedded",
+            facet,
+            vec![factory.topic(topics::DOCUMENTS)],
+            vec![factory.topic(topics::VECTORS)],
+            vecstream_pipeline::lineage::now_ms(),
+        );
+        vecstream_pipeline::lineage::publish_one(&self.config, &doc.id, &event)
+            .await
+            .activity_err()?;
+        Ok(LargeDocumentResult {
+            chunks: chunks.len(),
+            tokens,
+            skipped: None,
+        })
+    }
+}

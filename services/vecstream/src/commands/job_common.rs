@@ -1,0 +1,106 @@
+//! What the Temporal job commands (`reindex`, `finetune`, `eval`, `review`) share: the
+//! connection, the model of the command line, review printing and the watch loop.
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use temporalio_client::Client;
+use vecstream_config::Config;
+use vecstream_workflows::{ModelTarget, ReviewDecision};
+
+use crate::cli::ModelArgs;
+
+/// A client of the configured Temporal namespace.
+pub(crate) async fn client(config: &Config) -> anyhow::Result<Client> {
+    Ok(vecstream_workflows::connect(&config.temporal).await?)
+}
+
+/// The model of `m`: its directory resolved through the model store (a version name or
+/// model id of `engine.model_store` becomes that version's directory).
+pub(crate) fn target_of(config: &Config, m: &ModelArgs) -> anyhow::Result<ModelTarget> {
+    Ok(ModelTarget {
+        model_dir: vecstream_workflows::activities::resolve_model(&config.engine, &m.model_dir)?,
+        // 0 kept the model's limit before the flag was optional; it still does.
+        max_seq_length: m.max_seq_length.filter(|&n| n > 0),
+        precision: m.precision,
+    })
+}
+
+/// The model id of a target, read from its files here.
+pub(crate) fn model_id_of(target: &ModelTarget) -> anyhow::Result<String> {
+    let (spec, _) = vecstream_engine::model::ModelSpec::load(
+        std::path::Path::new(&target.model_dir),
+        target.max_seq_length,
+    )
+    .with_context(|| format!("reading the model in {}", target.model_dir))?;
+    Ok(spec.model_id)
+}
+
+/// The worker reads suites and pairs files: make a relative path absolute on this machine.
+pub(crate) fn absolute(path: &str) -> String {
+    std::path::Path::new(path)
+        .canonicalize()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| path.to_owned())
+}
+
+/// `approved by ana (looks good)`.
+pub(crate) fn decision_line(r: &ReviewDecision) -> String {
+    format!(
+        "{} by {} ({})",
+        if r.approve { "approved" } else { "rejected" },
+        r.reviewer,
+        r.comment
+    )
+}
+
+/// Prints a job's review, if it has one.
+pub(crate) fn print_review(review: Option<&ReviewDecision>) {
+    if let Some(r) = review {
+        println!("review: {}", decision_line(r));
+    }
+}
+
+/// One look at a job while watching it.
+pub(crate) struct Look<T> {
+    /// `(done, total)` for the bar, when known.
+    pub position: Option<(u64, u64)>,
+    /// The status line.
+    pub message: String,
+    /// Stop watching (it awaits review, or it ended).
+    pub done: bool,
+    /// What the look saw (returned with the last look).
+    pub value: T,
+}
+
+/// Watches a job with a progress bar (`unit` names the bar's count) until a look says it is
+/// done; returns what the last look saw.
+pub(crate) async fn watch<T, F, Fut>(unit: &str, mut look: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Look<T>>>,
+{
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} [{{bar:40}}] {{pos}}/{{len}} {unit} {{msg}}"
+        ))
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    loop {
+        let l = look().await?;
+        if let Some((done, total)) = l.position {
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+        bar.set_message(l.message);
+        if l.done {
+            bar.finish();
+            return Ok(l.value);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
