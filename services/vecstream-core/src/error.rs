@@ -32,6 +32,25 @@ impl std::fmt::Display for ErrorClass {
     }
 }
 
+/// The class of an I/O error, by its kind (the one rule for every crate): a file that is
+/// missing, unreadable by permission, malformed or of the wrong type stays so; anything
+/// else (interrupted, timed out, a full or busy device, a network volume's hiccup) can pass.
+pub fn io_class(kind: std::io::ErrorKind) -> ErrorClass {
+    use std::io::ErrorKind as K;
+    match kind {
+        K::NotFound
+        | K::InvalidData
+        | K::InvalidInput
+        | K::PermissionDenied
+        | K::AlreadyExists
+        | K::IsADirectory
+        | K::NotADirectory
+        | K::Unsupported
+        | K::ReadOnlyFilesystem => ErrorClass::Permanent,
+        _ => ErrorClass::Retryable,
+    }
+}
+
 /// Implemented by every library error enum of vecstream.
 pub trait Classify {
     /// Whether retrying the failed operation can succeed.
@@ -48,5 +67,16 @@ mod tests {
         assert_eq!(ErrorClass::Permanent.as_str(), "permanent");
         assert!(ErrorClass::Retryable.is_retryable());
         assert!(!ErrorClass::Permanent.is_retryable());
+    }
+
+    #[test]
+    fn io_errors_are_classed_by_kind() {
+        use std::io::ErrorKind as K;
+        for k in [K::NotFound, K::PermissionDenied, K::InvalidData] {
+            assert_eq!(io_class(k), ErrorClass::Permanent, "{k:?}");
+        }
+        for k in [K::Interrupted, K::TimedOut, K::StorageFull, K::Other] {
+            assert_eq!(io_class(k), ErrorClass::Retryable, "{k:?}");
+        }
     }
 }

@@ -8,7 +8,7 @@ mod records;
 pub mod topics;
 mod trace;
 
-pub use error::{Classify, ErrorClass};
+pub use error::{Classify, ErrorClass, io_class};
 pub use ids::{CHUNK_NAMESPACE, chunk_id, content_hash};
 pub use records::{
     ChunkVector, Dataset, Document, DocumentVectors, EventType, Job, LineageEvent, Run,

@@ -29,22 +29,18 @@ pub enum EngineError {
     },
     #[error("{0}")]
     Unsupported(String),
-    /// The engine thread is gone (stopped, or being restarted): its channel is closed.
+    /// The engine thread is gone: its channel is closed. Nothing restarts it in the
+    /// process, so this is permanent: the component stops and its supervisor restarts it.
     #[error("the engine thread stopped")]
     Stopped,
 }
 
-/// Device failures that can pass: memory another process or batch held, a launch that
-/// failed or timed out (the engine starts a new context when it restarts). Matched in the
-/// error text, which names the CUDA driver or cuBLAS status.
-const TRANSIENT_DEVICE_ERRORS: &[&str] = &[
-    "CUDA_ERROR_OUT_OF_MEMORY",
-    "CUDA_ERROR_LAUNCH_FAILED",
-    "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES",
-    "CUDA_ERROR_LAUNCH_TIMEOUT",
-    "CUBLAS_STATUS_ALLOC_FAILED",
-    "CUBLAS_STATUS_EXECUTION_FAILED",
-];
+/// Device failures that can pass: memory another process or batch held. Matched in the
+/// error text, which names the CUDA driver or cuBLAS status. A failed or timed-out launch
+/// is not among them: it leaves the CUDA context unusable, and nothing in the process
+/// makes a new one, so retrying would fail forever; it is permanent (a restart recovers).
+const TRANSIENT_DEVICE_ERRORS: &[&str] =
+    &["CUDA_ERROR_OUT_OF_MEMORY", "CUBLAS_STATUS_ALLOC_FAILED"];
 
 impl EngineError {
     /// A failed device call: `what` the engine was doing, `error` the device library's
@@ -71,18 +67,11 @@ impl EngineError {
 
 impl Classify for EngineError {
     fn class(&self) -> ErrorClass {
-        use std::io::ErrorKind;
         let retryable = match self {
-            EngineError::Stopped => true,
             EngineError::Device { transient, .. } => *transient,
-            EngineError::Io { kind, .. } => matches!(
-                kind,
-                ErrorKind::Interrupted
-                    | ErrorKind::TimedOut
-                    | ErrorKind::WouldBlock
-                    | ErrorKind::ResourceBusy
-            ),
-            EngineError::Model { .. }
+            EngineError::Io { kind, .. } => vecstream_core::io_class(*kind).is_retryable(),
+            EngineError::Stopped
+            | EngineError::Model { .. }
             | EngineError::Tokenizer(_)
             | EngineError::BackendUnavailable { .. }
             | EngineError::Unsupported(_) => false,
@@ -109,11 +98,6 @@ mod tests {
             "allocating the workspace",
             "DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")",
         );
-        let launch = EngineError::device(
-            "cuda",
-            "kernel layer_norm",
-            "DriverError(CUDA_ERROR_LAUNCH_FAILED, \"unspecified launch failure\")",
-        );
         let gemm = EngineError::device("cuda", "cuBLAS gemm", "CUBLAS_STATUS_ALLOC_FAILED");
         let interrupted = EngineError::io(
             Path::new("m/model.safetensors"),
@@ -123,14 +107,11 @@ mod tests {
             Path::new("m/config.json"),
             &Error::from(ErrorKind::TimedOut),
         );
-        for e in [
-            oom,
-            launch,
-            gemm,
-            interrupted,
-            timed_out,
-            EngineError::Stopped,
-        ] {
+        let disk_full = EngineError::io(
+            Path::new("store/v2/adapter.safetensors"),
+            &Error::from(ErrorKind::StorageFull),
+        );
+        for e in [oom, gemm, interrupted, timed_out, disk_full] {
             assert_eq!(e.class(), ErrorClass::Retryable, "{e}");
         }
     }
@@ -153,6 +134,13 @@ mod tests {
                 reason: "no CUDA driver (libcuda) on this machine".into(),
             },
             EngineError::device("cuda", "NVRTC compiling kernels/", "CompileError { .. }"),
+            // A failed launch leaves the context unusable: only a restart recovers.
+            EngineError::device(
+                "cuda",
+                "kernel layer_norm",
+                "DriverError(CUDA_ERROR_LAUNCH_FAILED, \"unspecified launch failure\")",
+            ),
+            EngineError::Stopped,
             EngineError::Unsupported("precision bf16 is not supported on the CPU".into()),
         ];
         for e in errors {

@@ -21,6 +21,13 @@ pub enum PipelineError {
     Config(String),
     #[error("starting a long job on Temporal: {message}")]
     Escalation { message: String, retryable: bool },
+    /// A failure that can pass did not, after as many attempts as the operation allows.
+    #[error("{what}: gave up after {attempts} attempts: {last}")]
+    GaveUp {
+        what: &'static str,
+        attempts: u32,
+        last: String,
+    },
 }
 
 impl From<rdkafka::error::KafkaError> for PipelineError {
@@ -46,6 +53,7 @@ impl Classify for PipelineError {
                 }
             }
             PipelineError::StateRestore { .. } => ErrorClass::Retryable,
+            PipelineError::GaveUp { .. } => ErrorClass::Permanent,
         }
     }
 }

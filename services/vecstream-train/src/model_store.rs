@@ -139,10 +139,10 @@ impl ModelStore {
     ) -> Result<PathBuf, EngineError> {
         let dir = self.root.join(STAGING).join(name);
         if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|e| store_err(&dir, e))?;
+            std::fs::remove_dir_all(&dir).map_err(|e| EngineError::io(&dir, &e))?;
         }
-        link_tree(base_dir, &dir).map_err(|e| store_err(&dir, e))?;
-        adapter.save(&dir).map_err(|e| store_err(&dir, e))?;
+        link_tree(base_dir, &dir).map_err(|e| EngineError::io(&dir, &e))?;
+        adapter.save(&dir).map_err(|e| EngineError::io(&dir, &e))?;
         Ok(dir)
     }
 
@@ -163,11 +163,11 @@ impl ModelStore {
             ));
         }
         if !dest.exists() {
-            std::fs::rename(&staged, &dest).map_err(|e| store_err(&staged, e))?;
+            std::fs::rename(&staged, &dest).map_err(|e| EngineError::io(&staged, &e))?;
         }
         let body = serde_json::to_vec_pretty(manifest).map_err(|e| store_err(&dest, e))?;
         let path = dest.join(MANIFEST_FILE);
-        write_atomic(&path, &body).map_err(|e| store_err(&path, e))?;
+        write_atomic(&path, &body).map_err(|e| EngineError::io(&path, &e))?;
         Ok(dest)
     }
 
@@ -175,7 +175,7 @@ impl ModelStore {
     pub fn discard(&self, name: &str) -> Result<(), EngineError> {
         let dir = self.root.join(STAGING).join(name);
         if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|e| store_err(&dir, e))?;
+            std::fs::remove_dir_all(&dir).map_err(|e| EngineError::io(&dir, &e))?;
         }
         Ok(())
     }

@@ -87,18 +87,22 @@ impl From<EngineError> for JobError {
 /// anything else (a full disk being cleaned, an interrupted call, a flaky network volume)
 /// may pass.
 pub fn io_class(e: &std::io::Error) -> ErrorClass {
-    use std::io::ErrorKind as K;
-    match e.kind() {
-        K::NotFound
-        | K::InvalidData
-        | K::InvalidInput
-        | K::PermissionDenied
-        | K::AlreadyExists
-        | K::IsADirectory
-        | K::NotADirectory
-        | K::Unsupported
-        | K::ReadOnlyFilesystem => ErrorClass::Permanent,
-        _ => ErrorClass::Retryable,
+    vecstream_core::io_class(e.kind())
+}
+
+/// Weaviate's class at this edge. Activities retry a bounded number of times, so answers
+/// that can be a schema change still propagating (a collection just created or dropped,
+/// an alias just moved: 404, 422, a GraphQL error naming the collection) or a cut-short
+/// answer are retried here; the stream, which retries without bound, treats them as
+/// permanent ([`WeaviateError`]'s own class).
+fn weaviate_class(e: &WeaviateError) -> ErrorClass {
+    match e {
+        WeaviateError::Status {
+            status: 404 | 422, ..
+        }
+        | WeaviateError::GraphQl { .. }
+        | WeaviateError::Unexpected { .. } => ErrorClass::Retryable,
+        _ => e.class(),
     }
 }
 
@@ -108,9 +112,11 @@ impl Classify for JobError {
             JobError::Invalid(_) => ErrorClass::Permanent,
             JobError::Io { source, .. } => io_class(source),
             JobError::Engine { source, .. } => source.class(),
+            JobError::Pipeline(PipelineError::Weaviate(e)) | JobError::Weaviate(e) => {
+                weaviate_class(e)
+            }
             JobError::Pipeline(e) => e.class(),
             JobError::Kafka(e) => e.class(),
-            JobError::Weaviate(e) => e.class(),
             JobError::Join(_) => ErrorClass::Retryable,
         }
     }
@@ -202,9 +208,18 @@ mod tests {
             "loading /m",
             model
         ))));
-        assert!(!non_retryable(&activity_error(JobError::from(
+        assert!(non_retryable(&activity_error(JobError::from(
             EngineError::Stopped
         ))));
+        let oom = EngineError::device("cuda", "workspace", "CUDA_ERROR_OUT_OF_MEMORY");
+        assert!(!non_retryable(&activity_error(JobError::from(oom))));
+        // A collection just created may not be queryable yet: retried (a bounded number of
+        // times) at this edge, while the stream would treat it as permanent.
+        let not_yet = WeaviateError::GraphQl {
+            what: "count".into(),
+            message: "Cannot query field \"Chunk_x\" on type \"GetObjectsObj\"".into(),
+        };
+        assert!(!non_retryable(&activity_error(JobError::from(not_yet))));
     }
 
     #[test]

@@ -70,6 +70,15 @@ fn zero_is_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>,
 }
 
 /// Reads an optional text where older inputs said "none" with `""`.
+/// Writes `None` as `""`: for fields that older workers read as a required string (a
+/// rolling deploy runs old and new workers side by side).
+pub(crate) fn none_as_empty<S: serde::Serializer>(
+    value: &Option<String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_str(value.as_deref().unwrap_or(""))
+}
+
 pub(crate) fn empty_is_none<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<String>, D::Error> {

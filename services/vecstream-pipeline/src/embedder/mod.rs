@@ -34,7 +34,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::message::{Message, OwnedMessage};
 use tokio::sync::watch;
 use vecstream_config::{Config, EmbedderSettings, KafkaConfig};
-use vecstream_core::topics;
+use vecstream_core::{Classify, topics};
 use vecstream_engine::{Chunker, Engine};
 use vecstream_kafka::{SchemaRegistry, schemas, traceparent_of};
 use vecstream_telemetry::continue_trace;
@@ -50,6 +50,9 @@ pub(crate) use decision::{Decision, Rules, Source, decide_batch};
 pub use decision::{DocOutcome, TOMBSTONE_VERSION};
 use records::{Item, OutRecord, RecordEncoder};
 use transaction::Transactions;
+
+/// Attempts at embedding one batch when the engine's errors can pass (device memory).
+const MAX_EMBED_ATTEMPTS: u32 = 5;
 
 /// The stream embedder; see the module docs.
 pub struct Embedder {
@@ -241,17 +244,36 @@ impl Embedder {
         let vectors: Vec<Vec<f32>> = if sequences.is_empty() {
             Vec::new()
         } else {
-            let embed_started = Instant::now();
-            // A device error that passes (out of memory, a restarting engine) retries the
-            // batch with its partitions paused; a permanent one stops the embedder.
+            // Device memory that another batch or process held can pass: the batch is
+            // retried with its partitions paused, a few times; memory that never suffices
+            // (or any permanent error) stops the embedder, and its supervisor restarts it.
             let engine = &self.engine;
+            // Shared with the retried closure; the future is Send, hence atomics and a mutex.
+            let attempts = std::sync::atomic::AtomicU32::new(0);
+            let attempt_started = std::sync::Mutex::new(Instant::now());
             let embedded = self
                 .member
                 .retry_paused(&self.retrier(), "embed", shutdown, || {
                     let sequences = sequences.clone();
-                    async move { Ok(engine.embed_tokens(sequences).await?) }
+                    let attempt = attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    *attempt_started.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+                    async move {
+                        engine.embed_tokens(sequences).await.map_err(|e| {
+                            if attempt >= MAX_EMBED_ATTEMPTS && e.class().is_retryable() {
+                                PipelineError::GaveUp {
+                                    what: "embedding a batch",
+                                    attempts: attempt,
+                                    last: e.to_string(),
+                                }
+                            } else {
+                                PipelineError::from(e)
+                            }
+                        })
+                    }
                 })
                 .await?;
+            // The engine time of the attempt that succeeded, not the backoff before it.
+            let embed_started = *attempt_started.lock().unwrap_or_else(|p| p.into_inner());
             let elapsed = embed_started.elapsed();
             self.metrics.embed_seconds.observe(elapsed.as_secs_f64());
             for item in &mut items {

@@ -61,8 +61,13 @@ pub struct PhaseEvent {
     /// The workflow's phase (`preparing`, `scanning`, ..., or `failed`): a label.
     pub phase: String,
     pub model_id: String,
-    /// The collection the job writes, if any (older inputs say `""` for none).
-    #[serde(default, deserialize_with = "crate::types::empty_is_none")]
+    /// The collection the job writes, if any: `""` on the wire for none, as older workers
+    /// (which read a required string) expect.
+    #[serde(
+        default,
+        deserialize_with = "crate::types::empty_is_none",
+        serialize_with = "crate::types::none_as_empty"
+    )]
     pub collection: Option<String>,
     pub time_ms: i64,
     #[serde(default)]
@@ -92,5 +97,6 @@ mod tests {
         assert_eq!(old.collection, None);
         let v = serde_json::to_value(&old).unwrap();
         assert_eq!(v["event_type"], "START");
+        assert_eq!(v["collection"], "", "older workers read a required string");
     }
 }

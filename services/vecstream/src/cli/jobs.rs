@@ -15,7 +15,7 @@ pub struct ModelArgs {
     /// Token limit per chunk text (default, or 0: the model's). Changes the model id.
     #[arg(long)]
     pub max_seq_length: Option<usize>,
-    /// Precision of the forward pass: fp32, int8 (CPU), fp16 (CUDA) or bf16.
+    /// Precision of the forward pass: fp32, int8 (CPU) or fp16 (CUDA); bf16 is refused.
     #[arg(long, default_value = "fp32")]
     pub precision: Precision,
 }

@@ -20,6 +20,11 @@ pub(crate) async fn client(config: &Config) -> anyhow::Result<Client> {
 /// The model of `m`: its directory resolved through the model store (a version name or
 /// model id of `engine.model_store` becomes that version's directory).
 pub(crate) fn target_of(config: &Config, m: &ModelArgs) -> anyhow::Result<ModelTarget> {
+    // Refused here, before a job creates anything: no backend runs bf16.
+    anyhow::ensure!(
+        m.precision != vecstream_workflows::Precision::Bf16,
+        "--precision bf16 has no kernel in this build; use fp32, int8 (CPU) or fp16 (CUDA)"
+    );
     Ok(ModelTarget {
         model_dir: vecstream_workflows::activities::resolve_model(&config.engine, &m.model_dir)?,
         // 0 kept the model's limit before the flag was optional; it still does.

@@ -32,12 +32,34 @@ pub async fn run(config: &Config, cmd: &ReviewCommand) -> anyhow::Result<ExitCod
             execution.workflow_type
         );
     };
-    anyhow::ensure!(
-        execution.is_running(),
-        "{id} is not running (status {:?}): there is nothing to review",
-        execution.status
-    );
+    let decision = ReviewDecision {
+        approve,
+        reviewer: args.reviewer.clone(),
+        comment: args.comment.clone(),
+    };
+    // Run again after a "not taken yet": if the job has taken this very decision since,
+    // that is a success, not an error.
+    if !execution.is_running() {
+        if let Ok(Some(review)) = final_review(&client, job, id).await
+            && review == decision
+        {
+            let state = ReviewState {
+                phase: "closed",
+                awaiting_review: false,
+                review: Some(review),
+                finished: true,
+            };
+            return Ok(report(id, &decision, Ok(Verdict::Accepted(state))));
+        }
+        anyhow::bail!(
+            "{id} is not running (status {:?}): there is nothing to review",
+            execution.status
+        );
+    }
     let before = review_state(&client, job, id).await?;
+    if let Some(Verdict::Accepted(state)) = verdict_of(&before, &decision) {
+        return Ok(report(id, &decision, Ok(Verdict::Accepted(state))));
+    }
     anyhow::ensure!(
         before.awaiting_review && before.review.is_none(),
         "{id} is not awaiting review (phase {}{}); try again once `vecstream {} status {id}` \
@@ -50,11 +72,6 @@ pub async fn run(config: &Config, cmd: &ReviewCommand) -> anyhow::Result<ExitCod
             .unwrap_or_default(),
         job.command()
     );
-    let decision = ReviewDecision {
-        approve,
-        reviewer: args.reviewer.clone(),
-        comment: args.comment.clone(),
-    };
     send_review(&client, job, id, decision.clone()).await?;
     eprintln!(
         "sent: {} {id}; waiting for the job to take it",
@@ -77,13 +94,26 @@ async fn wait_for_verdict(
     loop {
         let state: ReviewState = match review_state(client, job, id).await {
             Ok(s) => s,
-            // A closed run may have no worker to answer queries: its result tells.
             Err(e) => {
                 let execution = describe_execution(client, id).await?;
                 if execution.is_running() {
-                    return Err(e.into());
+                    // No answer from a running job (a worker restarting): ask again until
+                    // the wait runs out.
+                    if Instant::now() >= deadline {
+                        return Err(e.into());
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
                 }
-                let review = final_review(client, job, id).await?;
+                // A closed run may have no worker to answer queries: its result tells; a
+                // run that failed or was terminated has none, and its status is all we know.
+                let review = final_review(client, job, id).await.map_err(|e| {
+                    anyhow::anyhow!(
+                        "{id} closed with status {:?} before it said whether it took the \
+                         review ({e})",
+                        execution.status
+                    )
+                })?;
                 let state = ReviewState {
                     phase: "closed",
                     awaiting_review: false,
