@@ -200,7 +200,10 @@ fn job_commands_document_their_flags_and_reject_bad_input() {
             ],
         ),
         (vec!["reindex", "status"], vec!["--watch", "--json"]),
-        (vec!["review", "approve"], vec!["--reviewer", "--comment"]),
+        (
+            vec!["review", "approve"],
+            vec!["--reviewer", "--comment", "--wait-secs"],
+        ),
         (
             vec!["finetune", "start"],
             vec![
@@ -231,6 +234,29 @@ fn job_commands_document_their_flags_and_reject_bad_input() {
     // A reviewer is required; a missing model directory is named.
     let out = vecstream(&["review", "approve", "reindex-x"]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    // No backend runs bf16: refused before anything starts, not by a failing scan later.
+    let out = vecstream(&[
+        "reindex",
+        "start",
+        "--model-dir",
+        "/nonexistent/model",
+        "--precision",
+        "bf16",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bf16 has no kernel"),
+        "{}",
+        describe(&out)
+    );
+    // A review of a job Temporal does not know names it and fails (the real server).
+    let out = vecstream(&["review", "approve", "no-such-job", "--reviewer", "ana"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no-such-job"),
+        "{}",
+        describe(&out)
+    );
     let out = vecstream(&["reindex", "start", "--model-dir", "/nonexistent/model"]);
     assert!(!out.status.success());
     assert!(

@@ -64,6 +64,21 @@ fn temp_path(path: &Path) -> PathBuf {
 /// previous file or the whole new one, never a part: the bytes go to a temporary file in
 /// the same directory, are flushed to the disk (fsync), and the temporary file is renamed
 /// over `path`; the directory is then synced too (best effort), so the rename survives a
+/// The bytes of a file written by [`write_atomic`] (a checkpoint, a cached table), or
+/// `None` when there is none yet.
+pub fn read_if_exists(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A file that is there but malformed (an `InvalidData` I/O error: permanent).
+pub fn invalid_data(message: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, message.to_string())
+}
+
 /// power loss.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = temp_path(path);

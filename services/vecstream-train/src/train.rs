@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use vecstream_engine::adapter::Adapter;
 use vecstream_engine::cpu::gemm::{View, matmul};
-use vecstream_engine::tensor_io::{f32_le_bytes, tensor_f32, write_atomic};
+use vecstream_engine::tensor_io::{
+    f32_le_bytes, invalid_data, read_if_exists, tensor_f32, write_atomic,
+};
 
 /// Training settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -380,12 +382,10 @@ impl Checkpoint {
 
     /// Reads a checkpoint; `None` when there is none.
     pub fn load(path: &Path) -> std::io::Result<Option<Self>> {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
+        let Some(bytes) = read_if_exists(path)? else {
+            return Ok(None);
         };
-        let bad = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
+        let bad = |m: String| invalid_data(m);
         let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
         let meta = header.metadata().clone().unwrap_or_default();
         let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;

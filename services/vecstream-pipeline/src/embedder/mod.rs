@@ -258,17 +258,10 @@ impl Embedder {
                     let attempt = attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                     *attempt_started.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
                     async move {
-                        engine.embed_tokens(sequences).await.map_err(|e| {
-                            if attempt >= MAX_EMBED_ATTEMPTS && e.class().is_retryable() {
-                                PipelineError::GaveUp {
-                                    what: "embedding a batch",
-                                    attempts: attempt,
-                                    last: e.to_string(),
-                                }
-                            } else {
-                                PipelineError::from(e)
-                            }
-                        })
+                        engine
+                            .embed_tokens(sequences)
+                            .await
+                            .map_err(|e| embed_error(attempt, e))
                     }
                 })
                 .await?;
@@ -479,6 +472,20 @@ impl Embedder {
     }
 }
 
+/// The error of embedding attempt `attempt`: one that can pass stays retryable until
+/// [`MAX_EMBED_ATTEMPTS`], then the embedder gives up (permanent: it stops and is restarted).
+fn embed_error(attempt: u32, e: vecstream_engine::EngineError) -> PipelineError {
+    if attempt >= MAX_EMBED_ATTEMPTS && e.class().is_retryable() {
+        PipelineError::GaveUp {
+            what: "embedding a batch",
+            attempts: attempt,
+            last: e.to_string(),
+        }
+    } else {
+        PipelineError::from(e)
+    }
+}
+
 fn source_of(m: &OwnedMessage) -> Source<'_> {
     Source {
         key: m.key(),
@@ -513,5 +520,32 @@ async fn reindex_if_model_changed(config: &Config, model_id: &str, escalator: &d
         Err(e) => {
             tracing::warn!(%alias, error = %e, "could not check which model the alias serves")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vecstream_core::Classify;
+    use vecstream_engine::EngineError;
+
+    use super::{MAX_EMBED_ATTEMPTS, embed_error};
+
+    #[test]
+    fn device_memory_is_retried_a_few_times_then_the_embedder_gives_up() {
+        let oom = || EngineError::device("cuda", "workspace", "CUDA_ERROR_OUT_OF_MEMORY");
+        for attempt in 1..MAX_EMBED_ATTEMPTS {
+            assert!(
+                embed_error(attempt, oom()).class().is_retryable(),
+                "{attempt}"
+            );
+        }
+        let last = embed_error(MAX_EMBED_ATTEMPTS, oom());
+        assert!(!last.class().is_retryable());
+        assert!(
+            last.to_string().contains("gave up after 5 attempts"),
+            "{last}"
+        );
+        // A permanent error stops at once.
+        assert!(!embed_error(1, EngineError::Stopped).class().is_retryable());
     }
 }

@@ -7,7 +7,9 @@ use std::path::Path;
 use safetensors::{Dtype, SafeTensors};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use vecstream_engine::tensor_io::{f32_le_bytes, tensor_f32, write_atomic};
+use vecstream_engine::tensor_io::{
+    f32_le_bytes, invalid_data, read_if_exists, tensor_f32, write_atomic,
+};
 
 use super::PairTable;
 use crate::errors::JobError;
@@ -199,12 +201,10 @@ pub fn save_table(path: &Path, table: &PairTable, sha: &str) -> std::io::Result<
 
 /// Reads the embedding table if it exists and belongs to dataset `sha`.
 pub fn load_table(path: &Path, sha: &str) -> std::io::Result<Option<PairTable>> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
+    let Some(bytes) = read_if_exists(path)? else {
+        return Ok(None);
     };
-    let bad = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
+    let bad = |m: String| invalid_data(m);
     let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
     if header
         .metadata()
