@@ -21,6 +21,16 @@ pub enum PipelineError {
     Config(String),
     #[error("starting a long job on Temporal: {message}")]
     Escalation { message: String, retryable: bool },
+    /// A chunk collection whose schema is not the one vecstream creates (auto-schema
+    /// guessed it): nothing is written to it until an operator drops or fixes it.
+    #[error(
+        "collection {collection} does not have vecstream's schema ({differences}); \
+         was it created by Weaviate's auto-schema? Drop it (a reindex re-creates it) or fix it"
+    )]
+    Schema {
+        collection: String,
+        differences: String,
+    },
     /// A failure that can pass did not, after as many attempts as the operation allows.
     #[error("{what}: gave up after {attempts} attempts: {last}")]
     GaveUp {
@@ -53,6 +63,8 @@ impl Classify for PipelineError {
                 }
             }
             PipelineError::StateRestore { .. } => ErrorClass::Retryable,
+            // Loses nothing: the batch waits (and says why) until the collection is fixed.
+            PipelineError::Schema { .. } => ErrorClass::Retryable,
             PipelineError::GaveUp { .. } => ErrorClass::Permanent,
         }
     }

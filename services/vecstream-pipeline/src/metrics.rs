@@ -28,6 +28,12 @@ pub struct PipelineMetrics {
     pub sink_chunks_written: IntCounter,
     /// `vecstream_sink_chunks_deleted_total`: stale or deleted chunk objects removed.
     pub sink_chunks_deleted: IntCounter,
+    /// `vecstream_sink_schema_mismatches_total`: lookups of a chunk collection whose
+    /// schema is not vecstream's (auto-schema made it); the sink writes nothing to it.
+    pub sink_schema_mismatches: IntCounter,
+    /// `vecstream_embedder_model_rejected`: 1 while the embedder's configured model is one
+    /// the alias's migration rejected (or rolled back), so it embeds with the live model.
+    pub embedder_model_rejected: IntGauge,
     /// `vecstream_embedder_state_documents`: documents in the embedder's dedup memory.
     pub embedder_state_documents: IntGauge,
     /// `vecstream_pipeline_consumer_lag{component,topic,partition}`: records behind the end.
@@ -110,6 +116,14 @@ impl PipelineMetrics {
             sink_chunks_deleted: IntCounter::new(
                 "vecstream_sink_chunks_deleted_total",
                 "Stale or deleted chunk objects removed from Weaviate.",
+            )?,
+            sink_schema_mismatches: IntCounter::new(
+                "vecstream_sink_schema_mismatches_total",
+                "Lookups of a chunk collection whose schema is not vecstream's (not written to).",
+            )?,
+            embedder_model_rejected: IntGauge::new(
+                "vecstream_embedder_model_rejected",
+                "1 while the configured model was rejected for the alias and the embedder uses the live model.",
             )?,
             embedder_state_documents: IntGauge::new(
                 "vecstream_embedder_state_documents",
@@ -200,6 +214,8 @@ impl PipelineMetrics {
         registry.register(Box::new(m.sink_chunks_written.clone()))?;
         registry.register(Box::new(m.sink_chunks_deleted.clone()))?;
         registry.register(Box::new(m.embedder_state_documents.clone()))?;
+        registry.register(Box::new(m.sink_schema_mismatches.clone()))?;
+        registry.register(Box::new(m.embedder_model_rejected.clone()))?;
         Ok(m)
     }
 }

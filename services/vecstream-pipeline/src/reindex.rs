@@ -186,7 +186,9 @@ impl Reindexer {
                     report.chunks += written as u64;
                 }
                 Outcome::Deleted { .. } => report.deleted += 1,
-                Outcome::Stale { .. } | Outcome::Superseded => report.skipped += 1,
+                Outcome::Stale { .. } | Outcome::Superseded | Outcome::Retired { .. } => {
+                    report.skipped += 1
+                }
                 Outcome::DeadLettered(reason, message) => {
                     tracing::warn!(reason = reason.as_str(), %message, "weaviate refused a reindexed document");
                     report.skipped += 1;

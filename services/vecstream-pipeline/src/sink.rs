@@ -321,12 +321,20 @@ impl Sink {
             }
             let event_type = match outcome {
                 Outcome::Upserted { .. } | Outcome::Deleted { .. } => EventType::Complete,
-                Outcome::Stale { .. } | Outcome::Superseded => EventType::Other,
+                Outcome::Stale { .. } | Outcome::Superseded | Outcome::Retired { .. } => {
+                    EventType::Other
+                }
                 Outcome::DeadLettered(..) => EventType::Fail,
             };
             match outcome {
                 Outcome::Stale { stored_version } => {
                     facet.error = Some(format!("stored version {stored_version} is newer"));
+                }
+                Outcome::Retired { collection } => {
+                    facet.error = Some(format!(
+                        "collection {collection} no longer exists (a migration dropped it); \
+                         the document reaches the live collection through the migration"
+                    ));
                 }
                 Outcome::DeadLettered(reason, message) => {
                     facet.error = Some(format!("{}: {message}", reason.as_str()));
@@ -349,13 +357,14 @@ impl Sink {
                 }
                 _ => {}
             }
+            let dataset = |name: &String| vecstream_core::Dataset {
+                namespace: self.weaviate_url.clone(),
+                name: name.clone(),
+            };
             let outputs = match (outcome, &facet.target_collection) {
-                (Outcome::Upserted { .. } | Outcome::Deleted { .. }, Some(c)) => {
-                    vec![vecstream_core::Dataset {
-                        namespace: self.weaviate_url.clone(),
-                        name: c.clone(),
-                    }]
-                }
+                (Outcome::Upserted { .. }, Some(c)) => vec![dataset(c)],
+                // Every collection of the family the document was removed from.
+                (Outcome::Deleted { from, .. }, _) => from.iter().map(dataset).collect(),
                 _ => Vec::new(),
             };
             let event = self.lineage.event(
@@ -398,7 +407,9 @@ impl Sink {
                     self.metrics.sink_chunks_written.inc_by(*written as u64);
                     self.metrics.sink_chunks_deleted.inc_by(*deleted);
                 }
-                Outcome::Deleted { deleted } => self.metrics.sink_chunks_deleted.inc_by(*deleted),
+                Outcome::Deleted { deleted, .. } => {
+                    self.metrics.sink_chunks_deleted.inc_by(*deleted)
+                }
                 Outcome::DeadLettered(reason, _) => self
                     .metrics
                     .dlq_records

@@ -143,6 +143,77 @@ impl WeaviateClient {
         }
     }
 
+    /// The names of every collection (class) Weaviate holds.
+    pub async fn list_collections(&self) -> Result<Vec<String>, WeaviateError> {
+        let what = "list collections";
+        let schema = self
+            .call(reqwest::Method::GET, "/v1/schema", None, what)
+            .await?;
+        Ok(schema
+            .get("classes")
+            .and_then(Value::as_array)
+            .map(|classes| {
+                classes
+                    .iter()
+                    .filter_map(|c| c.get("class")?.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// How the stored schema of `spec.name` differs from `spec` (see
+    /// [`CollectionSpec::differences`]); `None` when the collection does not exist.
+    pub async fn schema_differences(
+        &self,
+        spec: &CollectionSpec,
+    ) -> Result<Option<Vec<String>>, WeaviateError> {
+        match self
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/schema/{}", spec.name),
+                None,
+                "get collection",
+            )
+            .await
+        {
+            Ok(class) => {
+                let properties = class
+                    .get("properties")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                Ok(Some(spec.differences(&properties)))
+            }
+            Err(WeaviateError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Documents in a collection: its objects with `chunk_index` 0 (every document has
+    /// one), optionally of one tenant.
+    pub async fn count_documents(
+        &self,
+        collection: &str,
+        tenant: Option<&str>,
+    ) -> Result<u64, WeaviateError> {
+        let mut operands =
+            vec![r#"{path: ["chunk_index"], operator: Equal, valueInt: 0}"#.to_owned()];
+        if let Some(t) = tenant {
+            operands.push(format!(
+                r#"{{path: ["tenant"], operator: Equal, valueText: {}}}"#,
+                serde_json::to_string(t).unwrap_or_default()
+            ));
+        }
+        let query = format!(
+            "{{ Aggregate {{ {collection}(where: {{operator: And, operands: [{}]}}) {{ meta {{ count }} }} }} }}",
+            operands.join(", ")
+        );
+        let data = self.graphql(&query, "count documents").await?;
+        data.pointer(&format!("/Aggregate/{collection}/0/meta/count"))
+            .and_then(Value::as_u64)
+            .ok_or_else(|| unexpected("count documents", &data.to_string()))
+    }
+
     /// Deletes the collection and its objects (absent is fine).
     pub async fn delete_collection(&self, name: &str) -> Result<(), WeaviateError> {
         match self

@@ -43,6 +43,12 @@ impl ObjectError {
         Self { message, class }
     }
 
+    /// The object's collection does not exist (it was dropped, and auto-schema is off).
+    /// Retryable: the retry looks the collection up again.
+    pub fn is_missing_collection(&self) -> bool {
+        missing_collection(&self.message.to_ascii_lowercase())
+    }
+
     /// Weaviate's message(s) for the object.
     pub fn message(&self) -> &str {
         &self.message
@@ -66,6 +72,7 @@ impl Classify for ObjectError {
 fn object_error_passes(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     still_loading(&m)
+        || missing_collection(&m)
         || [
             "timeout",
             "timed out",
@@ -79,6 +86,18 @@ fn object_error_passes(message: &str) -> bool {
         ]
         .iter()
         .any(|s| m.contains(s))
+}
+
+/// Messages of a write to a collection (class) that does not exist.
+fn missing_collection(message: &str) -> bool {
+    [
+        "class not found",
+        "not present in schema",
+        "not found in schema",
+        "could not find class",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
 }
 
 /// Messages of a Weaviate that is up but has not loaded its schema or indexes yet.
@@ -176,5 +195,14 @@ mod tests {
         );
         assert!(!bad.class().is_retryable());
         assert!(bad.to_string().contains("length 3"));
+    }
+
+    #[test]
+    fn a_write_to_a_dropped_collection_is_retried_and_recognised() {
+        // Weaviate 1.39 with auto-schema off.
+        let e = ObjectError::new("class 'Chunk_m_1234' not present in schema");
+        assert!(e.is_missing_collection());
+        assert!(e.class().is_retryable());
+        assert!(!ObjectError::new("vector length 3").is_missing_collection());
     }
 }

@@ -6,4 +6,6 @@ mod schema;
 
 pub use client::{BatchObject, BatchOutcome, Hit, MAX_CHUNKS_PER_DOC, StoredChunk, WeaviateClient};
 pub use error::{ObjectError, WeaviateError};
-pub use schema::{CollectionSpec, Property, collection_name};
+pub use schema::{
+    CHUNK_COLLECTION_PREFIX, CollectionSpec, Property, collection_name, is_chunk_collection,
+};

@@ -3,6 +3,15 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+/// The prefix every chunk collection's name starts with: the collections of an alias's
+/// family (live, pending, kept for rollback) are the ones that carry it.
+pub const CHUNK_COLLECTION_PREFIX: &str = "Chunk_";
+
+/// True for the name of a chunk collection (see [`collection_name`]).
+pub fn is_chunk_collection(name: &str) -> bool {
+    name.starts_with(CHUNK_COLLECTION_PREFIX)
+}
+
 /// Collection of one model's chunks: `Chunk_<model-slug>_<hash8>` (DESIGN section 1).
 ///
 /// The slug keeps names readable; the hash of the full model id keeps two models whose
@@ -24,7 +33,7 @@ pub fn collection_name(model_id: &str) -> String {
         .join("_");
     let slug: String = slug.chars().take(48).collect();
     let hash = hex::encode(&Sha256::digest(model_id.as_bytes())[..4]);
-    format!("Chunk_{slug}_{hash}")
+    format!("{CHUNK_COLLECTION_PREFIX}{slug}_{hash}")
 }
 
 /// One property of a collection.
@@ -94,5 +103,74 @@ impl CollectionSpec {
             ],
             distance: "cosine".into(),
         }
+    }
+}
+
+impl CollectionSpec {
+    /// How `stored` (the `properties` of a collection as Weaviate describes it) differs from
+    /// this spec: one line per property missing or of another data type. Empty when it
+    /// matches. Properties Weaviate holds beyond the spec are reported too: a collection
+    /// that grew them was written by something else (auto-schema).
+    pub fn differences(&self, stored: &[serde_json::Value]) -> Vec<String> {
+        let stored: std::collections::BTreeMap<&str, Vec<&str>> = stored
+            .iter()
+            .filter_map(|p| {
+                let name = p.get("name")?.as_str()?;
+                let types = p
+                    .get("dataType")?
+                    .as_array()?
+                    .iter()
+                    .filter_map(serde_json::Value::as_str)
+                    .collect();
+                Some((name, types))
+            })
+            .collect();
+        let mut problems = Vec::new();
+        for p in &self.properties {
+            let want: Vec<&str> = p.data_type.iter().map(String::as_str).collect();
+            match stored.get(p.name.as_str()) {
+                None => problems.push(format!("property {} is missing", p.name)),
+                Some(have) if *have != want => {
+                    problems.push(format!("property {} is {have:?}, not {want:?}", p.name))
+                }
+                Some(_) => {}
+            }
+        }
+        for name in stored.keys() {
+            if !self.properties.iter().any(|p| p.name == *name) {
+                problems.push(format!("property {name} is not ours"));
+            }
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn described(spec: &CollectionSpec) -> Vec<serde_json::Value> {
+        spec.properties
+            .iter()
+            .map(|p| serde_json::json!({"name": p.name, "dataType": p.data_type}))
+            .collect()
+    }
+
+    #[test]
+    fn a_collection_of_our_schema_has_no_differences_and_a_guessed_one_has() {
+        let spec = CollectionSpec::chunks("m");
+        assert!(is_chunk_collection(&spec.name));
+        assert!(!is_chunk_collection("Other"));
+        assert!(spec.differences(&described(&spec)).is_empty());
+        // What auto-schema guesses from a JSON object: numbers as `number`, no keyword ids.
+        let mut guessed = described(&spec);
+        guessed[3] = serde_json::json!({"name": "chunk_index", "dataType": ["number"]});
+        guessed.retain(|p| p["name"] != "model_id");
+        guessed.push(serde_json::json!({"name": "extra", "dataType": ["text"]}));
+        let d = spec.differences(&guessed);
+        assert_eq!(d.len(), 3, "{d:?}");
+        assert!(d[0].contains("chunk_index"), "{d:?}");
+        assert!(d[1].contains("model_id is missing"), "{d:?}");
+        assert!(d[2].contains("extra is not ours"), "{d:?}");
     }
 }

@@ -35,6 +35,8 @@ impl Object {
 struct Inner {
     collections: BTreeMap<String, BTreeMap<Uuid, Object>>,
     aliases: HashMap<String, String>,
+    /// Collections made by something else than vecstream (auto-schema): their differences.
+    foreign: HashMap<String, Vec<String>>,
     /// Errors the next calls fail with, one per call (an outage of that many calls).
     outage: VecDeque<WeaviateError>,
     /// Objects refused on upsert, with Weaviate's message.
@@ -65,6 +67,22 @@ impl MemoryStore {
     /// Upserts of `id` are refused with `message` (classified as Weaviate's would be).
     pub fn refuse(&self, id: Uuid, message: &str) {
         self.lock().refuse.insert(id, message.to_owned());
+    }
+
+    /// Creates `name` as auto-schema would: with a schema that differs from ours.
+    pub fn create_foreign(&self, name: &str, difference: &str) {
+        let mut inner = self.lock();
+        inner.collections.insert(name.to_owned(), BTreeMap::new());
+        inner
+            .foreign
+            .insert(name.to_owned(), vec![difference.to_owned()]);
+    }
+
+    /// Drops a collection (as a migration's end does).
+    pub fn drop_collection(&self, name: &str) {
+        let mut inner = self.lock();
+        inner.collections.remove(name);
+        inner.foreign.remove(name);
     }
 
     pub fn forgive(&self) {
@@ -118,6 +136,23 @@ impl VectorStore for MemoryStore {
 
     async fn collection_exists(&self, name: &str) -> Result<bool, WeaviateError> {
         Ok(self.call()?.collections.contains_key(name))
+    }
+
+    async fn list_collections(&self) -> Result<Vec<String>, WeaviateError> {
+        Ok(self.call()?.collections.keys().cloned().collect())
+    }
+
+    async fn schema_differences(
+        &self,
+        spec: &CollectionSpec,
+    ) -> Result<Option<Vec<String>>, WeaviateError> {
+        let inner = self.call()?;
+        if !inner.collections.contains_key(&spec.name) {
+            return Ok(None);
+        }
+        Ok(Some(
+            inner.foreign.get(&spec.name).cloned().unwrap_or_default(),
+        ))
     }
 
     async fn ensure_collection(&self, spec: &CollectionSpec) -> Result<bool, WeaviateError> {

@@ -15,7 +15,7 @@ pub(crate) mod memory;
 mod plan;
 mod store;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use uuid::Uuid;
 use vecstream_core::{Classify, DocumentVectors};
@@ -24,7 +24,7 @@ use vecstream_weaviate::{CollectionSpec, ObjectError, WeaviateClient, WeaviateEr
 use crate::dlq::Reason;
 use crate::{PipelineError, PipelineMetrics};
 
-pub use plan::{DocDelete, DocWrite, Needs, Plan, Snapshot, needs, plan, winners};
+pub use plan::{DocDelete, DocWrite, Needs, Plan, Snapshot, has_deletes, needs, plan, winners};
 pub use store::VectorStore;
 
 /// Most chunk objects in one upsert request.
@@ -36,9 +36,23 @@ pub type Decoded = Result<DocumentVectors, (Reason, String)>;
 /// What became of one vector record.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Upserted { written: usize, deleted: u64 },
-    Deleted { deleted: u64 },
-    Stale { stored_version: i64 },
+    Upserted {
+        written: usize,
+        deleted: u64,
+    },
+    /// Removed from the collections in `from` (every collection of the family that held
+    /// it); `deleted` chunks in all.
+    Deleted {
+        deleted: u64,
+        from: Vec<String>,
+    },
+    Stale {
+        stored_version: i64,
+    },
+    /// The record's collection no longer exists (a migration dropped it): not re-created.
+    Retired {
+        collection: String,
+    },
     Superseded,
     DeadLettered(Reason, String),
 }
@@ -49,6 +63,7 @@ impl Outcome {
             Outcome::Upserted { .. } => "upserted",
             Outcome::Deleted { .. } => "deleted",
             Outcome::Stale { .. } => "stale",
+            Outcome::Retired { .. } => "retired",
             Outcome::Superseded => "superseded",
             Outcome::DeadLettered(..) => "dead_lettered",
         }
@@ -93,19 +108,40 @@ impl<S: VectorStore> ChunkWriter<S> {
     /// for a reason that passes).
     pub async fn write(&self, decoded: &[Decoded]) -> Result<Vec<Outcome>, PipelineError> {
         let winners = winners(decoded);
-        let snapshot = self.read(&needs(decoded, &winners)).await?;
+        let family = if has_deletes(decoded, &winners) {
+            self.family().await?
+        } else {
+            BTreeSet::new()
+        };
+        let snapshot = self.read(&needs(decoded, &winners, &family)).await?;
         let plan = plan(decoded, &winners, &snapshot);
         self.apply(plan).await
     }
 
-    /// Reads what a plan needs: ensures the collections written to, looks up the ones only
-    /// deleted from, and reads the stored chunks of the batch's documents (one query per
-    /// collection).
+    /// The chunk collections that exist: the family a delete removes a document from.
+    /// Listed afresh for each batch with deletes, so a collection a reindex has just created
+    /// is included (one created after the listing is filled by the reindex's own scan,
+    /// which reads the delete from the documents topic).
+    pub async fn family(&self) -> Result<BTreeSet<String>, PipelineError> {
+        Ok(self
+            .store
+            .list_collections()
+            .await?
+            .into_iter()
+            .filter(|c| vecstream_weaviate::is_chunk_collection(c))
+            .collect())
+    }
+
+    /// Reads what a plan needs: looks up the collections written to and deleted from, and
+    /// reads the stored chunks of the batch's documents (one query per collection). A
+    /// collection is created here only while the alias does not exist yet (the first model
+    /// of a fresh deployment); after that only a reindex creates collections.
     pub async fn read(&self, needs: &Needs) -> Result<Snapshot, PipelineError> {
         let mut snapshot = Snapshot::default();
         for collection in &needs.write_to {
-            self.ensure_collection(collection).await?;
-            snapshot.existing.insert(collection.clone());
+            if self.collection_known(collection).await? || self.bootstrap(collection).await? {
+                snapshot.existing.insert(collection.clone());
+            }
         }
         for collection in &needs.delete_from {
             if self.collection_known(collection).await? {
@@ -133,11 +169,13 @@ impl<S: VectorStore> ChunkWriter<S> {
             deletes,
         } = plan;
         for d in &deletes {
-            let deleted = self
+            let removed = self
                 .store
                 .delete_doc_chunks_from(&d.collection, &d.doc_id, 0)
                 .await?;
-            outcomes[d.at] = Outcome::Deleted { deleted };
+            if let Outcome::Deleted { deleted, .. } = &mut outcomes[d.at] {
+                *deleted += removed;
+            }
         }
 
         let objects: Vec<_> = writes
@@ -154,6 +192,10 @@ impl<S: VectorStore> ChunkWriter<S> {
             refused.extend(outcome.failed);
         }
         if let Some((id, error)) = refused.iter().find(|(_, e)| e.class().is_retryable()) {
+            if error.is_missing_collection() {
+                // Dropped since it was looked up: the retry finds it gone.
+                self.known_collections().clear();
+            }
             return Err(PipelineError::Weaviate(WeaviateError::Object {
                 id: *id,
                 error: error.clone(),
@@ -203,33 +245,42 @@ impl<S: VectorStore> ChunkWriter<S> {
         self.collections.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// True when the collection exists. The first time a process sees a collection, it
+    /// checks that its schema is the one vecstream creates: a collection that auto-schema
+    /// made from guessed types is refused (with the differences), never written to.
     async fn collection_known(&self, name: &str) -> Result<bool, PipelineError> {
         if self.known_collections().contains(name) {
             return Ok(true);
         }
-        let exists = self.store.collection_exists(name).await?;
-        if exists {
-            self.known_collections().insert(name.to_owned());
+        let spec = CollectionSpec::chunks_named(name);
+        let Some(differences) = self.store.schema_differences(&spec).await? else {
+            return Ok(false);
+        };
+        if !differences.is_empty() {
+            self.metrics.sink_schema_mismatches.inc();
+            return Err(PipelineError::Schema {
+                collection: name.to_owned(),
+                differences: differences.join("; "),
+            });
         }
-        Ok(exists)
+        self.known_collections().insert(name.to_owned());
+        Ok(true)
     }
 
-    /// Creates a chunk collection on first use; points the alias at it if the alias does
-    /// not exist yet (a reindex moves it later).
-    async fn ensure_collection(&self, name: &str) -> Result<(), PipelineError> {
-        if self.known_collections().contains(name) {
-            return Ok(());
+    /// Creates the first chunk collection, with its schema, and the alias on it, when the
+    /// alias does not exist yet; false (nothing created) once it does.
+    async fn bootstrap(&self, name: &str) -> Result<bool, PipelineError> {
+        if self.store.resolve_alias(&self.alias).await?.is_some() {
+            return Ok(false);
         }
         let spec = CollectionSpec::chunks_named(name);
         if self.store.ensure_collection(&spec).await? {
             tracing::info!(collection = %spec.name, "collection created");
         }
-        if self.store.resolve_alias(&self.alias).await?.is_none() {
-            self.store.set_alias(&self.alias, &spec.name).await?;
-            tracing::info!(alias = %self.alias, collection = %spec.name, "alias created");
-        }
+        self.store.set_alias(&self.alias, &spec.name).await?;
+        tracing::info!(alias = %self.alias, collection = %spec.name, "alias created");
         self.known_collections().insert(spec.name);
-        Ok(())
+        Ok(true)
     }
 }
 

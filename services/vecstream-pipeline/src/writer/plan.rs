@@ -88,28 +88,46 @@ pub fn winners(decoded: &[Decoded]) -> HashMap<&str, usize> {
     winner
 }
 
-/// What to read before planning `decoded` (whose winners are `winners`).
-pub fn needs(decoded: &[Decoded], winners: &HashMap<&str, usize>) -> Needs {
+/// True when a winner of the batch is a delete: the batch then needs the family's
+/// collections listed (see [`needs`]).
+pub fn has_deletes(decoded: &[Decoded], winners: &HashMap<&str, usize>) -> bool {
+    winners
+        .values()
+        .any(|&i| matches!(&decoded[i], Ok(v) if v.deleted))
+}
+
+/// What to read before planning `decoded` (whose winners are `winners`). `family` is every
+/// chunk collection of the alias's family that exists (live, pending, kept for rollback): a
+/// delete removes the document from each of them, whichever model's record carries it.
+pub fn needs(
+    decoded: &[Decoded],
+    winners: &HashMap<&str, usize>,
+    family: &BTreeSet<String>,
+) -> Needs {
     let mut needs = Needs::default();
     for &i in winners.values() {
         let Ok(v) = &decoded[i] else { continue };
-        let collection = collection_name(&v.model_id);
+        let own = collection_name(&v.model_id);
         if v.deleted {
-            needs.delete_from.insert(collection.clone());
+            for collection in family.iter().chain(std::iter::once(&own)) {
+                needs.delete_from.insert(collection.clone());
+                needs
+                    .docs
+                    .entry(collection.clone())
+                    .or_default()
+                    .push(v.doc_id.clone());
+            }
         } else {
-            needs.write_to.insert(collection.clone());
+            needs.write_to.insert(own.clone());
+            needs.docs.entry(own).or_default().push(v.doc_id.clone());
         }
-        needs
-            .docs
-            .entry(collection)
-            .or_default()
-            .push(v.doc_id.clone());
     }
-    // A collection written to is ensured anyway: no separate lookup.
+    // A collection written to is looked up anyway: no separate lookup.
     let written = needs.write_to.clone();
     needs.delete_from.retain(|c| !written.contains(c));
     for docs in needs.docs.values_mut() {
         docs.sort();
+        docs.dedup();
     }
     needs
 }
@@ -138,11 +156,16 @@ pub fn plan<'a>(
             plan.outcomes.push(Outcome::Superseded);
             continue;
         }
+        if v.deleted {
+            plan_delete(&mut plan, i, v, snapshot);
+            continue;
+        }
         let collection = collection_name(&v.model_id);
         if !snapshot.existing.contains(&collection) {
-            // Only a delete can meet a missing collection (writes ensured theirs): nothing
-            // was ever stored for this model, so the delete is already true.
-            plan.outcomes.push(Outcome::Deleted { deleted: 0 });
+            // The model's collection is gone (dropped after a migration) or was never made
+            // by a reindex: the record's content reaches the family's collections through
+            // the migration's catch-up, so nothing is lost by not re-creating it here.
+            plan.outcomes.push(Outcome::Retired { collection });
             continue;
         }
         let stored = snapshot
@@ -161,17 +184,6 @@ pub fn plan<'a>(
             continue;
         }
         let stored_past = |count: usize| stored.iter().any(|c| c.chunk_index >= count as i64);
-        if v.deleted {
-            plan.outcomes.push(Outcome::Deleted { deleted: 0 });
-            if stored_past(0) {
-                plan.deletes.push(DocDelete {
-                    at: i,
-                    collection,
-                    doc_id: v.doc_id.clone(),
-                });
-            }
-            continue;
-        }
         match objects_of(v, &collection) {
             Err(message) => plan
                 .outcomes
@@ -193,6 +205,40 @@ pub fn plan<'a>(
         }
     }
     plan
+}
+
+/// A delete removes the document from every collection that holds it, each fenced by its
+/// own stored version; it is stale only when every collection holding the document holds a
+/// newer version of it.
+fn plan_delete(plan: &mut Plan<'_>, at: usize, v: &DocumentVectors, snapshot: &Snapshot) {
+    let mut holders: Vec<(&String, i64)> = snapshot
+        .stored
+        .iter()
+        .filter(|(c, _)| snapshot.existing.contains(*c))
+        .filter_map(|(c, docs)| {
+            let newest = docs.get(&v.doc_id)?.iter().map(|c| c.doc_version).max()?;
+            Some((c, newest))
+        })
+        .collect();
+    holders.sort();
+    let mut from = Vec::new();
+    let mut newer = None;
+    for (collection, stored_version) in holders {
+        if stored_version > v.doc_version {
+            newer = newer.max(Some(stored_version));
+            continue;
+        }
+        plan.deletes.push(DocDelete {
+            at,
+            collection: collection.clone(),
+            doc_id: v.doc_id.clone(),
+        });
+        from.push(collection.clone());
+    }
+    plan.outcomes.push(match newer {
+        Some(stored_version) if from.is_empty() => Outcome::Stale { stored_version },
+        _ => Outcome::Deleted { deleted: 0, from },
+    });
 }
 
 /// The chunk objects of a record, or why the record is invalid (vectors of mixed length
@@ -316,16 +362,72 @@ mod tests {
     }
 
     #[test]
-    fn needs_creates_written_collections_and_only_looks_up_deleted_ones() {
+    fn needs_looks_up_written_collections_and_every_collection_of_the_family_for_deletes() {
         let batch = vec![
             doc("a", 1, 1),
             Ok(delete_of("b", "t", 2, "other")),
             Ok(delete_of("c", "t", 2, "m")),
         ];
-        let n = needs(&batch, &winners(&batch));
+        let w = winners(&batch);
+        assert!(has_deletes(&batch, &w));
+        assert!(!has_deletes(&batch[..1], &winners(&batch[..1])));
+        let family: BTreeSet<String> = [collection_name("live"), collection_name("m")].into();
+        let n = needs(&batch, &w, &family);
         assert_eq!(n.write_to, [collection_name("m")].into());
-        assert_eq!(n.delete_from, [collection_name("other")].into());
-        assert_eq!(n.docs[&collection_name("m")], vec!["a", "c"]);
+        assert_eq!(
+            n.delete_from,
+            [collection_name("live"), collection_name("other")].into()
+        );
+        assert_eq!(n.docs[&collection_name("m")], vec!["a", "b", "c"]);
+        assert_eq!(n.docs[&collection_name("live")], vec!["b", "c"]);
+        assert_eq!(n.docs[&collection_name("other")], vec!["b"]);
+    }
+
+    #[test]
+    fn a_delete_removes_the_document_from_every_collection_holding_it_each_fenced_alone() {
+        let (live, pending) = (collection_name("live"), collection_name("m"));
+        let mut snap = snapshot(&[("a", stored(3, 2)), ("b", stored(9, 1))]);
+        snap.existing.insert(live.clone());
+        snap.stored.insert(
+            live.clone(),
+            [
+                ("a".to_owned(), stored(2, 1)),
+                ("b".to_owned(), stored(9, 1)),
+            ]
+            .into(),
+        );
+        // A delete carried by the pending model's record reaches the live collection too.
+        let batch = vec![
+            Ok(delete_of("a", "t", 4, "m")),
+            Ok(delete_of("b", "t", 4, "m")),
+        ];
+        let p = plan(&batch, &winners(&batch), &snap);
+        let at_a: Vec<&str> = p
+            .deletes
+            .iter()
+            .filter(|d| d.at == 0)
+            .map(|d| d.collection.as_str())
+            .collect();
+        assert_eq!(at_a, vec![live.as_str(), pending.as_str()]);
+        assert_eq!(
+            p.outcomes[0],
+            Outcome::Deleted {
+                deleted: 0,
+                from: vec![live.clone(), pending.clone()]
+            }
+        );
+        // Every holder has a newer version: stale.
+        assert_eq!(p.outcomes[1], Outcome::Stale { stored_version: 9 });
+        // A write to a collection that no longer exists is retired, not re-created.
+        let batch = vec![doc("c", 1, 1)];
+        let p = plan(&batch, &winners(&batch), &Snapshot::default());
+        assert_eq!(
+            p.outcomes,
+            vec![Outcome::Retired {
+                collection: pending.clone()
+            }]
+        );
+        assert!(p.writes.is_empty());
     }
 
     #[test]
@@ -365,8 +467,11 @@ mod tests {
                 doc_id: "a".into()
             }]
         );
-        assert_eq!(p.outcomes[1], Outcome::Deleted { deleted: 0 });
-        assert_eq!(p.outcomes[2], Outcome::Deleted { deleted: 0 });
+        let nothing = Outcome::Deleted {
+            deleted: 0,
+            from: vec![],
+        };
+        assert_eq!((&p.outcomes[1], &p.outcomes[2]), (&nothing, &nothing));
         // A delete older than the stored version is fenced too.
         let batch = vec![Ok(delete_of("a", "t", 4, "m"))];
         let p = plan(&batch, &winners(&batch), &snapshot(&[("a", stored(5, 3))]));

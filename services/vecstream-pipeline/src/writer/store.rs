@@ -18,6 +18,16 @@ pub trait VectorStore: Send + Sync {
         name: &str,
     ) -> impl Future<Output = Result<bool, WeaviateError>> + Send;
 
+    /// Names of every collection the store holds.
+    fn list_collections(&self) -> impl Future<Output = Result<Vec<String>, WeaviateError>> + Send;
+
+    /// How the stored schema of `spec.name` differs from `spec`; `None` when the collection
+    /// does not exist.
+    fn schema_differences(
+        &self,
+        spec: &CollectionSpec,
+    ) -> impl Future<Output = Result<Option<Vec<String>>, WeaviateError>> + Send;
+
     /// Creates the collection unless it exists; true when it was created.
     fn ensure_collection(
         &self,
@@ -64,6 +74,17 @@ impl VectorStore for WeaviateClient {
 
     async fn collection_exists(&self, name: &str) -> Result<bool, WeaviateError> {
         WeaviateClient::collection_exists(self, name).await
+    }
+
+    async fn list_collections(&self) -> Result<Vec<String>, WeaviateError> {
+        WeaviateClient::list_collections(self).await
+    }
+
+    async fn schema_differences(
+        &self,
+        spec: &CollectionSpec,
+    ) -> Result<Option<Vec<String>>, WeaviateError> {
+        WeaviateClient::schema_differences(self, spec).await
     }
 
     async fn ensure_collection(&self, spec: &CollectionSpec) -> Result<bool, WeaviateError> {

@@ -81,7 +81,13 @@ async fn writes_fence_shrink_and_delete_documents() {
         .write(&ok(vec![delete_of("b", "t", TOMBSTONE_VERSION, "m")]))
         .await
         .unwrap();
-    assert_eq!(out, vec![Outcome::Deleted { deleted: 1 }]);
+    assert_eq!(
+        out,
+        vec![Outcome::Deleted {
+            deleted: 1,
+            from: vec![c.clone()]
+        }]
+    );
     assert!(!w.store().docs(&c).contains_key("b"));
 }
 
@@ -111,7 +117,13 @@ async fn a_delete_for_a_model_never_written_creates_nothing() {
         .write(&ok(vec![delete_of("a", "t", 5, "other-model")]))
         .await
         .unwrap();
-    assert_eq!(out, vec![Outcome::Deleted { deleted: 0 }]);
+    assert_eq!(
+        out,
+        vec![Outcome::Deleted {
+            deleted: 0,
+            from: vec![]
+        }]
+    );
     assert!(w.store().collections().is_empty());
     assert_eq!(w.store().alias("Chunks"), None);
 }
@@ -210,4 +222,73 @@ async fn an_object_refused_for_a_passing_reason_retries_the_batch() {
             deleted: 0
         }]
     );
+}
+
+#[tokio::test]
+async fn during_a_migration_deletes_reach_every_collection_and_a_dropped_one_is_never_recreated() {
+    let w = writer();
+    let (live, pending) = (collection_name("live"), collection_name("m"));
+    // The live model's stream made the alias; a reindex created the pending collection.
+    w.write(&ok(vec![
+        record("a", 1, 2, "live"),
+        record("b", 1, 1, "live"),
+    ]))
+    .await
+    .unwrap();
+    w.store()
+        .ensure_collection(&CollectionSpec::chunks_named(&pending))
+        .await
+        .unwrap();
+    w.write(&ok(vec![record("a", 1, 1, "m"), record("b", 1, 1, "m")]))
+        .await
+        .unwrap();
+    // An embedder on either model deletes from both.
+    let out = w
+        .write(&ok(vec![delete_of("a", "t", TOMBSTONE_VERSION, "m")]))
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![Outcome::Deleted {
+            deleted: 3,
+            from: vec![live.clone(), pending.clone()]
+        }]
+    );
+    assert!(!w.store().docs(&live).contains_key("a"));
+    assert!(!w.store().docs(&pending).contains_key("a"));
+    // The pending collection is dropped (rejected): late records of its model are retired.
+    // This writer still takes it for existing: the write is refused as a missing class,
+    // retryably, and the retry finds the collection gone.
+    w.store().drop_collection(&pending);
+    let late = ok(vec![record("c", 1, 1, "m")]);
+    let err = w.write(&late).await.unwrap_err();
+    assert!(err.class().is_retryable(), "{err}");
+    let out = w.write(&late).await.unwrap();
+    assert_eq!(
+        out,
+        vec![Outcome::Retired {
+            collection: pending.clone()
+        }]
+    );
+    assert!(!w.store().collections().contains(&pending));
+    assert_eq!(w.store().alias("Chunks"), Some(live));
+}
+
+#[tokio::test]
+async fn a_collection_made_by_auto_schema_is_refused_with_its_differences() {
+    let w = writer();
+    let c = collection_name("m");
+    w.store()
+        .create_foreign(&c, "property chunk_index is [\"number\"], not [\"int\"]");
+    let err = w
+        .write(&ok(vec![record("a", 1, 1, "m")]))
+        .await
+        .unwrap_err();
+    assert!(err.class().is_retryable(), "nothing is lost: it waits");
+    let message = err.to_string();
+    assert!(
+        message.contains(&c) && message.contains("chunk_index") && message.contains("auto-schema"),
+        "{message}"
+    );
+    assert!(w.store().docs(&c).is_empty());
 }
