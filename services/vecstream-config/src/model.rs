@@ -78,9 +78,13 @@ pub struct EmbedderSettings {
     /// Documents of more tokens than this go to a `LargeDocumentWorkflow` on Temporal
     /// instead of being embedded inline (so they do not stall their partition); 0 = never.
     pub large_document_tokens: usize,
-    /// At start, when the alias points at another model's collection, start the reindex to
-    /// this embedder's model (idempotent: deterministic workflow id).
+    /// When the alias serves another model and this embedder's model is not part of its
+    /// migration, start the reindex to this model (idempotent: deterministic workflow id).
+    /// Never for a model the alias's migration rejected, rolled back or superseded.
     pub reindex_on_model_change: bool,
+    /// How often the embedder reads the alias's migration state (`docs.control.v1`), in
+    /// milliseconds: it switches the model it embeds with when the state says so.
+    pub control_poll_ms: u64,
 }
 
 impl Default for EmbedderSettings {
@@ -98,6 +102,7 @@ impl Default for EmbedderSettings {
             max_backoff_ms: 30_000,
             large_document_tokens: 32_768,
             reindex_on_model_change: true,
+            control_poll_ms: 2_000,
         }
     }
 }
@@ -250,6 +255,15 @@ pub struct TemporalConfig {
     pub review_timeout_secs: u64,
     /// Offsets of the documents topic per reindex scan activity.
     pub reindex_range_offsets: i64,
+    /// Seconds between a migration's catch-ups (new documents into both collections) while
+    /// it awaits review and during its rollback window, for reindexes the embedder starts.
+    pub reindex_catch_up_secs: u64,
+    /// Seconds an approved migration keeps the previous collection current and ready for
+    /// `vecstream reindex rollback`; then it is dropped.
+    pub rollback_window_secs: u64,
+    /// Seconds a migration waits after telling embedders to stop writing a collection and
+    /// before it drops it (must exceed `embedder.control_poll_ms` plus one batch).
+    pub switch_grace_secs: u64,
 }
 
 impl Default for TemporalConfig {
@@ -268,6 +282,9 @@ impl Default for TemporalConfig {
             gpu_concurrency: 1,
             review_timeout_secs: 86_400,
             reindex_range_offsets: 500,
+            reindex_catch_up_secs: 10,
+            rollback_window_secs: 86_400,
+            switch_grace_secs: 30,
         }
     }
 }

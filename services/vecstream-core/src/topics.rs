@@ -14,6 +14,12 @@ pub const DOCUMENTS_DLQ: &str = "docs.documents.dlq.v1";
 /// document's partition. JSON values; not a contract for consumers.
 pub const EMBEDDER_STATE: &str = "docs.embedder-state.v1";
 
+/// Internal, compacted, one partition: the model migration state of each alias (live,
+/// target and previous model and collection, phase, retired models); key = alias. JSON
+/// values written by the reindex workflow (and by the first embedder of a fresh alias), read
+/// by embedders, `vecstream status` and `reindex status`.
+pub const CONTROL: &str = "docs.control.v1";
+
 /// Schema registry subject of a topic's values (Confluent TopicNameStrategy).
 pub fn value_subject(topic: &str) -> String {
     format!("{topic}-value")

@@ -15,6 +15,8 @@ use crate::{KafkaEdgeError, client_config};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicSpec {
     pub name: &'static str,
+    /// Partitions; `None` = `kafka.partitions`.
+    pub partitions: Option<i32>,
     /// Topic-level configs (`cleanup.policy`, `retention.ms`...).
     pub configs: Vec<(&'static str, &'static str)>,
 }
@@ -29,6 +31,7 @@ pub const MAX_RECORD_BYTES: &str = "16777216";
 pub fn specs() -> Vec<TopicSpec> {
     vec![
         TopicSpec {
+            partitions: None,
             name: topics::DOCUMENTS,
             // Compaction keeps the latest version of each id; a tombstone is kept a day so
             // consumers that lag see the delete before it is compacted away.
@@ -38,6 +41,7 @@ pub fn specs() -> Vec<TopicSpec> {
             ],
         },
         TopicSpec {
+            partitions: None,
             name: topics::VECTORS,
             // One record holds every chunk of a document version: allow large ones.
             configs: vec![
@@ -47,10 +51,12 @@ pub fn specs() -> Vec<TopicSpec> {
             ],
         },
         TopicSpec {
+            partitions: None,
             name: topics::EMBEDDER_STATE,
             configs: vec![("cleanup.policy", "compact")],
         },
         TopicSpec {
+            partitions: None,
             name: topics::LINEAGE,
             configs: vec![
                 ("cleanup.policy", "delete"),
@@ -58,11 +64,18 @@ pub fn specs() -> Vec<TopicSpec> {
             ],
         },
         TopicSpec {
+            partitions: None,
             name: topics::DOCUMENTS_DLQ,
             configs: vec![
                 ("cleanup.policy", "delete"),
                 ("retention.ms", THIRTY_DAYS_MS),
             ],
+        },
+        TopicSpec {
+            name: topics::CONTROL,
+            // Small and read whole by every embedder: one partition keeps the read simple.
+            partitions: Some(1),
+            configs: vec![("cleanup.policy", "compact")],
         },
     ]
 }
@@ -85,7 +98,7 @@ pub async fn ensure_topics(cfg: &KafkaConfig) -> Result<Vec<TopicOutcome>, Kafka
             s.configs.iter().fold(
                 NewTopic::new(
                     s.name,
-                    cfg.partitions,
+                    s.partitions.unwrap_or(cfg.partitions),
                     TopicReplication::Fixed(cfg.replication_factor),
                 ),
                 |t, (k, v)| t.set(k, v),
@@ -148,14 +161,14 @@ pub async fn cluster_info(cfg: &KafkaConfig) -> Result<ClusterInfo, KafkaEdgeErr
 mod tests {
     #[test]
     fn documents_and_state_topics_are_compacted_and_others_are_not() {
-        use vecstream_core::topics::{DOCUMENTS, EMBEDDER_STATE};
+        use vecstream_core::topics::{CONTROL, DOCUMENTS, EMBEDDER_STATE};
         let specs = super::specs();
-        assert_eq!(specs.len(), 5);
+        assert_eq!(specs.len(), 6);
         for s in specs {
             let compacted = s.configs.contains(&("cleanup.policy", "compact"));
             assert_eq!(
                 compacted,
-                s.name == DOCUMENTS || s.name == EMBEDDER_STATE,
+                s.name == DOCUMENTS || s.name == EMBEDDER_STATE || s.name == CONTROL,
                 "{}",
                 s.name
             );

@@ -41,6 +41,10 @@ pub struct SliceReport {
     pub deleted: u64,
     /// Poison records skipped, older versions fenced, records superseded in the slice.
     pub skipped: u64,
+    /// Documents written into the collections a migration keeps current (live, previous)
+    /// besides the scan's own.
+    #[serde(default)]
+    pub kept_current: u64,
 }
 
 /// Re-embeds partition ranges of `docs.documents.v1` into its model's collection.

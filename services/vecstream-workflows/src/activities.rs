@@ -15,6 +15,7 @@ use vecstream_weaviate::{CollectionSpec, WeaviateClient, collection_name};
 
 use crate::errors::{ActivityResultExt, JobError, activity_error};
 use crate::eval::{Judged, judge};
+use crate::migration::{ControlTopic, MigrationPhase, ModelCollection};
 use crate::types::{EvalRow, LargeDocumentInput, LargeDocumentResult, ModelTarget};
 
 mod inputs;
@@ -27,6 +28,7 @@ pub struct JobActivities {
     config: Config,
     engines: Mutex<HashMap<ModelKey, Arc<Engine>>>,
     metrics: PipelineMetrics,
+    control: std::sync::OnceLock<ControlTopic>,
 }
 
 type ModelKey = (String, Option<usize>, crate::types::Precision);
@@ -110,6 +112,7 @@ impl JobActivities {
             config,
             engines: Mutex::new(HashMap::new()),
             metrics,
+            control: std::sync::OnceLock::new(),
         }
     }
 
@@ -136,6 +139,16 @@ impl JobActivities {
 
     fn lock_engines(&self) -> std::sync::MutexGuard<'_, HashMap<ModelKey, Arc<Engine>>> {
         self.engines.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The alias migration states' topic (one producer per worker).
+    fn control(&self) -> Result<&ControlTopic, ActivityError> {
+        if let Some(c) = self.control.get() {
+            return Ok(c);
+        }
+        let made =
+            ControlTopic::new(&self.config.kafka).map_err(|e| activity_error(JobError::from(e)))?;
+        Ok(self.control.get_or_init(|| made))
     }
 
     fn weaviate(&self) -> Result<WeaviateClient, ActivityError> {
@@ -174,6 +187,22 @@ impl JobActivities {
                     input.target.model_dir, input.target_model_id
                 ))));
             }
+            let state = self
+                .control()?
+                .read(&input.alias)
+                .await
+                .map_err(|e| activity_error(JobError::from(e)))?;
+            if let Some(other) = state.as_ref().filter(|s| {
+                !matches!(s.phase, MigrationPhase::Steady)
+                    && !input.workflow_id.is_empty()
+                    && s.workflow_id.as_deref() != Some(input.workflow_id.as_str())
+            }) {
+                return Err(activity_error(JobError::invalid(format!(
+                    "alias {} is in another migration ({}); finish it first",
+                    input.alias,
+                    other.summary()
+                ))));
+            }
             let weaviate = self.weaviate()?;
             let spec = CollectionSpec::chunks(&model_id);
             weaviate.ensure_collection(&spec).await.activity_err()?;
@@ -184,22 +213,54 @@ impl JobActivities {
                     input.alias, spec.name
                 ))));
             }
-            // The worker's configured model embeds queries for the live collection when it is
-            // that collection's model.
+            // The live model: as the migration state records it, else the worker's
+            // configured model when the live collection is that model's.
             let configured = ModelTarget::configured(&self.config.engine)
                 .map_err(JobError::Invalid)
                 .activity_err()?;
-            let live_target = match (&live, self.model_id_of(&configured)) {
-                (Some(l), Ok(id)) if collection_name(&id) == *l => Some(configured),
-                _ => None,
+            let recorded = state
+                .and_then(|s| s.live)
+                .filter(|m| live.as_deref() == Some(m.collection.as_str()));
+            let live_model = match (recorded, &live) {
+                (Some(m), _) => Some(m),
+                (None, Some(l)) => match self.model_id_of(&configured) {
+                    Ok(id) if collection_name(&id) == *l => Some(ModelCollection {
+                        model_id: id,
+                        collection: l.clone(),
+                        target: configured.clone(),
+                    }),
+                    _ => None,
+                },
+                (None, None) => None,
             };
             let bounds = self.topic_bounds().await?;
             Ok(Prepared {
                 target_collection: spec.name,
                 live_collection: live,
-                live_target,
+                live_target: live_model.as_ref().map(|m| m.target.clone()),
                 bounds,
+                live_model,
             })
+        })
+        .await
+    }
+
+    /// Moves the alias's migration state one step (`docs.control.v1`); idempotent.
+    #[activity(name = "reindex.migration")]
+    pub async fn migration(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: MigrationStep,
+    ) -> Result<(), ActivityError> {
+        let metrics = self.metrics.clone();
+        timed(&metrics, "reindex.migration", async move {
+            let state = self
+                .control()?
+                .apply(&input.alias, &input.event, &input.workflow_id)
+                .await
+                .map_err(|e| activity_error(JobError::from(e)))?;
+            tracing::info!(state = %state.summary(), "migration state");
+            Ok(())
         })
         .await
     }
@@ -228,9 +289,23 @@ impl JobActivities {
     ) -> Result<SliceReport, ActivityError> {
         let metrics = self.metrics.clone();
         timed(&metrics, "reindex.scan_range", async move {
-            let engine = self.engine(&input.target).await?;
-            let reindexer =
-                Reindexer::new(&self.config, engine, self.metrics.clone()).activity_err()?;
+            let reindexer = Reindexer::new(
+                &self.config,
+                self.engine(&input.target).await?,
+                self.metrics.clone(),
+            )
+            .activity_err()?;
+            let mut kept_current = Vec::with_capacity(input.also.len());
+            for target in &input.also {
+                kept_current.push(
+                    Reindexer::new(
+                        &self.config,
+                        self.engine(target).await?,
+                        self.metrics.clone(),
+                    )
+                    .activity_err()?,
+                );
+            }
             let resumed: Option<SliceReport> = ctx.heartbeat_details().deserialize()?;
             let mut total = resumed.unwrap_or(SliceReport {
                 next_offset: input.from,
@@ -243,19 +318,29 @@ impl JobActivities {
                     "reindex scan resumes from its last heartbeat"
                 );
             }
+            let tenant = input.tenant.as_deref();
             while total.next_offset < input.to {
                 if ctx.is_cancelled() {
                     return Err(ActivityError::cancelled());
                 }
+                let from = total.next_offset;
                 let slice = reindexer
-                    .scan_slice(
-                        input.partition,
-                        total.next_offset,
-                        input.to,
-                        input.tenant.as_deref(),
-                    )
+                    .scan_slice(input.partition, from, input.to, tenant)
                     .await
                     .activity_err()?;
+                // The same offsets into every collection kept current, before the heartbeat
+                // moves past them.
+                for other in &kept_current {
+                    let mut at = from;
+                    while at < slice.next_offset {
+                        let done = other
+                            .scan_slice(input.partition, at, slice.next_offset, tenant)
+                            .await
+                            .activity_err()?;
+                        total.kept_current += done.embedded;
+                        at = done.next_offset.max(at + 1);
+                    }
+                }
                 total = SliceReport {
                     next_offset: slice.next_offset,
                     records: total.records + slice.records,
@@ -263,6 +348,7 @@ impl JobActivities {
                     chunks: total.chunks + slice.chunks,
                     deleted: total.deleted + slice.deleted,
                     skipped: total.skipped + slice.skipped,
+                    kept_current: total.kept_current,
                 };
                 ctx.record_heartbeat(total).await?;
             }
@@ -307,6 +393,18 @@ impl JobActivities {
                 return Err(activity_error(JobError::invalid(format!(
                     "alias {} points at {}: not dropping the live collection",
                     input.alias, input.collection
+                ))));
+            }
+            let state = self
+                .control()?
+                .read(&input.alias)
+                .await
+                .map_err(|e| activity_error(JobError::from(e)))?;
+            if let Some(s) = state.filter(|s| s.uses(&input.collection)) {
+                return Err(activity_error(JobError::invalid(format!(
+                    "{} is in use ({}): not dropping it",
+                    input.collection,
+                    s.summary()
                 ))));
             }
             if weaviate

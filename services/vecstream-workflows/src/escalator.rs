@@ -139,11 +139,13 @@ impl Escalator for TemporalEscalator {
                 eval: None,
                 review_timeout_secs: self.config.temporal.review_timeout_secs,
                 range_offsets: self.config.temporal.reindex_range_offsets,
-                catch_up_secs: 10,
+                catch_up_secs: self.config.temporal.reindex_catch_up_secs,
                 tenant: None,
                 gpu_queue: self.config.temporal.gpu_task_queue.clone(),
                 heartbeat_secs: 20,
                 history_budget: 4_000,
+                rollback_window_secs: self.config.temporal.rollback_window_secs,
+                switch_grace_secs: self.config.temporal.switch_grace_secs,
                 carried: None,
             };
             let id = crate::reindex_workflow_id(&input.alias, &input.target_model_id);

@@ -21,6 +21,7 @@ pub mod finetune;
     reason = "the Temporal macros generate marker types without Debug"
 )]
 mod health;
+pub mod migration;
 pub mod registry;
 pub mod review;
 pub mod types;

@@ -399,12 +399,14 @@ mod tests {
                     start: 10,
                     done: 20,
                     end: 30,
+                    first_end: 30,
                 },
                 PartitionProgress {
                     partition: 1,
                     start: 0,
                     done: 5,
                     end: 5,
+                    first_end: 0,
                 },
             ],
             ..Default::default()

@@ -11,6 +11,9 @@ pub struct PrepareInput {
     pub alias: String,
     pub target: ModelTarget,
     pub target_model_id: String,
+    /// The reindex's workflow id: another migration of the alias in progress is refused.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub workflow_id: String,
 }
 
 /// What `reindex.prepare` found and made.
@@ -21,6 +24,9 @@ pub struct Prepared {
     pub live_target: Option<ModelTarget>,
     /// `(partition, low, high)` of the documents topic.
     pub bounds: Vec<(i32, i64, i64)>,
+    /// The live model and collection, when known (migration state, or the worker's model).
+    #[serde(default)]
+    pub live_model: Option<crate::migration::ModelCollection>,
 }
 
 /// Input of `reindex.scan_range`: offsets `[from, to)` of one partition.
@@ -33,6 +39,17 @@ pub struct ScanRange {
     /// Only this tenant's documents.
     #[serde(default)]
     pub tenant: Option<String>,
+    /// Models whose collections the range also goes into (a migration keeps them current).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<ModelTarget>,
+}
+
+/// Input of `reindex.migration`: one step of the alias's migration state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MigrationStep {
+    pub alias: String,
+    pub workflow_id: String,
+    pub event: crate::migration::MigrationEvent,
 }
 
 /// Input of `reindex.swap_alias`.

@@ -39,9 +39,24 @@ pub struct ReindexInput {
     /// before the server suggests it.
     #[serde(default = "default_history_budget")]
     pub history_budget: u32,
+    /// After approval, how long the previous collection is kept current for a rollback
+    /// before it is dropped (seconds).
+    #[serde(default = "default_rollback_window")]
+    pub rollback_window_secs: u64,
+    /// Wait between telling embedders to leave a collection and dropping it (seconds).
+    #[serde(default = "default_switch_grace")]
+    pub switch_grace_secs: u64,
     /// Progress handed over by continue-as-new.
     #[serde(default)]
     pub carried: Option<ReindexProgress>,
+}
+
+fn default_rollback_window() -> u64 {
+    86_400
+}
+
+fn default_switch_grace() -> u64 {
+    30
 }
 
 fn default_range() -> i64 {
@@ -66,9 +81,17 @@ pub enum Phase {
     Evaluating,
     AwaitingReview,
     Swapping,
+    /// Approved: the alias serves the new collection; the previous one is kept current
+    /// until the window closes or `rollback`.
+    RollbackWindow,
+    /// The window closed: embedders leave the previous collection, which is then dropped.
+    ClosingWindow,
+    /// Rolling back: the alias returns to the previous collection; the new one is dropped.
+    RollingBack,
     Dropping,
     Approved,
     Rejected,
+    RolledBack,
 }
 
 impl Phase {
@@ -79,9 +102,13 @@ impl Phase {
             Phase::Evaluating => "evaluating",
             Phase::AwaitingReview => "awaiting_review",
             Phase::Swapping => "swapping",
+            Phase::RollbackWindow => "rollback_window",
+            Phase::ClosingWindow => "closing_window",
+            Phase::RollingBack => "rolling_back",
             Phase::Dropping => "dropping",
             Phase::Approved => "approved",
             Phase::Rejected => "rejected",
+            Phase::RolledBack => "rolled_back",
         }
     }
 }
@@ -96,6 +123,10 @@ pub struct PartitionProgress {
     pub done: i64,
     /// End (exclusive) known to the scan; grows with catch-ups.
     pub end: i64,
+    /// End when the reindex started: offsets from here on are new, and during a migration
+    /// also go into the collections kept current (live, previous). 0 in older progress.
+    #[serde(default)]
+    pub first_end: i64,
 }
 
 /// The `progress` query's answer.
@@ -129,6 +160,29 @@ pub struct ReindexProgress {
     pub review: Option<ReviewDecision>,
     /// Runs of the workflow so far (continue-as-new).
     pub runs: u32,
+    /// The model being built, and the one serving when the reindex started (when known:
+    /// from the alias's migration state or the worker's configured model). With both known,
+    /// the migration keeps both collections current until it ends.
+    #[serde(default)]
+    pub target_model: Option<crate::migration::ModelCollection>,
+    #[serde(default)]
+    pub live_model: Option<crate::migration::ModelCollection>,
+    /// Documents the catch-ups wrote into the collections kept current (live, previous).
+    #[serde(default)]
+    pub documents_kept_current: u64,
+    /// When the rollback window closes (ms since the epoch).
+    #[serde(default)]
+    pub rollback_deadline_ms: Option<i64>,
+    /// `reindex rollback` asked for during the window (who, why).
+    #[serde(default)]
+    pub rollback: Option<ReviewDecision>,
+    /// `reindex cancel` asked for (who, why): ends the reindex as rejected.
+    #[serde(default)]
+    pub cancel: Option<ReviewDecision>,
+    /// Runs on the migration protocol (dual-write until the end, rollback window); false
+    /// for runs started before it.
+    #[serde(default)]
+    pub migration: bool,
 }
 
 impl ReindexProgress {
@@ -159,7 +213,10 @@ impl JobProgress for ReindexProgress {
         )
     }
     fn finished(&self) -> bool {
-        matches!(self.phase, Phase::Approved | Phase::Rejected)
+        matches!(
+            self.phase,
+            Phase::Approved | Phase::Rejected | Phase::RolledBack
+        )
     }
     fn lineage_model_id(&self) -> String {
         self.model_id.clone()
@@ -182,6 +239,9 @@ pub struct ReindexResult {
     /// `evaluation below threshold`.
     pub reason: String,
     pub documents_embedded: u64,
+    /// Approved, then rolled back in its window (the alias serves the previous collection).
+    #[serde(default)]
+    pub rolled_back: bool,
 }
 
 /// Input of [`crate::LargeDocumentWorkflow`]: where the document is, and the model to

@@ -11,11 +11,18 @@ use vecstream_core::EventType;
 
 use super::job::{Reviewed, lineage, progress, review_deadline, update, wait_for_review};
 use super::{EvaluateWorkflow, heavy, light, now_ms};
-use crate::activities::{DropCollection, JobActivities, PrepareInput, ScanRange, SwapAlias};
-use crate::types::{
-    EvalReport, EvalSpec, EvaluateInput, JobProgress, PartitionProgress, Phase, ReindexInput,
-    ReindexProgress, ReindexResult, ReviewDecision, eval_workflow_id,
+use crate::activities::{
+    DropCollection, JobActivities, MigrationStep, PrepareInput, ScanRange, SwapAlias,
 };
+use crate::migration::{MigrationEvent, ModelCollection};
+use crate::types::{
+    EvalReport, EvalSpec, EvaluateInput, JobProgress, ModelTarget, PartitionProgress, Phase,
+    ReindexInput, ReindexProgress, ReindexResult, ReviewDecision, eval_workflow_id,
+    reindex_workflow_id,
+};
+
+/// The patch of the migration protocol: runs started before it keep the old logic.
+const MIGRATION_PATCH: &str = "migration-v1";
 
 /// Blue/green reindex of an alias to another model; see the module docs.
 #[workflow]
@@ -36,6 +43,9 @@ impl ReindexWorkflow {
         if carried.alias.is_empty() {
             carried.alias = input.alias.clone();
             carried.model_id = input.target_model_id.clone();
+            // Decided once per reindex, in its first run: a run started on the old code
+            // (whose history has no marker) keeps the old logic through continue-as-new.
+            carried.migration = ctx.patched(MIGRATION_PATCH);
         }
         ctx.state_mut(|s| s.progress = carried);
         match phases(ctx, &input).await {
@@ -55,6 +65,28 @@ impl ReindexWorkflow {
     #[signal(name = "review")]
     pub fn review(&mut self, _ctx: &mut SyncWorkflowContext<Self>, decision: ReviewDecision) {
         self.on_review(decision);
+    }
+
+    /// During the rollback window: swap the alias back and retire the new collection.
+    /// Ignored at any other time (visible in `progress`: `rollback` stays empty).
+    #[signal(name = "rollback")]
+    pub fn rollback(&mut self, _ctx: &mut SyncWorkflowContext<Self>, decision: ReviewDecision) {
+        if self.progress.phase == Phase::RollbackWindow && self.progress.rollback.is_none() {
+            self.progress.rollback = Some(decision);
+        }
+    }
+
+    /// Before approval: stop, keep the live collection, drop the new one (as a reject).
+    /// Ignored once approved (a rollback is the way back then).
+    #[signal(name = "cancel")]
+    pub fn cancel(&mut self, _ctx: &mut SyncWorkflowContext<Self>, decision: ReviewDecision) {
+        let before_approval = matches!(
+            self.progress.phase,
+            Phase::Preparing | Phase::Scanning | Phase::Evaluating | Phase::AwaitingReview
+        );
+        if before_approval && self.progress.cancel.is_none() {
+            self.progress.cancel = Some(decision);
+        }
     }
 
     /// Where the reindex is; answers at any time.
@@ -95,9 +127,17 @@ async fn phases(
 ) -> WorkflowResult<ReindexResult> {
     loop {
         let phase = progress(ctx).phase;
+        if cancelled(ctx) && !matches!(phase, Phase::Dropping) && before_approval(phase) {
+            update(ctx, |p| {
+                p.close_review();
+                p.phase = Phase::Dropping;
+            });
+            continue;
+        }
         match phase {
             Phase::Preparing => {
                 lineage(ctx, EventType::Start, "preparing", None).await?;
+                let migration = progress(ctx).migration;
                 let prepared = ctx
                     .execute_activity(
                         JobActivities::prepare,
@@ -105,11 +145,21 @@ async fn phases(
                             alias: input.alias.clone(),
                             target: input.target.clone(),
                             target_model_id: input.target_model_id.clone(),
+                            workflow_id: if migration {
+                                reindex_workflow_id(&input.alias, &input.target_model_id)
+                            } else {
+                                String::new()
+                            },
                         },
                         light(),
                     )
                     .await?;
                 let started = now_ms(ctx.workflow_time());
+                let target_model = ModelCollection {
+                    model_id: input.target_model_id.clone(),
+                    collection: prepared.target_collection.clone(),
+                    target: input.target.clone(),
+                };
                 update(ctx, |p| {
                     p.target_collection = prepared.target_collection;
                     p.live_collection = prepared.live_collection;
@@ -122,16 +172,34 @@ async fn phases(
                             start: low,
                             done: low,
                             end: high,
+                            first_end: high,
                         })
                         .collect();
                     p.scan_started_ms = started;
+                    if p.migration {
+                        p.target_model = Some(target_model.clone());
+                        p.live_model = prepared.live_model.clone();
+                    }
                     p.phase = Phase::Scanning;
                 });
+                if migration {
+                    migrate(
+                        ctx,
+                        input,
+                        MigrationEvent::Started {
+                            live: prepared.live_model,
+                            target: target_model,
+                        },
+                    )
+                    .await?;
+                }
                 lineage(ctx, EventType::Running, "scanning", None).await?;
             }
             Phase::Scanning => {
-                catch_up(ctx, input).await?;
-                update(ctx, |p| p.phase = Phase::Evaluating);
+                catch_up(ctx, input, &building(ctx, input)).await?;
+                if !cancelled(ctx) {
+                    update(ctx, |p| p.phase = Phase::Evaluating);
+                }
             }
             Phase::Evaluating => {
                 let passed = match &input.eval {
@@ -150,6 +218,9 @@ async fn phases(
                         p.phase = Phase::AwaitingReview;
                         p.open_review(deadline);
                     });
+                    if progress(ctx).migration {
+                        migrate(ctx, input, MigrationEvent::AwaitingReview).await?;
+                    }
                     lineage(ctx, EventType::Running, "awaiting_review", None).await?;
                 } else {
                     update(ctx, |p| p.phase = Phase::Dropping);
@@ -169,7 +240,7 @@ async fn phases(
             }
             Phase::Swapping => {
                 // Whatever arrived since the last catch-up goes in before searches move.
-                catch_up(ctx, input).await?;
+                catch_up(ctx, input, &building(ctx, input)).await?;
                 let p = progress(ctx);
                 let previous = ctx
                     .execute_activity(
@@ -181,51 +252,251 @@ async fn phases(
                         light(),
                     )
                     .await?;
+                if let (true, Some(new), Some(old)) = (p.migration, &p.target_model, &p.live_model)
+                {
+                    // Both collections stay current through the rollback window.
+                    migrate(
+                        ctx,
+                        input,
+                        MigrationEvent::CutOver {
+                            live: new.clone(),
+                            previous: old.clone(),
+                        },
+                    )
+                    .await?;
+                    let deadline = review_deadline(ctx, input.rollback_window_secs);
+                    update(ctx, |p| {
+                        p.rollback_deadline_ms = Some(deadline);
+                        p.phase = Phase::RollbackWindow;
+                    });
+                    lineage(ctx, EventType::Running, "rollback_window", None).await?;
+                    continue;
+                }
                 update(ctx, |p| p.phase = Phase::Approved);
                 lineage(ctx, EventType::Complete, "approved", None).await?;
-                return Ok(ReindexResult {
-                    approved: true,
-                    alias: input.alias.clone(),
-                    new_collection: p.target_collection,
-                    previous_collection: previous.or(p.live_collection),
-                    review: p.review,
-                    reason: "approved".into(),
-                    documents_embedded: p.documents_embedded,
+                return Ok(result(p, previous, true, "approved".into()));
+            }
+            Phase::RollbackWindow => {
+                await_rollback_or_window_end(ctx, input).await?;
+                let rollback = progress(ctx).rollback.is_some();
+                update(ctx, |p| {
+                    p.phase = if rollback {
+                        Phase::RollingBack
+                    } else {
+                        Phase::ClosingWindow
+                    };
                 });
             }
-            Phase::Dropping => {
+            Phase::ClosingWindow => {
                 let p = progress(ctx);
+                let (Some(new), Some(old)) = (p.target_model.clone(), p.live_model.clone()) else {
+                    return unreachable_phase(phase).map(|_| unreachable!());
+                };
+                migrate(
+                    ctx,
+                    input,
+                    MigrationEvent::WindowClosed {
+                        previous: old.clone(),
+                    },
+                )
+                .await?;
+                retire(ctx, input, &new.target, &old.collection).await?;
+                update(ctx, |p| p.phase = Phase::Approved);
+                lineage(ctx, EventType::Complete, "approved", None).await?;
+                return Ok(result(
+                    progress(ctx),
+                    Some(old.collection),
+                    true,
+                    "approved".into(),
+                ));
+            }
+            Phase::RollingBack => {
+                let (Some(new), Some(old)) = (
+                    progress(ctx).target_model.clone(),
+                    progress(ctx).live_model.clone(),
+                ) else {
+                    return unreachable_phase(phase).map(|_| unreachable!());
+                };
+                // The previous collection takes every change up to now, then serves again.
+                catch_up(ctx, input, &[old.target.clone(), new.target.clone()]).await?;
                 ctx.execute_activity(
-                    JobActivities::drop_collection,
-                    DropCollection {
+                    JobActivities::swap_alias,
+                    SwapAlias {
                         alias: input.alias.clone(),
-                        collection: p.target_collection.clone(),
+                        collection: old.collection.clone(),
                     },
                     light(),
                 )
                 .await?;
-                let reason = match (&p.review, &p.evaluation) {
-                    (Some(r), _) => format!("rejected by {}", r.reviewer),
-                    (None, Some(e)) if !e.passed => "evaluation below threshold".to_owned(),
+                let reason = match &progress(ctx).rollback {
+                    Some(r) => format!("rolled back by {}", r.reviewer),
+                    None => "rolled back".into(),
+                };
+                migrate(
+                    ctx,
+                    input,
+                    MigrationEvent::RolledBack {
+                        live: old.clone(),
+                        rolled_back: new.clone(),
+                        reason: reason.clone(),
+                    },
+                )
+                .await?;
+                retire(ctx, input, &old.target, &new.collection).await?;
+                update(ctx, |p| p.phase = Phase::RolledBack);
+                lineage(
+                    ctx,
+                    EventType::Complete,
+                    "rolled_back",
+                    Some(reason.clone()),
+                )
+                .await?;
+                let mut done = result(progress(ctx), Some(old.collection), true, reason);
+                done.rolled_back = true;
+                return Ok(done);
+            }
+            Phase::Dropping => {
+                let p = progress(ctx);
+                let reason = match (&p.cancel, &p.review, &p.evaluation) {
+                    (Some(c), _, _) => format!("cancelled by {}", c.reviewer),
+                    (None, Some(r), _) => format!("rejected by {}", r.reviewer),
+                    (None, None, Some(e)) if !e.passed => "evaluation below threshold".to_owned(),
                     _ => "review timed out".to_owned(),
                 };
+                match (p.migration, &p.target_model, &p.live_model) {
+                    (true, Some(new), live) => {
+                        migrate(
+                            ctx,
+                            input,
+                            MigrationEvent::Rejected {
+                                target: new.clone(),
+                                reason: reason.clone(),
+                            },
+                        )
+                        .await?;
+                        match live {
+                            Some(live) => retire(ctx, input, &live.target, &new.collection).await?,
+                            None => {
+                                grace(ctx, input).await?;
+                                drop_collection(ctx, input, &new.collection).await?;
+                                migrate(ctx, input, MigrationEvent::Ended).await?;
+                            }
+                        }
+                    }
+                    _ => drop_collection(ctx, input, &p.target_collection).await?,
+                }
                 update(ctx, |p| p.phase = Phase::Rejected);
                 lineage(ctx, EventType::Fail, "rejected", Some(reason.clone())).await?;
-                return Ok(ReindexResult {
-                    approved: false,
-                    alias: input.alias.clone(),
-                    new_collection: p.target_collection,
-                    previous_collection: p.live_collection,
-                    review: p.review,
-                    reason,
-                    documents_embedded: p.documents_embedded,
-                });
+                let p = progress(ctx);
+                let previous = p.live_collection.clone();
+                return Ok(result(p, previous, false, reason));
             }
-            Phase::Approved | Phase::Rejected => {
+            Phase::Approved | Phase::Rejected | Phase::RolledBack => {
                 unreachable_phase(phase)?;
             }
         }
     }
+}
+
+fn result(
+    p: ReindexProgress,
+    previous: Option<String>,
+    approved: bool,
+    reason: String,
+) -> ReindexResult {
+    ReindexResult {
+        approved,
+        alias: p.alias.clone(),
+        new_collection: p.target_collection.clone(),
+        previous_collection: previous.or(p.live_collection.clone()),
+        review: p.review,
+        reason,
+        documents_embedded: p.documents_embedded,
+        rolled_back: false,
+    }
+}
+
+fn before_approval(phase: Phase) -> bool {
+    matches!(
+        phase,
+        Phase::Preparing | Phase::Scanning | Phase::Evaluating | Phase::AwaitingReview
+    )
+}
+
+fn cancelled(ctx: &WorkflowContext<ReindexWorkflow>) -> bool {
+    progress(ctx).cancel.is_some()
+}
+
+/// The models a catch-up writes while the migration is open: the one being built first,
+/// then the live one (kept current from the offsets the reindex did not start with).
+fn building(ctx: &WorkflowContext<ReindexWorkflow>, input: &ReindexInput) -> Vec<ModelTarget> {
+    let p = progress(ctx);
+    let mut models = vec![input.target.clone()];
+    if p.migration
+        && let Some(live) = p.live_model
+    {
+        models.push(live.target);
+    }
+    models
+}
+
+/// One step of the alias's migration state (an activity).
+async fn migrate(
+    ctx: &WorkflowContext<ReindexWorkflow>,
+    input: &ReindexInput,
+    event: MigrationEvent,
+) -> WorkflowResult<()> {
+    ctx.execute_activity(
+        JobActivities::migration,
+        MigrationStep {
+            alias: input.alias.clone(),
+            workflow_id: ctx.workflow_id().to_owned(),
+            event,
+        },
+        light(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Lets every embedder see the state that took `collection` out of use.
+async fn grace(ctx: &WorkflowContext<ReindexWorkflow>, input: &ReindexInput) -> WorkflowResult<()> {
+    ctx.timer(Duration::from_secs(input.switch_grace_secs.max(1)))
+        .await;
+    Ok(())
+}
+
+async fn drop_collection(
+    ctx: &WorkflowContext<ReindexWorkflow>,
+    input: &ReindexInput,
+    collection: &str,
+) -> WorkflowResult<()> {
+    ctx.execute_activity(
+        JobActivities::drop_collection,
+        DropCollection {
+            alias: input.alias.clone(),
+            collection: collection.to_owned(),
+        },
+        light(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The end of a migration, after the state said `retiring` is out of use: wait for the
+/// embedders to leave it, bring the collection that stays (`keep`'s) up to the topic's end
+/// (what an embedder wrote to the retiring one only, before it switched), drop `retiring`,
+/// and settle the state.
+async fn retire(
+    ctx: &WorkflowContext<ReindexWorkflow>,
+    input: &ReindexInput,
+    keep: &ModelTarget,
+    retiring: &str,
+) -> WorkflowResult<()> {
+    grace(ctx, input).await?;
+    catch_up(ctx, input, std::slice::from_ref(keep)).await?;
+    drop_collection(ctx, input, retiring).await?;
+    migrate(ctx, input, MigrationEvent::Ended).await
 }
 
 /// A finished phase never starts a run: a carried progress says so only after a bug.
@@ -243,9 +514,13 @@ fn unreachable_phase(phase: Phase) -> WorkflowResult<()> {
 async fn catch_up(
     ctx: &WorkflowContext<ReindexWorkflow>,
     input: &ReindexInput,
+    models: &[ModelTarget],
 ) -> WorkflowResult<()> {
     loop {
-        scan_known(ctx, input).await?;
+        scan_known(ctx, input, models).await?;
+        if cancelled(ctx) && before_approval(progress(ctx).phase) {
+            return Ok(());
+        }
         let bounds = ctx
             .execute_activity(JobActivities::bounds, (), light())
             .await?;
@@ -264,6 +539,7 @@ async fn catch_up(
                             start: low,
                             done: low,
                             end: high,
+                            first_end: low,
                         });
                         grew = grew || high > low;
                     }
@@ -276,13 +552,22 @@ async fn catch_up(
     }
 }
 
-/// Scans all offsets known so far, one range activity at a time.
+/// Scans all offsets known so far, one range activity at a time, into the collections of
+/// `models` (the first one's always; the others' only for offsets past the reindex's first
+/// end: before it, their own stream had written them).
 async fn scan_known(
     ctx: &WorkflowContext<ReindexWorkflow>,
     input: &ReindexInput,
+    models: &[ModelTarget],
 ) -> WorkflowResult<()> {
     let range = input.range_offsets.max(1);
+    let Some((main, others)) = models.split_first() else {
+        return Ok(());
+    };
     loop {
+        if cancelled(ctx) && before_approval(progress(ctx).phase) {
+            return Ok(());
+        }
         let Some(next) = progress(ctx)
             .partitions
             .iter()
@@ -291,16 +576,24 @@ async fn scan_known(
         else {
             return Ok(());
         };
-        let to = (next.done + range).min(next.end);
+        let mut to = (next.done + range).min(next.end);
+        let also = if next.done < next.first_end {
+            // A range never straddles the first end.
+            to = to.min(next.first_end);
+            Vec::new()
+        } else {
+            others.to_vec()
+        };
         let report = ctx
             .execute_activity(
                 JobActivities::scan_range,
                 ScanRange {
-                    target: input.target.clone(),
+                    target: main.clone(),
                     partition: next.partition,
                     from: next.done,
                     to,
                     tenant: input.tenant.clone(),
+                    also,
                 },
                 heavy(
                     &input.gpu_queue,
@@ -321,6 +614,7 @@ async fn scan_known(
             p.chunks_written += report.chunks;
             p.documents_deleted += report.deleted;
             p.records_skipped += report.skipped;
+            p.documents_kept_current += report.kept_current;
             p.ranges_done += 1;
             let secs = ((now - p.scan_started_ms) as f64 / 1000.0).max(0.001);
             p.rate_docs_per_s = p.documents_embedded as f64 / secs;
@@ -372,7 +666,7 @@ async fn await_review(
 ) -> WorkflowResult<()> {
     loop {
         let p = progress(ctx);
-        if p.review.is_some() {
+        if p.review.is_some() || p.cancel.is_some() {
             return Ok(());
         }
         let now = now_ms(ctx.workflow_time());
@@ -383,7 +677,35 @@ async fn await_review(
         let wait =
             Duration::from_millis(((deadline - now) as u64).min(input.catch_up_secs.max(1) * 1000));
         if !wait_for_review(ctx, wait).await? {
-            catch_up(ctx, input).await?;
+            catch_up(ctx, input, &building(ctx, input)).await?;
+            maybe_continue(ctx, input)?;
+        }
+    }
+}
+
+/// The rollback window: both collections kept current until `rollback` or the deadline.
+async fn await_rollback_or_window_end(
+    ctx: &WorkflowContext<ReindexWorkflow>,
+    input: &ReindexInput,
+) -> WorkflowResult<()> {
+    loop {
+        let p = progress(ctx);
+        if p.rollback.is_some() {
+            return Ok(());
+        }
+        let now = now_ms(ctx.workflow_time());
+        let deadline = p.rollback_deadline_ms.unwrap_or(now);
+        if now >= deadline {
+            return Ok(());
+        }
+        let wait =
+            Duration::from_millis(((deadline - now) as u64).min(input.catch_up_secs.max(1) * 1000));
+        let asked = temporalio_sdk::workflows::select! {
+            r = ctx.wait_condition(|s| s.progress.rollback.is_some()) => { r?; true }
+            _ = ctx.timer(wait) => false,
+        };
+        if !asked {
+            catch_up(ctx, input, &building(ctx, input)).await?;
             maybe_continue(ctx, input)?;
         }
     }

@@ -28,10 +28,25 @@ pub enum ReindexCommand {
     Start(ReindexStartArgs),
     /// Show a reindex's progress (the workflow's `progress` query).
     Status(ReindexStatusArgs),
-    /// Cancel a running reindex and drop its pending collection.
-    Cancel(WorkflowIdArg),
-    /// Point the alias back at the collection an approved reindex replaced.
-    Rollback(WorkflowIdArg),
+    /// Cancel a reindex before its approval: it ends as rejected (embedders leave its
+    /// collection, which is then dropped; the live collection is never touched).
+    Cancel(OperatorArgs),
+    /// During an approved reindex's rollback window: catch the previous collection up,
+    /// point the alias back at it, retire the new one.
+    Rollback(OperatorArgs),
+}
+
+/// A workflow id and who asks for the operation, and why.
+#[derive(Debug, Args)]
+pub struct OperatorArgs {
+    /// Workflow id (`reindex-<alias>-<model id>`).
+    pub workflow_id: String,
+    /// Who asks (recorded in the progress, the lineage and the migration state).
+    #[arg(long, env = "USER", default_value = "operator")]
+    pub by: String,
+    /// Why (recorded with it).
+    #[arg(long, default_value = "")]
+    pub reason: String,
 }
 
 /// `vecstream reindex start`.
@@ -63,9 +78,18 @@ pub struct ReindexStartArgs {
     /// Offsets per scan activity (default: temporal.reindex_range_offsets).
     #[arg(long)]
     pub range_offsets: Option<i64>,
-    /// Seconds between copies of newly arrived documents while waiting for review.
-    #[arg(long, default_value_t = 10)]
-    pub catch_up_secs: u64,
+    /// Seconds between copies of newly arrived documents into both collections while the
+    /// migration is open (default: temporal.reindex_catch_up_secs).
+    #[arg(long)]
+    pub catch_up_secs: Option<u64>,
+    /// After approval, seconds the previous collection is kept current for `reindex
+    /// rollback` before it is dropped (default: temporal.rollback_window_secs).
+    #[arg(long)]
+    pub rollback_window: Option<u64>,
+    /// Seconds between telling embedders to leave a collection and dropping it (default:
+    /// temporal.switch_grace_secs).
+    #[arg(long)]
+    pub switch_grace: Option<u64>,
     /// Seconds of heartbeat silence after which a scan activity is retried elsewhere.
     #[arg(long, default_value_t = 20)]
     pub heartbeat_secs: u64,

@@ -6,16 +6,19 @@ use std::time::Duration;
 use anyhow::Context;
 use temporalio_client::{
     Client, WorkflowCancelOptions, WorkflowGetResultOptions, WorkflowQueryOptions,
+    WorkflowSignalOptions,
 };
 use vecstream_config::Config;
 use vecstream_weaviate::{WeaviateClient, collection_name};
 use vecstream_workflows::registry::{start_evaluation, start_reindex};
 use vecstream_workflows::{
     EvalSpec, EvaluateInput, EvaluateWorkflow, JobProgress, ModelTarget, Phase, ReindexInput,
-    ReindexProgress, ReindexWorkflow,
+    ReindexProgress, ReindexWorkflow, ReviewDecision,
 };
 
-use crate::cli::{EvalCommand, EvalRunArgs, ReindexCommand, ReindexStartArgs, ReindexStatusArgs};
+use crate::cli::{
+    EvalCommand, EvalRunArgs, OperatorArgs, ReindexCommand, ReindexStartArgs, ReindexStatusArgs,
+};
 use crate::commands::job_common::{
     Look, absolute, client, model_id_of, print_review, target_of, watch,
 };
@@ -24,8 +27,8 @@ pub async fn reindex(config: &Config, cmd: &ReindexCommand) -> anyhow::Result<Ex
     match cmd {
         ReindexCommand::Start(args) => reindex_start(config, args).await,
         ReindexCommand::Status(args) => reindex_status(config, args).await,
-        ReindexCommand::Cancel(a) => reindex_cancel(config, &a.workflow_id).await,
-        ReindexCommand::Rollback(a) => reindex_rollback(config, &a.workflow_id).await,
+        ReindexCommand::Cancel(a) => reindex_cancel(config, a).await,
+        ReindexCommand::Rollback(a) => reindex_rollback(config, a).await,
     }
 }
 
@@ -52,7 +55,15 @@ async fn reindex_start(config: &Config, args: &ReindexStartArgs) -> anyhow::Resu
         range_offsets: args
             .range_offsets
             .unwrap_or(config.temporal.reindex_range_offsets),
-        catch_up_secs: args.catch_up_secs,
+        catch_up_secs: args
+            .catch_up_secs
+            .unwrap_or(config.temporal.reindex_catch_up_secs),
+        rollback_window_secs: args
+            .rollback_window
+            .unwrap_or(config.temporal.rollback_window_secs),
+        switch_grace_secs: args
+            .switch_grace
+            .unwrap_or(config.temporal.switch_grace_secs),
         tenant: args.tenant.clone(),
         gpu_queue: config.temporal.gpu_task_queue.clone(),
         heartbeat_secs: args.heartbeat_secs,
@@ -145,9 +156,63 @@ async fn reindex_status(config: &Config, args: &ReindexStatusArgs) -> anyhow::Re
     Ok(ExitCode::SUCCESS)
 }
 
-async fn reindex_cancel(config: &Config, id: &str) -> anyhow::Result<ExitCode> {
+/// The operator's request as the workflow records it.
+fn operator(args: &OperatorArgs) -> ReviewDecision {
+    ReviewDecision {
+        approve: false,
+        reviewer: args.by.clone(),
+        comment: args.reason.clone(),
+    }
+}
+
+async fn reindex_cancel(config: &Config, args: &OperatorArgs) -> anyhow::Result<ExitCode> {
+    let id = &args.workflow_id;
     let client = client(config).await?;
     let p = query_progress(&client, id).await?;
+    anyhow::ensure!(
+        !p.finished(),
+        "{id} has already ended ({})",
+        p.phase.as_str()
+    );
+    if !p.migration {
+        // A run started before the migration protocol: cancel it the old way.
+        return legacy_cancel(config, &client, id, &p).await;
+    }
+    anyhow::ensure!(
+        matches!(
+            p.phase,
+            Phase::Preparing | Phase::Scanning | Phase::Evaluating | Phase::AwaitingReview
+        ),
+        "{id} is {} (approved): use `vecstream reindex rollback {id}` to go back",
+        p.phase.as_str()
+    );
+    let handle = client.get_workflow_handle::<ReindexWorkflow>(id);
+    handle
+        .signal(
+            ReindexWorkflow::cancel,
+            operator(args),
+            WorkflowSignalOptions::default(),
+        )
+        .await
+        .with_context(|| format!("cancelling {id}"))?;
+    eprintln!(
+        "cancel sent; {id} ends as rejected once embedders have left {} (temporal.switch_grace_secs)",
+        p.target_collection
+    );
+    let result = handle
+        .get_result(WorkflowGetResultOptions::default())
+        .await
+        .with_context(|| format!("waiting for {id} to end"))?;
+    println!("cancelled {id}: {}", result.reason);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn legacy_cancel(
+    config: &Config,
+    client: &Client,
+    id: &str,
+    p: &ReindexProgress,
+) -> anyhow::Result<ExitCode> {
     let handle = client.get_workflow_handle::<ReindexWorkflow>(id);
     handle
         .cancel(WorkflowCancelOptions::default())
@@ -169,16 +234,54 @@ async fn reindex_cancel(config: &Config, id: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn reindex_rollback(config: &Config, id: &str) -> anyhow::Result<ExitCode> {
+async fn reindex_rollback(config: &Config, args: &OperatorArgs) -> anyhow::Result<ExitCode> {
+    let id = &args.workflow_id;
     let client = client(config).await?;
-    let result = client
-        .get_workflow_handle::<ReindexWorkflow>(id)
+    let handle = client.get_workflow_handle::<ReindexWorkflow>(id);
+    if let Ok(p) = query_progress(&client, id).await
+        && p.migration
+    {
+        anyhow::ensure!(
+            p.phase == Phase::RollbackWindow,
+            "{id} is {}: a rollback is possible only in the rollback window (after approval, \
+             until temporal.rollback_window_secs have passed)",
+            p.phase.as_str()
+        );
+        handle
+            .signal(
+                ReindexWorkflow::rollback,
+                operator(args),
+                WorkflowSignalOptions::default(),
+            )
+            .await
+            .with_context(|| format!("asking {id} to roll back"))?;
+        eprintln!(
+            "rollback sent: {id} catches {} up, then swaps the alias back",
+            p.live_collection
+                .as_deref()
+                .unwrap_or("the previous collection")
+        );
+        let result = handle
+            .get_result(WorkflowGetResultOptions::default())
+            .await
+            .with_context(|| format!("waiting for {id} to roll back"))?;
+        println!(
+            "alias {} points at {} again; {} retired ({})",
+            result.alias,
+            result.previous_collection.as_deref().unwrap_or("?"),
+            result.new_collection,
+            result.reason
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    // A reindex that ended before the migration protocol kept its previous collection.
+    let result = handle
         .get_result(WorkflowGetResultOptions::default())
         .await
         .with_context(|| format!("reading the result of {id} (has it finished?)"))?;
     anyhow::ensure!(
-        result.approved,
-        "{id} was not approved ({}): the alias never moved",
+        result.approved && !result.rolled_back,
+        "{id} was not approved or was rolled back ({}): the alias is where it was",
         result.reason
     );
     let previous = result
@@ -187,7 +290,7 @@ async fn reindex_rollback(config: &Config, id: &str) -> anyhow::Result<ExitCode>
     let weaviate = WeaviateClient::new(&config.weaviate)?;
     anyhow::ensure!(
         weaviate.collection_exists(&previous).await?,
-        "{previous} no longer exists"
+        "{previous} no longer exists (the rollback window closed)"
     );
     weaviate.set_alias(&result.alias, &previous).await?;
     println!(
