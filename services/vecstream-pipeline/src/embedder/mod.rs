@@ -83,9 +83,9 @@ impl Embedder {
     /// Creates the topics and schema subjects it needs, the transactional producer (which
     /// fences a previous instance with the same transactional id) and the consumer.
     ///
-    /// With an `escalator`, large documents go to their own job, and (with
-    /// `embedder.reindex_on_model_change`) an alias that serves another model's collection
-    /// gets a reindex to this embedder's model.
+    /// With an `escalator`, large documents go to their own job. Which model the embedder
+    /// runs with is its caller's choice (`vecstream run embedder` follows the alias's
+    /// migration state).
     pub async fn connect(
         config: &Config,
         engine: Arc<Engine>,
@@ -93,9 +93,6 @@ impl Embedder {
         escalator: Option<Arc<dyn Escalator>>,
     ) -> Result<Self, PipelineError> {
         let settings = config.embedder.clone();
-        if let (Some(e), true) = (&escalator, settings.reindex_on_model_change) {
-            reindex_if_model_changed(config, &engine.info().model_id, e.as_ref()).await;
-        }
         vecstream_kafka::topics::ensure_topics(&config.kafka).await?;
         let registry = SchemaRegistry::new(&config.registry)?;
         let vectors_id = registry
@@ -493,33 +490,6 @@ fn source_of(m: &OwnedMessage) -> Source<'_> {
         topic: m.topic(),
         partition: m.partition(),
         offset: m.offset(),
-    }
-}
-
-/// When the alias serves another model's collection, starts the reindex to `model_id`.
-/// Never fails the embedder: it logs what it did or why it could not.
-async fn reindex_if_model_changed(config: &Config, model_id: &str, escalator: &dyn Escalator) {
-    let alias = &config.weaviate.alias;
-    let live = match vecstream_weaviate::WeaviateClient::new(&config.weaviate) {
-        Ok(w) => w.resolve_alias(alias).await,
-        Err(e) => Err(e),
-    };
-    let mine = vecstream_weaviate::collection_name(model_id);
-    match live {
-        Ok(Some(live)) if live != mine => {
-            match escalator.reindex(alias.clone(), model_id.to_owned()).await {
-                Ok(id) => {
-                    tracing::info!(%alias, %live, model_id, workflow_id = %id, "the alias serves another model: reindex started (approve it with `vecstream review approve`)")
-                }
-                Err(e) => {
-                    tracing::warn!(%alias, %live, model_id, error = %e, "the alias serves another model and the reindex could not be started")
-                }
-            }
-        }
-        Ok(_) => {}
-        Err(e) => {
-            tracing::warn!(%alias, error = %e, "could not check which model the alias serves")
-        }
     }
 }
 

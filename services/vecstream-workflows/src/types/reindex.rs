@@ -183,6 +183,28 @@ pub struct ReindexProgress {
     /// for runs started before it.
     #[serde(default)]
     pub migration: bool,
+    /// The tenant the reindex is limited to, if any (`reindex start --tenant`).
+    #[serde(default)]
+    pub tenant: Option<String>,
+}
+
+impl ReindexProgress {
+    /// The collections of the migration with their roles: `live` and `new` while it is
+    /// open, `live` and `previous` in the rollback window.
+    pub fn collections(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let (first, second) = match self.phase {
+            Phase::RollbackWindow | Phase::ClosingWindow | Phase::Approved => ("previous", "live"),
+            _ => ("live", "new"),
+        };
+        if let Some(live) = &self.live_collection {
+            out.push((first, live.clone()));
+        }
+        if !self.target_collection.is_empty() {
+            out.push((second, self.target_collection.clone()));
+        }
+        out
+    }
 }
 
 impl ReindexProgress {

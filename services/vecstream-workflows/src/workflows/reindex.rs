@@ -46,6 +46,7 @@ impl ReindexWorkflow {
             // Decided once per reindex, in its first run: a run started on the old code
             // (whose history has no marker) keeps the old logic through continue-as-new.
             carried.migration = ctx.patched(MIGRATION_PATCH);
+            carried.tenant = input.tenant.clone();
         }
         ctx.state_mut(|s| s.progress = carried);
         match phases(ctx, &input).await {

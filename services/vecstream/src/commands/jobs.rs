@@ -108,18 +108,55 @@ fn describe(p: &ReindexProgress) -> String {
     if p.awaiting_review {
         line.push_str(", awaiting review");
     }
+    if p.documents_kept_current > 0 {
+        line.push_str(&format!(
+            ", {} kept current in the other collection",
+            p.documents_kept_current
+        ));
+    }
     line
+}
+
+/// Milliseconds since the epoch as an RFC 3339 time.
+fn format_ms(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 async fn reindex_status(config: &Config, args: &ReindexStatusArgs) -> anyhow::Result<ExitCode> {
     let client = client(config).await?;
     if !args.watch {
         let p = query_progress(&client, &args.workflow_id).await?;
+        let counts = super::collections::count(
+            &WeaviateClient::new(&config.weaviate)?,
+            p.collections(),
+            p.tenant.as_deref(),
+        )
+        .await;
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&p)?);
+            let mut value = serde_json::to_value(&p)?;
+            value["collections"] = serde_json::to_value(&counts)?;
+            value["collections_agree"] = serde_json::to_value(super::collections::agree(&counts))?;
+            println!("{}", serde_json::to_string_pretty(&value)?);
             return Ok(ExitCode::SUCCESS);
         }
         println!("{}", describe(&p));
+        println!("  {}", super::collections::describe(&counts));
+        if p.migration && p.live_model.is_none() && !p.finished() {
+            println!(
+                "  the live model is unknown to this reindex: its collection is not kept current"
+            );
+        }
+        if let Some(deadline) = p
+            .rollback_deadline_ms
+            .filter(|_| p.phase == Phase::RollbackWindow)
+        {
+            println!(
+                "  rollback window open until {} (vecstream reindex rollback {})",
+                format_ms(deadline),
+                args.workflow_id
+            );
+        }
         for part in &p.partitions {
             println!(
                 "  partition {}: {}/{} (offsets {}..{})",

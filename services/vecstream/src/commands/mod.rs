@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub mod collections;
 pub mod config;
 pub mod dlq;
 pub mod embed;
@@ -10,6 +11,7 @@ pub mod lineage;
 pub mod produce;
 pub mod review;
 pub mod run;
+pub mod run_embedder;
 pub mod search;
 pub mod status;
 pub mod topics;

@@ -1,14 +1,12 @@
 //! `vecstream run`: long-lived components with the metrics/health server.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use temporalio_sdk::{Runtime, Worker};
 use tokio::sync::watch;
 use vecstream_config::Config;
-use vecstream_engine::Engine;
-use vecstream_pipeline::{Embedder, PipelineMetrics, Sink};
+use vecstream_pipeline::{PipelineMetrics, Sink};
 use vecstream_telemetry::{HealthServer, Metrics, Readiness};
 
 use crate::Hooks;
@@ -55,20 +53,12 @@ pub async fn run(config: &Config, args: &RunArgs, hooks: &Hooks) -> anyhow::Resu
         .context("registering pipeline metrics")?;
     if let (true, Some(pm)) = (embedder, &pipeline_metrics) {
         readiness.set("embedder", false);
-        let engine_cfg = super::embed::engine_config(&config.engine)?;
-        let engine = tokio::task::spawn_blocking(move || Engine::start(engine_cfg))
-            .await?
-            .context("starting the embedding engine")?;
-        let escalator: Arc<dyn vecstream_pipeline::Escalator> =
-            Arc::new(vecstream_workflows::TemporalEscalator::new(config.clone()));
-        let embedder = Embedder::connect(config, Arc::new(engine), pm.clone(), Some(escalator))
-            .await
-            .context("starting the embedder")?;
-        readiness.set("embedder", true);
-        let stop = stop_rx.clone();
-        tasks.push(spawned(tokio::spawn(async move {
-            embedder.run(stop).await.context("embedder stopped")
-        })));
+        tasks.push(Box::pin(super::run_embedder::run(
+            config,
+            pm.clone(),
+            readiness.clone(),
+            stop_rx.clone(),
+        )));
     }
     if let (true, Some(pm)) = (sink, &pipeline_metrics) {
         readiness.set("sink", false);

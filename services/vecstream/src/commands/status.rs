@@ -97,6 +97,7 @@ pub async fn run(config: &Config, args: &StatusArgs) -> anyhow::Result<ExitCode>
     if args.json {
         println!("{}", serde_json::to_string_pretty(&checks)?);
     } else {
+        print_migrations(config, &kafka_cfg).await;
         println!("{:<9} {:<6} {:<42} DETAIL", "SERVICE", "STATE", "ENDPOINT");
         for c in &checks {
             let state = if c.healthy { "up" } else { "DOWN" };
@@ -119,5 +120,52 @@ pub async fn run(config: &Config, args: &StatusArgs) -> anyhow::Result<ExitCode>
     } else {
         eprintln!("down: {}", down.join(", "));
         Ok(ExitCode::FAILURE)
+    }
+}
+
+/// The model migration of each alias (`docs.control.v1`), with its collections' document
+/// counts; best effort: a service down is reported above.
+async fn print_migrations(config: &Config, kafka: &vecstream_config::KafkaConfig) {
+    use vecstream_workflows::migration::{ControlTopic, RetiredBecause};
+    let states = match ControlTopic::new(kafka) {
+        Ok(c) => c.read_all().await,
+        Err(e) => Err(e),
+    };
+    let mut states: Vec<_> = match states {
+        Ok(s) => s.into_values().collect(),
+        Err(e) => {
+            println!("migration: not read ({e})");
+            return;
+        }
+    };
+    states.sort_by(|a, b| a.alias.cmp(&b.alias));
+    let Ok(weaviate) = WeaviateClient::new(&config.weaviate) else {
+        return;
+    };
+    for s in &states {
+        println!("migration {}", s.summary());
+        let mut collections = Vec::new();
+        for (role, m) in [
+            ("live", &s.live),
+            ("new", &s.target),
+            ("previous", &s.previous),
+        ] {
+            if let Some(m) = m {
+                collections.push((role, m.collection.clone()));
+            }
+        }
+        let counts = super::collections::count(&weaviate, collections, None).await;
+        println!("  {}", super::collections::describe(&counts));
+        for r in &s.retired {
+            let because = match r.because {
+                RetiredBecause::Rejected => "rejected",
+                RetiredBecause::RolledBack => "rolled back",
+                RetiredBecause::Superseded => "superseded",
+            };
+            println!(
+                "  model {} {because} ({}; {}): embedders configured with it use the live model",
+                r.model_id, r.reason, r.workflow_id
+            );
+        }
     }
 }
