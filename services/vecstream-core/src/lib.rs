@@ -9,7 +9,10 @@ pub mod topics;
 mod trace;
 
 pub use error::{Classify, ErrorClass, io_class};
-pub use ids::{CHUNK_NAMESPACE, chunk_id, content_hash};
+pub use ids::{
+    CHUNK_NAMESPACE, chunk_id, content_hash, large_document_workflow_id,
+    legacy_large_document_workflow_id,
+};
 pub use records::{
     ChunkVector, Dataset, Document, DocumentVectors, EventType, Job, LineageEvent, Run,
     VecstreamFacet, default_tenant,

@@ -10,6 +10,10 @@ use crate::PipelineError;
 pub struct LargeDocumentJob {
     pub doc_id: String,
     pub version: i64,
+    /// The model the job embeds with (the embedder's) and the content it was decided on:
+    /// both are part of the job's id.
+    pub model_id: String,
+    pub content_hash: String,
     pub partition: i32,
     pub offset: i64,
     pub tokens: usize,
@@ -20,18 +24,18 @@ pub struct LargeDocumentJob {
 /// Starts long jobs idempotently (deterministic workflow ids): starting one that exists
 /// already is a success that names it.
 pub trait Escalator: Send + Sync {
-    /// Starts the large-document job; returns its workflow id (`doc-<doc id>-<version>`).
+    /// Starts the large-document job; returns its workflow id
+    /// ([`vecstream_core::large_document_workflow_id`]).
     fn large_document(&self, job: LargeDocumentJob)
     -> BoxFuture<'_, Result<String, PipelineError>>;
 
-    /// Waits until the large-document job of `(doc_id, version)`, if there is one, is
-    /// closed: from then on it publishes nothing. The embedder calls it before writing a
-    /// delete of a document whose last version may have been escalated, so the job's
-    /// vectors can never land after the delete (and resurrect the document).
+    /// Waits until the large-document job `workflow_id`, if there is one, is closed: from
+    /// then on it publishes nothing. The embedder calls it for every job of a document it
+    /// remembers before writing the document's delete, so no job's vectors can land after
+    /// the delete (and resurrect the document).
     fn settle_large_document(
         &self,
-        doc_id: String,
-        version: i64,
+        workflow_id: String,
     ) -> BoxFuture<'_, Result<(), PipelineError>>;
 
     /// Starts the reindex of `alias` to `model_id` (the embedder's model); returns its

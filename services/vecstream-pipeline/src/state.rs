@@ -31,10 +31,30 @@ pub struct DocState {
     pub content_hash: String,
     #[serde(default)]
     pub deleted: bool,
-    /// The version whose `LargeDocumentWorkflow` may still publish vectors: a later delete
-    /// waits for that job to close. Absent in records written before it existed.
+    /// Written by older embedders: the version whose `LargeDocumentWorkflow` (then
+    /// `doc-<id>-<version>`) may still publish vectors. Read, never written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escalated_version: Option<i64>,
+    /// Workflow ids of the document's large-document jobs that may still publish vectors:
+    /// a delete waits for every one of them to close.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub escalated: Vec<String>,
+    /// Set by a tombstone (the marker that outlives it): when the tombstone was written
+    /// (ms since the epoch). A record produced before it is older than the delete, whatever
+    /// its version: a late job's or a replayed dead letter's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at_ms: Option<i64>,
+}
+
+impl DocState {
+    /// The large-document jobs of `doc_id` that may still publish (old and new records).
+    pub fn pending_jobs(&self, doc_id: &str) -> Vec<String> {
+        let mut jobs = self.escalated.clone();
+        if let Some(v) = self.escalated_version {
+            jobs.push(vecstream_core::legacy_large_document_workflow_id(doc_id, v));
+        }
+        jobs
+    }
 }
 
 /// Per assigned partition: doc id → state.
@@ -165,6 +185,8 @@ mod tests {
             content_hash: "h".into(),
             deleted: false,
             escalated_version: None,
+            escalated: Vec::new(),
+            deleted_at_ms: None,
         }
     }
 

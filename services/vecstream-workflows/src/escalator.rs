@@ -10,7 +10,7 @@ use tokio::sync::OnceCell;
 use vecstream_config::Config;
 use vecstream_pipeline::{Escalator, LargeDocumentJob, PipelineError};
 
-use crate::types::{LargeDocumentInput, ModelTarget, ReindexInput, large_document_workflow_id};
+use crate::types::{LargeDocumentInput, ModelTarget, ReindexInput};
 use crate::{LargeDocumentWorkflow, TemporalError};
 
 /// Starts `LargeDocumentWorkflow`s and reindexes; connects on first use, so an embedder
@@ -64,7 +64,12 @@ impl Escalator for TemporalEscalator {
     ) -> BoxFuture<'_, Result<String, PipelineError>> {
         Box::pin(async move {
             let client = self.client().await?;
-            let id = large_document_workflow_id(&job.doc_id, job.version);
+            let id = vecstream_core::large_document_workflow_id(
+                &job.doc_id,
+                job.version,
+                &job.model_id,
+                &job.content_hash,
+            );
             let input = LargeDocumentInput {
                 doc_id: job.doc_id,
                 version: job.version,
@@ -95,14 +100,9 @@ impl Escalator for TemporalEscalator {
         })
     }
 
-    fn settle_large_document(
-        &self,
-        doc_id: String,
-        version: i64,
-    ) -> BoxFuture<'_, Result<(), PipelineError>> {
+    fn settle_large_document(&self, id: String) -> BoxFuture<'_, Result<(), PipelineError>> {
         Box::pin(async move {
             let client = self.client().await?;
-            let id = large_document_workflow_id(&doc_id, version);
             let result = client
                 .get_workflow_handle::<LargeDocumentWorkflow>(&id)
                 .get_result(WorkflowGetResultOptions::default())

@@ -277,10 +277,9 @@ pub fn finetune_workflow_id(base_model_id: &str, dataset_sha: &str) -> String {
     format!("finetune-{base_model_id}-{dataset_sha}")
 }
 
-/// Deterministic workflow id of a large document's job (DESIGN section 5).
-pub fn large_document_workflow_id(doc_id: &str, version: i64) -> String {
-    format!("doc-{doc_id}-{version}")
-}
+/// Deterministic workflow id of a large document's job (DESIGN section 5): see
+/// [`vecstream_core::large_document_workflow_id`].
+pub use vecstream_core::large_document_workflow_id;
 
 /// Deterministic workflow id of a reindex (DESIGN section 5).
 pub fn reindex_workflow_id(alias: &str, model_id: &str) -> String {

@@ -102,6 +102,8 @@ pub enum Decision {
         tenant: String,
         version: i64,
         tombstone: bool,
+        /// A tombstone's Kafka timestamp (ms): records produced before it are older.
+        deleted_at_ms: Option<i64>,
     },
     Skip {
         doc: Document,
@@ -125,6 +127,8 @@ pub struct Source<'a> {
     pub topic: &'a str,
     pub partition: i32,
     pub offset: i64,
+    /// The record's Kafka timestamp (ms since the epoch), if it has one.
+    pub timestamp_ms: Option<i64>,
 }
 
 impl Source<'_> {
@@ -169,11 +173,12 @@ pub fn decide(
                 tenant: vecstream_core::default_tenant(),
                 version: TOMBSTONE_VERSION,
                 tombstone: true,
+                deleted_at_ms: source.timestamp_ms,
             };
         }
         Read::Doc(doc) => doc,
     };
-    if let Some(k) = known.filter(|k| doc.version < k.version) {
+    if let Some(k) = known.filter(|k| older_than(&doc, k, source.timestamp_ms)) {
         // Older than what was emitted: fenced, with a lineage trail.
         return Decision::Skip {
             hash: String::new(),
@@ -191,6 +196,7 @@ pub fn decide(
             tenant: doc.tenant.clone(),
             version: doc.version,
             tombstone: false,
+            deleted_at_ms: None,
         };
     }
     let (text, hash) = match normalized(&doc, rules.max_body_bytes) {
@@ -221,13 +227,29 @@ pub fn decide(
     Decision::Embed { doc, hash, chunks }
 }
 
+/// True when `doc` is older than what the memory holds: an older version, or, after a
+/// tombstone, a version not newer than the last one seen or a record produced before the
+/// tombstone (its `produced_at`, else its Kafka timestamp `timestamp_ms`). So neither a
+/// late large-document job nor a replayed dead letter brings a deleted document back, while
+/// a re-creation (a newer version, produced after the delete) is embedded.
+fn older_than(doc: &Document, known: &DocState, timestamp_ms: Option<i64>) -> bool {
+    if doc.version < known.version {
+        return true;
+    }
+    let Some(deleted_at) = known.deleted_at_ms.filter(|_| known.deleted) else {
+        return false;
+    };
+    let produced = Some(doc.produced_at).filter(|&t| t > 0).or(timestamp_ms);
+    doc.version == known.version || produced.is_some_and(|t| t < deleted_at)
+}
+
 /// One decided record of a batch.
 #[derive(Debug)]
 pub struct Decided {
     pub decision: Decision,
-    /// The version of this document whose large-document job the memory knew of before
-    /// this record (a delete waits for that job to close).
-    pub escalated_version: Option<i64>,
+    /// What the memory held for this document before this record: the jobs a delete
+    /// waits for, the last version a tombstone's marker keeps.
+    pub before: Option<DocState>,
 }
 
 /// The memory's changes a batch makes, keyed by (partition, doc id); `None` forgets.
@@ -256,14 +278,10 @@ pub fn decide_batch<'a>(
             Read::Bad(..) => None,
         };
         let decision = decide(source, read, before.as_ref(), rules);
-        let escalated_version = before.as_ref().and_then(|k| k.escalated_version);
-        if let Some((doc_id, state)) = decision.state_after(rules.model_id, escalated_version) {
+        if let Some((doc_id, state)) = decision.state_after(rules.model_id, before.as_ref()) {
             pending.insert((partition, doc_id.to_owned()), state);
         }
-        decided.push(Decided {
-            decision,
-            escalated_version,
-        });
+        decided.push(Decided { decision, before });
     }
     (decided, pending)
 }
@@ -283,32 +301,41 @@ impl Decision {
         }
     }
 
-    /// What the dedup memory holds for the document once this decision is committed:
-    /// `None` when it does not change, `Some((id, None))` when the document is forgotten.
-    /// `escalated` is the version whose large-document job the memory knew of before; it is
-    /// carried along until a tombstone forgets the document.
+    /// What the dedup memory holds for the document once this decision is committed
+    /// (`None` when it does not change), given what it held `before`. The large-document
+    /// jobs that may still publish are carried along until a delete (which waits for them
+    /// first) clears them; a tombstone leaves a marker with the last version and its time.
     pub fn state_after(
         &self,
         model_id: &str,
-        escalated: Option<i64>,
+        before: Option<&DocState>,
     ) -> Option<(&str, Option<DocState>)> {
+        let jobs = |doc_id: &str| before.map(|b| b.pending_jobs(doc_id)).unwrap_or_default();
         let kept = |doc: &Document, hash: &str| DocState {
             version: doc.version,
             model_id: model_id.to_owned(),
             content_hash: hash.to_owned(),
             deleted: false,
-            escalated_version: escalated,
+            escalated_version: None,
+            escalated: jobs(&doc.id),
+            deleted_at_ms: None,
         };
         match self {
             Decision::Embed { doc, hash, .. } => Some((&doc.id, Some(kept(doc, hash)))),
             // Escalated documents count as emitted: their job owns them from here on.
-            Decision::Escalate { doc, hash, .. } => Some((
-                &doc.id,
-                Some(DocState {
-                    escalated_version: Some(doc.version),
-                    ..kept(doc, hash)
-                }),
-            )),
+            Decision::Escalate { doc, hash, .. } => {
+                let mut state = kept(doc, hash);
+                let id = vecstream_core::large_document_workflow_id(
+                    &doc.id,
+                    doc.version,
+                    model_id,
+                    hash,
+                );
+                if !state.escalated.contains(&id) {
+                    state.escalated.push(id);
+                }
+                Some((&doc.id, Some(state)))
+            }
             // The newer version is remembered so that older re-deliveries stay fenced.
             Decision::Skip {
                 doc,
@@ -317,19 +344,25 @@ impl Decision {
             } => Some((&doc.id, Some(kept(doc, hash)))),
             Decision::Delete {
                 doc_id,
-                tombstone: true,
+                version,
+                tombstone,
+                deleted_at_ms,
                 ..
-            } => Some((doc_id, None)),
-            Decision::Delete {
-                doc_id, version, ..
             } => Some((
                 doc_id,
                 Some(DocState {
-                    version: *version,
+                    // A tombstone has no version: the marker keeps the last one seen.
+                    version: if *tombstone {
+                        before.map_or(i64::MIN, |b| b.version)
+                    } else {
+                        *version
+                    },
                     model_id: model_id.to_owned(),
                     content_hash: String::new(),
                     deleted: true,
-                    escalated_version: escalated,
+                    escalated_version: None,
+                    escalated: Vec::new(),
+                    deleted_at_ms: if *tombstone { *deleted_at_ms } else { None },
                 }),
             )),
             Decision::Skip { .. } | Decision::DeadLetter(_) => None,

@@ -8,6 +8,7 @@ fn source() -> Source<'static> {
         topic: "docs.documents.v1",
         partition: 3,
         offset: 42,
+        timestamp_ms: Some(5_000),
     }
 }
 
@@ -28,6 +29,8 @@ fn state(version: i64, hash: &str, deleted: bool) -> DocState {
         content_hash: hash.into(),
         deleted,
         escalated_version: None,
+        escalated: Vec::new(),
+        deleted_at_ms: None,
     }
 }
 
@@ -113,6 +116,7 @@ fn deletes_by_flag_and_by_tombstone() {
             Decision::Delete {
                 version: 5,
                 tombstone: false,
+                deleted_at_ms: None,
                 ..
             }
         ),
@@ -130,6 +134,7 @@ fn deletes_by_flag_and_by_tombstone() {
             Decision::Delete {
                 version: TOMBSTONE_VERSION,
                 tombstone: true,
+                deleted_at_ms: Some(5_000),
                 ..
             }
         ),
@@ -233,61 +238,89 @@ fn the_dedup_memory_follows_each_decision() {
         tenant: "t".into(),
         version: 9,
         tombstone,
+        deleted_at_ms: tombstone.then_some(5_000),
     };
-    assert_eq!(delete(true).state_after("m", Some(7)), Some(("d", None)));
-    let with_version = delete(false);
-    let (_, deleted) = with_version.state_after("m", Some(7)).unwrap();
+    let mut known = self::state(7, "h", false);
+    known.escalated = vec!["doc-d-7-x-y".into()];
+    let (_, deleted) = delete(false).state_after("m", Some(&known)).unwrap();
     let deleted = deleted.unwrap();
+    assert!(deleted.deleted && deleted.version == 9);
     assert!(
-        deleted.deleted,
-        "a delete with a version fences older versions"
+        deleted.escalated.is_empty(),
+        "the delete waited for the jobs: none is owed any more"
     );
+    // A tombstone leaves a marker with the last version seen and its time.
+    let (_, marker) = delete(true).state_after("m", Some(&known)).unwrap();
+    let marker = marker.unwrap();
     assert_eq!(
-        deleted.escalated_version,
-        Some(7),
-        "the job is still owed a wait"
+        (marker.deleted, marker.version, marker.deleted_at_ms),
+        (true, 7, Some(5_000))
     );
 }
 
 #[test]
-fn an_escalation_is_remembered_until_a_tombstone_forgets_the_document() {
+fn every_escalated_job_is_remembered_until_a_delete() {
     // Only an escalation names a job: an ordinary document's delete needs no Temporal.
-    let embed = Decision::Embed {
-        doc: document("d", 1, "b"),
-        hash: "h".into(),
+    let embed = |v: i64, body: &str| Decision::Embed {
+        doc: document("d", v, body),
+        hash: format!("h{v}"),
         chunks: Vec::new(),
     };
-    assert_eq!(
-        embed
-            .state_after("m", None)
-            .unwrap()
-            .1
-            .unwrap()
-            .escalated_version,
-        None
-    );
-    let escalate = Decision::Escalate {
-        doc: document("d", 1, "b"),
-        hash: "h".into(),
+    let (_, s) = embed(1, "b").state_after("m", None).unwrap();
+    assert!(s.unwrap().escalated.is_empty());
+    let escalate = |v: i64| Decision::Escalate {
+        doc: document("d", v, "b"),
+        hash: format!("h{v}"),
         tokens: 40_000,
     };
-    let (_, s) = escalate.state_after("m", None).unwrap();
-    assert_eq!(s.unwrap().escalated_version, Some(1));
-    // A newer inline version keeps the older job's version: that job may still publish.
-    let newer = Decision::Embed {
-        doc: document("d", 2, "b2"),
-        hash: "h2".into(),
-        chunks: Vec::new(),
+    let (_, s1) = escalate(1).state_after("m", None).unwrap();
+    let s1 = s1.unwrap();
+    let job1 = vecstream_core::large_document_workflow_id("d", 1, "m", "h1");
+    assert_eq!(s1.escalated, vec![job1.clone()]);
+    // A second escalated version and a newer inline one keep every job: each may publish.
+    let (_, s2) = escalate(2).state_after("m", Some(&s1)).unwrap();
+    let s2 = s2.unwrap();
+    let (_, s3) = embed(3, "b3").state_after("m", Some(&s2)).unwrap();
+    let s3 = s3.unwrap();
+    assert_eq!(
+        s3.pending_jobs("d"),
+        vec![
+            job1,
+            vecstream_core::large_document_workflow_id("d", 2, "m", "h2")
+        ]
+    );
+    // Records of older embedders name one version; its job keeps the old id.
+    let old: DocState = serde_json::from_str(
+        r#"{"version":1,"model_id":"m","content_hash":"h","escalated_version":1}"#,
+    )
+    .unwrap();
+    assert_eq!(old.pending_jobs("d"), vec!["doc-d-1".to_owned()]);
+    let json = serde_json::to_string(&s3).unwrap();
+    assert_eq!(serde_json::from_str::<DocState>(&json).unwrap(), s3);
+}
+
+#[test]
+fn after_a_tombstone_older_records_stay_deleted_and_a_recreation_is_embedded() {
+    let c = chunker(16);
+    let mut marker = state(4, "", true);
+    marker.deleted_at_ms = Some(5_000);
+    let at = |version: i64, produced_at: i64| {
+        let mut d = document("d", version, "body words");
+        d.produced_at = produced_at;
+        decide(source(), Read::Doc(d), Some(&marker), rules(&c)).outcome()
     };
-    let (_, s) = newer.state_after("m", Some(1)).unwrap();
-    let s = s.unwrap();
-    assert_eq!((s.version, s.escalated_version), (2, Some(1)));
-    // The state record round-trips, and records without the field still read.
-    let json = serde_json::to_string(&s).unwrap();
-    assert_eq!(serde_json::from_str::<DocState>(&json).unwrap(), s);
-    let old: DocState =
-        serde_json::from_str(r#"{"version":1,"model_id":"m","content_hash":"h"}"#).unwrap();
-    assert_eq!(old.escalated_version, None);
+    assert_eq!(at(3, 6_000), DocOutcome::StaleAfterDelete, "older version");
+    assert_eq!(
+        at(4, 6_000),
+        DocOutcome::StaleAfterDelete,
+        "the deleted version"
+    );
+    assert_eq!(
+        at(5, 4_000),
+        DocOutcome::StaleAfterDelete,
+        "produced before the tombstone (a late job, a replayed dead letter)"
+    );
+    assert_eq!(at(5, 6_000), DocOutcome::Embedded, "a re-creation");
 }
 
 #[test]
@@ -302,8 +335,9 @@ fn a_batch_sees_its_own_earlier_decisions() {
         // An older version after it: fenced by the batch's own state.
         (source(), Read::Doc(document("d", 1, "first words"))),
         (source(), Read::Tombstone("d".into())),
-        // After the tombstone the document is forgotten: any version is new again.
+        // After the tombstone its marker fences the older versions; a newer one re-creates.
         (source(), Read::Doc(document("d", 1, "again"))),
+        (source(), Read::Doc(document("d", 3, "again"))),
     ];
     let (decided, pending) = decide_batch(reads, &memory, rules(&c));
     let outcomes: Vec<DocOutcome> = decided.iter().map(|d| d.decision.outcome()).collect();
@@ -314,12 +348,13 @@ fn a_batch_sees_its_own_earlier_decisions() {
             DocOutcome::Unchanged,
             DocOutcome::Stale,
             DocOutcome::Deleted,
+            DocOutcome::StaleAfterDelete,
             DocOutcome::Embedded
         ]
     );
     let last = pending[&(3, "d".to_owned())].as_ref().unwrap();
     assert_eq!(
         (last.version, last.content_hash.as_str()),
-        (1, hash_of("again").as_str())
+        (3, hash_of("again").as_str())
     );
 }

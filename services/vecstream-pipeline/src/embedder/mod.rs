@@ -228,7 +228,7 @@ impl Embedder {
                     trace,
                     _span: span,
                     workflow_id: None,
-                    escalated_version: d.escalated_version,
+                    before: d.before,
                 }
             })
             .collect();
@@ -376,12 +376,14 @@ impl Embedder {
             return Ok(());
         };
         for item in items.iter_mut() {
-            let Decision::Escalate { doc, tokens, .. } = &item.decision else {
+            let Decision::Escalate { doc, tokens, hash } = &item.decision else {
                 continue;
             };
             let job = LargeDocumentJob {
                 doc_id: doc.id.clone(),
                 version: doc.version,
+                model_id: self.engine.info().model_id.clone(),
+                content_hash: hash.clone(),
                 partition: item.partition,
                 offset: item.offset,
                 tokens: *tokens,
@@ -399,9 +401,9 @@ impl Embedder {
         Ok(())
     }
 
-    /// Before deletes are written: waits until the large-document job of each deleted
-    /// document's last version (if it had one) is closed, so its vectors cannot arrive
-    /// after the delete. Outside the transaction (a long wait must not time it out).
+    /// Before deletes are written: waits until every large-document job the memory holds
+    /// for each deleted document is closed, so no job's vectors arrive after the delete.
+    /// Outside the transaction (a long wait must not time it out).
     async fn settle_deletes(
         &self,
         items: &[Item],
@@ -411,16 +413,17 @@ impl Embedder {
             return Ok(());
         };
         for item in items {
-            let (Decision::Delete { doc_id, .. }, Some(version)) =
-                (&item.decision, &item.escalated_version)
+            let (Decision::Delete { doc_id, .. }, Some(before)) = (&item.decision, &item.before)
             else {
                 continue;
             };
-            self.member
-                .retry_paused(&self.retrier(), "settle_escalation", shutdown, || {
-                    escalator.settle_large_document(doc_id.clone(), *version)
-                })
-                .await?;
+            for job in before.pending_jobs(doc_id) {
+                self.member
+                    .retry_paused(&self.retrier(), "settle_escalation", shutdown, || {
+                        escalator.settle_large_document(job.clone())
+                    })
+                    .await?;
+            }
         }
         Ok(())
     }
@@ -490,6 +493,7 @@ fn source_of(m: &OwnedMessage) -> Source<'_> {
         topic: m.topic(),
         partition: m.partition(),
         offset: m.offset(),
+        timestamp_ms: m.timestamp().to_millis(),
     }
 }
 

@@ -25,9 +25,9 @@ pub(super) struct Item {
     pub _span: tracing::Span,
     /// Workflow id of the job an escalated document went to.
     pub workflow_id: Option<String>,
-    /// The version of this document whose large-document job the memory knew of before
-    /// this message (a delete waits for that job to close).
-    pub escalated_version: Option<i64>,
+    /// What the memory held for the document before this message (the jobs a delete
+    /// waits for; the last version a tombstone's marker keeps).
+    pub before: Option<DocState>,
 }
 
 /// A record to produce inside the transaction.
@@ -143,7 +143,7 @@ impl RecordEncoder {
             now,
         )?);
 
-        if let Some((doc_id, state)) = decision.state_after(model_id, item.escalated_version) {
+        if let Some((doc_id, state)) = decision.state_after(model_id, item.before.as_ref()) {
             out.push(state_record(item.partition, doc_id, state.as_ref()));
         }
         Ok(())
