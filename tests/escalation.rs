@@ -115,6 +115,7 @@ async fn large_documents_and_model_changes_go_to_temporal() {
     let mut changed = sets.clone();
     changed.push(format!("weaviate.alias={alias}"));
     changed.push("engine.max_seq_length=128".to_owned());
+    changed.push("temporal.switch_grace_secs=2".to_owned());
     let other = Running::start("embedder", 19724, &changed, logs.path());
     let new_model = vecstream_engine::model::ModelSpec::load(
         &cache_dir().join("models/all-MiniLM-L6-v2"),

@@ -163,6 +163,10 @@ async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
         "2",
         "--heartbeat-secs",
         "10",
+        "--switch-grace",
+        "2",
+        "--rollback-window",
+        "1800",
     ];
     let wf = cli(&sets, &start).trim().to_owned();
     assert!(
@@ -291,15 +295,15 @@ async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
     // last heartbeat instead of starting over (the count would exceed 1,020 otherwise).
     let done = progress(&sets, &wf);
     assert_eq!(done["documents_embedded"], (DOCS + 20) as u64, "{done}");
-    assert_eq!(done["phase"], "approved");
+    assert_eq!(done["phase"], "rollback_window", "{done}");
     let resumes = worker
         .log()
         .matches("resumes from its last heartbeat")
         .count();
     eprintln!("scan activities resumed from a heartbeat after the kill: {resumes}");
 
-    // 5. Rollback points the alias back.
-    cli(&sets, &["reindex", "rollback", &wf]);
+    // 5. Rollback (in the window) points the alias back.
+    cli(&sets, &["reindex", "rollback", &wf, "--by", "e2e"]);
     assert_eq!(
         weaviate.resolve_alias(&alias).await.unwrap(),
         Some(live.clone())
@@ -327,6 +331,8 @@ async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
             "400".into(),
             "--catch-up-secs".into(),
             "1".into(),
+            "--switch-grace".into(),
+            "2".into(),
         ]
     };
     let args = small_start("96", "600");

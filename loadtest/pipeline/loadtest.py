@@ -2,8 +2,8 @@
 measured in the same run.
 
     loadtest/pipeline/run.sh [--count N] [--rate R] [--update-ratio U] [--delete-ratio D]
-                             [--bad-ratio B] [--chaos] [--chaos-every S] [--broken-sink]
-                             [--stall-secs S] [--out DIR]
+                             [--bad-ratio B] [--chaos] [--chaos-every S] [--migrate]
+                             [--rollback-window S] [--broken-sink] [--stall-secs S] [--out DIR]
 
 It starts `vecstream run embedder` and `vecstream run sink` (fresh consumer groups that begin
 at the topics' current end), publishes a realistic document stream with the stock Python
@@ -23,6 +23,14 @@ contents against the expected set (every live document at its last version with 
 indexes 0..n-1 and nothing else; deleted ones absent) and prints a verdict; it ends when
 every expected effect is in, or when nothing has reached Weaviate for --stall-secs (lost
 records never arrive).
+
+--migrate starts a model migration mid-stream (a third of the way through publishing): a
+reindex of the run's alias to max_seq_length 128 with a short catch-up, approved as soon as
+it awaits review, then its rollback window (--rollback-window seconds). With --chaos the
+faults keep coming through it (the worker too: scans resume from their heartbeats). The
+contents check then runs on every collection of the alias's family: while the window is
+open, the new live collection and the previous one (each must hold exactly the expected
+documents), and once it has closed, the live one again.
 
 --broken-sink (run.sh builds it: crate loadtest/broken-sink, binary given with
 --sink-vecstream) runs a sink that commits offsets before upserting: with --chaos its verdict
@@ -251,6 +259,68 @@ def verify(collection, tenant, expected):
     return not problems, problems
 
 
+def verify_migration(migration, reindex_status, run, expected, args):
+    """The contents check on every collection of the migrating alias's family: in the
+    rollback window, the new live and the previous collection; after it, the live one. A
+    collection kept current by catch-ups may lag a few seconds: each check is retried for
+    up to two minutes before it counts as failed."""
+    checks = []
+
+    def check(when, role, collection):
+        deadline = time.time() + 120
+        while True:
+            ok, problems = verify(collection, run, expected)
+            if ok or time.time() > deadline:
+                checks.append({"when": when, "role": role, "collection": collection, "ok": ok,
+                               "problems": problems})
+                print(f"[loadtest] {when}: {role} {collection}: {'PASS' if ok else 'FAIL'}", flush=True)
+                return
+            time.sleep(3)
+
+    deadline = time.time() + 1200
+    p = None
+    while time.time() < deadline:
+        p = reindex_status() if migration["workflow"] else None
+        if p and p["phase"] in ("rollback_window", "closing_window", "approved", "rejected", "rolled_back"):
+            break
+        time.sleep(2)
+    if not p:
+        checks.append({"when": "end", "role": "-", "collection": "-", "ok": False,
+                       "problems": ["the migration never reached its approval"]})
+        return checks
+    if p["phase"] == "rollback_window":
+        for c in p["collections"]:
+            check("rollback window", c["role"], c["collection"])
+    while time.time() < deadline and p and p["phase"] not in ("approved", "rejected", "rolled_back"):
+        time.sleep(3)
+        p = reindex_status() or p
+    live = [c for c in (p or {}).get("collections", []) if c["role"] == "live"]
+    if p and p["phase"] == "approved" and live:
+        check("after the window", "live", live[0]["collection"])
+        previous = [c for c in p["collections"] if c["role"] == "previous"]
+        for c in previous:
+            gone = urllib.request.Request(f"{WEAVIATE}/v1/schema/{c['collection']}")
+            try:
+                urllib.request.urlopen(gone, timeout=5)
+                dropped = False
+            except Exception:
+                dropped = True
+            checks.append({"when": "after the window", "role": "previous", "collection": c["collection"],
+                           "ok": dropped, "problems": [] if dropped else ["not dropped after the window"]})
+    else:
+        checks.append({"when": "end", "role": "-", "collection": "-", "ok": False,
+                       "problems": [f"the migration ended {p and p['phase']}, not approved"]})
+    return checks
+
+
+def migration_rows(migration, checks):
+    phases = ", ".join(f"{t:.0f}s {ph}" for t, ph in migration["phases"])
+    rows = [f"| migration ({migration['workflow']}) | {phases} |"]
+    for c in checks:
+        rows.append(f"| contents of {c['role']} {c['collection']} ({c['when']}) | {'PASS' if c['ok'] else 'FAIL'} |")
+    return "\n".join(rows)
+
+
 def svg_lines(path, title, series, ylabel):
     """series: {name: [(x, y), ...]} as a small SVG line chart."""
     w, h, pad = 720, 300, 50
@@ -296,6 +366,10 @@ def main():
     ap.add_argument("--bad-ratio", type=float, default=0.01)
     ap.add_argument("--chaos", action="store_true")
     ap.add_argument("--chaos-every", type=float, default=20, help="seconds between faults")
+    ap.add_argument("--migrate", action="store_true",
+                    help="start a model migration mid-stream and approve it (see the docs above)")
+    ap.add_argument("--rollback-window", type=int, default=90,
+                    help="with --migrate: seconds the previous collection is kept after approval")
     ap.add_argument("--broken-sink", action="store_true",
                     help="the sink is a build that commits before upserting (--sink-vecstream)")
     ap.add_argument("--stall-secs", type=float, default=150,
@@ -335,8 +409,11 @@ def main():
 
     groups = (f"loadtest-{run}-embedder", f"loadtest-{run}-sink")
     start_groups_at_end([(groups[0], DOCS), (groups[1], VECTORS)])
+    alias = "Loadtest" + run.replace("-", "")
     sets = [f"embedder.group_id={groups[0]}", "embedder.transactional_id=loadtest-embedder",
-            f"sink.group_id={groups[1]}", "sink.max_backoff_ms=2000"]
+            f"sink.group_id={groups[1]}", "sink.max_backoff_ms=2000", f"weaviate.alias={alias}",
+            f"temporal.cpu_task_queue=loadtest-{run}-cpu", f"temporal.gpu_task_queue=loadtest-{run}-gpu",
+            "embedder.control_poll_ms=500", "embedder.reindex_on_model_change=false"]
     if args.chaos:
         # The long tail goes through Temporal, so killing the worker hits work in flight.
         sets.append("embedder.large_document_tokens=1500")
@@ -344,7 +421,7 @@ def main():
         raise SystemExit("--broken-sink needs --sink-vecstream (run.sh builds it)")
     binaries = {"embedder": args.vecstream, "sink": args.sink_vecstream or args.vecstream,
                 "worker": args.vecstream}
-    names = ("embedder", "sink", "worker") if args.chaos else ("embedder", "sink")
+    names = ("embedder", "sink", "worker") if args.chaos or args.migrate else ("embedder", "sink")
     comps = {}
     # Whatever happens to this script (SIGTERM included), its processes do not outlive it.
     atexit.register(lambda: [c.stop() for c in comps.values()])
@@ -413,9 +490,48 @@ def main():
     if args.chaos:
         chaos_thread.start()
 
+    migration = {"workflow": None, "phases": [], "error": None}
+
+    def cli(*argv):
+        cmd = [args.vecstream, "--log-level", "warn"]
+        for s_ in sets:
+            cmd += ["--set", s_]
+        return subprocess.run(cmd + list(argv), capture_output=True, text=True)
+
+    def reindex_status():
+        r = cli("reindex", "status", migration["workflow"], "--json")
+        return json.loads(r.stdout) if r.returncode == 0 else None
+
+    def migrate():
+        """Starts the reindex, approves it once it awaits review, follows it to its end."""
+        r = cli("reindex", "start", "--alias", alias, "--tenant", run, "--max-seq-length", "128",
+                "--catch-up-secs", "2", "--switch-grace", "5", "--rollback-window", str(args.rollback_window),
+                "--review-timeout", "3600", "--heartbeat-secs", "10")
+        if r.returncode != 0:
+            migration["error"] = f"reindex start: {r.stderr.strip()}"
+            return
+        migration["workflow"] = r.stdout.strip()
+        approved = False
+        while True:
+            p = reindex_status()
+            if p is not None:
+                if not migration["phases"] or migration["phases"][-1][1] != p["phase"]:
+                    migration["phases"].append((time.time() - t0, p["phase"]))
+                    print(f"[loadtest] migration {p['phase']} at {time.time() - t0:.0f}s", flush=True)
+                if p["awaiting_review"] and not approved:
+                    approved = cli("review", "approve", migration["workflow"], "--reviewer", "loadtest",
+                                   "--comment", "approved mid-stream").returncode == 0
+                if p["phase"] in ("approved", "rejected", "rolled_back"):
+                    return
+            time.sleep(2)
+
+    migration_thread = threading.Thread(target=migrate, daemon=True)
+
     interval = 1 / args.rate if args.rate > 0 else 0
     next_at = time.time()
-    for kind, item in events:
+    for n_event, (kind, item) in enumerate(events):
+        if args.migrate and n_event == len(events) // 3:
+            migration_thread.start()
         if interval:
             next_at += interval
             time.sleep(max(0, next_at - time.time()))
@@ -470,8 +586,16 @@ def main():
         time.sleep(0.5)
     time.sleep(1.5)
     # The alias exists once a sink has written (on a fresh stack, during this run).
-    collection = json.load(urllib.request.urlopen(f"{WEAVIATE}/v1/aliases/Chunks", timeout=5))["class"]
-    ok, problems = verify(collection, run, expected)
+    checks = []
+    if args.migrate:
+        checks = verify_migration(migration, reindex_status, run, expected, args)
+        ok = all(c["ok"] for c in checks) and migration["error"] is None
+        problems = [f"{c['when']} {c['role']} {c['collection']}: {p}" for c in checks for p in c["problems"]]
+        if migration["error"]:
+            problems.insert(0, migration["error"])
+    else:
+        collection = json.load(urllib.request.urlopen(f"{WEAVIATE}/v1/aliases/{alias}", timeout=5))["class"]
+        ok, problems = verify(collection, run, expected)
     for c in comps.values():
         c.stop()
 
@@ -529,6 +653,9 @@ def main():
         "latency_ms": {"p50": q(0.5), "p95": q(0.95), "p99": q(0.99), "count": len(lat)},
         "engine_only": engine, "pipeline_vs_engine_tokens_ratio": pipeline_tps / engine["tokens_per_s"],
         "processes": usage, "verdict": "PASS" if ok else "FAIL", "problems": problems[:50],
+        "migration": {"workflow": migration["workflow"], "phases": migration["phases"],
+                      "checks": [{k: v for k, v in c.items() if k != "problems"} for c in checks]}
+        if args.migrate else None,
     }
     # Per CPU-second, the embedder against the engine alone: what the pipeline's own work
     # (Kafka, Avro, chunking, transactions, lineage) costs, apart from sharing the cores.
@@ -574,6 +701,7 @@ chaos {'on: ' + ', '.join(f'{t:.0f}s {k}' for t, k in faults) if args.chaos else
 {f"| worker CPU s / peak RSS | {usage['worker']['cpu_seconds']:.1f} / {usage['worker']['peak_rss_mb']:.0f} MB |" if 'worker' in usage else ''}
 | restarts (chaos) | {', '.join(f'{n} {c.restarts}' for n, c in comps.items())} |
 | Weaviate contents check | **{result['verdict']}** {('(' + '; '.join(problems[:5]) + ')') if problems else ''} |
+{migration_rows(migration, checks) if args.migrate else ''}
 
 ![throughput](throughput.svg) ![lag](lag.svg) ![latency](latency.svg)
 """

@@ -71,6 +71,28 @@ pub fn vecstream(args: &[&str]) -> Output {
         .expect("vecstream runs")
 }
 
+/// `--set` pairs for `sets`, then `args`: a command line with the test's configuration.
+pub fn with_sets<'a>(sets: &'a [String], args: &[&'a str]) -> Vec<&'a str> {
+    let mut all: Vec<&str> = Vec::new();
+    for s in sets {
+        all.extend(["--set", s.as_str()]);
+    }
+    all.extend(args);
+    all
+}
+
+/// Runs `vecstream` with the test's `sets` and `args`; panics with its output unless it
+/// succeeds; returns its stdout.
+pub fn cli_ok(sets: &[String], args: &[&str]) -> String {
+    let out = vecstream(&with_sets(sets, args));
+    assert!(
+        out.status.success(),
+        "vecstream {args:?}\n{}",
+        describe(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Runs the stack script.
 pub fn stack(args: &[&str]) -> Output {
     Command::new(repo_root().join("compose/local/stack"))

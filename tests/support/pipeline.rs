@@ -238,6 +238,19 @@ pub fn tenant_doc_ids(
         .collect()
 }
 
+/// Document id → highest stored version of the chunk objects of `tenant` in `collection`
+/// (empty when none or when Weaviate does not answer).
+pub fn tenant_doc_versions(base: &str, collection: &str, tenant: &str) -> BTreeMap<String, i64> {
+    let mut out = BTreeMap::new();
+    for r in tenant_rows(base, collection, tenant, "doc_id doc_version").unwrap_or_default() {
+        if let (Some(id), Some(v)) = (r["doc_id"].as_str(), r["doc_version"].as_f64()) {
+            let e = out.entry(id.to_owned()).or_insert(v as i64);
+            *e = (*e).max(v as i64);
+        }
+    }
+    out
+}
+
 /// The registry, with the topics created, and a document publisher.
 pub async fn publisher() -> (
     vecstream_kafka::SchemaRegistry,

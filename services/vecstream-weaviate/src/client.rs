@@ -496,6 +496,24 @@ impl WeaviateClient {
         }
     }
 
+    /// The aliases that point at `collection`.
+    pub async fn aliases_of(&self, collection: &str) -> Result<Vec<String>, WeaviateError> {
+        let all = self
+            .call(reqwest::Method::GET, "/v1/aliases", None, "list aliases")
+            .await?;
+        Ok(all
+            .get("aliases")
+            .and_then(Value::as_array)
+            .map(|aliases| {
+                aliases
+                    .iter()
+                    .filter(|a| a.get("class").and_then(Value::as_str) == Some(collection))
+                    .filter_map(|a| a.get("alias")?.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     /// Deletes `alias` (absent is fine).
     pub async fn delete_alias(&self, alias: &str) -> Result<(), WeaviateError> {
         match self

@@ -218,9 +218,11 @@ impl JobActivities {
             let configured = ModelTarget::configured(&self.config.engine)
                 .map_err(JobError::Invalid)
                 .activity_err()?;
+            // An alias not made yet (its sink has written nothing) serves the recorded one.
             let recorded = state
                 .and_then(|s| s.live)
-                .filter(|m| live.as_deref() == Some(m.collection.as_str()));
+                .filter(|m| live.is_none() || live.as_deref() == Some(m.collection.as_str()));
+            let live = live.or_else(|| recorded.as_ref().map(|m| m.collection.clone()));
             let live_model = match (recorded, &live) {
                 (Some(m), _) => Some(m),
                 (None, Some(l)) => match self.model_id_of(&configured) {
@@ -378,7 +380,10 @@ impl JobActivities {
         .await
     }
 
-    /// Drops a rejected collection, unless the alias points at it.
+    /// Drops a retired collection. Refused (an error) while its own alias points at it or
+    /// its own migration state still uses it: the workflow retires it first. Kept (not an
+    /// error, a warning) while another alias points at it or another alias's migration uses
+    /// it: collections are per model, and aliases can share one.
     #[activity(name = "reindex.drop_collection")]
     pub async fn drop_collection(
         self: Arc<Self>,
@@ -388,24 +393,43 @@ impl JobActivities {
         let metrics = self.metrics.clone();
         timed(&metrics, "reindex.drop_collection", async move {
             let weaviate = self.weaviate()?;
-            let live = weaviate.resolve_alias(&input.alias).await.activity_err()?;
-            if live.as_deref() == Some(input.collection.as_str()) {
+            let aliases = weaviate
+                .aliases_of(&input.collection)
+                .await
+                .activity_err()?;
+            if aliases.contains(&input.alias) {
                 return Err(activity_error(JobError::invalid(format!(
                     "alias {} points at {}: not dropping the live collection",
                     input.alias, input.collection
                 ))));
             }
-            let state = self
+            let states = self
                 .control()?
-                .read(&input.alias)
+                .read_all()
                 .await
                 .map_err(|e| activity_error(JobError::from(e)))?;
-            if let Some(s) = state.filter(|s| s.uses(&input.collection)) {
+            if let Some(own) = states
+                .get(&input.alias)
+                .filter(|s| s.uses(&input.collection))
+            {
                 return Err(activity_error(JobError::invalid(format!(
-                    "{} is in use ({}): not dropping it",
+                    "{} is still in use ({}): not dropping it",
                     input.collection,
-                    s.summary()
+                    own.summary()
                 ))));
+            }
+            let others: Vec<String> = aliases
+                .into_iter()
+                .chain(
+                    states
+                        .values()
+                        .filter(|s| s.alias != input.alias && s.uses(&input.collection))
+                        .map(|s| s.summary()),
+                )
+                .collect();
+            if !others.is_empty() {
+                tracing::warn!(collection = %input.collection, used_by = ?others, "retired for this alias but used by another: kept");
+                return Ok(());
             }
             if weaviate
                 .collection_exists(&input.collection)
@@ -416,6 +440,7 @@ impl JobActivities {
                     .delete_collection(&input.collection)
                     .await
                     .activity_err()?;
+                tracing::info!(collection = %input.collection, alias = %input.alias, "collection dropped");
             }
             Ok(())
         })

@@ -160,6 +160,9 @@ impl MigrationState {
         match event {
             MigrationEvent::Bootstrapped { live } => {
                 self.live = Some(live.clone());
+                self.target = None;
+                self.previous = None;
+                self.retiring = None;
                 self.phase = MigrationPhase::Steady;
             }
             MigrationEvent::Started { live, target } => {
@@ -323,23 +326,33 @@ impl ControlTopic {
             let consumer = vecstream_kafka::scan::scan_consumer(&kafka, "vecstream-control")?;
             let mut states = HashMap::new();
             let timeout = Duration::from_millis(kafka.request_timeout_ms.max(1_000));
-            vecstream_kafka::scan::scan_with(&consumer, topics::CONTROL, false, timeout, |m| {
-                let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
-                    return;
-                };
-                match m.payload().map(serde_json::from_slice::<MigrationState>) {
-                    Some(Ok(state)) => {
-                        states.insert(key.to_owned(), state);
+            let scanned =
+                vecstream_kafka::scan::scan_with(&consumer, topics::CONTROL, false, timeout, |m| {
+                    let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+                        return;
+                    };
+                    match m.payload().map(serde_json::from_slice::<MigrationState>) {
+                        Some(Ok(state)) => {
+                            states.insert(key.to_owned(), state);
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!(alias = key, error = %e, "unreadable migration state")
+                        }
+                        None => {
+                            states.remove(key);
+                        }
                     }
-                    Some(Err(e)) => {
-                        tracing::warn!(alias = key, error = %e, "unreadable migration state")
-                    }
-                    None => {
-                        states.remove(key);
-                    }
+                });
+            match scanned {
+                Ok(_) => Ok(states),
+                // Not created yet (or its metadata not propagated): no alias has a state.
+                Err(KafkaEdgeError::Topic { ref message, .. })
+                    if message.contains("does not exist") =>
+                {
+                    Ok(HashMap::new())
                 }
-            })?;
-            Ok(states)
+                Err(e) => Err(e),
+            }
         })
         .await
         .map_err(|e| KafkaEdgeError::Topic {

@@ -76,6 +76,8 @@ pub struct ChunkWriter<S: VectorStore = WeaviateClient> {
     alias: String,
     /// Collections known to exist (created or seen) by this process.
     collections: std::sync::Mutex<HashSet<String>>,
+    /// The alias was seen to exist: no more bootstrapping.
+    alias_seen: std::sync::atomic::AtomicBool,
     metrics: PipelineMetrics,
 }
 
@@ -94,6 +96,7 @@ impl<S: VectorStore> ChunkWriter<S> {
             store,
             alias: alias.to_owned(),
             collections: Default::default(),
+            alias_seen: Default::default(),
             metrics,
         }
     }
@@ -139,7 +142,8 @@ impl<S: VectorStore> ChunkWriter<S> {
     pub async fn read(&self, needs: &Needs) -> Result<Snapshot, PipelineError> {
         let mut snapshot = Snapshot::default();
         for collection in &needs.write_to {
-            if self.collection_known(collection).await? || self.bootstrap(collection).await? {
+            let exists = self.collection_known(collection).await?;
+            if self.bootstrap(collection, exists).await? || exists {
                 snapshot.existing.insert(collection.clone());
             }
         }
@@ -267,18 +271,26 @@ impl<S: VectorStore> ChunkWriter<S> {
         Ok(true)
     }
 
-    /// Creates the first chunk collection, with its schema, and the alias on it, when the
-    /// alias does not exist yet; false (nothing created) once it does.
-    async fn bootstrap(&self, name: &str) -> Result<bool, PipelineError> {
+    /// While the alias does not exist yet (a fresh deployment's first model): creates the
+    /// collection with its schema unless it `exists`, and the alias on it; true then. Once
+    /// the alias exists, nothing (only a reindex creates collections).
+    async fn bootstrap(&self, name: &str, exists: bool) -> Result<bool, PipelineError> {
+        if self.alias_seen.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(false);
+        }
         if self.store.resolve_alias(&self.alias).await?.is_some() {
+            self.alias_seen
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             return Ok(false);
         }
         let spec = CollectionSpec::chunks_named(name);
-        if self.store.ensure_collection(&spec).await? {
+        if !exists && self.store.ensure_collection(&spec).await? {
             tracing::info!(collection = %spec.name, "collection created");
         }
         self.store.set_alias(&self.alias, &spec.name).await?;
         tracing::info!(alias = %self.alias, collection = %spec.name, "alias created");
+        self.alias_seen
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.known_collections().insert(spec.name);
         Ok(true)
     }

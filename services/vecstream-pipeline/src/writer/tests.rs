@@ -292,3 +292,23 @@ async fn a_collection_made_by_auto_schema_is_refused_with_its_differences() {
     );
     assert!(w.store().docs(&c).is_empty());
 }
+
+#[tokio::test]
+async fn the_alias_is_made_on_an_existing_collection_of_a_fresh_deployment() {
+    let w = writer();
+    let c = collection_name("m");
+    // Another alias's stream (or a reindex) made the collection; this alias has none yet.
+    w.store()
+        .ensure_collection(&CollectionSpec::chunks_named(&c))
+        .await
+        .unwrap();
+    w.write(&ok(vec![record("a", 1, 1, "m")])).await.unwrap();
+    assert_eq!(w.store().alias("Chunks"), Some(c.clone()));
+    // Once it exists, a write for another model creates nothing.
+    let out = w
+        .write(&ok(vec![record("b", 1, 1, "other")]))
+        .await
+        .unwrap();
+    assert!(matches!(out[0], Outcome::Retired { .. }), "{out:?}");
+    assert_eq!(w.store().collections(), vec![c]);
+}

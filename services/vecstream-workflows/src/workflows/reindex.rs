@@ -273,6 +273,15 @@ async fn phases(
                     lineage(ctx, EventType::Running, "rollback_window", None).await?;
                     continue;
                 }
+                if let (true, Some(new)) = (p.migration, &p.target_model) {
+                    // Nothing served before (or its model is unknown): the new one alone.
+                    migrate(
+                        ctx,
+                        input,
+                        MigrationEvent::Bootstrapped { live: new.clone() },
+                    )
+                    .await?;
+                }
                 update(ctx, |p| p.phase = Phase::Approved);
                 lineage(ctx, EventType::Complete, "approved", None).await?;
                 return Ok(result(p, previous, true, "approved".into()));

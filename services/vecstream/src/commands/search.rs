@@ -1,5 +1,6 @@
-//! `vecstream search`: embeds the query with the configured model and asks Weaviate for the
-//! nearest chunks of the active collection.
+//! `vecstream search`: embeds the query with the collection's model (the configured one, or
+//! the one the alias's migration state records for it) and asks Weaviate for the nearest
+//! chunks of the active collection.
 
 use std::process::ExitCode;
 
@@ -18,6 +19,34 @@ const PROPERTIES: [&str; 6] = [
     "model_id",
     "tenant",
 ];
+
+/// How to load the model of `collection`, when a migration state records it and it is not
+/// the configured model's collection (best effort: without Kafka, the configured model).
+async fn recorded_model(
+    config: &Config,
+    collection: &str,
+) -> Option<vecstream_workflows::ModelTarget> {
+    let configured = super::embed::engine_config(&config.engine).ok()?;
+    let configured_id = vecstream_engine::model::ModelSpec::load(
+        std::path::Path::new(&configured.model_dir),
+        configured.max_seq_length,
+    )
+    .ok()
+    .map(|(spec, _)| spec.model_id);
+    if configured_id.is_some_and(|id| collection_name(&id) == collection) {
+        return None;
+    }
+    let states = vecstream_workflows::migration::ControlTopic::new(&config.kafka)
+        .ok()?
+        .read_all()
+        .await
+        .ok()?;
+    states
+        .values()
+        .flat_map(|s| s.in_use())
+        .find(|m| m.collection == collection)
+        .map(|m| m.target.clone())
+}
 
 pub async fn run(config: &Config, args: &SearchArgs) -> anyhow::Result<ExitCode> {
     if args.query.trim().is_empty() {
@@ -39,7 +68,15 @@ pub async fn run(config: &Config, args: &SearchArgs) -> anyhow::Result<ExitCode>
         ),
     };
 
-    let engine_cfg = super::embed::engine_config(&config.engine)?;
+    // The query is embedded with the collection's model: the configured one, or the one a
+    // migration state records for it (the alias moved to another model).
+    let mut engine_settings = config.engine.clone();
+    if let Some(recorded) = recorded_model(config, &collection).await {
+        engine_settings.model_dir = recorded.model_dir;
+        engine_settings.max_seq_length = recorded.max_seq_length.unwrap_or(0);
+        engine_settings.precision = recorded.precision.as_str().to_owned();
+    }
+    let engine_cfg = super::embed::engine_config(&engine_settings)?;
     let engine = tokio::task::spawn_blocking(move || Engine::start(engine_cfg))
         .await?
         .context("starting the embedding engine")?;
@@ -47,9 +84,9 @@ pub async fn run(config: &Config, args: &SearchArgs) -> anyhow::Result<ExitCode>
     // Vectors of another model live in another space: comparing them would be noise.
     if collection_name(&model_id) != collection {
         anyhow::bail!(
-            "{collection} holds vectors of another model than the configured one ({model_id}); \
-             set engine.model_dir to that collection's model, or search a collection of {model_id} \
-             with --collection {}",
+            "{collection} holds vectors of another model than the configured one ({model_id}), \
+             and no migration state records its model; set engine.model_dir to that \
+             collection's model, or search a collection of {model_id} with --collection {}",
             collection_name(&model_id)
         );
     }

@@ -97,7 +97,6 @@ pub async fn run(config: &Config, args: &StatusArgs) -> anyhow::Result<ExitCode>
     if args.json {
         println!("{}", serde_json::to_string_pretty(&checks)?);
     } else {
-        print_migrations(config, &kafka_cfg).await;
         println!("{:<9} {:<6} {:<42} DETAIL", "SERVICE", "STATE", "ENDPOINT");
         for c in &checks {
             let state = if c.healthy { "up" } else { "DOWN" };
@@ -106,6 +105,7 @@ pub async fn run(config: &Config, args: &StatusArgs) -> anyhow::Result<ExitCode>
                 c.service, state, c.endpoint, c.detail, c.millis
             );
         }
+        print_migrations(config, &kafka_cfg).await;
     }
     let down: Vec<&str> = checks
         .iter()
