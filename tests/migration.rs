@@ -603,7 +603,7 @@ async fn a_delete_outlives_queued_large_document_jobs_and_a_replayed_dead_letter
     );
 
     // 2. An older version's dead letter, replayed after the delete, stays out.
-    let dlq_record = {
+    {
         use rdkafka::message::{Header, OwnedHeaders};
         use rdkafka::producer::{FutureProducer, FutureRecord};
         let producer: FutureProducer = vecstream_kafka::client_config(&cfg.kafka).create().unwrap();
@@ -635,8 +635,7 @@ async fn a_delete_outlives_queued_large_document_jobs_and_a_replayed_dead_letter
             )
             .await
             .unwrap();
-    };
-    let () = dlq_record;
+    }
     let replay = vecstream(&with_sets(
         &sets,
         &[
