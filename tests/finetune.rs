@@ -16,29 +16,10 @@ use std::time::{Duration, Instant};
 
 use vecstream_e2e::pipeline::{eventually, publisher, tenant_doc_ids};
 use vecstream_e2e::{
-    Running, cache_dir, config, describe, repo_root, require_service, unique, vecstream,
+    Running, cache_dir, cli_ok as cli, config, describe, repo_root, require_service, unique,
+    vecstream, with_sets,
 };
 use vecstream_weaviate::collection_name;
-
-/// Runs the CLI with the test's settings; panics with its output unless it succeeds.
-fn cli(sets: &[String], args: &[&str]) -> String {
-    let out = vecstream(&with_sets(sets, args));
-    assert!(
-        out.status.success(),
-        "vecstream {args:?}\n{}",
-        describe(&out)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn with_sets<'a>(sets: &'a [String], args: &[&'a str]) -> Vec<&'a str> {
-    let mut all: Vec<&str> = Vec::new();
-    for s in sets {
-        all.extend(["--set", s.as_str()]);
-    }
-    all.extend(args);
-    all
-}
 
 /// `finetune status --json`, or `None` while no worker answers queries.
 fn status(sets: &[String], id: &str) -> Option<serde_json::Value> {

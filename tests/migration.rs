@@ -25,7 +25,8 @@ use vecstream_e2e::pipeline::{
     tenant_doc_ids, tenant_doc_versions, wait_for_stage,
 };
 use vecstream_e2e::{
-    Running, cache_dir, cli_ok, config, describe, require_service, unique, vecstream, with_sets,
+    Running, cache_dir, cli_ok, config, describe, reindex_progress, require_service, unique,
+    vecstream, with_sets,
 };
 use vecstream_weaviate::{WeaviateClient, collection_name};
 use vecstream_workflows::migration::{ControlTopic, MigrationPhase};
@@ -99,15 +100,6 @@ fn id(run: &str, i: usize) -> String {
     format!("{run}-{i:03}")
 }
 
-/// The reindex's progress, or `None` while no worker answers.
-fn progress(sets: &[String], wf: &str) -> Option<serde_json::Value> {
-    let out = vecstream(&with_sets(sets, &["reindex", "status", wf, "--json"]));
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).ok())
-        .flatten()
-}
-
 /// Waits (up to `secs`) for the reindex's progress to satisfy `done`.
 async fn wait_progress(
     sets: &[String],
@@ -120,7 +112,7 @@ async fn wait_progress(
     let started = Instant::now();
     let mut last = None;
     loop {
-        if let Some(p) = progress(sets, wf) {
+        if let Some(p) = reindex_progress(sets, wf) {
             if done(&p) {
                 return p;
             }
@@ -176,6 +168,41 @@ async fn holds(
     }
 }
 
+/// Publishes the scenario's documents (tenant = the run) by index.
+struct Corpus {
+    run: String,
+    publisher: vecstream_kafka::DocumentPublisher,
+}
+
+impl Corpus {
+    /// Version `version` of document `i`.
+    async fn publish(&self, i: usize, version: i64) {
+        let d = vecstream_core::Document {
+            tenant: self.run.clone(),
+            ..doc(&id(&self.run, i), version, &body(&self.run, i, version))
+        };
+        self.publisher.publish(&d).await.unwrap();
+    }
+
+    /// Document `i` deleted by a record with `deleted = true` (version 2).
+    async fn delete(&self, i: usize) {
+        let mut d = vecstream_core::Document {
+            tenant: self.run.clone(),
+            ..doc(&id(&self.run, i), 2, "")
+        };
+        d.deleted = true;
+        self.publisher.publish(&d).await.unwrap();
+    }
+
+    /// Document `i` deleted by a tombstone.
+    async fn tombstone(&self, i: usize) {
+        self.publisher
+            .publish_tombstone(&id(&self.run, i))
+            .await
+            .unwrap();
+    }
+}
+
 /// Documents `ids` at `version` (the expected content of a collection).
 fn at(version: i64, ids: impl IntoIterator<Item = String>) -> BTreeMap<String, i64> {
     ids.into_iter().map(|i| (i, version)).collect()
@@ -193,17 +220,9 @@ async fn auto_migration_keeps_both_collections_exact_and_a_reject_drops_nothing_
     let weaviate = WeaviateClient::new(&cfg.weaviate).unwrap();
     let (live_id, new_id) = (model_id(None), model_id(Some(112)));
     let (live, new) = (collection_name(&live_id), collection_name(&new_id));
-    let (_, publisher) = publisher().await;
-    let publish = |i: usize, version: i64| {
-        let publisher = &publisher;
-        let run = run.clone();
-        async move {
-            let d = vecstream_core::Document {
-                tenant: run.clone(),
-                ..doc(&id(&run, i), version, &body(&run, i, version))
-            };
-            publisher.publish(&d).await.unwrap();
-        }
+    let corpus = Corpus {
+        run: run.clone(),
+        publisher: publisher().await.1,
     };
 
     // 1. Model A serves the alias: the first embedder's model becomes live.
@@ -211,7 +230,7 @@ async fn auto_migration_keeps_both_collections_exact_and_a_reject_drops_nothing_
     let sink = Running::start("sink", 19802, &sets, logs.path());
     let worker = Running::start("worker", 19803, &sets, logs.path());
     for i in 0..40 {
-        publish(i, 1).await;
+        corpus.publish(i, 1).await;
     }
     holds(
         &live,
@@ -261,21 +280,16 @@ async fn auto_migration_keeps_both_collections_exact_and_a_reject_drops_nothing_
 
     // 3. During the review window: 20 updates, 20 deletes (tombstones and flags), 5 new.
     for i in 0..20 {
-        publish(i, 2).await;
+        corpus.publish(i, 2).await;
     }
     for i in 20..30 {
-        publisher.publish_tombstone(&id(&run, i)).await.unwrap();
+        corpus.tombstone(i).await;
     }
     for i in 30..40 {
-        let mut d = vecstream_core::Document {
-            tenant: run.clone(),
-            ..doc(&id(&run, i), 2, "")
-        };
-        d.deleted = true;
-        publisher.publish(&d).await.unwrap();
+        corpus.delete(i).await;
     }
     for i in 40..45 {
-        publish(i, 1).await;
+        corpus.publish(i, 1).await;
     }
     let mut expected = at(2, (0..20).map(|i| id(&run, i)));
     expected.extend(at(1, (40..45).map(|i| id(&run, i))));
@@ -337,8 +351,8 @@ async fn auto_migration_keeps_both_collections_exact_and_a_reject_drops_nothing_
         1.0,
         "{metrics}"
     );
-    publish(0, 3).await;
-    publish(45, 1).await;
+    corpus.publish(0, 3).await;
+    corpus.publish(45, 1).await;
     expected.insert(id(&run, 0), 3);
     expected.insert(id(&run, 45), 1);
     holds(&live, &run, &expected, &everyone).await;
@@ -372,36 +386,16 @@ async fn manual_migration_deletes_everywhere_and_a_rollback_loses_nothing() {
     let weaviate = WeaviateClient::new(&cfg.weaviate).unwrap();
     let (old_id, new_id) = (model_id(None), model_id(Some(88)));
     let (old, new) = (collection_name(&old_id), collection_name(&new_id));
-    let (_, publisher) = publisher().await;
-    let publish = |i: usize, version: i64| {
-        let publisher = &publisher;
-        let run = run.clone();
-        async move {
-            let d = vecstream_core::Document {
-                tenant: run.clone(),
-                ..doc(&id(&run, i), version, &body(&run, i, version))
-            };
-            publisher.publish(&d).await.unwrap();
-        }
-    };
-    let delete = |i: usize| {
-        let publisher = &publisher;
-        let run = run.clone();
-        async move {
-            let mut d = vecstream_core::Document {
-                tenant: run.clone(),
-                ..doc(&id(&run, i), 2, "")
-            };
-            d.deleted = true;
-            publisher.publish(&d).await.unwrap();
-        }
+    let corpus = Corpus {
+        run: run.clone(),
+        publisher: publisher().await.1,
     };
 
     let embedder_old = Running::start("embedder", 19811, &sets, logs.path());
     let sink = Running::start("sink", 19812, &sets, logs.path());
     let worker = Running::start("worker", 19813, &sets, logs.path());
     for i in 0..30 {
-        publish(i, 1).await;
+        corpus.publish(i, 1).await;
     }
     holds(
         &old,
@@ -449,10 +443,10 @@ async fn manual_migration_deletes_everywhere_and_a_rollback_loses_nothing() {
 
     // 2. Deletes and updates while the embedder still runs the old model...
     for i in 0..5 {
-        publisher.publish_tombstone(&id(&run, i)).await.unwrap();
+        corpus.tombstone(i).await;
     }
     for i in 5..10 {
-        publish(i, 2).await;
+        corpus.publish(i, 2).await;
     }
     let mut expected = at(2, (5..10).map(|i| id(&run, i)));
     expected.extend(at(1, (10..30).map(|i| id(&run, i))));
@@ -465,13 +459,13 @@ async fn manual_migration_deletes_everywhere_and_a_rollback_loses_nothing() {
     new_sets.push("engine.max_seq_length=88".into());
     let embedder_new = Running::start("embedder", 19814, &new_sets, logs.path());
     for i in 10..15 {
-        delete(i).await;
+        corpus.delete(i).await;
     }
     for i in 15..20 {
-        publish(i, 2).await;
+        corpus.publish(i, 2).await;
     }
     for i in 30..33 {
-        publish(i, 1).await;
+        corpus.publish(i, 1).await;
     }
     for i in 10..15 {
         expected.remove(&id(&run, i));
@@ -533,12 +527,12 @@ async fn manual_migration_deletes_everywhere_and_a_rollback_loses_nothing() {
         },
     )
     .await;
-    publish(40, 1).await;
-    delete(15).await;
+    corpus.publish(40, 1).await;
+    corpus.delete(15).await;
     expected.insert(id(&run, 40), 1);
     expected.remove(&id(&run, 15));
     holds(&old, &run, &expected, &everyone).await;
-    let p = progress(&sets, &wf).unwrap();
+    let p = reindex_progress(&sets, &wf).unwrap();
     assert_eq!(p["phase"], "rolled_back", "{p}");
 
     embedder_new.stop();

@@ -11,7 +11,10 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use vecstream_e2e::pipeline::{eventually, publisher, tenant_doc_ids};
-use vecstream_e2e::{Running, cache_dir, config, describe, require_service, unique, vecstream};
+use vecstream_e2e::{
+    Running, cache_dir, cli_ok as cli, config, describe, reindex_progress, require_service, unique,
+    vecstream,
+};
 use vecstream_weaviate::{WeaviateClient, collection_name};
 
 const DOCS: usize = 1000;
@@ -35,38 +38,8 @@ fn body(i: usize) -> String {
     )
 }
 
-/// Runs the CLI with the test's queues; panics with its output unless it succeeds.
-fn cli(sets: &[String], args: &[&str]) -> String {
-    let mut all: Vec<&str> = Vec::new();
-    for s in sets {
-        all.extend(["--set", s.as_str()]);
-    }
-    all.extend(args);
-    let out = vecstream(&all);
-    assert!(
-        out.status.success(),
-        "vecstream {args:?}\n{}",
-        describe(&out)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn progress(sets: &[String], id: &str) -> serde_json::Value {
     serde_json::from_str(&cli(sets, &["reindex", "status", id, "--json"])).unwrap()
-}
-
-/// The progress, or `None` while no worker answers queries (it was just killed).
-fn try_progress(sets: &[String], id: &str) -> Option<serde_json::Value> {
-    let mut args: Vec<&str> = Vec::new();
-    for s in sets {
-        args.extend(["--set", s.as_str()]);
-    }
-    args.extend(["reindex", "status", id, "--json"]);
-    let out = vecstream(&args);
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).ok())
-        .flatten()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -193,7 +166,7 @@ async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
     let mut killed = false;
     let mut searches = 0;
     loop {
-        let Some(p) = try_progress(&sets, &wf) else {
+        let Some(p) = reindex_progress(&sets, &wf) else {
             assert!(
                 started.elapsed() < Duration::from_secs(600),
                 "{}",

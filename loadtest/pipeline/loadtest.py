@@ -504,11 +504,14 @@ def main():
 
     def migrate():
         """Starts the reindex, approves it once it awaits review, follows it to its end."""
+        model_dir = pathlib.Path(os.environ.get("VECSTREAM_CACHE", pathlib.Path.home() / ".cache/vecstream"))
         r = cli("reindex", "start", "--alias", alias, "--tenant", run, "--max-seq-length", "128",
+                "--model-dir", str(model_dir / "models/all-MiniLM-L6-v2"),
                 "--catch-up-secs", "2", "--switch-grace", "5", "--rollback-window", str(args.rollback_window),
                 "--review-timeout", "3600", "--heartbeat-secs", "10")
         if r.returncode != 0:
             migration["error"] = f"reindex start: {r.stderr.strip()}"
+            print(f"[loadtest] {migration['error']}", flush=True)
             return
         migration["workflow"] = r.stdout.strip()
         approved = False

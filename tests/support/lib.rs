@@ -93,6 +93,15 @@ pub fn cli_ok(sets: &[String], args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `reindex status ID --json`, or `None` while no worker answers queries.
+pub fn reindex_progress(sets: &[String], id: &str) -> Option<serde_json::Value> {
+    let out = vecstream(&with_sets(sets, &["reindex", "status", id, "--json"]));
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
+}
+
 /// Runs the stack script.
 pub fn stack(args: &[&str]) -> Output {
     Command::new(repo_root().join("compose/local/stack"))
