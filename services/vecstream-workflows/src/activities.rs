@@ -73,6 +73,32 @@ pub fn engine_config(
     Ok(cfg)
 }
 
+/// How often a long step heartbeats that the activity is alive (the SDK throttles what it
+/// sends to the heartbeat timeout).
+const KEEP_ALIVE: Duration = Duration::from_secs(2);
+
+/// Runs `step` while heartbeating `done` (the position a retry resumes from, unchanged
+/// until the step is complete) every [`KEEP_ALIVE`]: a slice that takes longer than the
+/// heartbeat timeout on a busy machine is not mistaken for a dead worker.
+async fn keep_alive<T>(
+    ctx: &ActivityContext,
+    done: SliceReport,
+    step: impl std::future::Future<Output = T>,
+) -> Result<T, ActivityError> {
+    tokio::pin!(step);
+    loop {
+        tokio::select! {
+            out = &mut step => return Ok(out),
+            _ = tokio::time::sleep(KEEP_ALIVE) => {
+                if ctx.is_cancelled() {
+                    return Err(ActivityError::cancelled());
+                }
+                ctx.record_heartbeat(done).await?;
+            }
+        }
+    }
+}
+
 /// Runs an activity body, counting its outcome and timing it
 /// (`vecstream_activity_executions_total`, `vecstream_activity_seconds`).
 pub(crate) async fn timed<T>(
@@ -326,19 +352,25 @@ impl JobActivities {
                     return Err(ActivityError::cancelled());
                 }
                 let from = total.next_offset;
-                let slice = reindexer
-                    .scan_slice(input.partition, from, input.to, tenant)
-                    .await
-                    .activity_err()?;
+                let slice = keep_alive(
+                    &ctx,
+                    total,
+                    reindexer.scan_slice(input.partition, from, input.to, tenant),
+                )
+                .await?
+                .activity_err()?;
                 // The same offsets into every collection kept current, before the heartbeat
                 // moves past them.
                 for other in &kept_current {
                     let mut at = from;
                     while at < slice.next_offset {
-                        let done = other
-                            .scan_slice(input.partition, at, slice.next_offset, tenant)
-                            .await
-                            .activity_err()?;
+                        let done = keep_alive(
+                            &ctx,
+                            total,
+                            other.scan_slice(input.partition, at, slice.next_offset, tenant),
+                        )
+                        .await?
+                        .activity_err()?;
                         total.kept_current += done.embedded;
                         at = done.next_offset.max(at + 1);
                     }
