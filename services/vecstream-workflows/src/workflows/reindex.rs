@@ -504,6 +504,13 @@ async fn retire(
     retiring: &str,
 ) -> WorkflowResult<()> {
     grace(ctx, input).await?;
+    // Below the first end the stream had written the kept collection itself: a scan cut
+    // short (a reject or cancel while scanning) does not re-embed the corpus into it.
+    update(ctx, |p| {
+        for x in &mut p.partitions {
+            x.done = x.done.max(x.first_end.min(x.end));
+        }
+    });
     catch_up(ctx, input, std::slice::from_ref(keep)).await?;
     drop_collection(ctx, input, retiring).await?;
     migrate(ctx, input, MigrationEvent::Ended).await
