@@ -18,6 +18,10 @@ pub const HEADER_SOURCE_PARTITION: &str = "vecstream.source.partition";
 pub const HEADER_SOURCE_OFFSET: &str = "vecstream.source.offset";
 /// Milliseconds since the epoch when the record was dead-lettered.
 pub const HEADER_TIME: &str = "vecstream.error.time";
+/// On a record `vecstream dlq replay` republished: `<dlq partition>/<dlq offset>`. The
+/// replayed record also carries [`HEADER_SOURCE_PARTITION`] and [`HEADER_SOURCE_OFFSET`]:
+/// where it was before it was dead-lettered.
+pub const HEADER_REPLAY_OF: &str = "vecstream.replay.of";
 
 /// Why a record was dead-lettered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

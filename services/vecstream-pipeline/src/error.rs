@@ -31,6 +31,9 @@ pub enum PipelineError {
         collection: String,
         differences: String,
     },
+    /// A reindex scan met a collection that does not exist (yet): retried, never skipped.
+    #[error("collection {collection} does not exist (still propagating, or dropped)")]
+    MissingCollection { collection: String },
     /// A failure that can pass did not, after as many attempts as the operation allows.
     #[error("{what}: gave up after {attempts} attempts: {last}")]
     GaveUp {
@@ -64,7 +67,9 @@ impl Classify for PipelineError {
             }
             PipelineError::StateRestore { .. } => ErrorClass::Retryable,
             // Loses nothing: the batch waits (and says why) until the collection is fixed.
-            PipelineError::Schema { .. } => ErrorClass::Retryable,
+            PipelineError::Schema { .. } | PipelineError::MissingCollection { .. } => {
+                ErrorClass::Retryable
+            }
             PipelineError::GaveUp { .. } => ErrorClass::Permanent,
         }
     }

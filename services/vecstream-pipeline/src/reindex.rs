@@ -90,7 +90,8 @@ impl Reindexer {
                 WeaviateClient::new(&config.weaviate)?,
                 &config.weaviate.alias,
                 metrics,
-            ),
+            )
+            .without_bootstrap(),
             max_body_bytes: settings.max_body_bytes,
             max_chunks: settings.max_chunks,
             slice_records: settings.batch_max_records.max(1),
@@ -190,8 +191,11 @@ impl Reindexer {
                     report.chunks += written as u64;
                 }
                 Outcome::Deleted { .. } => report.deleted += 1,
-                Outcome::Stale { .. } | Outcome::Superseded | Outcome::Retired { .. } => {
-                    report.skipped += 1
+                Outcome::Stale { .. } | Outcome::Superseded => report.skipped += 1,
+                // The scan writes only collections in use: one missing is a collection
+                // still propagating (or an operator's drop), never a reason to skip offsets.
+                Outcome::Retired { collection } => {
+                    return Err(PipelineError::MissingCollection { collection });
                 }
                 Outcome::DeadLettered(reason, message) => {
                     tracing::warn!(reason = reason.as_str(), %message, "weaviate refused a reindexed document");

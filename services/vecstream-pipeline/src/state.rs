@@ -39,11 +39,11 @@ pub struct DocState {
     /// a delete waits for every one of them to close.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub escalated: Vec<String>,
-    /// Set by a tombstone (the marker that outlives it): when the tombstone was written
-    /// (ms since the epoch). A record produced before it is older than the delete, whatever
-    /// its version: a late job's or a replayed dead letter's.
+    /// Set by a tombstone (the marker that outlives it): the tombstone's offset. A record
+    /// that entered the partition before it (a replayed dead letter keeps its first offset)
+    /// is older than the delete, whatever its version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deleted_at_ms: Option<i64>,
+    pub deleted_at_offset: Option<i64>,
 }
 
 impl DocState {
@@ -186,7 +186,7 @@ mod tests {
             deleted: false,
             escalated_version: None,
             escalated: Vec::new(),
-            deleted_at_ms: None,
+            deleted_at_offset: None,
         }
     }
 

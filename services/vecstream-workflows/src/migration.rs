@@ -234,12 +234,20 @@ impl MigrationState {
         self.in_use().iter().any(|m| m.collection == collection)
     }
 
-    /// The model an embedder configured with `mine` embeds with.
+    /// The model an embedder configured with `mine` embeds with: its own when it is live or
+    /// kept for a rollback; otherwise the live one. An embedder of the model being built
+    /// embeds with the live one too until the cutover: the stream keeps the serving
+    /// collection current at every offset (even one far behind, in a backlog), and the
+    /// reindex's scan and catch-ups fill the target.
     pub fn stream_model(&self, mine: &str) -> StreamModel {
         let Some(live) = &self.live else {
             return StreamModel::Configured;
         };
-        if self.in_use().iter().any(|m| m.model_id == mine) {
+        let own = [&self.live, &self.previous]
+            .into_iter()
+            .flatten()
+            .any(|m| m.model_id == mine);
+        if own {
             return StreamModel::Configured;
         }
         match self.retired.iter().find(|r| r.model_id == mine) {
@@ -391,7 +399,14 @@ impl ControlTopic {
         event: &MigrationEvent,
         workflow_id: &str,
     ) -> Result<MigrationState, KafkaEdgeError> {
-        let current = self.read(alias).await?.unwrap_or_else(|| MigrationState {
+        let current = self.read(alias).await?;
+        // An embedder's first state (no workflow) never overwrites one written meanwhile.
+        if let (Some(existing), MigrationEvent::Bootstrapped { .. }, "") =
+            (&current, event, workflow_id)
+        {
+            return Ok(existing.clone());
+        }
+        let current = current.unwrap_or_else(|| MigrationState {
             alias: alias.to_owned(),
             ..Default::default()
         });
@@ -444,9 +459,16 @@ mod tests {
         );
         assert_eq!(started.phase, MigrationPhase::Building);
         assert!(started.uses("Chunk_a") && started.uses("Chunk_b"));
-        // An embedder on either model keeps its own; one on a third model uses the live.
+        // The live model's embedder keeps its own; the target's and a third model's embed
+        // with the live one until the cutover (the scan and catch-ups fill the target).
         assert_eq!(started.stream_model("a"), StreamModel::Configured);
-        assert_eq!(started.stream_model("b"), StreamModel::Configured);
+        assert_eq!(
+            started.stream_model("b"),
+            StreamModel::Live {
+                live: model("a"),
+                retired: None
+            }
+        );
         assert_eq!(
             started.stream_model("c"),
             StreamModel::Live {
@@ -464,6 +486,7 @@ mod tests {
         );
         assert_eq!(cut.phase, MigrationPhase::RollbackWindow);
         assert_eq!(cut.stream_model("a"), StreamModel::Configured);
+        assert_eq!(cut.stream_model("b"), StreamModel::Configured);
         // Idempotent: an activity retried after it wrote the state.
         let again = cut.clone().apply(
             &MigrationEvent::CutOver {

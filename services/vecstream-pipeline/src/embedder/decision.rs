@@ -102,8 +102,8 @@ pub enum Decision {
         tenant: String,
         version: i64,
         tombstone: bool,
-        /// A tombstone's Kafka timestamp (ms): records produced before it are older.
-        deleted_at_ms: Option<i64>,
+        /// A tombstone's offset in its partition: records from before it are older.
+        at_offset: Option<i64>,
     },
     Skip {
         doc: Document,
@@ -127,8 +127,9 @@ pub struct Source<'a> {
     pub topic: &'a str,
     pub partition: i32,
     pub offset: i64,
-    /// The record's Kafka timestamp (ms since the epoch), if it has one.
-    pub timestamp_ms: Option<i64>,
+    /// Where the record first entered its partition: its own offset, or, for a dead letter
+    /// replayed by `vecstream dlq replay`, the offset it had before it was dead-lettered.
+    pub origin_offset: i64,
 }
 
 impl Source<'_> {
@@ -173,12 +174,12 @@ pub fn decide(
                 tenant: vecstream_core::default_tenant(),
                 version: TOMBSTONE_VERSION,
                 tombstone: true,
-                deleted_at_ms: source.timestamp_ms,
+                at_offset: Some(source.origin_offset),
             };
         }
         Read::Doc(doc) => doc,
     };
-    if let Some(k) = known.filter(|k| older_than(&doc, k, source.timestamp_ms)) {
+    if let Some(k) = known.filter(|k| older_than(&doc, k, source.origin_offset)) {
         // Older than what was emitted: fenced, with a lineage trail.
         return Decision::Skip {
             hash: String::new(),
@@ -196,7 +197,7 @@ pub fn decide(
             tenant: doc.tenant.clone(),
             version: doc.version,
             tombstone: false,
-            deleted_at_ms: None,
+            at_offset: None,
         };
     }
     let (text, hash) = match normalized(&doc, rules.max_body_bytes) {
@@ -227,20 +228,20 @@ pub fn decide(
     Decision::Embed { doc, hash, chunks }
 }
 
-/// True when `doc` is older than what the memory holds: an older version, or, after a
-/// tombstone, a version not newer than the last one seen or a record produced before the
-/// tombstone (its `produced_at`, else its Kafka timestamp `timestamp_ms`). So neither a
-/// late large-document job nor a replayed dead letter brings a deleted document back, while
-/// a re-creation (a newer version, produced after the delete) is embedded.
-fn older_than(doc: &Document, known: &DocState, timestamp_ms: Option<i64>) -> bool {
+/// True when `doc` is older than what the memory holds: an older version; or, after a
+/// tombstone, a version not newer than the last one seen, or a record that entered the
+/// partition before the tombstone (`origin_offset`: a replayed dead letter keeps its first
+/// offset). So a replayed dead letter never brings a deleted document back, whatever its
+/// version, while a re-creation (a newer version, published after the delete) is embedded.
+/// Offsets of one partition order records without trusting any clock.
+fn older_than(doc: &Document, known: &DocState, origin_offset: i64) -> bool {
     if doc.version < known.version {
         return true;
     }
-    let Some(deleted_at) = known.deleted_at_ms.filter(|_| known.deleted) else {
-        return false;
-    };
-    let produced = Some(doc.produced_at).filter(|&t| t > 0).or(timestamp_ms);
-    doc.version == known.version || produced.is_some_and(|t| t < deleted_at)
+    match known.deleted_at_offset.filter(|_| known.deleted) {
+        Some(tombstone) => doc.version == known.version || origin_offset < tombstone,
+        None => false,
+    }
 }
 
 /// One decided record of a batch.
@@ -304,7 +305,7 @@ impl Decision {
     /// What the dedup memory holds for the document once this decision is committed
     /// (`None` when it does not change), given what it held `before`. The large-document
     /// jobs that may still publish are carried along until a delete (which waits for them
-    /// first) clears them; a tombstone leaves a marker with the last version and its time.
+    /// first) clears them; a tombstone leaves a marker with the last version and its offset.
     pub fn state_after(
         &self,
         model_id: &str,
@@ -318,7 +319,7 @@ impl Decision {
             deleted: false,
             escalated_version: None,
             escalated: jobs(&doc.id),
-            deleted_at_ms: None,
+            deleted_at_offset: None,
         };
         match self {
             Decision::Embed { doc, hash, .. } => Some((&doc.id, Some(kept(doc, hash)))),
@@ -346,7 +347,7 @@ impl Decision {
                 doc_id,
                 version,
                 tombstone,
-                deleted_at_ms,
+                at_offset,
                 ..
             } => Some((
                 doc_id,
@@ -362,7 +363,7 @@ impl Decision {
                     deleted: true,
                     escalated_version: None,
                     escalated: Vec::new(),
-                    deleted_at_ms: if *tombstone { *deleted_at_ms } else { None },
+                    deleted_at_offset: if *tombstone { *at_offset } else { None },
                 }),
             )),
             Decision::Skip { .. } | Decision::DeadLetter(_) => None,

@@ -8,7 +8,7 @@ fn source() -> Source<'static> {
         topic: "docs.documents.v1",
         partition: 3,
         offset: 42,
-        timestamp_ms: Some(5_000),
+        origin_offset: 42,
     }
 }
 
@@ -30,7 +30,7 @@ fn state(version: i64, hash: &str, deleted: bool) -> DocState {
         deleted,
         escalated_version: None,
         escalated: Vec::new(),
-        deleted_at_ms: None,
+        deleted_at_offset: None,
     }
 }
 
@@ -116,7 +116,7 @@ fn deletes_by_flag_and_by_tombstone() {
             Decision::Delete {
                 version: 5,
                 tombstone: false,
-                deleted_at_ms: None,
+                at_offset: None,
                 ..
             }
         ),
@@ -134,7 +134,7 @@ fn deletes_by_flag_and_by_tombstone() {
             Decision::Delete {
                 version: TOMBSTONE_VERSION,
                 tombstone: true,
-                deleted_at_ms: Some(5_000),
+                at_offset: Some(42),
                 ..
             }
         ),
@@ -238,7 +238,7 @@ fn the_dedup_memory_follows_each_decision() {
         tenant: "t".into(),
         version: 9,
         tombstone,
-        deleted_at_ms: tombstone.then_some(5_000),
+        at_offset: tombstone.then_some(42),
     };
     let mut known = self::state(7, "h", false);
     known.escalated = vec!["doc-d-7-x-y".into()];
@@ -249,12 +249,12 @@ fn the_dedup_memory_follows_each_decision() {
         deleted.escalated.is_empty(),
         "the delete waited for the jobs: none is owed any more"
     );
-    // A tombstone leaves a marker with the last version seen and its time.
+    // A tombstone leaves a marker with the last version seen and its offset.
     let (_, marker) = delete(true).state_after("m", Some(&known)).unwrap();
     let marker = marker.unwrap();
     assert_eq!(
-        (marker.deleted, marker.version, marker.deleted_at_ms),
-        (true, 7, Some(5_000))
+        (marker.deleted, marker.version, marker.deleted_at_offset),
+        (true, 7, Some(42))
     );
 }
 
@@ -303,24 +303,28 @@ fn every_escalated_job_is_remembered_until_a_delete() {
 fn after_a_tombstone_older_records_stay_deleted_and_a_recreation_is_embedded() {
     let c = chunker(16);
     let mut marker = state(4, "", true);
-    marker.deleted_at_ms = Some(5_000);
-    let at = |version: i64, produced_at: i64| {
-        let mut d = document("d", version, "body words");
-        d.produced_at = produced_at;
-        decide(source(), Read::Doc(d), Some(&marker), rules(&c)).outcome()
+    // The tombstone was at offset 100 of the partition.
+    marker.deleted_at_offset = Some(100);
+    let at = |version: i64, origin_offset: i64| {
+        let from = Source {
+            origin_offset,
+            ..source()
+        };
+        let d = document("d", version, "body words");
+        decide(from, Read::Doc(d), Some(&marker), rules(&c)).outcome()
     };
-    assert_eq!(at(3, 6_000), DocOutcome::StaleAfterDelete, "older version");
+    assert_eq!(at(3, 120), DocOutcome::StaleAfterDelete, "older version");
     assert_eq!(
-        at(4, 6_000),
+        at(4, 120),
         DocOutcome::StaleAfterDelete,
         "the deleted version"
     );
     assert_eq!(
-        at(5, 4_000),
+        at(9, 60),
         DocOutcome::StaleAfterDelete,
-        "produced before the tombstone (a late job, a replayed dead letter)"
+        "a dead letter from before the tombstone, replayed: newer, never seen, still out"
     );
-    assert_eq!(at(5, 6_000), DocOutcome::Embedded, "a re-creation");
+    assert_eq!(at(5, 120), DocOutcome::Embedded, "a re-creation");
 }
 
 #[test]

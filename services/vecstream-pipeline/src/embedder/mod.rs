@@ -493,8 +493,28 @@ fn source_of(m: &OwnedMessage) -> Source<'_> {
         topic: m.topic(),
         partition: m.partition(),
         offset: m.offset(),
-        timestamp_ms: m.timestamp().to_millis(),
+        origin_offset: replayed_from(m).unwrap_or(m.offset()),
     }
+}
+
+/// For a dead letter that `vecstream dlq replay` put back into this partition: the offset it
+/// had before it was dead-lettered (headers `vecstream.source.partition` and `.offset`).
+fn replayed_from(m: &OwnedMessage) -> Option<i64> {
+    use rdkafka::message::Headers;
+    let headers = m.headers()?;
+    let value = |name: &str| {
+        headers
+            .iter()
+            .find(|h| h.key == name)
+            .and_then(|h| h.value)
+            .and_then(|v| std::str::from_utf8(v).ok()?.parse::<i64>().ok())
+    };
+    headers
+        .iter()
+        .find(|h| h.key == crate::dlq::HEADER_REPLAY_OF)?;
+    (value(crate::dlq::HEADER_SOURCE_PARTITION)? == i64::from(m.partition()))
+        .then(|| value(crate::dlq::HEADER_SOURCE_OFFSET))
+        .flatten()
 }
 
 #[cfg(test)]

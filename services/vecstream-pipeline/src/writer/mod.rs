@@ -76,7 +76,7 @@ pub struct ChunkWriter<S: VectorStore = WeaviateClient> {
     alias: String,
     /// Collections known to exist (created or seen) by this process.
     collections: std::sync::Mutex<HashSet<String>>,
-    /// The alias was seen to exist: no more bootstrapping.
+    /// The alias was seen to exist (or this writer never makes it): no bootstrapping.
     alias_seen: std::sync::atomic::AtomicBool,
     metrics: PipelineMetrics,
 }
@@ -99,6 +99,14 @@ impl<S: VectorStore> ChunkWriter<S> {
             alias_seen: Default::default(),
             metrics,
         }
+    }
+
+    /// A writer that never creates a collection or the alias (the reindex scan's: only the
+    /// sink makes a fresh alias's first collection, the reindex's prepare its target).
+    pub fn without_bootstrap(self) -> Self {
+        self.alias_seen
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self
     }
 
     /// The store it writes to.
@@ -148,8 +156,20 @@ impl<S: VectorStore> ChunkWriter<S> {
             }
         }
         for collection in &needs.delete_from {
-            if self.collection_known(collection).await? {
-                snapshot.existing.insert(collection.clone());
+            match self.collection_known(collection).await {
+                Ok(true) => {
+                    snapshot.existing.insert(collection.clone());
+                }
+                Ok(false) => {}
+                // A foreign collection among the family holds none of ours: deletes go on
+                // everywhere else (it is refused for writes, where it matters).
+                Err(PipelineError::Schema {
+                    collection,
+                    differences,
+                }) => {
+                    tracing::warn!(%collection, %differences, "not vecstream's schema: skipped for deletes");
+                }
+                Err(e) => return Err(e),
             }
         }
         for (collection, docs) in &needs.docs {

@@ -49,6 +49,15 @@ pub(crate) fn light() -> ActivityOptions {
         .build()
 }
 
+/// The migration's state, alias and drop steps: retried without limit (every minute at
+/// most). Giving up half-way (the alias swapped, the state not yet saying so) would leave
+/// the alias's migration stuck; an outage of Kafka or Weaviate only delays them.
+pub(crate) fn durable() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(60))
+        .retry_policy(retry(0))
+        .build()
+}
+
 /// Embedding activities on the gpu queue: heartbeats, a start deadline that exposes
 /// missing capacity, one hour per attempt and six hours over all retries.
 pub(crate) fn heavy(queue: &str, heartbeat: Duration) -> ActivityOptions {

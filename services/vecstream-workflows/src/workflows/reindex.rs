@@ -10,7 +10,7 @@ use temporalio_sdk::{
 use vecstream_core::EventType;
 
 use super::job::{Reviewed, lineage, progress, review_deadline, update, wait_for_review};
-use super::{EvaluateWorkflow, heavy, light, now_ms};
+use super::{EvaluateWorkflow, durable, heavy, light, now_ms};
 use crate::activities::{
     DropCollection, JobActivities, MigrationStep, PrepareInput, ScanRange, SwapAlias,
 };
@@ -18,7 +18,6 @@ use crate::migration::{MigrationEvent, ModelCollection};
 use crate::types::{
     EvalReport, EvalSpec, EvaluateInput, JobProgress, ModelTarget, PartitionProgress, Phase,
     ReindexInput, ReindexProgress, ReindexResult, ReviewDecision, eval_workflow_id,
-    reindex_workflow_id,
 };
 
 /// The patch of the migration protocol: runs started before it keep the old logic.
@@ -147,7 +146,7 @@ async fn phases(
                             target: input.target.clone(),
                             target_model_id: input.target_model_id.clone(),
                             workflow_id: if migration {
-                                reindex_workflow_id(&input.alias, &input.target_model_id)
+                                ctx.workflow_id().to_owned()
                             } else {
                                 String::new()
                             },
@@ -250,7 +249,7 @@ async fn phases(
                             alias: input.alias.clone(),
                             collection: p.target_collection.clone(),
                         },
-                        light(),
+                        if p.migration { durable() } else { light() },
                     )
                     .await?;
                 if let (true, Some(new), Some(old)) = (p.migration, &p.target_model, &p.live_model)
@@ -335,7 +334,7 @@ async fn phases(
                         alias: input.alias.clone(),
                         collection: old.collection.clone(),
                     },
-                    light(),
+                    durable(),
                 )
                 .await?;
                 let reason = match &progress(ctx).rollback {
@@ -463,7 +462,7 @@ async fn migrate(
             workflow_id: ctx.workflow_id().to_owned(),
             event,
         },
-        light(),
+        durable(),
     )
     .await?;
     Ok(())
@@ -481,13 +480,22 @@ async fn drop_collection(
     input: &ReindexInput,
     collection: &str,
 ) -> WorkflowResult<()> {
+    // Cancelled before `prepare` made anything: nothing to drop.
+    if collection.is_empty() {
+        return Ok(());
+    }
+    let options = if progress(ctx).migration {
+        durable()
+    } else {
+        light()
+    };
     ctx.execute_activity(
         JobActivities::drop_collection,
         DropCollection {
             alias: input.alias.clone(),
             collection: collection.to_owned(),
         },
-        light(),
+        options,
     )
     .await?;
     Ok(())

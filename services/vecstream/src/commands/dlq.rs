@@ -169,11 +169,29 @@ async fn replay(
             continue;
         }
         let origin = format!("{}/{}", e.partition, e.offset);
+        let mut headers = OwnedHeaders::new().insert(Header {
+            key: dlq::HEADER_REPLAY_OF,
+            value: Some(origin.as_str()),
+        });
+        // Where it was before it was dead-lettered: the embedder orders it by that offset
+        // (a replay from before a tombstone stays deleted).
+        let (source_partition, source_offset) = (
+            e.source_partition.map(|p| p.to_string()),
+            e.source_offset.map(|o| o.to_string()),
+        );
+        if let (Some(p), Some(o)) = (&source_partition, &source_offset) {
+            headers = headers
+                .insert(Header {
+                    key: dlq::HEADER_SOURCE_PARTITION,
+                    value: Some(p.as_str()),
+                })
+                .insert(Header {
+                    key: dlq::HEADER_SOURCE_OFFSET,
+                    value: Some(o.as_str()),
+                });
+        }
         let mut record: FutureRecord<'_, [u8], [u8]> =
-            FutureRecord::to(&e.source_topic).headers(OwnedHeaders::new().insert(Header {
-                key: "vecstream.replay.of",
-                value: Some(origin.as_str()),
-            }));
+            FutureRecord::to(&e.source_topic).headers(headers);
         if let Some(k) = k {
             record = record.key(k.as_slice());
         }

@@ -240,6 +240,13 @@ async fn reindex_cancel(config: &Config, args: &OperatorArgs) -> anyhow::Result<
         .get_result(WorkflowGetResultOptions::default())
         .await
         .with_context(|| format!("waiting for {id} to end"))?;
+    // The cancel may have come too late: the run was approved (or rejected) first.
+    anyhow::ensure!(
+        !result.approved && result.reason.starts_with("cancelled"),
+        "{id} ended otherwise: {} (approved: {})",
+        result.reason,
+        result.approved
+    );
     println!("cancelled {id}: {}", result.reason);
     Ok(ExitCode::SUCCESS)
 }
@@ -275,9 +282,10 @@ async fn reindex_rollback(config: &Config, args: &OperatorArgs) -> anyhow::Resul
     let id = &args.workflow_id;
     let client = client(config).await?;
     let handle = client.get_workflow_handle::<ReindexWorkflow>(id);
-    if let Ok(p) = query_progress(&client, id).await
-        && p.migration
-    {
+    // Only a run that ended before the migration protocol is rolled back directly; a query
+    // that fails is an error, not a reason to swap the alias behind a migration's back.
+    let p = query_progress(&client, id).await?;
+    if p.migration {
         anyhow::ensure!(
             p.phase == Phase::RollbackWindow,
             "{id} is {}: a rollback is possible only in the rollback window (after approval, \
@@ -302,6 +310,12 @@ async fn reindex_rollback(config: &Config, args: &OperatorArgs) -> anyhow::Resul
             .get_result(WorkflowGetResultOptions::default())
             .await
             .with_context(|| format!("waiting for {id} to roll back"))?;
+        // The window may have closed before the signal was taken.
+        anyhow::ensure!(
+            result.rolled_back,
+            "{id} ended without rolling back: {} (the rollback window had closed)",
+            result.reason
+        );
         println!(
             "alias {} points at {} again; {} retired ({})",
             result.alias,

@@ -4,10 +4,12 @@
 //! window): it finishes and commits its batch, then starts again on the other model.
 //!
 //! - A fresh alias: the embedder's model becomes live (it writes the first state).
-//! - Its model is live, the migration's target, or kept for a rollback: it embeds with it.
+//! - Its model is live, or kept for a rollback: it embeds with it.
+//! - Its model is being built (the migration's target): it embeds with the live model until
+//!   the cutover (the reindex's scan and catch-ups fill the target), then with its own.
 //! - Its model is not part of the migration: it embeds with the live model (so the live
 //!   collection stays current) and, with `embedder.reindex_on_model_change`, starts the
-//!   reindex to its model; once that reindex's state names its model, it switches to it.
+//!   reindex to its model.
 //! - Its model was rejected, rolled back or superseded: it embeds with the live model, says
 //!   so in an error log line, in `vecstream_embedder_model_rejected` and in `vecstream
 //!   status`, and starts no reindex.
@@ -82,7 +84,7 @@ pub async fn run(
             control.clone(),
             alias.clone(),
             configured.model_id.clone(),
-            chosen.model_id.clone(),
+            (chosen.model_id.clone(), chosen.retired),
             Duration::from_millis(config.embedder.control_poll_ms.max(100)),
             stop.clone(),
             switch_tx,
@@ -182,8 +184,16 @@ async fn choose(
             live,
             retired: None,
         } => {
-            tracing::warn!(%alias, configured = %mine.model_id, live = %live.model_id, "the alias serves another model: embedding with the live model until a migration to the configured one starts");
-            start_reindex(config, starter, mine).await;
+            let building = state
+                .target
+                .as_ref()
+                .is_some_and(|t| t.model_id == mine.model_id);
+            if building {
+                tracing::info!(%alias, configured = %mine.model_id, live = %live.model_id, "the configured model is being built by the alias's migration: embedding with the live model until the cutover");
+            } else {
+                tracing::warn!(%alias, configured = %mine.model_id, live = %live.model_id, "the alias serves another model: embedding with the live model");
+                start_reindex(config, starter, mine).await;
+            }
             Ok(Chosen {
                 target: live.target,
                 model_id: live.model_id,
@@ -216,7 +226,7 @@ async fn watch_state(
     control: ControlTopic,
     alias: String,
     mine: String,
-    current: String,
+    current: (String, bool),
     poll: Duration,
     mut stop: watch::Receiver<bool>,
     switch: watch::Sender<bool>,
@@ -233,9 +243,11 @@ async fn watch_state(
                 match control.read(&alias).await {
                     Ok(Some(state)) => {
                         let wanted = match state.stream_model(&mine) {
-                            StreamModel::Configured => mine.clone(),
-                            StreamModel::Live { live, .. } => live.model_id,
+                            StreamModel::Configured => (mine.clone(), false),
+                            StreamModel::Live { live, retired } => (live.model_id, retired.is_some()),
                         };
+                        // Another model, or the same one now for another reason (the
+                        // configured model was just retired: say so).
                         if wanted != current {
                             tracing::info!(%alias, state = %state.summary(), "migration state changed");
                             let _ = switch.send(true);
