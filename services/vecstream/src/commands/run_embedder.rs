@@ -138,10 +138,18 @@ async fn choose(
         retired: false,
     };
     let Some(state) = state else {
-        let live = WeaviateClient::new(&config.weaviate)?
+        // The embedder never needs Weaviate to start: without an answer, it embeds with its
+        // configured model and leaves the first state to a later start.
+        let live = match WeaviateClient::new(&config.weaviate)?
             .resolve_alias(alias)
             .await
-            .context("reading the alias")?;
+        {
+            Ok(live) => live,
+            Err(e) => {
+                tracing::warn!(%alias, error = %e, "could not read the alias: embedding with the configured model; the alias's first migration state is written at a later start");
+                return Ok(configured);
+            }
+        };
         if live.is_none() || live.as_deref() == Some(mine.collection.as_str()) {
             control
                 .apply(
