@@ -56,10 +56,7 @@ pub async fn run(
     // The reindex to the configured model, when the embedder starts one.
     let starter = TemporalEscalator::new(config.clone());
     loop {
-        let state = control
-            .read(&alias)
-            .await
-            .context("reading the migration state (docs.control.v1)")?;
+        let state = read_state(&control, &alias, &stop).await?;
         let chosen = choose(config, &control, &starter, state.as_ref(), &configured).await?;
         metrics
             .embedder_model_rejected
@@ -97,6 +94,33 @@ pub async fn run(
         }
         readiness.set("embedder", false);
         tracing::warn!(%alias, from = %chosen.model_id, "the migration state changed: the embedder switches model");
+    }
+}
+
+/// How long the embedder keeps trying to read the migration state before it gives up (a
+/// topic just created has no leader for a moment; a broker restarting takes longer).
+const STATE_READ_PATIENCE: Duration = Duration::from_secs(120);
+
+/// The alias's migration state, read again (with a pause) while Kafka cannot answer yet.
+async fn read_state(
+    control: &ControlTopic,
+    alias: &str,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<Option<MigrationState>> {
+    let started = std::time::Instant::now();
+    loop {
+        match control.read(alias).await {
+            Ok(state) => return Ok(state),
+            Err(e) if started.elapsed() < STATE_READ_PATIENCE && !*stop.borrow() => {
+                tracing::warn!(%alias, error = %e, "cannot read the migration state yet; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => {
+                return Err(
+                    anyhow::Error::new(e).context("reading the migration state (docs.control.v1)")
+                );
+            }
+        }
     }
 }
 
@@ -151,15 +175,16 @@ async fn choose(
             }
         };
         if live.is_none() || live.as_deref() == Some(mine.collection.as_str()) {
-            control
-                .apply(
-                    alias,
-                    &MigrationEvent::Bootstrapped { live: mine.clone() },
-                    "",
-                )
-                .await
-                .context("writing the alias's first migration state")?;
-            tracing::info!(%alias, model_id = %mine.model_id, "the alias's live model is this embedder's");
+            let first = MigrationEvent::Bootstrapped { live: mine.clone() };
+            match control.apply(alias, &first, "").await {
+                Ok(_) => {
+                    tracing::info!(%alias, model_id = %mine.model_id, "the alias's live model is this embedder's")
+                }
+                // Its own model either way; the state is written at a later start.
+                Err(e) => {
+                    tracing::warn!(%alias, error = %e, "could not write the alias's first migration state")
+                }
+            }
         } else {
             // An alias from before the migration state: its live model is unknown here.
             tracing::warn!(%alias, live = ?live, model_id = %mine.model_id, "the alias serves another model and has no migration state: embedding with the configured model; the live collection is kept current only once a reindex records its model");
