@@ -304,11 +304,13 @@ pub enum StreamModel {
     },
 }
 
-/// Reads and writes `docs.control.v1`.
+/// Reads and writes `docs.control.v1`. One consumer and one producer for its lifetime: an
+/// embedder reads the topic every `embedder.control_poll_ms`.
 #[derive(Clone)]
 pub struct ControlTopic {
     kafka: KafkaConfig,
     producer: rdkafka::producer::FutureProducer,
+    consumer: std::sync::Arc<std::sync::Mutex<rdkafka::consumer::BaseConsumer>>,
 }
 
 impl std::fmt::Debug for ControlTopic {
@@ -324,14 +326,19 @@ impl ControlTopic {
         Ok(Self {
             kafka: kafka.clone(),
             producer: vecstream_kafka::idempotent_config(kafka).create()?,
+            consumer: std::sync::Arc::new(std::sync::Mutex::new(
+                vecstream_kafka::scan::scan_consumer(kafka, "vecstream-control")?,
+            )),
         })
     }
 
     /// Every alias's state, read from the beginning of the topic to its end.
     pub async fn read_all(&self) -> Result<HashMap<String, MigrationState>, KafkaEdgeError> {
         let kafka = self.kafka.clone();
+        let consumer = self.consumer.clone();
         tokio::task::spawn_blocking(move || {
-            let consumer = vecstream_kafka::scan::scan_consumer(&kafka, "vecstream-control")?;
+            // A poisoned lock still guards a usable consumer (each scan reassigns it).
+            let consumer = consumer.lock().unwrap_or_else(|p| p.into_inner());
             let mut states = HashMap::new();
             let timeout = Duration::from_millis(kafka.request_timeout_ms.max(1_000));
             let scanned =
