@@ -266,9 +266,13 @@ async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
     );
     // Each document was embedded once: the range retried after the kill resumed from its
     // last heartbeat instead of starting over (the count would exceed 1,020 otherwise).
-    let done = progress(&sets, &wf);
+    // The alias moves before the workflow records the migration step and its phase.
+    let done = eventually("the reindex in its rollback window", &[&worker], || async {
+        let p = progress(&sets, &wf);
+        (p["phase"] == "rollback_window").then_some(p)
+    })
+    .await;
     assert_eq!(done["documents_embedded"], (DOCS + 20) as u64, "{done}");
-    assert_eq!(done["phase"], "rollback_window", "{done}");
     let resumes = worker
         .log()
         .matches("resumes from its last heartbeat")
