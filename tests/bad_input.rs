@@ -82,7 +82,11 @@ async fn every_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_pipeli
     // (A record without a key cannot even reach the compacted documents topic: the broker
     // refuses it, so that case is the producer's error, not ours.)
     let key = |kind: &str| format!("{run}-{kind}");
-    let good = |kind: &str, body: &str| doc(&key(kind), 1, body);
+    // Documents of the default tenant: their record key is their bare id.
+    let good = |kind: &str, body: &str| Document {
+        tenant: vecstream_core::DEFAULT_TENANT.into(),
+        ..doc(&key(kind), 1, body)
+    };
     let valid = encoded(
         doc_id,
         &doc_schema,
@@ -102,6 +106,17 @@ async fn every_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_pipeli
     let mut mismatched = good("key-mismatch", "text");
     mismatched.id = "another-id".into();
     let empty_id = doc("", 1, "text");
+    // Identity: another tenant's document keyed by its bare id (a producer unaware of
+    // tenants), a tenant name with surrounding whitespace, an id holding the separator.
+    let other_tenant = Document {
+        tenant: "acme".into(),
+        ..good("tenant-bare-key", "text")
+    };
+    let spaced_tenant = Document {
+        tenant: " acme".into(),
+        ..good("spaced-tenant", "text")
+    };
+    let nul_id = good("nul\0id", "text");
     let long_words = "Every chunk window holds at most thirty two tokens of this text. ".repeat(20);
     let enc = |d: &Document| Some(encoded(doc_id, &doc_schema, d));
     let k = |kind: &str| Some(key(kind).into_bytes());
@@ -146,6 +161,13 @@ async fn every_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_pipeli
             "over_limits",
         ),
         (k("key-mismatch"), enc(&mismatched), "invalid"),
+        (k("tenant-bare-key"), enc(&other_tenant), "invalid"),
+        (
+            Some(vecstream_core::record_key(" acme", &key("spaced-tenant")).into_bytes()),
+            enc(&spaced_tenant),
+            "invalid",
+        ),
+        (k("nul\0id"), enc(&nul_id), "invalid"),
         (k("vectors-writer"), Some(vectors_bytes), "undecodable"),
         (
             Some(vec![0xff, 0xfe, 0x00]),
@@ -242,13 +264,16 @@ async fn every_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_pipeli
     };
     let started = std::time::Instant::now();
     let mut metrics = metrics_text(19475).await;
-    while invalid_count(&metrics) < 3 && started.elapsed() < Duration::from_secs(60) {
+    while invalid_count(&metrics) < 6 && started.elapsed() < Duration::from_secs(60) {
         tokio::time::sleep(Duration::from_secs(1)).await;
         metrics = metrics_text(19475).await;
     }
     let invalid = invalid_count(&metrics);
 
-    assert!(invalid >= 3, "key mismatch + 2 unreadable keys:\n{metrics}");
+    assert!(
+        invalid >= 6,
+        "key mismatches, identities + 2 unreadable keys:\n{metrics}"
+    );
     for reason in ["undecodable", "unknown_schema", "empty_body", "over_limits"] {
         assert!(
             metrics.contains(&format!(

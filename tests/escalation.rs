@@ -11,7 +11,7 @@ use vecstream_e2e::pipeline::{
 };
 use vecstream_e2e::{Running, cache_dir, config, describe, require_service, unique, vecstream};
 use vecstream_engine::{Chunker, Engine, EngineConfig};
-use vecstream_weaviate::{WeaviateClient, collection_name};
+use vecstream_weaviate::{Tenancy, WeaviateClient, collection_name};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn large_documents_and_model_changes_go_to_temporal() {
@@ -44,7 +44,7 @@ async fn large_documents_and_model_changes_go_to_temporal() {
     ))
     .unwrap();
     let model_id = engine.info().model_id.clone();
-    let collection = collection_name(&model_id);
+    let collection = collection_name(&model_id, Tenancy::Filter);
     let chunker = Chunker::new(engine.tokenizer().clone(), None, 32).unwrap();
     let long_body = (0..60)
         .map(|i| format!("Paragraph {i} of the annual report describes harbour traffic, cargo tonnage and the dredging works of quay {i}."))
@@ -88,7 +88,7 @@ async fn large_documents_and_model_changes_go_to_temporal() {
     );
     assert_eq!(workflow_of("embed:embedded"), workflow);
     let weaviate = WeaviateClient::new(&cfg.weaviate).unwrap();
-    let stored = chunks_of(&weaviate, &collection, &long_id).await;
+    let stored = chunks_of(&weaviate, &collection, &run, &long_id).await;
     assert_eq!(stored.len(), expected_chunks);
     let short = wait_for_stage(
         &mut lineage,

@@ -13,7 +13,7 @@ use vecstream_e2e::pipeline::{converge_to, doc};
 use vecstream_e2e::{Running, cache_dir, config, describe, require_service, stack, unique};
 use vecstream_engine::{Chunker, Engine, EngineConfig};
 use vecstream_kafka::{DocumentPublisher, SchemaRegistry};
-use vecstream_weaviate::collection_name;
+use vecstream_weaviate::{Tenancy, collection_name};
 
 const DOCS: usize = 1000;
 const CHUNK_TOKENS: usize = 32;
@@ -88,7 +88,7 @@ async fn kills_and_an_outage_leave_exactly_the_expected_chunks() {
         let version = if updated(i) { 2 } else { 1 };
         let n = chunker.chunk(&body(i, version)).unwrap().len();
         for c in 0..n {
-            expected.insert(chunk_id(&id(i), c as u32, &model_id).to_string());
+            expected.insert(chunk_id(&run, &id(i), c as u32, &model_id).to_string());
         }
     }
     drop(engine);
@@ -137,7 +137,7 @@ async fn kills_and_an_outage_leave_exactly_the_expected_chunks() {
     embedder.kill();
     embedder = start("embedder");
     for i in (0..DOCS).filter(|i| deleted(*i)) {
-        publisher.publish_tombstone(&id(i)).await.unwrap();
+        publisher.publish_tombstone(&run, &id(i)).await.unwrap();
     }
     tokio::time::sleep(Duration::from_secs(30).saturating_sub(outage.elapsed())).await;
     drop(restart);
@@ -145,7 +145,7 @@ async fn kills_and_an_outage_leave_exactly_the_expected_chunks() {
     sink = start("sink");
 
     // Converges to exactly the expected objects.
-    let collection = collection_name(&model_id);
+    let collection = collection_name(&model_id, Tenancy::Filter);
     converge_to(
         &cfg.weaviate.url,
         &collection,

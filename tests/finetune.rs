@@ -19,7 +19,7 @@ use vecstream_e2e::{
     Running, cache_dir, cli_ok as cli, config, describe, repo_root, require_service, unique,
     vecstream, with_sets,
 };
-use vecstream_weaviate::collection_name;
+use vecstream_weaviate::{Tenancy, collection_name};
 
 /// `finetune status --json`, or `None` while no worker answers queries.
 fn status(sets: &[String], id: &str) -> Option<serde_json::Value> {
@@ -305,7 +305,7 @@ async fn finetune_resumes_after_a_crash_is_not_worse_and_registers_a_usable_mode
     .trim()
     .to_owned();
     assert!(reindex.ends_with(&model_id), "{reindex}");
-    let collection = collection_name(&model_id);
+    let collection = collection_name(&model_id, Tenancy::Filter);
     eventually("the reindex awaits review", &[&worker], || async {
         let out = vecstream(&with_sets(
             &sets,

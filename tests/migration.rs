@@ -28,7 +28,7 @@ use vecstream_e2e::{
     Running, cache_dir, cli_ok, config, describe, reindex_progress, require_service, unique,
     vecstream, with_sets,
 };
-use vecstream_weaviate::{WeaviateClient, collection_name};
+use vecstream_weaviate::{Tenancy, WeaviateClient, collection_name};
 use vecstream_workflows::migration::{ControlTopic, MigrationPhase};
 
 /// One scenario at a time: each runs an embedder, a sink, a worker and a reindex.
@@ -197,7 +197,7 @@ impl Corpus {
     /// Document `i` deleted by a tombstone.
     async fn tombstone(&self, i: usize) {
         self.publisher
-            .publish_tombstone(&id(&self.run, i))
+            .publish_tombstone(&self.run, &id(&self.run, i))
             .await
             .unwrap();
     }
@@ -219,7 +219,10 @@ async fn auto_migration_keeps_both_collections_exact_and_a_reject_drops_nothing_
     let sets = scenario(&run, &alias).await;
     let weaviate = WeaviateClient::new(&cfg.weaviate).unwrap();
     let (live_id, new_id) = (model_id(None), model_id(Some(112)));
-    let (live, new) = (collection_name(&live_id), collection_name(&new_id));
+    let (live, new) = (
+        collection_name(&live_id, Tenancy::Filter),
+        collection_name(&new_id, Tenancy::Filter),
+    );
     let corpus = Corpus {
         run: run.clone(),
         publisher: publisher().await.1,
@@ -384,7 +387,10 @@ async fn manual_migration_deletes_everywhere_and_a_rollback_loses_nothing() {
     sets.push("embedder.reindex_on_model_change=false".into());
     let weaviate = WeaviateClient::new(&cfg.weaviate).unwrap();
     let (old_id, new_id) = (model_id(None), model_id(Some(88)));
-    let (old, new) = (collection_name(&old_id), collection_name(&new_id));
+    let (old, new) = (
+        collection_name(&old_id, Tenancy::Filter),
+        collection_name(&new_id, Tenancy::Filter),
+    );
     let corpus = Corpus {
         run: run.clone(),
         publisher: publisher().await.1,
@@ -554,7 +560,7 @@ async fn a_delete_outlives_queued_large_document_jobs_and_a_replayed_dead_letter
     let mut sets = scenario(&run, &alias).await;
     sets.push("embedder.large_document_tokens=150".into());
     let weaviate = WeaviateClient::new(&cfg.weaviate).unwrap();
-    let live = collection_name(&model_id(None));
+    let live = collection_name(&model_id(None), Tenancy::Filter);
     let (registry, publisher) = publisher().await;
     let mut lineage = TopicReader::new(topics::LINEAGE);
     let large = id(&run, 1);
@@ -580,7 +586,7 @@ async fn a_delete_outlives_queued_large_document_jobs_and_a_replayed_dead_letter
         (embedder.log().matches("large document escalated").count() >= 2).then_some(())
     })
     .await;
-    publisher.publish_tombstone(&large).await.unwrap();
+    publisher.publish_tombstone(&run, &large).await.unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let worker = Running::start("worker", 19823, &sets, logs.path());
     let everyone = [&embedder, &sink, &worker];

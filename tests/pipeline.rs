@@ -12,7 +12,7 @@ use vecstream_e2e::pipeline::{
     TopicReader, chunks_of, eventually, give_up_after, header, metrics_text, wait_for_stage,
 };
 use vecstream_e2e::{Running, config, describe, require_service, unique, vecstream};
-use vecstream_weaviate::{WeaviateClient, collection_name};
+use vecstream_weaviate::{Tenancy, WeaviateClient, collection_name};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn documents_become_chunks_with_lineage_dlq_fencing_and_dedup() {
@@ -48,7 +48,7 @@ async fn documents_become_chunks_with_lineage_dlq_fencing_and_dedup() {
         .expect("model in the cache")
         .0
         .model_id;
-    let collection = collection_name(&model_id);
+    let collection = collection_name(&model_id, Tenancy::Filter);
 
     let long_id = format!("{run}-long");
     let short_id = format!("{run}-short");
@@ -97,7 +97,7 @@ async fn documents_become_chunks_with_lineage_dlq_fencing_and_dedup() {
         "the long document's chunks in Weaviate",
         &[&embedder, &sink],
         || async {
-            let c = chunks_of(&weaviate, &collection, &long_id).await;
+            let c = chunks_of(&weaviate, &collection, &run, &long_id).await;
             (c.len() >= 3).then_some(c)
         },
     )
@@ -108,12 +108,16 @@ async fn documents_become_chunks_with_lineage_dlq_fencing_and_dedup() {
     for c in &stored {
         assert_eq!(
             c.id,
-            vecstream_core::chunk_id(&long_id, c.chunk_index as u32, &model_id),
+            vecstream_core::chunk_id(&run, &long_id, c.chunk_index as u32, &model_id),
             "deterministic UUIDv5 ids"
         );
     }
     eventually("the short document in Weaviate", &[&sink], || async {
-        (chunks_of(&weaviate, &collection, &short_id).await.len() == 1).then_some(())
+        (chunks_of(&weaviate, &collection, &run, &short_id)
+            .await
+            .len()
+            == 1)
+            .then_some(())
     })
     .await;
 
@@ -234,7 +238,7 @@ async fn documents_become_chunks_with_lineage_dlq_fencing_and_dedup() {
         .await
         .unwrap();
     eventually("version 2 with one chunk", &[&embedder, &sink], || async {
-        let c = chunks_of(&weaviate, &collection, &long_id).await;
+        let c = chunks_of(&weaviate, &collection, &run, &long_id).await;
         (c.len() == 1 && c[0].doc_version == 2).then_some(())
     })
     .await;
@@ -252,16 +256,16 @@ async fn documents_become_chunks_with_lineage_dlq_fencing_and_dedup() {
         &[&embedder],
     )
     .await;
-    let c = chunks_of(&weaviate, &collection, &long_id).await;
+    let c = chunks_of(&weaviate, &collection, &run, &long_id).await;
     assert_eq!((c.len(), c[0].doc_version), (1, 2), "still version 2");
 
     // 6. A tombstone removes every chunk of the short document.
-    publisher.publish_tombstone(&short_id).await.unwrap();
+    publisher.publish_tombstone(&run, &short_id).await.unwrap();
     eventually(
         "the short document deleted",
         &[&embedder, &sink],
         || async {
-            chunks_of(&weaviate, &collection, &short_id)
+            chunks_of(&weaviate, &collection, &run, &short_id)
                 .await
                 .is_empty()
                 .then_some(())

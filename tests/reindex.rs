@@ -15,7 +15,7 @@ use vecstream_e2e::{
     Running, cache_dir, cli_ok as cli, config, describe, reindex_progress, require_service, unique,
     vecstream,
 };
-use vecstream_weaviate::{WeaviateClient, collection_name};
+use vecstream_weaviate::{Tenancy, WeaviateClient, collection_name};
 
 const DOCS: usize = 1000;
 
@@ -70,7 +70,7 @@ async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
         .unwrap()
         .0
         .model_id;
-    let live = collection_name(&live_id);
+    let live = collection_name(&live_id, Tenancy::Filter);
     let id = |i: usize| format!("{run}-{i:04}");
 
     // 1. The stream indexes 1,000 documents (and 20 of a second tenant) into the live model.

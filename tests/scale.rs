@@ -10,7 +10,7 @@ use vecstream_core::chunk_id;
 use vecstream_e2e::pipeline::{converge_to, eventually, metric_value, metrics_text};
 use vecstream_e2e::{Running, cache_dir, config, repo_root, require_service, unique};
 use vecstream_engine::{Chunker, Engine, EngineConfig};
-use vecstream_weaviate::{WeaviateClient, collection_name};
+use vecstream_weaviate::{Tenancy, WeaviateClient, collection_name};
 
 const DOCS: usize = 500;
 const CHUNK_TOKENS: usize = 64;
@@ -74,7 +74,7 @@ async fn five_hundred_documents_across_a_rebalance_are_all_indexed_and_found() {
     for (i, text) in texts.iter().enumerate() {
         let chunks = chunker.chunk(text).unwrap();
         for c in &chunks {
-            expected.insert(chunk_id(&id(i), c.index, &model_id).to_string());
+            expected.insert(chunk_id(&run, &id(i), c.index, &model_id).to_string());
         }
         openings.push(chunks[0].text.clone());
     }
@@ -120,7 +120,7 @@ async fn five_hundred_documents_across_a_rebalance_are_all_indexed_and_found() {
     let first_log = first.stop();
     assert!(first_embedded > 0.0, "{first_log}");
 
-    let collection = collection_name(&model_id);
+    let collection = collection_name(&model_id, Tenancy::Filter);
     converge_to(
         &cfg.weaviate.url,
         &collection,
@@ -144,6 +144,7 @@ async fn five_hundred_documents_across_a_rebalance_are_all_indexed_and_found() {
                 3,
                 &["doc_id", "chunk_index"],
                 Some(("tenant", run.as_str())),
+                None,
             )
             .await
             .unwrap();

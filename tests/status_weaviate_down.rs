@@ -13,7 +13,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use vecstream_core::{Document, topics};
 use vecstream_e2e::{Running, config, describe, require_service, stack, unique, vecstream};
 use vecstream_kafka::{DocumentPublisher, SchemaRegistry};
-use vecstream_weaviate::{WeaviateClient, collection_name};
+use vecstream_weaviate::{Tenancy, WeaviateClient, collection_name};
 
 struct RestartWeaviate;
 
@@ -155,14 +155,18 @@ fn weaviate_down_is_named_by_status_and_waited_out_by_the_sink() {
         .unwrap()
         .0
         .model_id;
-    let collection = collection_name(&model_id);
+    let collection = collection_name(&model_id, Tenancy::Filter);
     wait_until(
         "the document in Weaviate after the outage",
         &[&sink],
         || {
-            rt.block_on(weaviate.doc_chunks(&collection, &doc_id))
-                .map(|c| c.len() == 1)
-                .unwrap_or(false)
+            rt.block_on(weaviate.doc_chunks(
+                &collection,
+                None,
+                &vecstream_core::doc_key("e2e", &doc_id),
+            ))
+            .map(|c| c.len() == 1)
+            .unwrap_or(false)
         },
     );
     wait_until("the commit after the outage", &[&sink], || {

@@ -48,6 +48,8 @@ fn python_avro_clients_produce_documents_and_read_their_lineage() {
             "lineage",
             "--ids",
             &ids,
+            "--tenant",
+            &run,
             "--stage",
             "sink:upserted",
             "--timeout",

@@ -9,6 +9,7 @@ use vecstream_weaviate::{BatchObject, CollectionSpec, Property, WeaviateClient};
 fn object(collection: &str, id: Uuid, text: &str, vector: Vec<f32>) -> BatchObject {
     BatchObject {
         collection: collection.into(),
+        tenant: None,
         id,
         properties: json!({ "doc_id": id.to_string(), "text": text }),
         vector,
@@ -26,6 +27,7 @@ async fn collection_objects_near_vector_and_alias() {
         name: name.clone(),
         properties: vec![Property::keyword("doc_id"), Property::new("text", "text")],
         distance: "cosine".into(),
+        tenancy: vecstream_weaviate::Tenancy::Filter,
     };
     assert!(client.ensure_collection(&spec).await.unwrap(), "created");
     assert!(
@@ -34,7 +36,7 @@ async fn collection_objects_near_vector_and_alias() {
     );
 
     let ids: Vec<Uuid> = (0..3)
-        .map(|i| vecstream_core::chunk_id(&name, i, "e2e-model"))
+        .map(|i| vecstream_core::chunk_id(vecstream_core::DEFAULT_TENANT, &name, i, "e2e-model"))
         .collect();
     let objects = vec![
         object(&name, ids[0], "north", vec![1.0, 0.0, 0.0]),

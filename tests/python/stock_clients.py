@@ -2,11 +2,13 @@
 
     python stock_clients.py produce --ids a,b [--tenant T]
         Publishes one document per id to docs.documents.v1 with confluent-kafka's Producer and
-        AvroSerializer (schema schemas/document.avsc, registered under the topic's subject).
+        AvroSerializer (schema schemas/document.avsc, registered under the topic's subject),
+        keyed as vecstream documents are: the bare id for the tenant "default", else
+        "<tenant>\0<id>" (tenant, U+0000, id).
 
-    python stock_clients.py lineage --ids a,b --stage sink:upserted [--timeout 90]
+    python stock_clients.py lineage --ids a,b [--tenant T] --stage sink:upserted [--timeout 90]
         Reads docs.lineage.v1 with Consumer + AvroDeserializer and prints one JSON line per event
-        of the ids; exits 0 once every id has an event of the stage, 1 on timeout.
+        of the ids (of the tenant); exits 0 once every id has an event of the stage, 1 on timeout.
 
 Common flags: --bootstrap 127.0.0.1:9092 --registry http://127.0.0.1:8081/apis/ccompat/v7
 """
@@ -24,6 +26,11 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 SCHEMA = pathlib.Path(__file__).resolve().parents[2] / "schemas" / "document.avsc"
+
+
+def record_key(tenant: str, doc_id: str) -> str:
+    """The record key of a document: a document is its (tenant, id)."""
+    return doc_id if tenant == "default" else f"{tenant}\0{doc_id}"
 
 
 def produce(args, registry) -> int:
@@ -46,7 +53,7 @@ def produce(args, registry) -> int:
         value = serializer(doc, SerializationContext("docs.documents.v1", MessageField.VALUE))
         producer.produce(
             "docs.documents.v1",
-            key=doc_id.encode(),
+            key=record_key(args.tenant, doc_id).encode(),
             value=value,
             on_delivery=lambda err, _msg: err and failures.append(str(err)),
         )
@@ -70,7 +77,8 @@ def lineage(args, registry) -> int:
         }
     )
     consumer.subscribe(["docs.lineage.v1"])
-    waiting = set(args.ids.split(","))
+    keys = {record_key(args.tenant, i): i for i in args.ids.split(",")}
+    waiting = set(keys.values())
     deadline = time.monotonic() + args.timeout
     try:
         while waiting and time.monotonic() < deadline:
@@ -78,12 +86,12 @@ def lineage(args, registry) -> int:
             if msg is None or msg.error():
                 continue
             key = msg.key().decode("utf-8", "replace") if msg.key() else None
-            if key not in args.ids.split(","):
+            if key not in keys:
                 continue
             event = deserializer(msg.value(), SerializationContext("docs.lineage.v1", MessageField.VALUE))
             print(json.dumps(event, sort_keys=True, default=str), flush=True)
             if event["vecstream"]["stage"] == args.stage:
-                waiting.discard(key)
+                waiting.discard(keys[key])
     finally:
         consumer.close()
     if waiting:

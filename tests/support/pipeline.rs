@@ -100,7 +100,9 @@ impl TopicReader {
         }
     }
 
-    /// Reads what arrived (for up to a second) and returns all records kept so far.
+    /// Reads what arrived (for up to a second) and returns all records kept so far: those
+    /// whose record key names one of the document ids `keys` (of any tenant: a key is
+    /// `<tenant>\0<id>`, or the bare id for the default tenant).
     pub async fn poll(&mut self, keys: &[&str]) -> &[rdkafka::message::OwnedMessage] {
         let until = tokio::time::Instant::now() + Duration::from_secs(1);
         while let Ok(Ok(m)) = tokio::time::timeout_at(until, self.consumer.recv()).await {
@@ -108,7 +110,8 @@ impl TopicReader {
                 .key()
                 .and_then(|k| std::str::from_utf8(k).ok())
                 .unwrap_or("");
-            if keys.contains(&key) {
+            let (_, doc_id) = vecstream_core::split_record_key(key);
+            if keys.contains(&key) || keys.contains(&doc_id) {
                 self.seen.push(m.detach());
             }
         }
@@ -144,12 +147,15 @@ pub fn stages(events: &[LineageEvent]) -> Vec<String> {
     events.iter().map(|e| e.vecstream.stage.clone()).collect()
 }
 
+/// The stored chunks of `tenant`'s document `doc_id` (a collection without multi-tenancy).
 pub async fn chunks_of(
     weaviate: &WeaviateClient,
     collection: &str,
+    tenant: &str,
     doc_id: &str,
 ) -> Vec<StoredChunk> {
-    match weaviate.doc_chunks(collection, doc_id).await {
+    let key = vecstream_core::doc_key(tenant, doc_id);
+    match weaviate.doc_chunks(collection, None, &key).await {
         Ok(mut c) => {
             c.sort_by_key(|c| c.chunk_index);
             c
@@ -169,7 +175,7 @@ pub async fn metrics_text(port: u16) -> String {
 
 /// Rows of a `Get` GraphQL query (through curl: the test crate has no HTTP client); `None`
 /// while Weaviate does not answer.
-fn graphql_rows(base: &str, query: String) -> Option<Vec<serde_json::Value>> {
+pub fn graphql_rows(base: &str, query: String) -> Option<Vec<serde_json::Value>> {
     let body = serde_json::json!({ "query": query });
     let out = Command::new("curl")
         .args([
@@ -243,9 +249,13 @@ pub fn tenant_doc_ids(
 pub fn tenant_doc_versions(base: &str, collection: &str, tenant: &str) -> BTreeMap<String, i64> {
     let mut out = BTreeMap::new();
     for r in tenant_rows(base, collection, tenant, "doc_id doc_version").unwrap_or_default() {
-        if let (Some(id), Some(v)) = (r["doc_id"].as_str(), r["doc_version"].as_f64()) {
-            let e = out.entry(id.to_owned()).or_insert(v as i64);
-            *e = (*e).max(v as i64);
+        // Stored as exact decimal text.
+        let version = r["doc_version"]
+            .as_str()
+            .and_then(|v| v.parse::<i64>().ok());
+        if let (Some(id), Some(v)) = (r["doc_id"].as_str(), version) {
+            let e = out.entry(id.to_owned()).or_insert(v);
+            *e = (*e).max(v);
         }
     }
     out

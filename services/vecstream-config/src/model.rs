@@ -301,6 +301,12 @@ pub struct WeaviateConfig {
     pub alias: String,
     /// Timeout of one request, in milliseconds.
     pub request_timeout_ms: u64,
+    /// Weaviate's own multi-tenancy: chunk collections are created multi-tenant, one
+    /// Weaviate tenant per vecstream tenant (made on its first write); reads, searches and
+    /// deletes name the tenant. Off: one shared collection whose `tenant` property filter
+    /// keeps tenants apart. Tenant names must then match `[A-Za-z0-9_-]{1,64}` (others are
+    /// dead-lettered). Changing it needs a reindex: the collections differ.
+    pub multi_tenancy: bool,
 }
 
 impl Default for WeaviateConfig {
@@ -310,6 +316,7 @@ impl Default for WeaviateConfig {
             api_key: Secret::default(),
             alias: "Chunks".into(),
             request_timeout_ms: 30_000,
+            multi_tenancy: false,
         }
     }
 }

@@ -35,7 +35,21 @@ pub struct Document {
 
 /// The tenant of documents that name none.
 pub fn default_tenant() -> String {
-    "default".to_owned()
+    crate::DEFAULT_TENANT.to_owned()
+}
+
+impl Document {
+    /// The Kafka record key of this document ([`crate::record_key`]).
+    pub fn record_key(&self) -> String {
+        crate::record_key(&self.tenant, &self.id)
+    }
+}
+
+impl DocumentVectors {
+    /// The Kafka record key of this record's document ([`crate::record_key`]).
+    pub fn record_key(&self) -> String {
+        crate::record_key(&self.tenant, &self.doc_id)
+    }
 }
 
 /// `vecstream.v1.DocumentVectors`: all chunks of one document version, or a delete.
@@ -152,6 +166,9 @@ pub struct VecstreamFacet {
     pub duration_ms: Option<i64>,
     #[serde(default)]
     pub error: Option<String>,
+    /// The document's tenant: with `doc_id`, its identity (None on run events).
+    #[serde(default)]
+    pub tenant: Option<String>,
 }
 
 #[cfg(test)]

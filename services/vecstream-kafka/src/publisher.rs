@@ -83,22 +83,30 @@ impl DocumentPublisher {
         trace: &TraceParent,
     ) -> Result<Delivered, KafkaEdgeError> {
         let value = wire::encode(self.schema_id, &self.schema, doc)?;
-        self.send(&doc.id, Some(&value), trace).await
+        // The key names (tenant, id): the default tenant's documents keep their bare id.
+        self.send(&doc.record_key(), Some(&value), trace).await
     }
 
-    /// Publishes a tombstone (null value): the compacted topic forgets the id.
-    pub async fn publish_tombstone(&self, id: &str) -> Result<Delivered, KafkaEdgeError> {
-        self.publish_tombstone_traced(id, &TraceParent::new_root())
+    /// Publishes a tombstone (null value) of `tenant`'s document `id`: the compacted topic
+    /// forgets it, and the pipeline deletes it (that tenant's only).
+    pub async fn publish_tombstone(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Delivered, KafkaEdgeError> {
+        self.publish_tombstone_traced(tenant, id, &TraceParent::new_root())
             .await
     }
 
     /// A tombstone carrying `trace`.
     pub async fn publish_tombstone_traced(
         &self,
+        tenant: &str,
         id: &str,
         trace: &TraceParent,
     ) -> Result<Delivered, KafkaEdgeError> {
-        self.send(id, None, trace).await
+        self.send(&vecstream_core::record_key(tenant, id), None, trace)
+            .await
     }
 
     async fn send(

@@ -121,7 +121,7 @@ mod tests {
             content_hash: "h".into(),
             deleted: false,
             chunks: vec![vecstream_core::ChunkVector {
-                chunk_id: vecstream_core::chunk_id("d", 0, "m").to_string(),
+                chunk_id: vecstream_core::chunk_id("default", "d", 0, "m").to_string(),
                 index: 0,
                 text: "t".into(),
                 char_start: 0,

@@ -2,7 +2,10 @@
 //! embedder and the reindex scan share, so both judge a document the same way.
 
 use apache_avro::Schema;
-use vecstream_core::{ChunkVector, Classify, Document, DocumentVectors, chunk_id, content_hash};
+use vecstream_core::{
+    ChunkVector, Classify, Document, DocumentVectors, check_doc_id, check_tenant,
+    check_weaviate_tenant, chunk_id, content_hash, record_key, split_record_key,
+};
 use vecstream_engine::{Chunk, Chunker};
 use vecstream_kafka::{KafkaEdgeError, SchemaRegistry, wire};
 
@@ -12,18 +15,42 @@ use crate::dlq::Reason;
 /// What a document record is.
 #[derive(Debug)]
 pub enum Read {
-    /// A null value: the document is gone (compaction forgets the key).
-    Tombstone(String),
+    /// A null value: the document (tenant, id) is gone (compaction forgets the key).
+    Tombstone {
+        tenant: String,
+        doc_id: String,
+    },
     Doc(Document),
     /// Poison: why the record cannot be a document.
     Bad(Reason, String),
 }
 
-/// Decodes a record through the registry (writer-schema resolution) and checks the key.
+/// Which tenant names documents may carry: any valid one, or (with
+/// `weaviate.multi_tenancy = true`) only those Weaviate accepts as its tenants.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TenantRules {
+    pub weaviate_multi_tenancy: bool,
+}
+
+impl TenantRules {
+    /// Why `tenant` cannot name a tenant under these rules, if it cannot.
+    pub fn check(self, tenant: &str) -> Result<(), String> {
+        if self.weaviate_multi_tenancy {
+            check_weaviate_tenant(tenant)
+        } else {
+            check_tenant(tenant)
+        }
+    }
+}
+
+/// Decodes a record through the registry (writer-schema resolution) and checks the key:
+/// it must be the document's record key ([`record_key`]: its bare id for the default
+/// tenant, `<tenant>\0<id>` for others), and tenant and id must be valid names.
 /// `Err` only for transient failures (the registry unreachable).
 pub async fn read_document(
     registry: &SchemaRegistry,
     reader: &Schema,
+    rules: TenantRules,
     key: Option<&[u8]>,
     payload: Option<&[u8]>,
 ) -> Result<Read, PipelineError> {
@@ -34,7 +61,14 @@ pub async fn read_document(
         ));
     };
     let Some(payload) = payload else {
-        return Ok(Read::Tombstone(key.to_owned()));
+        let (tenant, doc_id) = split_record_key(key);
+        if let Err(why) = rules.check(tenant).and_then(|()| check_doc_id(doc_id)) {
+            return Ok(Read::Bad(Reason::Invalid, format!("tombstone key: {why}")));
+        }
+        return Ok(Read::Tombstone {
+            tenant: tenant.to_owned(),
+            doc_id: doc_id.to_owned(),
+        });
     };
     let (schema_id, avro) = match wire::split(payload) {
         Ok(x) => x,
@@ -52,16 +86,30 @@ pub async fn read_document(
         Ok(d) => d,
         Err(e) => return Ok(Read::Bad(Reason::Undecodable, e.to_string())),
     };
-    if doc.id != key {
-        return Ok(Read::Bad(
+    Ok(check_identity(doc, key, rules))
+}
+
+/// The document, or why its identity is not one: id and tenant valid, and the record key
+/// exactly the one its (tenant, id) has.
+pub fn check_identity(doc: Document, key: &str, rules: TenantRules) -> Read {
+    if let Err(why) = check_doc_id(&doc.id) {
+        return Read::Bad(Reason::Invalid, why);
+    }
+    if let Err(why) = rules.check(&doc.tenant) {
+        return Read::Bad(Reason::Invalid, why);
+    }
+    let expected = record_key(&doc.tenant, &doc.id);
+    if key != expected {
+        return Read::Bad(
             Reason::Invalid,
-            format!("key {key:?} does not match the document id {:?}", doc.id),
-        ));
+            format!(
+                "key {key:?} does not match the document's (tenant {:?}, id {:?}): its key is \
+                 {expected:?}",
+                doc.tenant, doc.id
+            ),
+        );
     }
-    if doc.id.is_empty() {
-        return Ok(Read::Bad(Reason::Invalid, "empty document id".into()));
-    }
-    Ok(Read::Doc(doc))
+    Read::Doc(doc)
 }
 
 /// The normalised text of a document and its content hash, or why it has none.
@@ -132,7 +180,7 @@ pub fn vectors_of(
             .iter()
             .zip(vectors)
             .map(|(c, v)| ChunkVector {
-                chunk_id: chunk_id(&doc.id, c.index, model_id).to_string(),
+                chunk_id: chunk_id(&doc.tenant, &doc.id, c.index, model_id).to_string(),
                 index: c.index as i32,
                 text: c.text.clone(),
                 char_start: c.char_start as i32,

@@ -8,6 +8,7 @@ use crate::PipelineError;
 /// A document too large to embed inline: where to read it again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LargeDocumentJob {
+    pub tenant: String,
     pub doc_id: String,
     pub version: i64,
     /// The model the job embeds with (the embedder's) and the content it was decided on:

@@ -94,7 +94,7 @@ impl Pipeline {
     fn stored(&self) -> BTreeMap<String, (i64, usize)> {
         self.writer
             .store()
-            .docs(&collection_name(MODEL))
+            .docs(&collection_name(MODEL, vecstream_weaviate::Tenancy::Filter))
             .into_iter()
             .map(|(id, (v, chunks))| (id, (v, chunks.len())))
             .collect()
@@ -157,7 +157,12 @@ async fn documents_updates_deletes_and_replays_end_in_the_expected_index() {
 
     // A tombstone removes the document; its marker outlives it: a replayed dead letter of
     // the last version stays out.
-    let (outcomes, _) = p.batch(vec![Read::Tombstone("b".into())]).await;
+    let (outcomes, _) = p
+        .batch(vec![Read::Tombstone {
+            tenant: "default".into(),
+            doc_id: "b".into(),
+        }])
+        .await;
     assert_eq!(outcomes, vec![Deleted]);
     assert!(!p.stored().contains_key("b"));
     let (outcomes, _) = p.batch(vec![doc("b", 2, "short text")]).await;

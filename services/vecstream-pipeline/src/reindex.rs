@@ -19,7 +19,9 @@ use vecstream_engine::{Chunker, Engine};
 use vecstream_kafka::{SchemaRegistry, scan, schemas};
 use vecstream_weaviate::WeaviateClient;
 
-use crate::document::{Read, chunked, delete_of, normalized, read_document, vectors_of};
+use crate::document::{
+    Read, TenantRules, chunked, delete_of, normalized, read_document, vectors_of,
+};
 use crate::embedder::TOMBSTONE_VERSION;
 use crate::writer::{ChunkWriter, Decoded, Outcome};
 use crate::{PipelineError, PipelineMetrics};
@@ -51,6 +53,7 @@ pub struct SliceReport {
 pub struct Reindexer {
     registry: SchemaRegistry,
     document_reader: Schema,
+    tenants: TenantRules,
     consumer: BaseConsumer,
     engine: Arc<Engine>,
     chunker: Chunker,
@@ -84,6 +87,9 @@ impl Reindexer {
         Ok(Self {
             registry: SchemaRegistry::new(&config.registry)?,
             document_reader: schemas::parse(schemas::DOCUMENT)?,
+            tenants: TenantRules {
+                weaviate_multi_tenancy: config.weaviate.multi_tenancy,
+            },
             consumer: scan::scan_consumer(&config.kafka, "vecstream-reindex")?,
             chunker,
             writer: ChunkWriter::new(
@@ -91,6 +97,9 @@ impl Reindexer {
                 &config.weaviate.alias,
                 metrics,
             )
+            .with_tenancy(vecstream_weaviate::Tenancy::from_config(
+                config.weaviate.multi_tenancy,
+            ))
             .without_bootstrap(),
             max_body_bytes: settings.max_body_bytes,
             max_chunks: settings.max_chunks,
@@ -105,7 +114,7 @@ impl Reindexer {
     }
 
     /// Reads, embeds and writes one slice of `[from, to)` of `partition`; with `tenant`,
-    /// documents of other tenants are skipped (tombstones, which name none, still apply).
+    /// documents and tombstones of other tenants are skipped.
     pub async fn scan_slice(
         &self,
         partition: i32,
@@ -134,17 +143,24 @@ impl Reindexer {
         let mut records: Vec<Option<Decoded>> = Vec::with_capacity(messages.len());
         let mut to_embed = Vec::new();
         for m in &messages {
-            let read =
-                read_document(&self.registry, &self.document_reader, m.key(), m.payload()).await?;
+            let read = read_document(
+                &self.registry,
+                &self.document_reader,
+                self.tenants,
+                m.key(),
+                m.payload(),
+            )
+            .await?;
             let record = match read {
                 Read::Bad(reason, message) => {
                     tracing::debug!(partition, offset = m.offset(), reason = reason.as_str(), %message, "reindex skips a poison record");
                     None
                 }
                 Read::Doc(doc) if tenant.is_some_and(|t| t != doc.tenant) => None,
-                Read::Tombstone(id) => Some(Ok(delete_of(
-                    &id,
-                    &vecstream_core::default_tenant(),
+                Read::Tombstone { tenant: of, .. } if tenant.is_some_and(|t| t != of) => None,
+                Read::Tombstone { tenant, doc_id } => Some(Ok(delete_of(
+                    &doc_id,
+                    &tenant,
                     TOMBSTONE_VERSION,
                     &model_id,
                 ))),

@@ -29,7 +29,7 @@ use vecstream_kafka::{
     KafkaEdgeError, SchemaRegistry, schemas, traceparent_of, wire, with_traceparent,
 };
 use vecstream_telemetry::continue_trace;
-use vecstream_weaviate::WeaviateClient;
+use vecstream_weaviate::{Tenancy, WeaviateClient};
 
 use crate::common::{BatchLimits, Member, Retrier, next_offsets};
 use crate::dlq::{DeadLetter, Reason};
@@ -141,7 +141,8 @@ impl Sink {
                 WeaviateClient::new(&config.weaviate)?,
                 &config.weaviate.alias,
                 metrics.clone(),
-            ),
+            )
+            .with_tenancy(Tenancy::from_config(config.weaviate.multi_tenancy)),
             weaviate_url: config.weaviate.url.clone(),
             metrics,
         })
@@ -308,10 +309,14 @@ impl Sink {
             };
             if let Ok(v) = d {
                 facet.doc_id = Some(v.doc_id.clone());
+                facet.tenant = Some(v.tenant.clone());
                 facet.doc_version = Some(v.doc_version);
                 facet.content_hash = (!v.content_hash.is_empty()).then(|| v.content_hash.clone());
                 facet.model_id = Some(v.model_id.clone());
-                facet.target_collection = Some(vecstream_weaviate::collection_name(&v.model_id));
+                facet.target_collection = Some(vecstream_weaviate::collection_name(
+                    &v.model_id,
+                    self.writer.tenancy(),
+                ));
                 if matches!(outcome, Outcome::Upserted { .. }) {
                     facet.chunk_ids = v.chunks.iter().map(|c| c.chunk_id.clone()).collect();
                 }

@@ -2,7 +2,8 @@
 //! content hash, so an unchanged re-publish is skipped and an older version is fenced.
 //!
 //! Where it lives and why it survives restarts: every change is written to the compacted
-//! topic `docs.embedder-state.v1` (key = doc id, partition = the document's partition) in the
+//! topic `docs.embedder-state.v1` (key = the document's record key, `vecstream_core::record_key`:
+//! its bare id for the default tenant, `<tenant>\0<id>` otherwise; partition = the document's partition) in the
 //! same Kafka transaction as the vectors and the consumer offsets. The memory is therefore
 //! exactly what was committed. When a partition is assigned (at start or after a
 //! rebalance, on any instance), its state is read back from that partition of the state
@@ -47,17 +48,20 @@ pub struct DocState {
 }
 
 impl DocState {
-    /// The large-document jobs of `doc_id` that may still publish (old and new records).
-    pub fn pending_jobs(&self, doc_id: &str) -> Vec<String> {
+    /// The large-document jobs of (`tenant`, `doc_id`) that may still publish (old and new
+    /// records; the old ones predate tenants and name the bare id).
+    pub fn pending_jobs(&self, tenant: &str, doc_id: &str) -> Vec<String> {
         let mut jobs = self.escalated.clone();
-        if let Some(v) = self.escalated_version {
+        if let Some(v) = self.escalated_version
+            && tenant == vecstream_core::DEFAULT_TENANT
+        {
             jobs.push(vecstream_core::legacy_large_document_workflow_id(doc_id, v));
         }
         jobs
     }
 }
 
-/// Per assigned partition: doc id → state.
+/// Per assigned partition: record key → state.
 #[derive(Debug, Default)]
 pub struct DedupState {
     partitions: HashMap<i32, HashMap<String, DocState>>,
@@ -68,19 +72,19 @@ impl DedupState {
         self.partitions.contains_key(&partition)
     }
 
-    pub fn get(&self, partition: i32, doc_id: &str) -> Option<&DocState> {
-        self.partitions.get(&partition)?.get(doc_id)
+    pub fn get(&self, partition: i32, key: &str) -> Option<&DocState> {
+        self.partitions.get(&partition)?.get(key)
     }
 
     /// Records a committed change (`None` forgets the document: a tombstone).
-    pub fn apply(&mut self, partition: i32, doc_id: &str, state: Option<DocState>) {
+    pub fn apply(&mut self, partition: i32, key: &str, state: Option<DocState>) {
         let map = self.partitions.entry(partition).or_default();
         match state {
             Some(s) => {
-                map.insert(doc_id.to_owned(), s);
+                map.insert(key.to_owned(), s);
             }
             None => {
-                map.remove(doc_id);
+                map.remove(key);
             }
         }
     }

@@ -15,6 +15,9 @@ use crate::schema::CollectionSpec;
 pub struct BatchObject {
     #[serde(rename = "class")]
     pub collection: String,
+    /// The Weaviate tenant it belongs to (multi-tenant collections only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     pub id: Uuid,
     pub properties: Value,
     pub vector: Vec<f32>,
@@ -102,11 +105,18 @@ impl WeaviateClient {
         if self.collection_exists(&spec.name).await? {
             return Ok(false);
         }
+        let multi_tenant = spec.tenancy == crate::Tenancy::MultiTenant;
         let body = json!({
             "class": spec.name,
             "vectorizer": "none",
             "vectorIndexConfig": { "distance": spec.distance },
             "properties": spec.properties,
+            // Tenants appear with their first object and stay active.
+            "multiTenancyConfig": {
+                "enabled": multi_tenant,
+                "autoTenantCreation": multi_tenant,
+                "autoTenantActivation": multi_tenant,
+            },
         });
         match self
             .call(
@@ -176,24 +186,43 @@ impl WeaviateClient {
             )
             .await
         {
-            Ok(class) => {
-                let properties = class
-                    .get("properties")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                Ok(Some(spec.differences(&properties)))
-            }
+            Ok(class) => Ok(Some(spec.differences(&class))),
             Err(WeaviateError::Status { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
     /// Documents in a collection: its objects with `chunk_index` 0 (every document has
-    /// one), optionally of one tenant.
+    /// one), optionally of one tenant. In a multi-tenant collection (as Weaviate describes
+    /// it: a migration may move between tenancies) a tenant's own objects are counted, and
+    /// without a tenant every tenant's.
     pub async fn count_documents(
         &self,
         collection: &str,
+        tenant: Option<&str>,
+    ) -> Result<u64, WeaviateError> {
+        if self.tenancy_of(collection).await? == crate::Tenancy::MultiTenant {
+            let tenants = match tenant {
+                Some(t) => vec![t.to_owned()],
+                None => self.tenants(collection).await?,
+            };
+            let mut total = 0;
+            for t in &tenants {
+                total += self
+                    .count_documents_where(collection, Some(t), None)
+                    .await?;
+            }
+            return Ok(total);
+        }
+        self.count_documents_where(collection, None, tenant).await
+    }
+
+    /// Documents of a collection (of one Weaviate tenant `scope`), optionally filtered on
+    /// the `tenant` property.
+    async fn count_documents_where(
+        &self,
+        collection: &str,
+        scope: Option<&str>,
         tenant: Option<&str>,
     ) -> Result<u64, WeaviateError> {
         let mut operands =
@@ -205,13 +234,55 @@ impl WeaviateClient {
             ));
         }
         let query = format!(
-            "{{ Aggregate {{ {collection}(where: {{operator: And, operands: [{}]}}) {{ meta {{ count }} }} }} }}",
+            "{{ Aggregate {{ {collection}({}where: {{operator: And, operands: [{}]}}) {{ meta {{ count }} }} }} }}",
+            tenant_argument(scope),
             operands.join(", ")
         );
-        let data = self.graphql(&query, "count documents").await?;
+        let data = match self.graphql(&query, "count documents").await {
+            Err(e) if is_tenant_not_found(&e) => return Ok(0),
+            other => other?,
+        };
         data.pointer(&format!("/Aggregate/{collection}/0/meta/count"))
             .and_then(Value::as_u64)
             .ok_or_else(|| unexpected("count documents", &data.to_string()))
+    }
+
+    /// How an existing collection keeps tenants apart (multi-tenancy on or off).
+    pub async fn tenancy_of(&self, collection: &str) -> Result<crate::Tenancy, WeaviateError> {
+        let class = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/schema/{collection}"),
+                None,
+                "get collection",
+            )
+            .await?;
+        let enabled = class
+            .pointer("/multiTenancyConfig/enabled")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        Ok(crate::Tenancy::from_config(enabled))
+    }
+
+    /// The Weaviate tenants of a multi-tenant collection.
+    pub async fn tenants(&self, collection: &str) -> Result<Vec<String>, WeaviateError> {
+        let what = "list tenants";
+        let listed = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/schema/{collection}/tenants"),
+                None,
+                what,
+            )
+            .await?;
+        Ok(listed
+            .as_array()
+            .map(|ts| {
+                ts.iter()
+                    .filter_map(|t| t.get("name")?.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     /// Deletes the collection and its objects (absent is fine).
@@ -291,12 +362,14 @@ impl WeaviateClient {
         k: usize,
         properties: &[&str],
     ) -> Result<Vec<Hit>, WeaviateError> {
-        self.near_vector_where(collection, vector, k, properties, None)
+        self.near_vector_where(collection, vector, k, properties, None, None)
             .await
     }
 
     /// [`Self::near_vector`] among the objects whose text property `equal.0` equals
-    /// `equal.1`. Filters need the collection's own name: Weaviate rejects them on aliases.
+    /// `equal.1`, in the Weaviate tenant `scope` (multi-tenant collections; a tenant with no
+    /// objects yet answers no hits). Filters need the collection's own name: Weaviate
+    /// rejects them on aliases.
     pub async fn near_vector_where(
         &self,
         collection: &str,
@@ -304,6 +377,7 @@ impl WeaviateClient {
         k: usize,
         properties: &[&str],
         equal: Option<(&str, &str)>,
+        scope: Option<&str>,
     ) -> Result<Vec<Hit>, WeaviateError> {
         let vector =
             serde_json::to_string(vector).map_err(|e| unexpected("near_vector", &e.to_string()))?;
@@ -316,10 +390,14 @@ impl WeaviateClient {
             None => String::new(),
         };
         let query = format!(
-            "{{ Get {{ {collection}(nearVector: {{vector: {vector}}}, limit: {k}{filter}) {{ {} _additional {{ id distance }} }} }} }}",
+            "{{ Get {{ {collection}({}nearVector: {{vector: {vector}}}, limit: {k}{filter}) {{ {} _additional {{ id distance }} }} }} }}",
+            tenant_argument(scope),
             properties.join(" ")
         );
-        let data = self.graphql(&query, "nearVector search").await?;
+        let data = match self.graphql(&query, "nearVector search").await {
+            Err(e) if scope.is_some() && is_tenant_not_found(&e) => return Ok(Vec::new()),
+            other => other?,
+        };
         let rows = data
             .pointer(&format!("/Get/{collection}"))
             .and_then(Value::as_array)
@@ -348,45 +426,53 @@ impl WeaviateClient {
             .collect()
     }
 
-    /// The stored chunks of one document in `collection`: id, `chunk_index`, `doc_version`.
-    /// What version fencing and stale-chunk deletion decide from.
+    /// The stored chunks of one document (by its exact key, `vecstream_core::doc_key`) in
+    /// `collection` (Weaviate tenant `scope`): id, `chunk_index`, `doc_version`. What
+    /// version fencing and stale-chunk deletion decide from.
     pub async fn doc_chunks(
         &self,
         collection: &str,
-        doc_id: &str,
+        scope: Option<&str>,
+        doc_key: &str,
     ) -> Result<Vec<StoredChunk>, WeaviateError> {
         Ok(self
-            .docs_chunks(collection, &[doc_id])
+            .docs_chunks(collection, scope, &[doc_key])
             .await?
-            .remove(doc_id)
+            .remove(doc_key)
             .unwrap_or_default())
     }
 
-    /// [`Self::doc_chunks`] of several documents in one query (documents without chunks are
-    /// absent from the map). An answer that fills the query's limit may be cut short, so it
-    /// is asked again document by document.
+    /// [`Self::doc_chunks`] of several documents in one query, keyed by `doc_key`
+    /// (documents without chunks are absent from the map). An answer that fills the
+    /// query's limit may be cut short, so it is asked again document by document.
     pub async fn docs_chunks(
         &self,
         collection: &str,
-        doc_ids: &[&str],
+        scope: Option<&str>,
+        doc_keys: &[&str],
     ) -> Result<HashMap<String, Vec<StoredChunk>>, WeaviateError> {
         let what = "read documents' chunks";
         let mut out: HashMap<String, Vec<StoredChunk>> = HashMap::new();
-        if doc_ids.is_empty() {
+        if doc_keys.is_empty() {
             return Ok(out);
         }
-        let ids = serde_json::to_string(doc_ids).map_err(|e| unexpected(what, &e.to_string()))?;
+        let keys = serde_json::to_string(doc_keys).map_err(|e| unexpected(what, &e.to_string()))?;
         let query = format!(
-            "{{ Get {{ {collection}(where: {{path: [\"doc_id\"], operator: ContainsAny, valueText: {ids}}}, limit: {MAX_CHUNKS_PER_DOC}) {{ doc_id chunk_index doc_version _additional {{ id }} }} }} }}"
+            "{{ Get {{ {collection}({}where: {{path: [\"doc_key\"], operator: ContainsAny, valueText: {keys}}}, limit: {MAX_CHUNKS_PER_DOC}) {{ doc_key chunk_index doc_version _additional {{ id }} }} }} }}",
+            tenant_argument(scope)
         );
-        let data = self.graphql(&query, what).await?;
+        let data = match self.graphql(&query, what).await {
+            // A tenant made on first write holds nothing before it.
+            Err(e) if scope.is_some() && is_tenant_not_found(&e) => return Ok(out),
+            other => other?,
+        };
         let rows = data
             .pointer(&format!("/Get/{collection}"))
             .and_then(Value::as_array)
             .ok_or_else(|| unexpected(what, &data.to_string()))?;
-        if rows.len() >= MAX_CHUNKS_PER_DOC && doc_ids.len() > 1 {
-            for id in doc_ids {
-                let one = Box::pin(self.docs_chunks(collection, &[id])).await?;
+        if rows.len() >= MAX_CHUNKS_PER_DOC && doc_keys.len() > 1 {
+            for key in doc_keys {
+                let one = Box::pin(self.docs_chunks(collection, scope, &[key])).await?;
                 out.extend(one);
             }
             return Ok(out);
@@ -396,32 +482,36 @@ impl WeaviateClient {
                 .pointer("/_additional/id")
                 .and_then(Value::as_str)
                 .and_then(|s| Uuid::parse_str(s).ok());
-            let doc_id = row.get("doc_id").and_then(Value::as_str);
+            let doc_key = row.get("doc_key").and_then(Value::as_str);
             let index = row.get("chunk_index").and_then(Value::as_i64);
-            // `number` property: JSON may render it with a fraction or an exponent.
             let version = row
                 .get("doc_version")
-                .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)));
-            let (Some(id), Some(doc_id), Some(chunk_index), Some(doc_version)) =
-                (id, doc_id, index, version)
+                .and_then(Value::as_str)
+                .and_then(|v| v.parse::<i64>().ok());
+            let (Some(id), Some(doc_key), Some(chunk_index), Some(doc_version)) =
+                (id, doc_key, index, version)
             else {
                 return Err(unexpected(what, &row.to_string()));
             };
-            out.entry(doc_id.to_owned()).or_default().push(StoredChunk {
-                id,
-                chunk_index,
-                doc_version,
-            });
+            out.entry(doc_key.to_owned())
+                .or_default()
+                .push(StoredChunk {
+                    id,
+                    chunk_index,
+                    doc_version,
+                });
         }
         Ok(out)
     }
 
-    /// Deletes the chunks of `doc_id` whose `chunk_index >= from_index` (0 = all of them);
-    /// returns how many were deleted.
+    /// Deletes the chunks of the document `doc_key` (exact key) whose `chunk_index >=
+    /// from_index` (0 = all of them), in Weaviate tenant `scope`; returns how many were
+    /// deleted.
     pub async fn delete_doc_chunks_from(
         &self,
         collection: &str,
-        doc_id: &str,
+        scope: Option<&str>,
+        doc_key: &str,
         from_index: i64,
     ) -> Result<u64, WeaviateError> {
         let body = json!({
@@ -430,21 +520,29 @@ impl WeaviateClient {
                 "where": {
                     "operator": "And",
                     "operands": [
-                        { "path": ["doc_id"], "operator": "Equal", "valueText": doc_id },
+                        { "path": ["doc_key"], "operator": "Equal", "valueText": doc_key },
                         { "path": ["chunk_index"], "operator": "GreaterThanEqual", "valueInt": from_index },
                     ],
                 },
             },
             "output": "minimal",
         });
-        let resp = self
+        let path = match scope {
+            Some(t) => format!("/v1/batch/objects?tenant={}", urlencode(t)),
+            None => "/v1/batch/objects".to_owned(),
+        };
+        let resp = match self
             .call(
                 reqwest::Method::DELETE,
-                "/v1/batch/objects",
+                &path,
                 Some(body),
                 "delete stale chunks",
             )
-            .await?;
+            .await
+        {
+            Err(e) if scope.is_some() && is_tenant_not_found(&e) => return Ok(0),
+            other => other?,
+        };
         Ok(resp
             .pointer("/results/successful")
             .and_then(Value::as_u64)
@@ -595,6 +693,40 @@ impl WeaviateClient {
     }
 }
 
+/// The GraphQL `tenant:` argument for a Weaviate tenant, or nothing.
+fn tenant_argument(scope: Option<&str>) -> String {
+    match scope {
+        Some(t) => format!("tenant: {}, ", serde_json::to_string(t).unwrap_or_default()),
+        None => String::new(),
+    }
+}
+
+/// Percent-encodes a query parameter (Weaviate tenant names are `[A-Za-z0-9_-]`; anything
+/// else is escaped rather than trusted).
+fn urlencode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// True when Weaviate says a tenant does not exist: a multi-tenant collection makes its
+/// tenants on their first write, so before it the tenant holds nothing.
+pub fn is_tenant_not_found(e: &WeaviateError) -> bool {
+    let text = match e {
+        WeaviateError::Status { body, .. } => body.as_str(),
+        WeaviateError::GraphQl { message, .. } => message.as_str(),
+        _ => return false,
+    };
+    text.contains("tenant not found")
+}
+
 fn unexpected(what: &str, message: &str) -> WeaviateError {
     WeaviateError::Unexpected {
         what: what.to_owned(),
@@ -605,23 +737,25 @@ fn unexpected(what: &str, message: &str) -> WeaviateError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{Property, collection_name};
+    use crate::schema::{Property, Tenancy, collection_name};
 
     #[test]
     fn collection_names_are_valid_class_names_and_distinct() {
-        let a = collection_name("all-MiniLM-L6-v2@3f2a9c1b");
+        let f = Tenancy::Filter;
+        let a = collection_name("all-MiniLM-L6-v2@3f2a9c1b", f);
         assert!(a.starts_with("Chunk_all_minilm_l6_v2_3f2a9c1b_"), "{a}");
         assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
         assert_eq!(a.len(), "Chunk_all_minilm_l6_v2_3f2a9c1b_".len() + 8);
         // Names that slug alike still differ by the hash.
-        assert_ne!(collection_name("a-b"), collection_name("a_b"));
-        assert_eq!(collection_name("m"), collection_name("m"));
+        assert_ne!(collection_name("a-b", f), collection_name("a_b", f));
+        assert_eq!(collection_name("m", f), collection_name("m", f));
     }
 
     #[test]
     fn batch_objects_serialise_as_weaviate_expects() {
         let obj = BatchObject {
             collection: "C".into(),
+            tenant: None,
             id: Uuid::nil(),
             properties: json!({"text": "t"}),
             vector: vec![0.25],
@@ -629,6 +763,9 @@ mod tests {
         let v = serde_json::to_value(&obj).unwrap();
         assert_eq!(v["class"], "C");
         assert_eq!(v["vector"][0], 0.25);
+        assert!(v.get("tenant").is_none(), "no tenant outside multi-tenancy");
+        assert_eq!(tenant_argument(Some("a")), "tenant: \"a\", ");
+        assert_eq!(urlencode("a b/c"), "a%20b%2Fc");
         assert_eq!(
             Property::keyword("doc_id").tokenization.as_deref(),
             Some("field")

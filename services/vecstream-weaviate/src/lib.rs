@@ -4,8 +4,12 @@ mod client;
 mod error;
 mod schema;
 
-pub use client::{BatchObject, BatchOutcome, Hit, MAX_CHUNKS_PER_DOC, StoredChunk, WeaviateClient};
+pub use client::{
+    BatchObject, BatchOutcome, Hit, MAX_CHUNKS_PER_DOC, StoredChunk, WeaviateClient,
+    is_tenant_not_found,
+};
 pub use error::{ObjectError, WeaviateError};
 pub use schema::{
-    CHUNK_COLLECTION_PREFIX, CollectionSpec, Property, collection_name, is_chunk_collection,
+    CHUNK_COLLECTION_PREFIX, CollectionSpec, Property, Tenancy, collection_name,
+    is_chunk_collection,
 };

@@ -12,11 +12,46 @@ pub fn is_chunk_collection(name: &str) -> bool {
     name.starts_with(CHUNK_COLLECTION_PREFIX)
 }
 
+/// How tenants are kept apart in a chunk collection (`weaviate.multi_tenancy`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Tenancy {
+    /// One shared collection; every read, search and delete filters on the `tenant`
+    /// property (and deletes on the exact `doc_key`, which includes the tenant).
+    #[default]
+    Filter,
+    /// Weaviate multi-tenancy: one Weaviate tenant per vecstream tenant, created on its first
+    /// write; every request names the tenant, and Weaviate isolates them.
+    MultiTenant,
+}
+
+impl Tenancy {
+    /// The tenancy `weaviate.multi_tenancy` asks for.
+    pub fn from_config(multi_tenancy: bool) -> Self {
+        if multi_tenancy {
+            Tenancy::MultiTenant
+        } else {
+            Tenancy::Filter
+        }
+    }
+
+    /// The Weaviate tenant a request about `tenant`'s objects names: `Some` only with
+    /// multi-tenancy.
+    pub fn scope(self, tenant: &str) -> Option<&str> {
+        (self == Tenancy::MultiTenant).then_some(tenant)
+    }
+}
+
+/// The generation of the chunk schema, part of every collection name: collections written
+/// before exact identities (generation 1: `doc_version` a float, no `doc_key`) keep their
+/// names, so a reindex with the same model builds a new collection beside them.
+const SCHEMA_GENERATION: &str = "2";
+
 /// Collection of one model's chunks: `Chunk_<model-slug>_<hash8>` (DESIGN section 1).
 ///
-/// The slug keeps names readable; the hash of the full model id keeps two models whose
-/// names slug alike apart.
-pub fn collection_name(model_id: &str) -> String {
+/// The slug keeps names readable; the hash of the full model id (with the schema generation
+/// and the tenancy, which a collection cannot change in place) keeps two models whose names
+/// slug alike apart, and lets a reindex move the same model to another tenancy.
+pub fn collection_name(model_id: &str, tenancy: Tenancy) -> String {
     let slug: String = model_id
         .chars()
         .map(|c| {
@@ -32,7 +67,12 @@ pub fn collection_name(model_id: &str) -> String {
         .collect::<Vec<_>>()
         .join("_");
     let slug: String = slug.chars().take(48).collect();
-    let hash = hex::encode(&Sha256::digest(model_id.as_bytes())[..4]);
+    let mode = match tenancy {
+        Tenancy::Filter => "",
+        Tenancy::MultiTenant => "\0multi-tenant",
+    };
+    let named = format!("{model_id}\0chunks-v{SCHEMA_GENERATION}{mode}");
+    let hash = hex::encode(&Sha256::digest(named.as_bytes())[..4]);
     format!("{CHUNK_COLLECTION_PREFIX}{slug}_{hash}")
 }
 
@@ -74,24 +114,29 @@ pub struct CollectionSpec {
     pub properties: Vec<Property>,
     /// `cosine` for normalised sentence embeddings.
     pub distance: String,
+    pub tenancy: Tenancy,
 }
 
 impl CollectionSpec {
     /// The collection of one model's chunks (DESIGN section 1): `Chunk_<slug>_<hash8>`, cosine
     /// distance, one object per chunk with the properties search and lineage need.
-    pub fn chunks(model_id: &str) -> Self {
-        Self::chunks_named(&collection_name(model_id))
+    pub fn chunks(model_id: &str, tenancy: Tenancy) -> Self {
+        Self::chunks_named(&collection_name(model_id, tenancy), tenancy)
     }
 
     /// The chunk collection schema under a given name (a name from [`collection_name`]).
-    pub fn chunks_named(name: &str) -> Self {
+    pub fn chunks_named(name: &str, tenancy: Tenancy) -> Self {
         Self {
             name: name.to_owned(),
             properties: vec![
+                // Shown, never matched: `field` tokenization trims whitespace.
                 Property::keyword("doc_id"),
-                // `number`, not `int`: GraphQL's Int is 32-bit and answers null for versions
-                // such as epoch milliseconds; float64 holds integers exactly up to 2^53.
-                Property::new("doc_version", "number"),
+                // The exact identity (`vecstream_core::doc_key`: SHA-256 of the record key,
+                // so of tenant and id byte for byte): what reads and deletes match on.
+                Property::keyword("doc_key"),
+                // Decimal text: versions are 64-bit integers, and Weaviate stores `int` and
+                // `number` as float64 (exact only up to 2^53; nanosecond timestamps are not).
+                Property::keyword("doc_version"),
                 Property::keyword("tenant"),
                 Property::new("chunk_index", "int"),
                 Property::new("text", "text"),
@@ -102,16 +147,35 @@ impl CollectionSpec {
                 Property::keyword("model_id"),
             ],
             distance: "cosine".into(),
+            tenancy,
         }
     }
 }
 
 impl CollectionSpec {
-    /// How `stored` (the `properties` of a collection as Weaviate describes it) differs from
-    /// this spec: one line per property missing or of another data type. Empty when it
-    /// matches. Properties Weaviate holds beyond the spec are reported too: a collection
-    /// that grew them was written by something else (auto-schema).
-    pub fn differences(&self, stored: &[serde_json::Value]) -> Vec<String> {
+    /// How `class` (a collection as Weaviate describes it) differs from this spec: one line
+    /// per property missing or of another data type, and one if its multi-tenancy is not
+    /// the spec's. Empty when it matches. Properties Weaviate holds beyond the spec are
+    /// reported too: a collection that grew them was written by something else (auto-schema).
+    pub fn differences(&self, class: &serde_json::Value) -> Vec<String> {
+        let multi_tenant = class
+            .pointer("/multiTenancyConfig/enabled")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
+        let stored = class
+            .get("properties")
+            .and_then(serde_json::Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let mut problems = Vec::new();
+        if multi_tenant != (self.tenancy == Tenancy::MultiTenant) {
+            problems.push(format!(
+                "multi-tenancy is {}, but weaviate.multi_tenancy = {} (changing it needs a \
+                 reindex)",
+                if multi_tenant { "on" } else { "off" },
+                self.tenancy == Tenancy::MultiTenant
+            ));
+        }
         let stored: std::collections::BTreeMap<&str, Vec<&str>> = stored
             .iter()
             .filter_map(|p| {
@@ -125,7 +189,6 @@ impl CollectionSpec {
                 Some((name, types))
             })
             .collect();
-        let mut problems = Vec::new();
         for p in &self.properties {
             let want: Vec<&str> = p.data_type.iter().map(String::as_str).collect();
             match stored.get(p.name.as_str()) {
@@ -156,21 +219,55 @@ mod tests {
             .collect()
     }
 
+    fn class(properties: Vec<serde_json::Value>, multi_tenant: bool) -> serde_json::Value {
+        serde_json::json!({
+            "properties": properties,
+            "multiTenancyConfig": {"enabled": multi_tenant},
+        })
+    }
+
     #[test]
     fn a_collection_of_our_schema_has_no_differences_and_a_guessed_one_has() {
-        let spec = CollectionSpec::chunks("m");
+        let spec = CollectionSpec::chunks("m", Tenancy::Filter);
         assert!(is_chunk_collection(&spec.name));
         assert!(!is_chunk_collection("Other"));
-        assert!(spec.differences(&described(&spec)).is_empty());
+        assert!(spec.differences(&class(described(&spec), false)).is_empty());
         // What auto-schema guesses from a JSON object: numbers as `number`, no keyword ids.
         let mut guessed = described(&spec);
-        guessed[3] = serde_json::json!({"name": "chunk_index", "dataType": ["number"]});
+        let at = guessed
+            .iter()
+            .position(|p| p["name"] == "chunk_index")
+            .unwrap();
+        guessed[at] = serde_json::json!({"name": "chunk_index", "dataType": ["number"]});
         guessed.retain(|p| p["name"] != "model_id");
         guessed.push(serde_json::json!({"name": "extra", "dataType": ["text"]}));
-        let d = spec.differences(&guessed);
+        let d = spec.differences(&class(guessed, false));
         assert_eq!(d.len(), 3, "{d:?}");
         assert!(d[0].contains("chunk_index"), "{d:?}");
         assert!(d[1].contains("model_id is missing"), "{d:?}");
         assert!(d[2].contains("extra is not ours"), "{d:?}");
+        // The other tenancy is a difference too.
+        let d = spec.differences(&class(described(&spec), true));
+        assert!(d[0].contains("multi-tenancy is on"), "{d:?}");
+    }
+
+    #[test]
+    fn a_collection_of_the_first_schema_is_told_apart_and_named_apart() {
+        // Generation 1: `doc_version` a float, no `doc_key`.
+        let spec = CollectionSpec::chunks("m", Tenancy::Filter);
+        let mut first = described(&spec);
+        first.retain(|p| p["name"] != "doc_key");
+        for p in &mut first {
+            if p["name"] == "doc_version" {
+                p["dataType"] = serde_json::json!(["number"]);
+            }
+        }
+        let d = spec.differences(&class(first, false));
+        assert_eq!(d.len(), 2, "{d:?}");
+        // Same model, another schema generation or tenancy: another collection.
+        assert_ne!(
+            collection_name("m", Tenancy::Filter),
+            collection_name("m", Tenancy::MultiTenant)
+        );
     }
 }

@@ -11,7 +11,7 @@ use vecstream_config::Config;
 use vecstream_core::{Dataset, Job, LineageEvent, Run, VecstreamFacet, topics};
 use vecstream_engine::{Engine, EngineConfig};
 use vecstream_pipeline::{PipelineMetrics, Reindexer, SliceReport};
-use vecstream_weaviate::{CollectionSpec, WeaviateClient, collection_name};
+use vecstream_weaviate::{CollectionSpec, Tenancy, WeaviateClient, collection_name};
 
 use crate::errors::{ActivityResultExt, JobError, activity_error};
 use crate::eval::{Judged, judge};
@@ -230,7 +230,11 @@ impl JobActivities {
                 ))));
             }
             let weaviate = self.weaviate()?;
-            let spec = CollectionSpec::chunks(&model_id);
+            // The configured tenancy: a reindex is also how a deployment changes it.
+            let spec = CollectionSpec::chunks(
+                &model_id,
+                Tenancy::from_config(self.config.weaviate.multi_tenancy),
+            );
             weaviate.ensure_collection(&spec).await.activity_err()?;
             let live = weaviate.resolve_alias(&input.alias).await.activity_err()?;
             if live.as_deref() == Some(spec.name.as_str()) {
@@ -252,7 +256,7 @@ impl JobActivities {
             let live_model = match (recorded, &live) {
                 (Some(m), _) => Some(m),
                 (None, Some(l)) => match self.model_id_of(&configured) {
-                    Ok(id) if collection_name(&id) == *l => Some(ModelCollection {
+                    Ok(id) if is_collection_of(&id, l) => Some(ModelCollection {
                         model_id: id,
                         collection: l.clone(),
                         target: configured.clone(),
@@ -564,13 +568,31 @@ impl JobActivities {
                 .activity_err()?;
             let engine = self.engine(&input.target).await?;
             let model_id = engine.info().model_id.clone();
-            if collection_name(&model_id) != input.collection {
+            if !is_collection_of(&model_id, &input.collection) {
                 return Err(activity_error(JobError::invalid(format!(
                     "{} holds vectors of another model than {} ({model_id})",
                     input.collection, input.target.model_dir
                 ))));
             }
             let weaviate = self.weaviate()?;
+            // Each collection as it is: a migration may move between tenancies.
+            let tenancy = weaviate
+                .tenancy_of(&input.collection)
+                .await
+                .activity_err()?;
+            let tenant = input.spec.tenant.as_deref();
+            // Multi-tenancy: the named tenant, or (none named) every tenant's hits merged.
+            let scopes: Vec<Option<String>> = match (tenancy, tenant) {
+                (Tenancy::Filter, _) => vec![None],
+                (Tenancy::MultiTenant, Some(t)) => vec![Some(t.to_owned())],
+                (Tenancy::MultiTenant, None) => weaviate
+                    .tenants(&input.collection)
+                    .await
+                    .activity_err()?
+                    .into_iter()
+                    .map(Some)
+                    .collect(),
+            };
             let queries: Vec<String> = suite.iter().map(|q| q.query.clone()).collect();
             let vectors = engine
                 .embed(queries)
@@ -581,16 +603,26 @@ impl JobActivities {
             // Chunk hits are folded into a document ranking: enough chunks to fill k documents.
             let chunk_k = (input.spec.k.max(10) * 5).min(200);
             for (q, v) in suite.iter().zip(&vectors) {
-                let hits = weaviate
-                    .near_vector_where(
-                        &input.collection,
-                        &v.vector,
-                        chunk_k,
-                        &["doc_id"],
-                        input.spec.tenant.as_deref().map(|t| ("tenant", t)),
-                    )
-                    .await
-                    .activity_err()?;
+                let mut hits = Vec::new();
+                for scope in &scopes {
+                    hits.extend(
+                        weaviate
+                            .near_vector_where(
+                                &input.collection,
+                                &v.vector,
+                                chunk_k,
+                                &["doc_id"],
+                                tenant
+                                    .filter(|_| tenancy == Tenancy::Filter)
+                                    .map(|t| ("tenant", t)),
+                                scope.as_deref(),
+                            )
+                            .await
+                            .activity_err()?,
+                    );
+                }
+                hits.sort_by(|a, b| a.distance.total_cmp(&b.distance));
+                hits.truncate(chunk_k);
                 let ranked: Vec<String> = hits
                     .iter()
                     .filter_map(|h| h.properties.get("doc_id")?.as_str().map(str::to_owned))
@@ -612,6 +644,13 @@ impl JobActivities {
         })
         .await
     }
+}
+
+/// True when `collection` is the chunk collection of `model_id`, in either tenancy.
+fn is_collection_of(model_id: &str, collection: &str) -> bool {
+    [Tenancy::Filter, Tenancy::MultiTenant]
+        .into_iter()
+        .any(|t| collection_name(model_id, t) == collection)
 }
 
 impl JobActivities {

@@ -65,12 +65,14 @@ impl Escalator for TemporalEscalator {
         Box::pin(async move {
             let client = self.client().await?;
             let id = vecstream_core::large_document_workflow_id(
+                &job.tenant,
                 &job.doc_id,
                 job.version,
                 &job.model_id,
                 &job.content_hash,
             );
             let input = LargeDocumentInput {
+                tenant: job.tenant,
                 doc_id: job.doc_id,
                 version: job.version,
                 partition: job.partition,

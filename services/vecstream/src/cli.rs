@@ -199,9 +199,12 @@ pub struct StatusArgs {
 pub enum LineageCommand {
     /// Print lineage events as they arrive (Ctrl-C stops).
     Tail {
-        /// Only events of this document.
+        /// Only events of this document (of `--tenant`).
         #[arg(long, env = "VECSTREAM_LINEAGE_DOC")]
         doc: Option<String>,
+        /// The tenant of `--doc`: a document is its (tenant, id).
+        #[arg(long, env = "VECSTREAM_LINEAGE_TENANT", default_value = "default")]
+        tenant: String,
         /// Start at the oldest retained event instead of now.
         #[arg(long, env = "VECSTREAM_LINEAGE_FROM_BEGINNING")]
         from_beginning: bool,
@@ -211,8 +214,11 @@ pub enum LineageCommand {
     },
     /// Print every retained event of one document, oldest first, and exit.
     Trace {
-        /// The document id.
+        /// The document id (matched byte for byte).
         doc_id: String,
+        /// The document's tenant: a document is its (tenant, id).
+        #[arg(long, env = "VECSTREAM_LINEAGE_TENANT", default_value = "default")]
+        tenant: String,
         /// One JSON object per event.
         #[arg(long, env = "VECSTREAM_LINEAGE_JSON")]
         json: bool,

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use vecstream_core::{Document, EventType};
+use vecstream_core::{Document, EventType, record_key, split_record_key};
 use vecstream_engine::{Chunk, Chunker};
 
 use crate::dlq::{DeadLetter, Reason};
@@ -168,10 +168,10 @@ pub fn decide(
 ) -> Decision {
     let doc = match read {
         Read::Bad(reason, message) => return source.dead_letter(reason, message),
-        Read::Tombstone(doc_id) => {
+        Read::Tombstone { tenant, doc_id } => {
             return Decision::Delete {
                 doc_id,
-                tenant: vecstream_core::default_tenant(),
+                tenant,
                 version: TOMBSTONE_VERSION,
                 tombstone: true,
                 at_offset: Some(source.origin_offset),
@@ -253,7 +253,7 @@ pub struct Decided {
     pub before: Option<DocState>,
 }
 
-/// The memory's changes a batch makes, keyed by (partition, doc id); `None` forgets.
+/// The memory's changes a batch makes, keyed by (partition, record key); `None` forgets.
 pub type Pending = HashMap<(i32, String), Option<DocState>>;
 
 /// Decides a batch in order: each record sees the memory as the earlier ones left it.
@@ -267,20 +267,20 @@ pub fn decide_batch<'a>(
     let mut decided = Vec::new();
     for (source, read) in reads {
         let partition = source.partition;
-        let known = |pending: &Pending, doc_id: &str| -> Option<DocState> {
-            match pending.get(&(partition, doc_id.to_owned())) {
+        let known = |pending: &Pending, key: String| -> Option<DocState> {
+            match pending.get(&(partition, key.clone())) {
                 Some(s) => s.clone(),
-                None => memory.get(partition, doc_id).cloned(),
+                None => memory.get(partition, &key).cloned(),
             }
         };
         let before = match &read {
-            Read::Doc(d) => known(&pending, &d.id),
-            Read::Tombstone(id) => known(&pending, id),
+            Read::Doc(d) => known(&pending, d.record_key()),
+            Read::Tombstone { tenant, doc_id } => known(&pending, record_key(tenant, doc_id)),
             Read::Bad(..) => None,
         };
         let decision = decide(source, read, before.as_ref(), rules);
-        if let Some((doc_id, state)) = decision.state_after(rules.model_id, before.as_ref()) {
-            pending.insert((partition, doc_id.to_owned()), state);
+        if let Some((key, state)) = decision.state_after(rules.model_id, before.as_ref()) {
+            pending.insert((partition, key), state);
         }
         decided.push(Decided { decision, before });
     }
@@ -302,31 +302,36 @@ impl Decision {
         }
     }
 
-    /// What the dedup memory holds for the document once this decision is committed
-    /// (`None` when it does not change), given what it held `before`. The large-document
+    /// What the dedup memory holds for the document (by its record key) once this decision
+    /// is committed (`None` when it does not change), given what it held `before`. The large-document
     /// jobs that may still publish are carried along until a delete (which waits for them
     /// first) clears them; a tombstone leaves a marker with the last version and its offset.
     pub fn state_after(
         &self,
         model_id: &str,
         before: Option<&DocState>,
-    ) -> Option<(&str, Option<DocState>)> {
-        let jobs = |doc_id: &str| before.map(|b| b.pending_jobs(doc_id)).unwrap_or_default();
+    ) -> Option<(String, Option<DocState>)> {
+        let jobs = |doc: &Document| {
+            before
+                .map(|b| b.pending_jobs(&doc.tenant, &doc.id))
+                .unwrap_or_default()
+        };
         let kept = |doc: &Document, hash: &str| DocState {
             version: doc.version,
             model_id: model_id.to_owned(),
             content_hash: hash.to_owned(),
             deleted: false,
             escalated_version: None,
-            escalated: jobs(&doc.id),
+            escalated: jobs(doc),
             deleted_at_offset: None,
         };
         match self {
-            Decision::Embed { doc, hash, .. } => Some((&doc.id, Some(kept(doc, hash)))),
+            Decision::Embed { doc, hash, .. } => Some((doc.record_key(), Some(kept(doc, hash)))),
             // Escalated documents count as emitted: their job owns them from here on.
             Decision::Escalate { doc, hash, .. } => {
                 let mut state = kept(doc, hash);
                 let id = vecstream_core::large_document_workflow_id(
+                    &doc.tenant,
                     &doc.id,
                     doc.version,
                     model_id,
@@ -335,22 +340,23 @@ impl Decision {
                 if !state.escalated.contains(&id) {
                     state.escalated.push(id);
                 }
-                Some((&doc.id, Some(state)))
+                Some((doc.record_key(), Some(state)))
             }
             // The newer version is remembered so that older re-deliveries stay fenced.
             Decision::Skip {
                 doc,
                 hash,
                 why: Skip::Unchanged,
-            } => Some((&doc.id, Some(kept(doc, hash)))),
+            } => Some((doc.record_key(), Some(kept(doc, hash)))),
             Decision::Delete {
                 doc_id,
+                tenant,
                 version,
                 tombstone,
                 at_offset,
                 ..
             } => Some((
-                doc_id,
+                record_key(tenant, doc_id),
                 Some(DocState {
                     // A tombstone has no version: the marker keeps the last one seen.
                     version: if *tombstone {
@@ -370,25 +376,44 @@ impl Decision {
         }
     }
 
-    /// The document id (the record key; empty when it has none) and version, if known.
-    pub fn doc_key(&self) -> (&str, Option<i64>) {
+    /// The document's identity, if known: (tenant, id) and version. A dead letter names
+    /// what its record key says (empty when it has none).
+    pub fn identity(&self) -> (&str, &str, Option<i64>) {
         match self {
             Decision::Embed { doc, .. }
             | Decision::Skip { doc, .. }
-            | Decision::Escalate { doc, .. } => (&doc.id, Some(doc.version)),
+            | Decision::Escalate { doc, .. } => (&doc.tenant, &doc.id, Some(doc.version)),
             Decision::Delete {
                 doc_id,
+                tenant,
                 version,
                 tombstone,
                 ..
-            } => (doc_id, (!tombstone).then_some(*version)),
-            Decision::DeadLetter(d) => (
-                d.key
+            } => (tenant, doc_id, (!tombstone).then_some(*version)),
+            Decision::DeadLetter(d) => {
+                let key = d
+                    .key
                     .as_deref()
                     .and_then(|k| std::str::from_utf8(k).ok())
-                    .unwrap_or(""),
-                None,
-            ),
+                    .unwrap_or("");
+                let (tenant, id) = split_record_key(key);
+                (tenant, id, None)
+            }
+        }
+    }
+
+    /// The record key of the document (empty for a dead letter without a key).
+    pub fn record_key(&self) -> String {
+        match self {
+            Decision::DeadLetter(d) => d
+                .key
+                .as_deref()
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .unwrap_or_default(),
+            _ => {
+                let (tenant, id, _) = self.identity();
+                record_key(tenant, id)
+            }
         }
     }
 

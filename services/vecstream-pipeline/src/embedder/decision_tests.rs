@@ -53,7 +53,8 @@ fn a_new_document_is_embedded_in_chunks() {
     assert_eq!(chunks.len(), 2, "4 content tokens per window");
     assert_eq!(hash, &hash_of("one two three four five six seven"));
     assert_eq!(d.outcome(), DocOutcome::Embedded);
-    assert_eq!(d.doc_key(), ("d", Some(1)));
+    assert_eq!(d.identity(), ("default", "d", Some(1)));
+    assert_eq!(d.record_key(), "d");
 }
 
 #[test]
@@ -124,7 +125,10 @@ fn deletes_by_flag_and_by_tombstone() {
     );
     let d = decide(
         source(),
-        Read::Tombstone("d".into()),
+        Read::Tombstone {
+            tenant: "default".into(),
+            doc_id: "d".into(),
+        },
         Some(&state(9, "h", false)),
         rules(&c),
     );
@@ -140,7 +144,7 @@ fn deletes_by_flag_and_by_tombstone() {
         ),
         "{d:?}"
     );
-    assert_eq!(d.doc_key(), ("d", None));
+    assert_eq!(d.identity(), ("default", "d", None));
 }
 
 #[test]
@@ -218,6 +222,41 @@ fn every_outcome_has_one_name_and_one_lineage_shape() {
 }
 
 #[test]
+fn two_tenants_documents_of_one_id_are_remembered_apart() {
+    let c = chunker(6);
+    let mut other = document("d", 1, "other words");
+    other.tenant = "acme".into();
+    let reads = vec![
+        (source(), Read::Doc(document("d", 5, "first words"))),
+        // Tenant acme's v1 of the same id is not older than the default tenant's v5.
+        (source(), Read::Doc(other)),
+        // A tombstone of acme's document leaves the default tenant's alone.
+        (
+            source(),
+            Read::Tombstone {
+                tenant: "acme".into(),
+                doc_id: "d".into(),
+            },
+        ),
+        (source(), Read::Doc(document("d", 5, "first words"))),
+    ];
+    let (decided, pending) = decide_batch(reads, &DedupState::default(), rules(&c));
+    let outcomes: Vec<DocOutcome> = decided.iter().map(|d| d.decision.outcome()).collect();
+    use DocOutcome::*;
+    assert_eq!(outcomes, vec![Embedded, Embedded, Deleted, Unchanged]);
+    assert!(matches!(&decided[2].decision, Decision::Delete { tenant, .. } if tenant == "acme"));
+    assert_eq!(decided[2].decision.record_key(), "acme\0d");
+    // The memory keys both by record key.
+    assert!(pending.contains_key(&(3, "d".to_owned())));
+    assert!(
+        pending[&(3, "acme\0d".to_owned())]
+            .as_ref()
+            .unwrap()
+            .deleted
+    );
+}
+
+#[test]
 fn the_dedup_memory_follows_each_decision() {
     let doc = document("d", 7, "b");
     let skip = |why| Decision::Skip {
@@ -228,7 +267,10 @@ fn the_dedup_memory_follows_each_decision() {
     let unchanged = skip(Skip::Unchanged);
     let (id, state) = unchanged.state_after("m", None).unwrap();
     let state = state.unwrap();
-    assert_eq!((id, state.version, state.model_id.as_str()), ("d", 7, "m"));
+    assert_eq!(
+        (id.as_str(), state.version, state.model_id.as_str()),
+        ("d", 7, "m")
+    );
     assert!(
         skip(Skip::Stale).state_after("m", None).is_none(),
         "fenced: no change"
@@ -275,7 +317,7 @@ fn every_escalated_job_is_remembered_until_a_delete() {
     };
     let (_, s1) = escalate(1).state_after("m", None).unwrap();
     let s1 = s1.unwrap();
-    let job1 = vecstream_core::large_document_workflow_id("d", 1, "m", "h1");
+    let job1 = vecstream_core::large_document_workflow_id("default", "d", 1, "m", "h1");
     assert_eq!(s1.escalated, vec![job1.clone()]);
     // A second escalated version and a newer inline one keep every job: each may publish.
     let (_, s2) = escalate(2).state_after("m", Some(&s1)).unwrap();
@@ -283,10 +325,10 @@ fn every_escalated_job_is_remembered_until_a_delete() {
     let (_, s3) = embed(3, "b3").state_after("m", Some(&s2)).unwrap();
     let s3 = s3.unwrap();
     assert_eq!(
-        s3.pending_jobs("d"),
+        s3.pending_jobs("default", "d"),
         vec![
             job1,
-            vecstream_core::large_document_workflow_id("d", 2, "m", "h2")
+            vecstream_core::large_document_workflow_id("default", "d", 2, "m", "h2")
         ]
     );
     // Records of older embedders name one version; its job keeps the old id.
@@ -294,7 +336,9 @@ fn every_escalated_job_is_remembered_until_a_delete() {
         r#"{"version":1,"model_id":"m","content_hash":"h","escalated_version":1}"#,
     )
     .unwrap();
-    assert_eq!(old.pending_jobs("d"), vec!["doc-d-1".to_owned()]);
+    assert_eq!(old.pending_jobs("default", "d"), vec!["doc-d-1".to_owned()]);
+    // Older embedders knew no tenants: another tenant's memory owes no such job.
+    assert!(old.pending_jobs("acme", "d").is_empty());
     let json = serde_json::to_string(&s3).unwrap();
     assert_eq!(serde_json::from_str::<DocState>(&json).unwrap(), s3);
 }
@@ -338,7 +382,13 @@ fn a_batch_sees_its_own_earlier_decisions() {
         (source(), Read::Doc(document("d", 2, "first words"))),
         // An older version after it: fenced by the batch's own state.
         (source(), Read::Doc(document("d", 1, "first words"))),
-        (source(), Read::Tombstone("d".into())),
+        (
+            source(),
+            Read::Tombstone {
+                tenant: "default".into(),
+                doc_id: "d".into(),
+            },
+        ),
         // After the tombstone its marker fences the older versions; a newer one re-creates.
         (source(), Read::Doc(document("d", 1, "again"))),
         (source(), Read::Doc(document("d", 3, "again"))),

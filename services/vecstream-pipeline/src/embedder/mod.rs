@@ -40,7 +40,7 @@ use vecstream_kafka::{SchemaRegistry, schemas, traceparent_of};
 use vecstream_telemetry::continue_trace;
 
 use crate::common::{BatchLimits, Member, Retrier, next_offsets};
-use crate::document::read_document;
+use crate::document::{TenantRules, read_document};
 use crate::escalate::{Escalator, LargeDocumentJob};
 use crate::lineage::{LineageFactory, lineage_writer_schema, now_ms};
 use crate::state::{DedupState, restore_partition};
@@ -62,6 +62,7 @@ pub struct Embedder {
     transactions: Transactions,
     registry: SchemaRegistry,
     document_reader: Schema,
+    tenants: TenantRules,
     encoder: RecordEncoder,
     engine: Arc<Engine>,
     chunker: Chunker,
@@ -135,6 +136,9 @@ impl Embedder {
             transactions,
             registry,
             document_reader: schemas::parse(schemas::DOCUMENT)?,
+            tenants: TenantRules {
+                weaviate_multi_tenancy: config.weaviate.multi_tenancy,
+            },
             encoder,
             engine,
             chunker,
@@ -204,7 +208,13 @@ impl Embedder {
             let read = self
                 .retrier()
                 .run("decode", shutdown, || {
-                    read_document(&self.registry, &self.document_reader, m.key(), m.payload())
+                    read_document(
+                        &self.registry,
+                        &self.document_reader,
+                        self.tenants,
+                        m.key(),
+                        m.payload(),
+                    )
                 })
                 .await?;
             reads.push((source_of(m), read));
@@ -380,6 +390,7 @@ impl Embedder {
                 continue;
             };
             let job = LargeDocumentJob {
+                tenant: doc.tenant.clone(),
                 doc_id: doc.id.clone(),
                 version: doc.version,
                 model_id: self.engine.info().model_id.clone(),
@@ -413,11 +424,12 @@ impl Embedder {
             return Ok(());
         };
         for item in items {
-            let (Decision::Delete { doc_id, .. }, Some(before)) = (&item.decision, &item.before)
+            let (Decision::Delete { doc_id, tenant, .. }, Some(before)) =
+                (&item.decision, &item.before)
             else {
                 continue;
             };
-            for job in before.pending_jobs(doc_id) {
+            for job in before.pending_jobs(tenant, doc_id) {
                 self.member
                     .retry_paused(&self.retrier(), "settle_escalation", shutdown, || {
                         escalator.settle_large_document(job.clone())

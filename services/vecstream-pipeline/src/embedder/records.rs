@@ -61,14 +61,17 @@ impl RecordEncoder {
         out: &mut Vec<OutRecord>,
     ) -> Result<(), PipelineError> {
         let decision = &item.decision;
-        let (key, version) = decision.doc_key();
+        let (tenant, doc_id, version) = decision.identity();
+        let record_key = decision.record_key();
+        let key = record_key.as_str();
         let source = VecstreamFacet {
             source_topic: Some(topics::DOCUMENTS.into()),
             source_partition: Some(item.partition),
             source_offset: Some(item.offset),
             model_id: Some(model_id.to_owned()),
             trace_id: Some(item.trace.trace_id_hex()),
-            doc_id: (!key.is_empty()).then(|| key.to_owned()),
+            doc_id: (!key.is_empty()).then(|| doc_id.to_owned()),
+            tenant: (!key.is_empty()).then(|| tenant.to_owned()),
             doc_version: version,
             ..Default::default()
         };
@@ -143,8 +146,8 @@ impl RecordEncoder {
             now,
         )?);
 
-        if let Some((doc_id, state)) = decision.state_after(model_id, item.before.as_ref()) {
-            out.push(state_record(item.partition, doc_id, state.as_ref()));
+        if let Some((key, state)) = decision.state_after(model_id, item.before.as_ref()) {
+            out.push(state_record(item.partition, &key, state.as_ref()));
         }
         Ok(())
     }
@@ -187,7 +190,7 @@ impl RecordEncoder {
         let (id, schema) = &self.vectors_schema;
         Ok(OutRecord {
             topic: topics::VECTORS,
-            key: record.doc_id.as_bytes().to_vec(),
+            key: record.record_key().into_bytes(),
             payload: Some(wire::encode(*id, schema, record)?),
             // Same partition as the document: per-document order holds end to end.
             partition: Some(item.partition),
@@ -220,11 +223,12 @@ impl RecordEncoder {
     }
 }
 
-/// The state-topic record of a document: its new state, or a tombstone that forgets it.
-pub(super) fn state_record(partition: i32, doc_id: &str, state: Option<&DocState>) -> OutRecord {
+/// The state-topic record of a document (by its record key): its new state, or a
+/// tombstone that forgets it.
+pub(super) fn state_record(partition: i32, key: &str, state: Option<&DocState>) -> OutRecord {
     OutRecord {
         topic: topics::EMBEDDER_STATE,
-        key: doc_id.as_bytes().to_vec(),
+        key: key.as_bytes().to_vec(),
         payload: state.map(|s| serde_json::to_vec(s).expect("state serialises")),
         partition: Some(partition),
         headers: None,

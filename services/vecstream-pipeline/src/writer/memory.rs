@@ -15,6 +15,8 @@ use super::VectorStore;
 /// One stored chunk object.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Object {
+    /// Its Weaviate tenant (multi-tenant collections).
+    pub tenant: Option<String>,
     pub properties: Value,
     pub vector: Vec<f32>,
 }
@@ -23,11 +25,17 @@ impl Object {
     fn doc_id(&self) -> &str {
         self.properties["doc_id"].as_str().unwrap_or_default()
     }
+    fn doc_key(&self) -> &str {
+        self.properties["doc_key"].as_str().unwrap_or_default()
+    }
     fn chunk_index(&self) -> i64 {
         self.properties["chunk_index"].as_i64().unwrap_or(-1)
     }
     fn doc_version(&self) -> i64 {
-        self.properties["doc_version"].as_i64().unwrap_or(-1)
+        self.properties["doc_version"]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(-1)
     }
 }
 
@@ -178,13 +186,14 @@ impl VectorStore for MemoryStore {
     async fn docs_chunks(
         &self,
         collection: &str,
-        doc_ids: &[&str],
+        scope: Option<&str>,
+        doc_keys: &[&str],
     ) -> Result<HashMap<String, Vec<StoredChunk>>, WeaviateError> {
         let inner = self.call()?;
         let mut out: HashMap<String, Vec<StoredChunk>> = HashMap::new();
         for (id, o) in inner.collections.get(collection).into_iter().flatten() {
-            if doc_ids.contains(&o.doc_id()) {
-                out.entry(o.doc_id().to_owned())
+            if o.tenant.as_deref() == scope && doc_keys.contains(&o.doc_key()) {
+                out.entry(o.doc_key().to_owned())
                     .or_default()
                     .push(StoredChunk {
                         id: *id,
@@ -216,6 +225,7 @@ impl VectorStore for MemoryStore {
             collection.insert(
                 o.id,
                 Object {
+                    tenant: o.tenant.clone(),
                     properties: o.properties.clone(),
                     vector: o.vector.clone(),
                 },
@@ -228,7 +238,8 @@ impl VectorStore for MemoryStore {
     async fn delete_doc_chunks_from(
         &self,
         collection: &str,
-        doc_id: &str,
+        scope: Option<&str>,
+        doc_key: &str,
         from_index: i64,
     ) -> Result<u64, WeaviateError> {
         let mut inner = self.call()?;
@@ -236,7 +247,11 @@ impl VectorStore for MemoryStore {
             return Ok(0);
         };
         let before = objects.len();
-        objects.retain(|_, o| !(o.doc_id() == doc_id && o.chunk_index() >= from_index));
+        objects.retain(|_, o| {
+            !(o.tenant.as_deref() == scope
+                && o.doc_key() == doc_key
+                && o.chunk_index() >= from_index)
+        });
         Ok((before - objects.len()) as u64)
     }
 }

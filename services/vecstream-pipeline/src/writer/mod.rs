@@ -15,16 +15,18 @@ pub(crate) mod memory;
 mod plan;
 mod store;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use uuid::Uuid;
 use vecstream_core::{Classify, DocumentVectors};
-use vecstream_weaviate::{CollectionSpec, ObjectError, WeaviateClient, WeaviateError};
+use vecstream_weaviate::{CollectionSpec, ObjectError, Tenancy, WeaviateClient, WeaviateError};
 
 use crate::dlq::Reason;
 use crate::{PipelineError, PipelineMetrics};
 
-pub use plan::{DocDelete, DocWrite, Needs, Plan, Snapshot, has_deletes, needs, plan, winners};
+pub use plan::{
+    DocDelete, DocRef, DocWrite, Needs, Plan, Snapshot, has_deletes, needs, plan, winners,
+};
 pub use store::VectorStore;
 
 /// Most chunk objects in one upsert request.
@@ -78,6 +80,7 @@ pub struct ChunkWriter<S: VectorStore = WeaviateClient> {
     collections: std::sync::Mutex<HashSet<String>>,
     /// The alias was seen to exist (or this writer never makes it): no bootstrapping.
     alias_seen: std::sync::atomic::AtomicBool,
+    tenancy: Tenancy,
     metrics: PipelineMetrics,
 }
 
@@ -97,8 +100,21 @@ impl<S: VectorStore> ChunkWriter<S> {
             alias: alias.to_owned(),
             collections: Default::default(),
             alias_seen: Default::default(),
+            tenancy: Tenancy::Filter,
             metrics,
         }
+    }
+
+    /// How its collections keep tenants apart (`weaviate.multi_tenancy`; default: the
+    /// `tenant` property).
+    pub fn with_tenancy(mut self, tenancy: Tenancy) -> Self {
+        self.tenancy = tenancy;
+        self
+    }
+
+    /// How its collections keep tenants apart.
+    pub fn tenancy(&self) -> Tenancy {
+        self.tenancy
     }
 
     /// A writer that never creates a collection or the alias (the reindex scan's: only the
@@ -124,8 +140,10 @@ impl<S: VectorStore> ChunkWriter<S> {
         } else {
             BTreeSet::new()
         };
-        let snapshot = self.read(&needs(decoded, &winners, &family)).await?;
-        let plan = plan(decoded, &winners, &snapshot);
+        let snapshot = self
+            .read(&needs(decoded, &winners, &family, self.tenancy))
+            .await?;
+        let plan = plan(decoded, &winners, &snapshot, self.tenancy);
         self.apply(plan).await
     }
 
@@ -176,8 +194,18 @@ impl<S: VectorStore> ChunkWriter<S> {
             if !snapshot.existing.contains(collection) {
                 continue;
             }
-            let ids: Vec<&str> = docs.iter().map(String::as_str).collect();
-            let stored = self.store.docs_chunks(collection, &ids).await?;
+            // One query per Weaviate tenant (one in all without multi-tenancy).
+            let mut by_scope: BTreeMap<Option<&str>, Vec<&str>> = BTreeMap::new();
+            for d in docs {
+                by_scope
+                    .entry(d.scope.as_deref())
+                    .or_default()
+                    .push(d.key.as_str());
+            }
+            let mut stored = HashMap::new();
+            for (scope, keys) in by_scope {
+                stored.extend(self.store.docs_chunks(collection, scope, &keys).await?);
+            }
             snapshot.stored.insert(collection.clone(), stored);
         }
         Ok(snapshot)
@@ -195,7 +223,7 @@ impl<S: VectorStore> ChunkWriter<S> {
         for d in &deletes {
             let removed = self
                 .store
-                .delete_doc_chunks_from(&d.collection, &d.doc_id, 0)
+                .delete_doc_chunks_from(&d.collection, d.doc.scope.as_deref(), &d.doc.key, 0)
                 .await?;
             if let Outcome::Deleted { deleted, .. } = &mut outcomes[d.at] {
                 *deleted += removed;
@@ -235,7 +263,7 @@ impl<S: VectorStore> ChunkWriter<S> {
                 // A half-written document would answer searches with a mix of versions:
                 // remove it whole; the dead letter can be replayed once the cause is fixed.
                 self.store
-                    .delete_doc_chunks_from(&w.collection, &w.record.doc_id, 0)
+                    .delete_doc_chunks_from(&w.collection, w.doc.scope.as_deref(), &w.doc.key, 0)
                     .await?;
                 outcomes[w.at] = Outcome::DeadLettered(
                     Reason::Rejected,
@@ -251,7 +279,12 @@ impl<S: VectorStore> ChunkWriter<S> {
             let deleted = match w.stale_from {
                 Some(from) => {
                     self.store
-                        .delete_doc_chunks_from(&w.collection, &w.record.doc_id, from)
+                        .delete_doc_chunks_from(
+                            &w.collection,
+                            w.doc.scope.as_deref(),
+                            &w.doc.key,
+                            from,
+                        )
                         .await?
                 }
                 None => 0,
@@ -276,7 +309,7 @@ impl<S: VectorStore> ChunkWriter<S> {
         if self.known_collections().contains(name) {
             return Ok(true);
         }
-        let spec = CollectionSpec::chunks_named(name);
+        let spec = CollectionSpec::chunks_named(name, self.tenancy);
         let Some(differences) = self.store.schema_differences(&spec).await? else {
             return Ok(false);
         };
@@ -303,7 +336,7 @@ impl<S: VectorStore> ChunkWriter<S> {
                 .store(true, std::sync::atomic::Ordering::Relaxed);
             return Ok(false);
         }
-        let spec = CollectionSpec::chunks_named(name);
+        let spec = CollectionSpec::chunks_named(name, self.tenancy);
         if !exists && self.store.ensure_collection(&spec).await? {
             tracing::info!(collection = %spec.name, "collection created");
         }

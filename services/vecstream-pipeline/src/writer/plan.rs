@@ -4,13 +4,17 @@
 //! documents' stored chunks); [`plan`] turns the records and that [`Snapshot`] into the
 //! outcome of each record plus the writes and deletes to apply. Everything that judges a
 //! record (winners per document, version fencing, validation, stale chunks) lives here.
+//!
+//! A document is its (tenant, id): records, stored chunks, fencing and deletes are matched
+//! on its exact key (`vecstream_core::doc_key`), never on the id alone, and with Weaviate
+//! multi-tenancy every read and write names the document's tenant.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::json;
 use uuid::Uuid;
-use vecstream_core::DocumentVectors;
-use vecstream_weaviate::{BatchObject, StoredChunk, collection_name};
+use vecstream_core::{DocumentVectors, check_weaviate_tenant, doc_key};
+use vecstream_weaviate::{BatchObject, StoredChunk, Tenancy, collection_name};
 
 use super::{Decoded, Outcome};
 use crate::dlq::Reason;
@@ -24,7 +28,24 @@ pub struct Needs {
     /// Collections the batch only deletes from: looked up, never created.
     pub delete_from: BTreeSet<String>,
     /// Per collection, the documents whose stored chunks decide fencing and stale chunks.
-    pub docs: BTreeMap<String, Vec<String>>,
+    pub docs: BTreeMap<String, Vec<DocRef>>,
+}
+
+/// A document as the store finds it: its Weaviate tenant (multi-tenancy only) and its
+/// exact key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DocRef {
+    pub scope: Option<String>,
+    pub key: String,
+}
+
+impl DocRef {
+    pub fn of(v: &DocumentVectors, tenancy: Tenancy) -> Self {
+        Self {
+            scope: tenancy.scope(&v.tenant).map(str::to_owned),
+            key: doc_key(&v.tenant, &v.doc_id),
+        }
+    }
 }
 
 /// The stored side of a batch, as read before planning.
@@ -32,7 +53,7 @@ pub struct Needs {
 pub struct Snapshot {
     /// Collections that exist (the ones the batch writes to were just ensured).
     pub existing: BTreeSet<String>,
-    /// Collection → document id → its stored chunks.
+    /// Collection → document key (`doc_key`) → its stored chunks.
     pub stored: HashMap<String, HashMap<String, Vec<StoredChunk>>>,
 }
 
@@ -43,6 +64,7 @@ pub struct DocWrite<'a> {
     pub at: usize,
     pub record: &'a DocumentVectors,
     pub collection: String,
+    pub doc: DocRef,
     pub objects: Vec<BatchObject>,
     /// Stored chunks from this index on belong to a longer earlier version.
     pub stale_from: Option<i64>,
@@ -53,7 +75,7 @@ pub struct DocWrite<'a> {
 pub struct DocDelete {
     pub at: usize,
     pub collection: String,
-    pub doc_id: String,
+    pub doc: DocRef,
 }
 
 /// The decisions for one batch. `outcomes` has one entry per record; the entries of
@@ -69,12 +91,14 @@ pub struct Plan<'a> {
 /// are superseded. A later record wins unless its version is older than the current
 /// winner's: a large document's job may publish its version after a newer one went the
 /// inline way. After a tombstone (which outranks every version), a later record is a
-/// re-creation and wins.
-pub fn winners(decoded: &[Decoded]) -> HashMap<&str, usize> {
-    let mut winner: HashMap<&str, usize> = HashMap::new();
+/// re-creation and wins. Keyed by the document's exact key: two tenants' documents of one
+/// id are two documents.
+pub fn winners(decoded: &[Decoded]) -> HashMap<String, usize> {
+    let mut winner: HashMap<String, usize> = HashMap::new();
     for (i, d) in decoded.iter().enumerate() {
         let Ok(v) = d else { continue };
-        let replaces = match winner.get(v.doc_id.as_str()).map(|&w| &decoded[w]) {
+        let key = doc_key(&v.tenant, &v.doc_id);
+        let replaces = match winner.get(&key).map(|&w| &decoded[w]) {
             Some(Ok(current)) => {
                 v.doc_version >= current.doc_version
                     || (current.deleted && current.doc_version == TOMBSTONE_VERSION)
@@ -82,7 +106,7 @@ pub fn winners(decoded: &[Decoded]) -> HashMap<&str, usize> {
             _ => true,
         };
         if replaces {
-            winner.insert(v.doc_id.as_str(), i);
+            winner.insert(key, i);
         }
     }
     winner
@@ -90,7 +114,7 @@ pub fn winners(decoded: &[Decoded]) -> HashMap<&str, usize> {
 
 /// True when a winner of the batch is a delete: the batch then needs the family's
 /// collections listed (see [`needs`]).
-pub fn has_deletes(decoded: &[Decoded], winners: &HashMap<&str, usize>) -> bool {
+pub fn has_deletes(decoded: &[Decoded], winners: &HashMap<String, usize>) -> bool {
     winners
         .values()
         .any(|&i| matches!(&decoded[i], Ok(v) if v.deleted))
@@ -101,13 +125,15 @@ pub fn has_deletes(decoded: &[Decoded], winners: &HashMap<&str, usize>) -> bool 
 /// delete removes the document from each of them, whichever model's record carries it.
 pub fn needs(
     decoded: &[Decoded],
-    winners: &HashMap<&str, usize>,
+    winners: &HashMap<String, usize>,
     family: &BTreeSet<String>,
+    tenancy: Tenancy,
 ) -> Needs {
     let mut needs = Needs::default();
     for &i in winners.values() {
         let Ok(v) = &decoded[i] else { continue };
-        let own = collection_name(&v.model_id);
+        let own = collection_name(&v.model_id, tenancy);
+        let doc = DocRef::of(v, tenancy);
         if v.deleted {
             for collection in family.iter().chain(std::iter::once(&own)) {
                 needs.delete_from.insert(collection.clone());
@@ -115,11 +141,11 @@ pub fn needs(
                     .docs
                     .entry(collection.clone())
                     .or_default()
-                    .push(v.doc_id.clone());
+                    .push(doc.clone());
             }
         } else {
             needs.write_to.insert(own.clone());
-            needs.docs.entry(own).or_default().push(v.doc_id.clone());
+            needs.docs.entry(own).or_default().push(doc);
         }
     }
     // A collection written to is looked up anyway: no separate lookup.
@@ -135,8 +161,9 @@ pub fn needs(
 /// Decides what each record of `decoded` does, given what the store holds.
 pub fn plan<'a>(
     decoded: &'a [Decoded],
-    winners: &HashMap<&str, usize>,
+    winners: &HashMap<String, usize>,
     snapshot: &Snapshot,
+    tenancy: Tenancy,
 ) -> Plan<'a> {
     let mut plan = Plan {
         outcomes: Vec::with_capacity(decoded.len()),
@@ -152,15 +179,23 @@ pub fn plan<'a>(
             }
             Ok(v) => v,
         };
-        if winners.get(v.doc_id.as_str()) != Some(&i) {
+        let doc = DocRef::of(v, tenancy);
+        if winners.get(&doc.key) != Some(&i) {
             plan.outcomes.push(Outcome::Superseded);
             continue;
         }
-        if v.deleted {
-            plan_delete(&mut plan, i, v, snapshot);
+        if tenancy == Tenancy::MultiTenant
+            && let Err(why) = check_weaviate_tenant(&v.tenant)
+        {
+            plan.outcomes
+                .push(Outcome::DeadLettered(Reason::Invalid, why));
             continue;
         }
-        let collection = collection_name(&v.model_id);
+        if v.deleted {
+            plan_delete(&mut plan, i, doc, v, snapshot);
+            continue;
+        }
+        let collection = collection_name(&v.model_id, tenancy);
         if !snapshot.existing.contains(&collection) {
             // The model's collection is gone (dropped after a migration) or was never made
             // by a reindex: the record's content reaches the family's collections through
@@ -171,7 +206,7 @@ pub fn plan<'a>(
         let stored = snapshot
             .stored
             .get(&collection)
-            .and_then(|docs| docs.get(&v.doc_id))
+            .and_then(|docs| docs.get(&doc.key))
             .map(Vec::as_slice)
             .unwrap_or_default();
         if let Some(sv) = stored
@@ -184,7 +219,7 @@ pub fn plan<'a>(
             continue;
         }
         let stored_past = |count: usize| stored.iter().any(|c| c.chunk_index >= count as i64);
-        match objects_of(v, &collection) {
+        match objects_of(v, &collection, &doc) {
             Err(message) => plan
                 .outcomes
                 .push(Outcome::DeadLettered(Reason::Invalid, message)),
@@ -198,6 +233,7 @@ pub fn plan<'a>(
                     at: i,
                     record: v,
                     collection,
+                    doc,
                     objects,
                     stale_from: stored_past(count).then_some(count as i64),
                 });
@@ -210,13 +246,19 @@ pub fn plan<'a>(
 /// A delete removes the document from every collection that holds it, each fenced by its
 /// own stored version; it is stale only when every collection holding the document holds a
 /// newer version of it.
-fn plan_delete(plan: &mut Plan<'_>, at: usize, v: &DocumentVectors, snapshot: &Snapshot) {
+fn plan_delete(
+    plan: &mut Plan<'_>,
+    at: usize,
+    doc: DocRef,
+    v: &DocumentVectors,
+    snapshot: &Snapshot,
+) {
     let mut holders: Vec<(&String, i64)> = snapshot
         .stored
         .iter()
         .filter(|(c, _)| snapshot.existing.contains(*c))
         .filter_map(|(c, docs)| {
-            let newest = docs.get(&v.doc_id)?.iter().map(|c| c.doc_version).max()?;
+            let newest = docs.get(&doc.key)?.iter().map(|c| c.doc_version).max()?;
             Some((c, newest))
         })
         .collect();
@@ -231,7 +273,7 @@ fn plan_delete(plan: &mut Plan<'_>, at: usize, v: &DocumentVectors, snapshot: &S
         plan.deletes.push(DocDelete {
             at,
             collection: collection.clone(),
-            doc_id: v.doc_id.clone(),
+            doc: doc.clone(),
         });
         from.push(collection.clone());
     }
@@ -243,7 +285,11 @@ fn plan_delete(plan: &mut Plan<'_>, at: usize, v: &DocumentVectors, snapshot: &S
 
 /// The chunk objects of a record, or why the record is invalid (vectors of mixed length
 /// or with non-finite values, chunk ids that are not UUIDs).
-fn objects_of(v: &DocumentVectors, collection: &str) -> Result<Vec<BatchObject>, String> {
+fn objects_of(
+    v: &DocumentVectors,
+    collection: &str,
+    doc: &DocRef,
+) -> Result<Vec<BatchObject>, String> {
     let dim = v.chunks.first().map(|c| c.vector.len());
     if let Some(bad) = v
         .chunks
@@ -264,10 +310,13 @@ fn objects_of(v: &DocumentVectors, collection: &str) -> Result<Vec<BatchObject>,
                 .map_err(|e| format!("chunk id {:?}: {e}", c.chunk_id))?;
             Ok(BatchObject {
                 collection: collection.to_owned(),
+                tenant: doc.scope.clone(),
                 id,
                 properties: json!({
                     "doc_id": v.doc_id,
-                    "doc_version": v.doc_version,
+                    "doc_key": doc.key,
+                    // Exact: see the schema (Weaviate numbers are float64).
+                    "doc_version": v.doc_version.to_string(),
                     "tenant": v.tenant,
                     "chunk_index": c.index,
                     "text": c.text,
@@ -289,12 +338,23 @@ mod tests {
     use crate::document::delete_of;
     use vecstream_core::{ChunkVector, chunk_id};
 
+    const F: Tenancy = Tenancy::Filter;
+
+    /// The exact key of tenant `t`'s document `id` (every record here is tenant `t`'s).
+    fn k(id: &str) -> String {
+        doc_key("t", id)
+    }
+
+    fn keys(docs: &[DocRef]) -> BTreeSet<String> {
+        docs.iter().map(|d| d.key.clone()).collect()
+    }
+
     fn doc(id: &str, version: i64, chunks: usize) -> Decoded {
         Ok(DocumentVectors {
             deleted: false,
             chunks: (0..chunks)
                 .map(|i| ChunkVector {
-                    chunk_id: chunk_id(id, i as u32, "m").to_string(),
+                    chunk_id: chunk_id("t", id, i as u32, "m").to_string(),
                     index: i as i32,
                     text: format!("chunk {i}"),
                     char_start: 0,
@@ -318,16 +378,10 @@ mod tests {
     }
 
     fn snapshot(docs: &[(&str, Vec<StoredChunk>)]) -> Snapshot {
-        let c = collection_name("m");
+        let c = collection_name("m", F);
         Snapshot {
             existing: [c.clone()].into(),
-            stored: [(
-                c,
-                docs.iter()
-                    .map(|(id, s)| (id.to_string(), s.clone()))
-                    .collect(),
-            )]
-            .into(),
+            stored: [(c, docs.iter().map(|(id, s)| (k(id), s.clone())).collect())].into(),
         }
     }
 
@@ -335,7 +389,7 @@ mod tests {
     fn the_highest_version_of_a_document_wins_its_batch() {
         // A late v1 (a large document's job) after v2: v2 stays.
         let batch = vec![doc("a", 2, 1), doc("a", 1, 1)];
-        assert_eq!(winners(&batch)["a"], 0);
+        assert_eq!(winners(&batch)[&k("a")], 0);
         // The same version again (a re-delivery) or a newer one: the later record.
         let batch = vec![
             doc("a", 1, 1),
@@ -344,18 +398,18 @@ mod tests {
             doc("b", 3, 1),
         ];
         let w = winners(&batch);
-        assert_eq!((w["a"], w["b"]), (1, 3));
+        assert_eq!((w[&k("a")], w[&k("b")]), (1, 3));
         // A tombstone outranks every version; a record after it re-creates the document.
         let batch = vec![
             doc("a", 5, 1),
             Ok(delete_of("a", "t", TOMBSTONE_VERSION, "m")),
         ];
-        assert_eq!(winners(&batch)["a"], 1);
+        assert_eq!(winners(&batch)[&k("a")], 1);
         let batch = vec![
             Ok(delete_of("a", "t", TOMBSTONE_VERSION, "m")),
             doc("a", 1, 1),
         ];
-        assert_eq!(winners(&batch)["a"], 1);
+        assert_eq!(winners(&batch)[&k("a")], 1);
         // Undecodable records take no part.
         let batch = vec![doc("a", 1, 1), Err((Reason::Undecodable, "x".into()))];
         assert_eq!(winners(&batch).len(), 1);
@@ -371,37 +425,39 @@ mod tests {
         let w = winners(&batch);
         assert!(has_deletes(&batch, &w));
         assert!(!has_deletes(&batch[..1], &winners(&batch[..1])));
-        let family: BTreeSet<String> = [collection_name("live"), collection_name("m")].into();
-        let n = needs(&batch, &w, &family);
-        assert_eq!(n.write_to, [collection_name("m")].into());
+        let family: BTreeSet<String> = [collection_name("live", F), collection_name("m", F)].into();
+        let n = needs(&batch, &w, &family, F);
+        assert_eq!(n.write_to, [collection_name("m", F)].into());
         assert_eq!(
             n.delete_from,
-            [collection_name("live"), collection_name("other")].into()
+            [collection_name("live", F), collection_name("other", F)].into()
         );
-        assert_eq!(n.docs[&collection_name("m")], vec!["a", "b", "c"]);
-        assert_eq!(n.docs[&collection_name("live")], vec!["b", "c"]);
-        assert_eq!(n.docs[&collection_name("other")], vec!["b"]);
+        assert_eq!(
+            keys(&n.docs[&collection_name("m", F)]),
+            [k("a"), k("b"), k("c")].into()
+        );
+        assert_eq!(
+            keys(&n.docs[&collection_name("live", F)]),
+            [k("b"), k("c")].into()
+        );
+        assert_eq!(keys(&n.docs[&collection_name("other", F)]), [k("b")].into());
     }
 
     #[test]
     fn a_delete_removes_the_document_from_every_collection_holding_it_each_fenced_alone() {
-        let (live, pending) = (collection_name("live"), collection_name("m"));
+        let (live, pending) = (collection_name("live", F), collection_name("m", F));
         let mut snap = snapshot(&[("a", stored(3, 2)), ("b", stored(9, 1))]);
         snap.existing.insert(live.clone());
         snap.stored.insert(
             live.clone(),
-            [
-                ("a".to_owned(), stored(2, 1)),
-                ("b".to_owned(), stored(9, 1)),
-            ]
-            .into(),
+            [(k("a"), stored(2, 1)), (k("b"), stored(9, 1))].into(),
         );
         // A delete carried by the pending model's record reaches the live collection too.
         let batch = vec![
             Ok(delete_of("a", "t", 4, "m")),
             Ok(delete_of("b", "t", 4, "m")),
         ];
-        let p = plan(&batch, &winners(&batch), &snap);
+        let p = plan(&batch, &winners(&batch), &snap, F);
         let at_a: Vec<&str> = p
             .deletes
             .iter()
@@ -420,7 +476,7 @@ mod tests {
         assert_eq!(p.outcomes[1], Outcome::Stale { stored_version: 9 });
         // A write to a collection that no longer exists is retired, not re-created.
         let batch = vec![doc("c", 1, 1)];
-        let p = plan(&batch, &winners(&batch), &Snapshot::default());
+        let p = plan(&batch, &winners(&batch), &Snapshot::default(), F);
         assert_eq!(
             p.outcomes,
             vec![Outcome::Retired {
@@ -433,7 +489,12 @@ mod tests {
     #[test]
     fn an_older_version_is_fenced_by_the_stored_one() {
         let batch = vec![doc("a", 3, 2)];
-        let p = plan(&batch, &winners(&batch), &snapshot(&[("a", stored(5, 2))]));
+        let p = plan(
+            &batch,
+            &winners(&batch),
+            &snapshot(&[("a", stored(5, 2))]),
+            F,
+        );
         assert_eq!(p.outcomes, vec![Outcome::Stale { stored_version: 5 }]);
         assert!(p.writes.is_empty() && p.deletes.is_empty());
     }
@@ -441,13 +502,23 @@ mod tests {
     #[test]
     fn a_shorter_new_version_deletes_the_stale_chunks_past_its_count() {
         let batch = vec![doc("a", 6, 2)];
-        let p = plan(&batch, &winners(&batch), &snapshot(&[("a", stored(5, 4))]));
+        let p = plan(
+            &batch,
+            &winners(&batch),
+            &snapshot(&[("a", stored(5, 4))]),
+            F,
+        );
         assert_eq!(p.writes.len(), 1);
         assert_eq!(p.writes[0].stale_from, Some(2));
         assert_eq!(p.writes[0].objects.len(), 2);
-        assert_eq!(p.writes[0].objects[1].properties["doc_version"], 6);
+        assert_eq!(p.writes[0].objects[1].properties["doc_version"], "6");
         // The same length: nothing stale.
-        let p = plan(&batch, &winners(&batch), &snapshot(&[("a", stored(5, 2))]));
+        let p = plan(
+            &batch,
+            &winners(&batch),
+            &snapshot(&[("a", stored(5, 2))]),
+            F,
+        );
         assert_eq!(p.writes[0].stale_from, None);
     }
 
@@ -458,13 +529,21 @@ mod tests {
             Ok(delete_of("b", "t", 7, "m")),
             Ok(delete_of("c", "t", 7, "never-written")),
         ];
-        let p = plan(&batch, &winners(&batch), &snapshot(&[("a", stored(5, 3))]));
+        let p = plan(
+            &batch,
+            &winners(&batch),
+            &snapshot(&[("a", stored(5, 3))]),
+            F,
+        );
         assert_eq!(
             p.deletes,
             vec![DocDelete {
                 at: 0,
-                collection: collection_name("m"),
-                doc_id: "a".into()
+                collection: collection_name("m", F),
+                doc: DocRef {
+                    scope: None,
+                    key: k("a")
+                }
             }]
         );
         let nothing = Outcome::Deleted {
@@ -474,7 +553,12 @@ mod tests {
         assert_eq!((&p.outcomes[1], &p.outcomes[2]), (&nothing, &nothing));
         // A delete older than the stored version is fenced too.
         let batch = vec![Ok(delete_of("a", "t", 4, "m"))];
-        let p = plan(&batch, &winners(&batch), &snapshot(&[("a", stored(5, 3))]));
+        let p = plan(
+            &batch,
+            &winners(&batch),
+            &snapshot(&[("a", stored(5, 3))]),
+            F,
+        );
         assert_eq!(p.outcomes, vec![Outcome::Stale { stored_version: 5 }]);
     }
 
@@ -487,7 +571,7 @@ mod tests {
         let mut bad_id = doc("c", 1, 1).unwrap();
         bad_id.chunks[0].chunk_id = "not-a-uuid".into();
         let batch = vec![Ok(mixed), Ok(nan), Ok(bad_id)];
-        let p = plan(&batch, &winners(&batch), &snapshot(&[]));
+        let p = plan(&batch, &winners(&batch), &snapshot(&[]), F);
         assert!(p.writes.is_empty());
         for (o, needle) in p
             .outcomes
@@ -502,13 +586,66 @@ mod tests {
     }
 
     #[test]
+    fn two_tenants_documents_of_one_id_are_two_documents() {
+        let mut b = doc("a", 1, 1).unwrap();
+        b.tenant = "u".into();
+        b.chunks[0].chunk_id = chunk_id("u", "a", 0, "m").to_string();
+        // Both are winners of their batch, each written under its own key.
+        let batch = vec![doc("a", 2, 1), Ok(b.clone())];
+        assert_eq!(winners(&batch).len(), 2);
+        let p = plan(
+            &batch,
+            &winners(&batch),
+            &snapshot(&[("a", stored(9, 1))]),
+            F,
+        );
+        // Tenant t's stored v9 fences t's v2, not u's v1.
+        assert_eq!(p.outcomes[0], Outcome::Stale { stored_version: 9 });
+        assert_eq!(p.writes.len(), 1);
+        assert_eq!(p.writes[0].doc.key, doc_key("u", "a"));
+        assert_eq!(p.writes[0].objects[0].properties["tenant"], "u");
+        // A delete of t's document removes only t's.
+        let batch = vec![Ok(delete_of("a", "t", 10, "m"))];
+        let mut snap = snapshot(&[("a", stored(9, 1))]);
+        snap.stored
+            .get_mut(&collection_name("m", F))
+            .unwrap()
+            .insert(doc_key("u", "a"), stored(9, 1));
+        let p = plan(&batch, &winners(&batch), &snap, F);
+        assert_eq!(p.deletes.len(), 1);
+        assert_eq!(p.deletes[0].doc.key, k("a"));
+    }
+
+    #[test]
+    fn multi_tenancy_scopes_every_object_and_refuses_names_weaviate_cannot_hold() {
+        let mt = Tenancy::MultiTenant;
+        let mut bad = doc("b", 1, 1).unwrap();
+        bad.tenant = "a tenant".into();
+        let batch = vec![doc("a", 1, 1), Ok(bad)];
+        let snap = Snapshot {
+            existing: [collection_name("m", mt)].into(),
+            ..Default::default()
+        };
+        let p = plan(&batch, &winners(&batch), &snap, mt);
+        assert_eq!(p.writes.len(), 1);
+        assert_eq!(p.writes[0].objects[0].tenant.as_deref(), Some("t"));
+        assert_eq!(p.writes[0].doc.scope.as_deref(), Some("t"));
+        match &p.outcomes[1] {
+            Outcome::DeadLettered(Reason::Invalid, m) => {
+                assert!(m.contains("multi_tenancy"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn superseded_and_undecodable_records_keep_their_place() {
         let batch = vec![
             doc("a", 1, 1),
             Err((Reason::Undecodable, "bad bytes".into())),
             doc("a", 2, 1),
         ];
-        let p = plan(&batch, &winners(&batch), &snapshot(&[]));
+        let p = plan(&batch, &winners(&batch), &snapshot(&[]), F);
         assert_eq!(p.outcomes[0], Outcome::Superseded);
         assert_eq!(
             p.outcomes[1],

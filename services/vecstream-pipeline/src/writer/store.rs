@@ -45,11 +45,13 @@ pub trait VectorStore: Send + Sync {
         collection: &str,
     ) -> impl Future<Output = Result<(), WeaviateError>> + Send;
 
-    /// The stored chunks of each of `doc_ids` (documents without chunks are absent).
+    /// The stored chunks of each of `doc_keys` (exact keys, `vecstream_core::doc_key`) in
+    /// Weaviate tenant `scope` (multi-tenancy only); documents without chunks are absent.
     fn docs_chunks(
         &self,
         collection: &str,
-        doc_ids: &[&str],
+        scope: Option<&str>,
+        doc_keys: &[&str],
     ) -> impl Future<Output = Result<HashMap<String, Vec<StoredChunk>>, WeaviateError>> + Send;
 
     /// Writes objects by id (create or replace); each object's refusal is reported apart.
@@ -58,11 +60,13 @@ pub trait VectorStore: Send + Sync {
         objects: &[BatchObject],
     ) -> impl Future<Output = Result<BatchOutcome, WeaviateError>> + Send;
 
-    /// Deletes the chunks of `doc_id` with `chunk_index >= from_index`; how many went.
+    /// Deletes the chunks of document `doc_key` (in tenant `scope`) with `chunk_index >=
+    /// from_index`; how many went.
     fn delete_doc_chunks_from(
         &self,
         collection: &str,
-        doc_id: &str,
+        scope: Option<&str>,
+        doc_key: &str,
         from_index: i64,
     ) -> impl Future<Output = Result<u64, WeaviateError>> + Send;
 }
@@ -102,9 +106,10 @@ impl VectorStore for WeaviateClient {
     async fn docs_chunks(
         &self,
         collection: &str,
-        doc_ids: &[&str],
+        scope: Option<&str>,
+        doc_keys: &[&str],
     ) -> Result<HashMap<String, Vec<StoredChunk>>, WeaviateError> {
-        WeaviateClient::docs_chunks(self, collection, doc_ids).await
+        WeaviateClient::docs_chunks(self, collection, scope, doc_keys).await
     }
 
     async fn upsert_batch(&self, objects: &[BatchObject]) -> Result<BatchOutcome, WeaviateError> {
@@ -114,9 +119,10 @@ impl VectorStore for WeaviateClient {
     async fn delete_doc_chunks_from(
         &self,
         collection: &str,
-        doc_id: &str,
+        scope: Option<&str>,
+        doc_key: &str,
         from_index: i64,
     ) -> Result<u64, WeaviateError> {
-        WeaviateClient::delete_doc_chunks_from(self, collection, doc_id, from_index).await
+        WeaviateClient::delete_doc_chunks_from(self, collection, scope, doc_key, from_index).await
     }
 }

@@ -1,7 +1,7 @@
 //! `ChunkWriter` (read, plan, apply) against the in-memory store.
 
 use vecstream_core::{ChunkVector, Classify, chunk_id};
-use vecstream_weaviate::collection_name;
+use vecstream_weaviate::{Tenancy, collection_name};
 
 use super::memory::MemoryStore;
 use super::*;
@@ -19,7 +19,7 @@ fn record(id: &str, version: i64, chunks: usize, model: &str) -> DocumentVectors
         content_hash: format!("h{version}"),
         chunks: (0..chunks)
             .map(|i| ChunkVector {
-                chunk_id: chunk_id(id, i as u32, model).to_string(),
+                chunk_id: chunk_id("t", id, i as u32, model).to_string(),
                 index: i as i32,
                 text: format!("{id} v{version} chunk {i}"),
                 char_start: 0,
@@ -39,7 +39,7 @@ fn ok(records: Vec<DocumentVectors>) -> Vec<Decoded> {
 #[tokio::test]
 async fn writes_fence_shrink_and_delete_documents() {
     let w = writer();
-    let c = collection_name("m");
+    let c = collection_name("m", Tenancy::Filter);
     let out = w
         .write(&ok(vec![record("a", 1, 3, "m"), record("b", 1, 1, "m")]))
         .await
@@ -94,7 +94,7 @@ async fn writes_fence_shrink_and_delete_documents() {
 #[tokio::test]
 async fn a_batch_applied_twice_converges_to_the_same_state() {
     let w = writer();
-    let c = collection_name("m");
+    let c = collection_name("m", Tenancy::Filter);
     let batch = ok(vec![
         record("a", 1, 4, "m"),
         record("a", 2, 2, "m"),
@@ -131,7 +131,7 @@ async fn a_delete_for_a_model_never_written_creates_nothing() {
 #[tokio::test]
 async fn an_outage_is_a_retryable_error_and_the_retry_completes_the_batch() {
     let w = writer();
-    let c = collection_name("m");
+    let c = collection_name("m", Tenancy::Filter);
     w.write(&ok(vec![record("a", 1, 3, "m")])).await.unwrap();
     let batch = ok(vec![record("a", 2, 1, "m"), record("b", 1, 2, "m")]);
     // Fail each call in turn: wherever the outage hits, the batch fails retryably and a
@@ -159,7 +159,7 @@ async fn an_outage_is_a_retryable_error_and_the_retry_completes_the_batch() {
 #[tokio::test]
 async fn a_refused_object_removes_its_document_whole_and_dead_letters_it() {
     let w = writer();
-    let c = collection_name("m");
+    let c = collection_name("m", Tenancy::Filter);
     let a = record("a", 1, 3, "m");
     w.store().refuse(
         a.chunks[1].chunk_id.parse().unwrap(),
@@ -227,7 +227,10 @@ async fn an_object_refused_for_a_passing_reason_retries_the_batch() {
 #[tokio::test]
 async fn during_a_migration_deletes_reach_every_collection_and_a_dropped_one_is_never_recreated() {
     let w = writer();
-    let (live, pending) = (collection_name("live"), collection_name("m"));
+    let (live, pending) = (
+        collection_name("live", Tenancy::Filter),
+        collection_name("m", Tenancy::Filter),
+    );
     // The live model's stream made the alias; a reindex created the pending collection.
     w.write(&ok(vec![
         record("a", 1, 2, "live"),
@@ -236,7 +239,7 @@ async fn during_a_migration_deletes_reach_every_collection_and_a_dropped_one_is_
     .await
     .unwrap();
     w.store()
-        .ensure_collection(&CollectionSpec::chunks_named(&pending))
+        .ensure_collection(&CollectionSpec::chunks_named(&pending, Tenancy::Filter))
         .await
         .unwrap();
     w.write(&ok(vec![record("a", 1, 1, "m"), record("b", 1, 1, "m")]))
@@ -277,7 +280,7 @@ async fn during_a_migration_deletes_reach_every_collection_and_a_dropped_one_is_
 #[tokio::test]
 async fn a_collection_made_by_auto_schema_is_refused_with_its_differences() {
     let w = writer();
-    let c = collection_name("m");
+    let c = collection_name("m", Tenancy::Filter);
     w.store()
         .create_foreign(&c, "property chunk_index is [\"number\"], not [\"int\"]");
     let err = w
@@ -296,10 +299,10 @@ async fn a_collection_made_by_auto_schema_is_refused_with_its_differences() {
 #[tokio::test]
 async fn the_alias_is_made_on_an_existing_collection_of_a_fresh_deployment() {
     let w = writer();
-    let c = collection_name("m");
+    let c = collection_name("m", Tenancy::Filter);
     // Another alias's stream (or a reindex) made the collection; this alias has none yet.
     w.store()
-        .ensure_collection(&CollectionSpec::chunks_named(&c))
+        .ensure_collection(&CollectionSpec::chunks_named(&c, Tenancy::Filter))
         .await
         .unwrap();
     w.write(&ok(vec![record("a", 1, 1, "m")])).await.unwrap();

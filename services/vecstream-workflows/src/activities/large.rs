@@ -54,16 +54,26 @@ impl JobActivities {
             vecstream_kafka::SchemaRegistry::new(&self.config.registry).activity_err()?;
         let reader =
             vecstream_kafka::schemas::parse(vecstream_kafka::schemas::DOCUMENT).activity_err()?;
+        let rules = vecstream_pipeline::document::TenantRules {
+            weaviate_multi_tenancy: self.config.weaviate.multi_tenancy,
+        };
         let read = read_document(
             &registry,
             &reader,
+            rules,
             rdkafka::message::Message::key(&m),
             rdkafka::message::Message::payload(&m),
         )
         .await
         .activity_err()?;
         let doc = match read {
-            Read::Doc(d) if d.id == input.doc_id && d.version == input.version => d,
+            Read::Doc(d)
+                if d.tenant == input.tenant
+                    && d.id == input.doc_id
+                    && d.version == input.version =>
+            {
+                d
+            }
             _ => {
                 return Ok(skipped(
                     "the record holds another document or version".into(),
@@ -113,7 +123,7 @@ impl JobActivities {
             vecstream_pipeline::lineage::Outgoing {
                 topic: topics::VECTORS,
                 schema: vecstream_kafka::schemas::DOCUMENT_VECTORS,
-                key: &doc.id,
+                key: &doc.record_key(),
                 partition: Some(input.partition),
                 trace: Some(&trace),
             },
@@ -128,6 +138,7 @@ impl JobActivities {
         );
         let facet = VecstreamFacet {
             doc_id: Some(doc.id.clone()),
+            tenant: Some(doc.tenant.clone()),
             doc_version: Some(doc.version),
             content_hash: Some(hash),
             chunk_ids: record.chunks.iter().map(|c| c.chunk_id.clone()).collect(),
@@ -149,7 +160,7 @@ impl JobActivities {
             vec![factory.topic(topics::VECTORS)],
             vecstream_pipeline::lineage::now_ms(),
         );
-        vecstream_pipeline::lineage::publish_one(&self.config, &doc.id, &event)
+        vecstream_pipeline::lineage::publish_one(&self.config, &doc.record_key(), &event)
             .await
             .activity_err()?;
         Ok(LargeDocumentResult {

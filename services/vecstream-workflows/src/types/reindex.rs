@@ -270,6 +270,9 @@ pub struct ReindexResult {
 /// embed it with (the escalating embedder's).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LargeDocumentInput {
+    /// The document's tenant (inputs from before tenants name the default one).
+    #[serde(default = "vecstream_core::default_tenant")]
+    pub tenant: String,
     pub doc_id: String,
     pub version: i64,
     pub partition: i32,

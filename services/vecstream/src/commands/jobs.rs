@@ -9,7 +9,7 @@ use temporalio_client::{
     WorkflowSignalOptions,
 };
 use vecstream_config::Config;
-use vecstream_weaviate::{WeaviateClient, collection_name};
+use vecstream_weaviate::{Tenancy, WeaviateClient, collection_name};
 use vecstream_workflows::registry::{start_evaluation, start_reindex};
 use vecstream_workflows::{
     EvalSpec, EvaluateInput, EvaluateWorkflow, JobProgress, ModelTarget, Phase, ReindexInput,
@@ -386,7 +386,7 @@ async fn eval_run(config: &Config, args: &EvalRunArgs) -> anyhow::Result<ExitCod
     for (c, t) in &collections {
         let id = model_id_of(t)?;
         anyhow::ensure!(
-            collection_name(&id) == *c,
+            collection_name(&id, Tenancy::from_config(config.weaviate.multi_tenancy)) == *c,
             "{c} holds vectors of another model than {} ({id})",
             t.model_dir
         );

@@ -15,10 +15,15 @@ pub async fn run(config: &Config, cmd: &LineageCommand) -> anyhow::Result<ExitCo
     let registry = SchemaRegistry::new(&config.registry)?;
     let reader = schemas::parse(schemas::LINEAGE_EVENT)?;
     match cmd {
-        LineageCommand::Trace { doc_id, json } => {
+        LineageCommand::Trace {
+            doc_id,
+            tenant,
+            json,
+        } => {
             let mut raw = Vec::new();
             let kafka = config.kafka.clone();
-            let key = doc_id.clone();
+            // Events are keyed by the document's record key, like its records.
+            let key = vecstream_core::record_key(tenant, doc_id);
             let scanned = tokio::task::spawn_blocking(move || {
                 vecstream_kafka::scan::scan_topic(
                     &kafka,
@@ -42,7 +47,7 @@ pub async fn run(config: &Config, cmd: &LineageCommand) -> anyhow::Result<ExitCo
             }
             events.sort_by_key(|e| e.event_time);
             if events.is_empty() {
-                eprintln!("no lineage events for {doc_id:?}");
+                eprintln!("no lineage events for {doc_id:?} of tenant {tenant:?}");
                 return Ok(ExitCode::from(1));
             }
             for e in &events {
@@ -52,9 +57,11 @@ pub async fn run(config: &Config, cmd: &LineageCommand) -> anyhow::Result<ExitCo
         }
         LineageCommand::Tail {
             doc,
+            tenant,
             from_beginning,
             json,
         } => {
+            let doc = doc.as_ref().map(|d| vecstream_core::record_key(tenant, d));
             let consumer: StreamConsumer = vecstream_kafka::client_config(&config.kafka)
                 .set(
                     "group.id",

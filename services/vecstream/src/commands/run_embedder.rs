@@ -23,7 +23,7 @@ use vecstream_config::Config;
 use vecstream_engine::Engine;
 use vecstream_pipeline::{Embedder, Escalator, PipelineMetrics};
 use vecstream_telemetry::Readiness;
-use vecstream_weaviate::{WeaviateClient, collection_name};
+use vecstream_weaviate::{Tenancy, WeaviateClient, collection_name};
 use vecstream_workflows::migration::{
     ControlTopic, MigrationEvent, MigrationState, ModelCollection, StreamModel,
 };
@@ -131,7 +131,10 @@ fn configured_model(config: &Config) -> anyhow::Result<ModelCollection> {
         vecstream_workflows::activities::resolve_model(&config.engine, &target.model_dir)?;
     let model_id = model_id_of(&target)?;
     Ok(ModelCollection {
-        collection: collection_name(&model_id),
+        collection: collection_name(
+            &model_id,
+            Tenancy::from_config(config.weaviate.multi_tenancy),
+        ),
         model_id,
         target,
     })

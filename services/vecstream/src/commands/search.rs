@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use vecstream_config::Config;
 use vecstream_engine::Engine;
-use vecstream_weaviate::{WeaviateClient, collection_name};
+use vecstream_weaviate::{Tenancy, WeaviateClient, collection_name};
 
 use crate::cli::SearchArgs;
 
@@ -33,7 +33,8 @@ async fn recorded_model(
     )
     .ok()
     .map(|(spec, _)| spec.model_id);
-    if configured_id.is_some_and(|id| collection_name(&id) == collection) {
+    let tenancy = Tenancy::from_config(config.weaviate.multi_tenancy);
+    if configured_id.is_some_and(|id| collection_name(&id, tenancy) == collection) {
         return None;
     }
     let states = vecstream_workflows::migration::ControlTopic::new(&config.kafka)
@@ -51,6 +52,12 @@ async fn recorded_model(
 pub async fn run(config: &Config, args: &SearchArgs) -> anyhow::Result<ExitCode> {
     if args.query.trim().is_empty() {
         anyhow::bail!("the query is empty");
+    }
+    let tenancy = Tenancy::from_config(config.weaviate.multi_tenancy);
+    if tenancy == Tenancy::MultiTenant && args.tenant.is_none() {
+        anyhow::bail!(
+            "weaviate.multi_tenancy = true: every search is one tenant's; name it with --tenant"
+        );
     }
     let weaviate = WeaviateClient::new(&config.weaviate)?;
     let target = args
@@ -82,12 +89,12 @@ pub async fn run(config: &Config, args: &SearchArgs) -> anyhow::Result<ExitCode>
         .context("starting the embedding engine")?;
     let model_id = engine.info().model_id.clone();
     // Vectors of another model live in another space: comparing them would be noise.
-    if collection_name(&model_id) != collection {
+    if collection_name(&model_id, tenancy) != collection {
         anyhow::bail!(
             "{collection} holds vectors of another model than the configured one ({model_id}), \
              and no migration state records its model; set engine.model_dir to that \
              collection's model, or search a collection of {model_id} with --collection {}",
-            collection_name(&model_id)
+            collection_name(&model_id, tenancy)
         );
     }
     let query = engine
@@ -101,7 +108,12 @@ pub async fn run(config: &Config, args: &SearchArgs) -> anyhow::Result<ExitCode>
             &query.vector,
             args.k,
             &PROPERTIES,
-            args.tenant.as_deref().map(|t| ("tenant", t)),
+            // Multi-tenancy scopes the request to the tenant; otherwise its property filters.
+            args.tenant
+                .as_deref()
+                .filter(|_| tenancy == Tenancy::Filter)
+                .map(|t| ("tenant", t)),
+            args.tenant.as_deref().and_then(|t| tenancy.scope(t)),
         )
         .await?;
     if hits.is_empty() {
@@ -117,7 +129,7 @@ pub async fn run(config: &Config, args: &SearchArgs) -> anyhow::Result<ExitCode>
                     "score": 1.0 - hit.distance,
                     "id": hit.id,
                     "doc_id": p.get("doc_id"),
-                    "doc_version": p.get("doc_version"),
+                    "doc_version": p.get("doc_version").map(exact_version),
                     "chunk_index": p.get("chunk_index"),
                     "text": p.get("text"),
                     "tenant": p.get("tenant"),
@@ -141,4 +153,13 @@ pub async fn run(config: &Config, args: &SearchArgs) -> anyhow::Result<ExitCode>
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A stored `doc_version` as a JSON integer: stored as decimal text (exact 64-bit), or as a
+/// number by collections of the first schema.
+fn exact_version(v: &serde_json::Value) -> serde_json::Value {
+    match v.as_str().and_then(|s| s.parse::<i64>().ok()) {
+        Some(n) => n.into(),
+        None => v.clone(),
+    }
 }
