@@ -10,6 +10,9 @@
 //! - Its model is not part of the migration: it embeds with the live model (so the live
 //!   collection stays current) and, with `embedder.reindex_on_model_change`, starts the
 //!   reindex to its model.
+//! - Its model is live in another collection (one of an earlier schema generation, or of the
+//!   other `weaviate.multi_tenancy`): it embeds with it into its own collection and, with
+//!   `embedder.reindex_on_model_change`, starts the reindex that builds that collection.
 //! - Its model was rejected, rolled back or superseded: it embeds with the live model, says
 //!   so in an error log line, in `vecstream_embedder_model_rejected` and in `vecstream
 //!   status`, and starts no reindex.
@@ -196,7 +199,20 @@ async fn choose(
         return Ok(configured);
     };
     match state.stream_model(&mine.model_id) {
-        StreamModel::Configured => Ok(configured),
+        StreamModel::Configured => {
+            // The same model in another collection: one written by an earlier schema
+            // generation, or in the other tenancy (`weaviate.multi_tenancy`). This
+            // embedder's records go to its own collection, which only a reindex makes.
+            if let Some(live) = state.live.as_ref().filter(|l| {
+                l.model_id == mine.model_id
+                    && l.collection != mine.collection
+                    && state.target.as_ref().map(|t| &t.collection) != Some(&mine.collection)
+            }) {
+                tracing::warn!(%alias, live = %live.collection, mine = %mine.collection, model_id = %mine.model_id, "the live collection has another schema generation or tenancy than this release writes: a reindex with the same model moves the alias to a current collection (see the README's upgrade notes)");
+                start_reindex(config, starter, mine).await;
+            }
+            Ok(configured)
+        }
         StreamModel::Live {
             live,
             retired: Some(r),
