@@ -1,14 +1,15 @@
 """End-to-end load test of the pipeline on the local stack, with the engine-only ceiling
 measured in the same run.
 
-    loadtest/pipeline/run.sh [--count N] [--rate R] [--update-ratio U] [--delete-ratio D]
-                             [--bad-ratio B] [--chaos] [--chaos-every S] [--migrate]
-                             [--rollback-window S] [--broken-sink] [--stall-secs S] [--out DIR]
+    loadtest/pipeline/run.sh [--count N] [--tenants T] [--rate R] [--update-ratio U]
+                             [--delete-ratio D] [--bad-ratio B] [--chaos] [--chaos-every S]
+                             [--migrate] [--rollback-window S] [--broken-sink] [--multi-tenancy]
+                             [--stall-secs S] [--out DIR]
 
 It starts `vecstream run embedder` and `vecstream run sink` (fresh consumer groups that begin
 at the topics' current end), publishes a realistic document stream with the stock Python
-client (length mix like real corpora; updates to shorter versions, tombstones and
-undecodable records in the given ratios; a target rate or as fast as possible), and measures
+client (length mix like real corpora; updates to shorter versions, tombstones and bad
+records in the given ratios; a target rate or as fast as possible), and measures
 documents/s, chunks/s and tokens/s, produce-to-upserted latency (lineage `sink:upserted`
 event time against the produce time), consumer lag and the CPU and RSS of each process over
 time. Then it runs `vecstream embed` on the chunk-sized texts of the same documents: the
@@ -19,10 +20,21 @@ LargeDocumentWorkflow on Temporal, then, every --chaos-every seconds, in turn: S
 restart the embedder; the sink; Weaviate down for 15 s; the worker; Weaviate down with the
 sink killed during the outage (so a sink that commits before its upserts are durable loses
 the batch it was retrying). Whatever the mode, the run ends with a check of Weaviate's
-contents against the expected set (every live document at its last version with chunk
-indexes 0..n-1 and nothing else; deleted ones absent) and prints a verdict; it ends when
-every expected effect is in, or when nothing has reached Weaviate for --stall-secs (lost
-records never arrive).
+contents against the expected set and prints a verdict; it ends when every expected effect
+is in, or when nothing has reached Weaviate for --stall-secs (lost records never arrive).
+
+A document is its (tenant, id). The N documents are spread over --tenants tenants (the run
+id, then <run>-t1, <run>-t2...) that share their ids: the same id under each tenant, with a
+different body (so other chunks), updated and deleted per tenant independently (a tombstone
+of one tenant's document leaves the other tenants' document of that id live). Every record
+is keyed with the document's record key: `<tenant>` U+0000 `<id>` (the bare id only for the
+tenant "default", which the run does not use); tombstones too. Bad records are, in turn,
+undecodable values and mis-keyed documents (a valid document, version 99, under a key that
+is not its record key: the embedder must dead-letter it, so it never shows). The check runs
+per tenant: exactly the tenant's live ids, each at its last version (`doc_version`, a decimal
+string), with chunk indexes 0..n-1 and as many chunks as the sink reported upserting, every
+chunk's doc_id, tenant and doc_key (SHA-256 of the record key) those of its document, deleted
+ones absent, and no other object of the tenant.
 
 --migrate starts a model migration mid-stream (a third of the way through publishing): a
 reindex of the run's alias to max_seq_length 128 with a short catch-up, approved as soon as
@@ -30,7 +42,15 @@ it awaits review, then its rollback window (--rollback-window seconds). With --c
 faults keep coming through it (the worker too: scans resume from their heartbeats). The
 contents check then runs on every collection of the alias's family: while the window is
 open, the new live collection and the previous one (each must hold exactly the expected
-documents), and once it has closed, the live one again.
+documents), and once it has closed, the live one again. The reindex is limited to the run's
+first tenant (`reindex start --tenant <run>`; unlimited, it would re-embed every document
+ever published on the stack's topic), so these checks cover that tenant only. The other
+tenants' documents and tombstones of the same ids are on the topic it scans: the check shows
+that none was taken for the first tenant's.
+
+--multi-tenancy runs the pipeline with weaviate.multi_tenancy = true (one Weaviate tenant
+per vecstream tenant): the check then names the tenant in its queries instead of filtering
+on the `tenant` property.
 
 --broken-sink (run.sh builds it: crate loadtest/broken-sink, binary given with
 --sink-vecstream) runs a sink that commits offsets before upserting: with --chaos its verdict
@@ -41,10 +61,12 @@ Output: DIR/pipeline-<time>/{results.json, report.md, throughput.svg, lag.svg, l
 
 import argparse
 import atexit
+import hashlib
 import json
 import os
 import pathlib
 import random
+import re
 import resource
 import signal
 import statistics
@@ -66,6 +88,48 @@ WEAVIATE = "http://127.0.0.1:8080"
 DOCS, VECTORS, LINEAGE = "docs.documents.v1", "docs.vectors.v1", "docs.lineage.v1"
 PORTS = {"embedder": 19801, "sink": 19802, "worker": 19803}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Document identity (services/vecstream-core/src/ids.rs).
+DEFAULT_TENANT = "default"
+KEY_SEPARATOR = "\0"
+# Weaviate's tenant names (weaviate.multi_tenancy = true accepts no others).
+WEAVIATE_TENANT = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Version of the mis-keyed documents: above every real one, so a wrongly accepted one shows.
+MISKEYED_VERSION = 99
+
+
+def record_key(tenant, doc_id):
+    """The Kafka record key of a document: its bare id for the default tenant, else
+    `<tenant>` U+0000 `<id>` (ids.rs `record_key`). Documents, tombstones, vector records
+    and lineage events of the document are all keyed by it."""
+    return doc_id if tenant == DEFAULT_TENANT else f"{tenant}{KEY_SEPARATOR}{doc_id}"
+
+
+def split_record_key(key):
+    """(tenant, id) of a record key (ids.rs `split_record_key`): no separator, the default
+    tenant's."""
+    tenant, sep, doc_id = key.partition(KEY_SEPARATOR)
+    return (tenant, doc_id) if sep else (DEFAULT_TENANT, key)
+
+
+def doc_key(tenant, doc_id):
+    """The exact identity stored with every chunk (`doc_key`): hex SHA-256 of the record key."""
+    return hashlib.sha256(record_key(tenant, doc_id).encode("utf-8")).hexdigest()
+
+
+def document(tenant, doc_id, version, text, now_ms):
+    """A document record (schemas/document.avsc)."""
+    return {"id": doc_id, "tenant": tenant, "source": "loadtest://generator", "title": None, "body": text,
+            "content_type": "text/plain", "metadata": {}, "version": version, "deleted": False,
+            "produced_at": now_ms}
+
+
+def tenant_names(run, n):
+    """The run's n tenants: the run id, then <run>-t1, <run>-t2... (Weaviate tenant names)."""
+    names = [run] + [f"{run}-t{k}" for k in range(1, n)]
+    for t in names:
+        if not WEAVIATE_TENANT.fullmatch(t) or t == DEFAULT_TENANT:
+            raise SystemExit(f"tenant name {t!r} is not a Weaviate tenant name")
+    return names
 
 
 def vocabulary():
@@ -96,6 +160,82 @@ def length_mix(rng):
     if r < 0.9:
         return rng.randint(150, 450)
     return rng.randint(800, 2000)
+
+
+def prefer_distinct_ids(rng, docs, candidates):
+    """candidates (indexes into docs) shuffled, one per id first: picked from the front,
+    updates and deletes touch one tenant of an id before a second one, so the same id stays
+    as it was in the other tenants."""
+    candidates = list(candidates)
+    rng.shuffle(candidates)
+    first, rest, seen = [], [], set()
+    for i in candidates:
+        (rest if docs[i][1] in seen else first).append(i)
+        seen.add(docs[i][1])
+    return first + rest
+
+
+def workload(rng, words, run, tenants, count, update_ratio, delete_ratio, bad_ratio):
+    """The stream: `count` documents (tenant, id, version 1, body) over the tenants, which
+    share ids (id i under every tenant, each with its own body), then updates to a shorter
+    version 2, tombstones and bad records, shuffled together, per (tenant, id).
+
+    Returns (docs, events, expected, info): events are ("doc", (tenant, id, version, text)),
+    ("delete", (tenant, id)), ("bad", key) and ("miskeyed", (key, (tenant, id, version,
+    text))); expected is tenant -> id -> final version (None when deleted); info has the
+    updated and deleted (tenant, id) lists, each document's last text and the counts of
+    cross-tenant cases."""
+    n_ids = -(-count // len(tenants))
+    pairs = [(t, f"{run}-{i:05d}") for i in range(n_ids) for t in tenants][:count]
+    docs = [(t, d, 1, body(rng, words, length_mix(rng))) for t, d in pairs]
+    events = [("doc", d) for d in docs]
+    updated = prefer_distinct_ids(rng, docs, range(count))[:int(count * update_ratio)]
+    upd = set(updated)
+    deleted = prefer_distinct_ids(rng, docs, (i for i in range(count) if i not in upd))[:int(count * delete_ratio)]
+    update_text = {i: body(rng, words, rng.randint(10, 60)) for i in updated}
+    tail = [("doc", (docs[i][0], docs[i][1], 2, t)) for i, t in update_text.items()]
+    tail += [("delete", (docs[i][0], docs[i][1])) for i in deleted]
+    for k in range(int(count * bad_ratio)):
+        if k % 2 == 0:
+            # Undecodable value, under a key of one of the run's tenants.
+            tail.append(("bad", record_key(tenants[(k // 2) % len(tenants)], f"{run}-bad-{k}")))
+            continue
+        # A valid document under a key that is not its record key: the bare id (the key of
+        # the default tenant's document) or its tenant with another id. Neither is the key
+        # of a real document, so compaction never lets it replace one.
+        t, d, _, _ = docs[rng.randrange(count)]
+        key = d if (k // 2) % 2 == 0 else record_key(t, f"{d}-miskeyed")
+        tail.append(("miskeyed", (key, (t, d, MISKEYED_VERSION, body(rng, words, rng.randint(10, 30))))))
+    rng.shuffle(tail)
+    events += tail
+    expected = {t: {} for t in tenants}
+    for t, d, v, _ in docs:
+        expected[t][d] = v
+    for i in updated:
+        expected[docs[i][0]][docs[i][1]] = 2
+    for i in deleted:
+        expected[docs[i][0]][docs[i][1]] = None
+    last_text = {(t, d): text for t, d, _, text in docs}
+    last_text.update({docs[i][:2]: text for i, text in update_text.items()})
+
+    def elsewhere(t, d):
+        return {expected[o][d] for o in tenants if o != t and d in expected[o]}
+
+    info = {
+        "updated": [docs[i][:2] for i in updated],
+        "deleted": [docs[i][:2] for i in deleted],
+        "last_text": last_text,
+        "ids": n_ids,
+        # Deletes whose id stays live in another tenant, updates whose id is at another
+        # version (or deleted) in another tenant: what tells tenants apart.
+        "deletes_live_elsewhere": sum(1 for t, d in (docs[i][:2] for i in deleted)
+                                      if elsewhere(t, d) - {None}),
+        "updates_other_elsewhere": sum(1 for t, d in (docs[i][:2] for i in updated)
+                                       if elsewhere(t, d) - {2}),
+        "undecodable": sum(1 for k, _ in tail if k == "bad"),
+        "miskeyed": sum(1 for k, _ in tail if k == "miskeyed"),
+    }
+    return docs, events, expected, info
 
 
 class Component:
@@ -181,7 +321,11 @@ def start_groups_at_end(groups_topics):
         c.close()
 
 
-def lineage_reader(stop, tenant_prefix, events, registry):
+def lineage_reader(stop, tenants, events, registry):
+    """Appends (tenant, doc id, version, stage, time ms, chunks, collection) for every
+    sink:upserted and sink:deleted event of a document of the given tenants (its key is the
+    document's record key, `<tenant>` U+0000 `<id>`)."""
+    tenants = set(tenants)
     deser = AvroDeserializer(registry)
     c = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": f"loadtest-lineage-{time.time()}",
                   "enable.auto.commit": False, "isolation.level": "read_committed"})
@@ -190,7 +334,10 @@ def lineage_reader(stop, tenant_prefix, events, registry):
               for p in parts])
     while not stop.is_set():
         m = c.poll(0.5)
-        if m is None or m.error() or not m.key() or not m.key().decode(errors="replace").startswith(tenant_prefix):
+        if m is None or m.error() or not m.key():
+            continue
+        key_tenant, _ = split_record_key(m.key().decode(errors="replace"))
+        if key_tenant not in tenants:
             continue
         e = deser(m.value(), SerializationContext(LINEAGE, MessageField.VALUE))
         f = e["vecstream"]
@@ -198,78 +345,166 @@ def lineage_reader(stop, tenant_prefix, events, registry):
             t = e["eventTime"]
             # fastavro gives timestamp-millis as a datetime.
             t = int(t.timestamp() * 1000) if hasattr(t, "timestamp") else int(t)
-            events.append((f["doc_id"], f.get("doc_version"), f["stage"], t, len(f.get("chunk_ids") or [])))
+            events.append((f.get("tenant") or key_tenant, f["doc_id"], f.get("doc_version"), f["stage"], t,
+                           len(f.get("chunk_ids") or []), f.get("target_collection")))
     c.close()
 
 
-def weaviate_rows(collection, tenant, doc_ids):
-    """Chunk rows of the tenant's documents, 200 ids per query (a query returns at most
-    10,000 objects)."""
+class TenantNotFound(Exception):
+    """A multi-tenant collection has no such tenant yet (made on its first write)."""
+
+
+def graphql(query):
+    req = urllib.request.Request(f"{WEAVIATE}/v1/graphql", json.dumps({"query": query}).encode(),
+                                 {"Content-Type": "application/json"})
+    data = json.load(urllib.request.urlopen(req, timeout=60))
+    if data.get("errors"):
+        if any("tenant not found" in str(e.get("message", "")) for e in data["errors"]):
+            raise TenantNotFound(data["errors"])
+        raise RuntimeError(data["errors"])
+    return data["data"]
+
+
+def scope(tenant, multi_tenancy):
+    """The GraphQL `tenant:` argument with multi-tenancy, else nothing."""
+    return f"tenant: {json.dumps(tenant)}, " if multi_tenancy else ""
+
+
+def tenant_filter(tenant, multi_tenancy):
+    """The `where` operands that keep to the tenant: the `tenant` property, or nothing when
+    the query names a Weaviate tenant."""
+    return [] if multi_tenancy else [f'{{path: ["tenant"], operator: Equal, valueText: {json.dumps(tenant)}}}']
+
+
+def weaviate_rows(collection, tenant, doc_ids, multi_tenancy=False):
+    """Chunk rows of the tenant's documents, by exact identity (`doc_key`), 200 documents
+    per query (a query returns at most 10,000 objects)."""
     rows = []
-    for i in range(0, len(doc_ids), 200):
-        ids = json.dumps(doc_ids[i:i + 200])
-        q = ('{ Get { %s(where: {operator: And, operands: ['
-             '{path: ["tenant"], operator: Equal, valueText: "%s"}, '
-             '{path: ["doc_id"], operator: ContainsAny, valueText: %s}]}, limit: 10000) '
-             '{ doc_id doc_version chunk_index } } }') % (collection, tenant, ids)
-        req = urllib.request.Request(f"{WEAVIATE}/v1/graphql", json.dumps({"query": q}).encode(),
-                                     {"Content-Type": "application/json"})
-        data = json.load(urllib.request.urlopen(req, timeout=60))
-        if data.get("errors"):
-            raise RuntimeError(data["errors"])
-        rows += data["data"]["Get"][collection] or []
+    keys = sorted(doc_key(tenant, d) for d in doc_ids)
+    for i in range(0, len(keys), 200):
+        operands = tenant_filter(tenant, multi_tenancy) + [
+            f'{{path: ["doc_key"], operator: ContainsAny, valueText: {json.dumps(keys[i:i + 200])}}}']
+        where = (operands[0] if len(operands) == 1
+                 else "{operator: And, operands: [%s]}" % ", ".join(operands))
+        q = ('{ Get { %s(%swhere: %s, limit: 10000) '
+             '{ doc_id doc_key tenant doc_version chunk_index } } }') % (
+            collection, scope(tenant, multi_tenancy), where)
+        try:
+            rows += graphql(q)["Get"][collection] or []
+        except TenantNotFound:
+            return []
     return rows
 
 
-def tenant_count(collection, tenant):
-    q = ('{ Aggregate { %s(where: {path: ["tenant"], operator: Equal, valueText: "%s"}) '
-         '{ meta { count } } } }') % (collection, tenant)
-    req = urllib.request.Request(f"{WEAVIATE}/v1/graphql", json.dumps({"query": q}).encode(),
-                                 {"Content-Type": "application/json"})
-    return json.load(urllib.request.urlopen(req, timeout=60))["data"]["Aggregate"][collection][0]["meta"]["count"]
+def tenant_count(collection, tenant, multi_tenancy=False):
+    """Objects of the tenant in the collection."""
+    where = tenant_filter(tenant, multi_tenancy)
+    args = scope(tenant, multi_tenancy) + (f"where: {where[0]}" if where else "")
+    q = '{ Aggregate { %s%s { meta { count } } } }' % (collection, f"({args.rstrip(', ')})" if args else "")
+    try:
+        return graphql(q)["Aggregate"][collection][0]["meta"]["count"]
+    except TenantNotFound:
+        return 0
 
 
-def verify(collection, tenant, expected):
-    """expected: doc id -> final version (None when deleted). Returns (ok, problems)."""
-    by_doc = {}
-    all_rows = weaviate_rows(collection, tenant, sorted(expected))
-    for r in all_rows:
-        by_doc.setdefault(r["doc_id"], []).append((int(r["doc_version"]), int(r["chunk_index"])))
-    problems = []
+def parse_version(value):
+    """A chunk's `doc_version`: the decimal string of the int64 version (a number in the
+    old schema generation). (version or None, problem or None)."""
+    if not isinstance(value, str):
+        return (int(value) if isinstance(value, (int, float)) else None,
+                f"doc_version {value!r} is not a decimal string (old schema generation?)")
+    try:
+        return int(value), None
+    except ValueError:
+        return None, f"doc_version {value!r} is not a decimal integer"
+
+
+def check_rows(tenant, expected, rows, total, chunk_counts=None):
+    """Problems of one tenant's contents. expected: doc id -> final version (None when
+    deleted); rows: the chunks found for those documents' doc_keys; total: the tenant's
+    objects in the collection; chunk_counts: doc id -> chunks the sink upserted for the
+    final version (ids without one are not counted)."""
+    keys = {doc_key(tenant, d): d for d in expected}
+    by_doc, problems = {}, []
+    for r in rows:
+        d = keys.get(r.get("doc_key"))
+        if d is None:
+            problems.append(f"{tenant}: a chunk of doc_key {r.get('doc_key')!r} (doc_id {r.get('doc_id')!r}) "
+                            "not asked for")
+            continue
+        if r.get("doc_id") != d or r.get("tenant") != tenant:
+            problems.append(f"{tenant}/{d}: a chunk says doc_id {r.get('doc_id')!r}, tenant {r.get('tenant')!r}")
+        version, why = parse_version(r.get("doc_version"))
+        if why:
+            problems.append(f"{tenant}/{d}: {why}")
+        by_doc.setdefault(d, []).append((version, int(r["chunk_index"])))
     for doc, version in expected.items():
-        rows = by_doc.pop(doc, [])
+        found = by_doc.pop(doc, [])
         if version is None:
-            if rows:
-                problems.append(f"{doc}: deleted but {len(rows)} chunk(s) remain")
+            if found:
+                problems.append(f"{tenant}/{doc}: deleted but {len(found)} chunk(s) remain")
             continue
-        if not rows:
-            problems.append(f"{doc}: missing")
+        if not found:
+            problems.append(f"{tenant}/{doc}: missing")
             continue
-        versions = {v for v, _ in rows}
-        indexes = sorted(i for _, i in rows)
+        versions = {v for v, _ in found}
+        indexes = sorted(i for _, i in found)
         if versions != {version}:
-            problems.append(f"{doc}: versions {sorted(versions)}, expected {version}")
+            problems.append(f"{tenant}/{doc}: versions {sorted(versions, key=str)}, expected {version}")
         if indexes != list(range(len(indexes))):
-            problems.append(f"{doc}: chunk indexes {indexes[:8]}... not 0..n-1 (duplicate or stale)")
-    problems += [f"{doc}: not expected ({len(rows)} chunk(s))" for doc, rows in by_doc.items()]
+            problems.append(f"{tenant}/{doc}: chunk indexes {indexes[:8]}... not 0..n-1 (duplicate or stale)")
+        n = (chunk_counts or {}).get(doc)
+        if n is not None and len(found) != n:
+            problems.append(f"{tenant}/{doc}: {len(found)} chunk(s), the sink upserted {n}")
     # Objects of the tenant under any other id (a stray write) show up in the total.
-    total = tenant_count(collection, tenant)
-    if total != len(all_rows):
-        problems.append(f"the tenant holds {total} objects, {len(all_rows)} belong to expected documents")
-    return not problems, problems
+    if total != len(rows):
+        problems.append(f"{tenant}: the tenant holds {total} objects, {len(rows)} belong to expected documents")
+    return problems
 
 
-def verify_migration(migration, reindex_status, run, expected, args):
+def chunk_counts_of(lineage, tenant, expected, collection, any_collection):
+    """doc id -> chunks of the final version, from the sink's `sink:upserted` events into
+    the collection (with any_collection, from an event into any, when all agree)."""
+    seen = {}
+    for t, d, v, s, _, n, c in list(lineage):
+        if s == "sink:upserted" and t == tenant and expected.get(d) == v:
+            seen.setdefault(d, {})[c] = n
+    out = {}
+    for d, by_c in seen.items():
+        if collection in by_c:
+            out[d] = by_c[collection]
+        elif any_collection and len(set(by_c.values())) == 1:
+            out[d] = next(iter(by_c.values()))
+    return out
+
+
+def verify(collection, tenants, expected, lineage, multi_tenancy=False, any_collection=True):
+    """expected: tenant -> doc id -> final version (None when deleted); each of the tenants
+    is checked on its own. Returns (ok, problems, {tenant: number of problems})."""
+    problems, per_tenant = [], {}
+    for tenant in tenants:
+        exp = expected[tenant]
+        rows = weaviate_rows(collection, tenant, sorted(exp), multi_tenancy)
+        total = tenant_count(collection, tenant, multi_tenancy)
+        p = check_rows(tenant, exp, rows, total,
+                       chunk_counts_of(lineage, tenant, exp, collection, any_collection))
+        per_tenant[tenant] = len(p)
+        problems += p
+    return not problems, problems, per_tenant
+
+
+def verify_migration(migration, reindex_status, tenants, expected, lineage, args):
     """The contents check on every collection of the migrating alias's family: in the
     rollback window, the new live and the previous collection; after it, the live one. A
     collection kept current by catch-ups may lag a few seconds: each check is retried for
-    up to two minutes before it counts as failed."""
+    up to two minutes before it counts as failed. tenants: those the reindex covers."""
     checks = []
 
     def check(when, role, collection):
         deadline = time.time() + 120
         while True:
-            ok, problems = verify(collection, run, expected)
+            ok, problems, _ = verify(collection, tenants, expected, lineage, args.multi_tenancy,
+                                     any_collection=False)
             if ok or time.time() > deadline:
                 checks.append({"when": when, "role": role, "collection": collection, "ok": ok,
                                "problems": problems})
@@ -365,7 +600,9 @@ def svg_histogram(path, title, values_ms):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--count", type=int, default=5000)
+    ap.add_argument("--count", type=int, default=5000, help="documents, all tenants together")
+    ap.add_argument("--tenants", type=int, default=2,
+                    help="tenants the documents are spread over, sharing their ids (names: the run id, <run>-t1...)")
     ap.add_argument("--rate", type=float, default=0, help="documents/s to publish; 0 = as fast as possible")
     ap.add_argument("--update-ratio", type=float, default=0.1)
     ap.add_argument("--delete-ratio", type=float, default=0.05)
@@ -378,6 +615,8 @@ def main():
                     help="with --migrate: seconds the previous collection is kept after approval")
     ap.add_argument("--broken-sink", action="store_true",
                     help="the sink is a build that commits before upserting (--sink-vecstream)")
+    ap.add_argument("--multi-tenancy", action="store_true",
+                    help="weaviate.multi_tenancy = true: one Weaviate tenant per vecstream tenant")
     ap.add_argument("--stall-secs", type=float, default=150,
                     help="end the wait when nothing reached Weaviate for this long")
     ap.add_argument("--vecstream", default=os.environ.get("VECSTREAM_BIN"))
@@ -386,8 +625,11 @@ def main():
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--timeout", type=float, default=1800)
     args = ap.parse_args()
+    if args.tenants < 1 or args.count < args.tenants:
+        raise SystemExit("--tenants must be at least 1 and at most --count")
 
     run = time.strftime("lt%Y%m%dT%H%M%S", time.gmtime())
+    tenants = tenant_names(run, args.tenants)
     out = pathlib.Path(args.out) / f"pipeline-{run}"
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.seed)
@@ -396,22 +638,17 @@ def main():
     serializer = AvroSerializer(registry, (ROOT / "schemas" / "document.avsc").read_text(),
                                 conf={"auto.register.schemas": True})
 
-    # The stream: base documents, then updates (shorter), deletes and poison, interleaved.
-    docs = [(f"{run}-{i:05d}", 1, body(rng, words, length_mix(rng))) for i in range(args.count)]
-    events = [("doc", d) for d in docs]
-    updated = rng.sample(range(args.count), int(args.count * args.update_ratio))
-    deleted = rng.sample([i for i in range(args.count) if i not in set(updated)], int(args.count * args.delete_ratio))
-    update_text = {docs[i][0]: body(rng, words, rng.randint(10, 60)) for i in updated}
-    tail = [("doc", (d, 2, t)) for d, t in update_text.items()]
-    tail += [("delete", docs[i][0]) for i in deleted]
-    tail += [("bad", f"{run}-bad-{i}") for i in range(int(args.count * args.bad_ratio))]
-    rng.shuffle(tail)
-    events += tail
-    expected = {d[0]: 1 for d in docs}
-    for i in updated:
-        expected[docs[i][0]] = 2
-    for i in deleted:
-        expected[docs[i][0]] = None
+    # The stream: base documents over the tenants (shared ids), then updates (shorter),
+    # deletes and bad records, interleaved; each per (tenant, id).
+    docs, events, expected, info = workload(rng, words, run, tenants, args.count, args.update_ratio,
+                                            args.delete_ratio, args.bad_ratio)
+    updated, deleted = info["updated"], info["deleted"]
+    print(f"[loadtest] {len(docs)} documents over {len(tenants)} tenant(s) ({', '.join(tenants)}) sharing "
+          f"{info['ids']} ids; {len(updated)} updates ({info['updates_other_elsewhere']} of an id at another "
+          f"version in another tenant), {len(deleted)} deletes ({info['deletes_live_elsewhere']} of an id live in "
+          f"another tenant), {info['undecodable']} undecodable, {info['miskeyed']} mis-keyed", flush=True)
+    if len(tenants) > 1 and deleted and not info["deletes_live_elsewhere"]:
+        print("[loadtest] warning: no delete leaves its id live in another tenant", flush=True)
 
     groups = (f"loadtest-{run}-embedder", f"loadtest-{run}-sink")
     start_groups_at_end([(groups[0], DOCS), (groups[1], VECTORS)])
@@ -423,6 +660,8 @@ def main():
     if args.chaos:
         # The long tail goes through Temporal, so killing the worker hits work in flight.
         sets.append("embedder.large_document_tokens=1500")
+    if args.multi_tenancy:
+        sets.append("weaviate.multi_tenancy=true")
     if args.migrate:
         # A model of the run's own (no other alias shares its collection), so the check can
         # see the previous collection dropped when the rollback window closes.
@@ -441,7 +680,7 @@ def main():
 
     stop = threading.Event()
     lineage = []
-    reader = threading.Thread(target=lineage_reader, args=(stop, run, lineage, registry), daemon=True)
+    reader = threading.Thread(target=lineage_reader, args=(stop, tenants, lineage, registry), daemon=True)
     reader.start()
     time.sleep(2)
 
@@ -515,7 +754,7 @@ def main():
     def migrate():
         """Starts the reindex, approves it once it awaits review, follows it to its end."""
         model_dir = pathlib.Path(os.environ.get("VECSTREAM_CACHE", pathlib.Path.home() / ".cache/vecstream"))
-        r = cli("reindex", "start", "--alias", alias, "--tenant", run, "--max-seq-length", "128",
+        r = cli("reindex", "start", "--alias", alias, "--tenant", tenants[0], "--max-seq-length", "128",
                 "--model-dir", str(model_dir / "models/all-MiniLM-L6-v2"),
                 "--catch-up-secs", "2", "--switch-grace", "5", "--rollback-window", str(args.rollback_window),
                 "--review-timeout", "3600", "--heartbeat-secs", "10")
@@ -548,18 +787,23 @@ def main():
         if interval:
             next_at += interval
             time.sleep(max(0, next_at - time.time()))
+        now = int(time.time() * 1000)
         if kind == "doc":
-            doc_id, version, text = item
-            now = int(time.time() * 1000)
-            doc = {"id": doc_id, "tenant": run, "source": "loadtest://generator", "title": None, "body": text,
-                   "content_type": "text/plain", "metadata": {}, "version": version, "deleted": False,
-                   "produced_at": now}
-            producer.produce(DOCS, key=doc_id.encode(),
-                             value=serializer(doc, SerializationContext(DOCS, MessageField.VALUE)))
-            produced_at[(doc_id, version)] = now
+            tenant, doc_id, version, text = item
+            producer.produce(DOCS, key=record_key(tenant, doc_id).encode(),
+                             value=serializer(document(tenant, doc_id, version, text, now),
+                                              SerializationContext(DOCS, MessageField.VALUE)))
+            produced_at[(tenant, doc_id, version)] = now
+        elif kind == "miskeyed":
+            key, (tenant, doc_id, version, text) = item
+            producer.produce(DOCS, key=key.encode(),
+                             value=serializer(document(tenant, doc_id, version, text, now),
+                                              SerializationContext(DOCS, MessageField.VALUE)))
         elif kind == "delete":
-            producer.produce(DOCS, key=item.encode(), value=None)
-            produced_at[(item, "deleted")] = int(time.time() * 1000)
+            tenant, doc_id = item
+            # A tombstone names its tenant by its key.
+            producer.produce(DOCS, key=record_key(tenant, doc_id).encode(), value=None)
+            produced_at[(tenant, doc_id, "deleted")] = now
         else:
             producer.produce(DOCS, key=item.encode(), value=b"\x00 not avro at all")
         producer.poll(0)
@@ -567,11 +811,14 @@ def main():
     produce_s = time.time() - t0
     print(f"[loadtest] published {len(events)} records in {produce_s:.1f}s", flush=True)
 
-    # Done when every live document's last version is upserted and every delete applied.
+    # Done when every live document's last version is upserted and every delete applied,
+    # in every tenant.
     def settled():
-        upserted = {(d, v) for d, v, s, _, _ in lineage if s == "sink:upserted"}
-        deletes = {d for d, _, s, _, _ in lineage if s == "sink:deleted"}
-        return all(((d, v) in upserted) if v is not None else (d in deletes) for d, v in expected.items())
+        events_now = list(lineage)
+        upserted = {(t, d, v) for t, d, v, s, _, _, _ in events_now if s == "sink:upserted"}
+        deletes = {(t, d) for t, d, _, s, _, _, _ in events_now if s == "sink:deleted"}
+        return all(((t, d, v) in upserted) if v is not None else ((t, d) in deletes)
+                   for t, exp in expected.items() for d, v in exp.items())
 
     # Lost records never arrive: stop waiting when nothing reached Weaviate for a while.
     seen, progress_at = 0, time.time()
@@ -600,23 +847,27 @@ def main():
     time.sleep(1.5)
     # The alias exists once a sink has written (on a fresh stack, during this run).
     checks = []
+    per_tenant = {}
     if args.migrate:
-        checks = verify_migration(migration, reindex_status, run, expected, args)
+        # The reindex covers the run's first tenant only (reindex start --tenant).
+        checks = verify_migration(migration, reindex_status, tenants[:1], expected, lineage, args)
         ok = all(c["ok"] for c in checks) and migration["error"] is None
         problems = [f"{c['when']} {c['role']} {c['collection']}: {p}" for c in checks for p in c["problems"]]
         if migration["error"]:
             problems.insert(0, migration["error"])
     else:
         collection = json.load(urllib.request.urlopen(f"{WEAVIATE}/v1/aliases/{alias}", timeout=5))["class"]
-        ok, problems = verify(collection, run, expected)
+        ok, problems, per_tenant = verify(collection, tenants, expected, lineage, args.multi_tenancy)
+        for t, n in per_tenant.items():
+            print(f"[loadtest] contents of tenant {t}: {'PASS' if not n else f'FAIL ({n} problems)'}", flush=True)
     for c in comps.values():
         c.stop()
 
     # Latency of each first upsert of a (document, version) against its produce time.
     first = {}
-    for d, v, s, t, _ in lineage:
-        if s == "sink:upserted" and (d, v) in produced_at and (d, v) not in first:
-            first[(d, v)] = t - produced_at[(d, v)]
+    for tenant, d, v, s, t, _, _ in lineage:
+        if s == "sink:upserted" and (tenant, d, v) in produced_at and (tenant, d, v) not in first:
+            first[(tenant, d, v)] = t - produced_at[(tenant, d, v)]
     lat = sorted(first.values())
     q = (lambda p: lat[min(len(lat) - 1, int(p * len(lat)))]) if lat else (lambda p: None)
     last = samples[-1] if samples else {}
@@ -637,13 +888,11 @@ def main():
     # Engine-only ceiling on the same tokens: the live documents' texts, chunk-sized.
     corpus = out / "engine-corpus.jsonl"
     with open(corpus, "w") as f:
-        texts = {d: t for d, _, t in docs}
-        texts.update(update_text)
         n = 0
-        for d, t in texts.items():
+        for (tenant, d), t in info["last_text"].items():
             ws = t.split()
             for s in range(0, len(ws), 150):  # ~200 tokens, under the 256-token window
-                f.write(json.dumps({"id": f"{d}-{n}", "text": " ".join(ws[s:s + 150])}) + "\n")
+                f.write(json.dumps({"id": f"{tenant}/{d}-{n}", "text": " ".join(ws[s:s + 150])}) + "\n")
                 n += 1
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = subprocess.run([args.vecstream, "--log-level", "warn", "embed", "--quiet", "--input", str(corpus),
@@ -657,7 +906,12 @@ def main():
     usage = {n: {"cpu_seconds": total(n, "cpu"),
                  "peak_rss_mb": max((s[n]["rss"] or 0) for s in samples) / 2**20 if samples else None} for n in comps}
     result = {
-        "run": run, "count": args.count, "records_published": len(events), "chaos": args.chaos, "faults": faults,
+        "run": run, "count": args.count, "tenants": tenants, "shared_ids": info["ids"],
+        "multi_tenancy": args.multi_tenancy, "updates": len(updated), "deletes": len(deleted),
+        "deletes_live_elsewhere": info["deletes_live_elsewhere"],
+        "updates_other_elsewhere": info["updates_other_elsewhere"],
+        "undecodable": info["undecodable"], "miskeyed": info["miskeyed"],
+        "records_published": len(events), "chaos": args.chaos, "faults": faults,
         "broken_sink": args.broken_sink, "stalled": stalled,
         "restarts": {n: c.restarts for n, c in comps.items()},
         "publish_seconds": produce_s, "drained_seconds": drained_s,
@@ -666,6 +920,7 @@ def main():
         "latency_ms": {"p50": q(0.5), "p95": q(0.95), "p99": q(0.99), "count": len(lat)},
         "engine_only": engine, "pipeline_vs_engine_tokens_ratio": pipeline_tps / engine["tokens_per_s"],
         "processes": usage, "verdict": "PASS" if ok else "FAIL", "problems": problems[:50],
+        "problems_per_tenant": per_tenant,
         "migration": {"workflow": migration["workflow"], "phases": migration["phases"],
                       "checks": [{k: v for k, v in c.items() if k != "problems"} for c in checks]}
         if args.migrate else None,
@@ -690,10 +945,15 @@ def main():
     svg_lines(out / "lag.svg", "Consumer lag (records)",
               {"embedder": xs("embedder", "lag"), "sink": xs("sink", "lag")}, "records")
     svg_histogram(out / "latency.svg", "Produce-to-upserted latency (x: seconds)", lat)
+    # One verdict per tenant, on the row after the overall one (no blank line in the table).
+    tenant_rows = "".join(f"\n| contents of tenant {t} | {'PASS' if not n else f'FAIL ({n} problems)'} |"
+                          for t, n in per_tenant.items())
     report = f"""# Pipeline load test {run}
 
-{args.count} documents ({len(events)} records with {len(updated)} updates, {len(deleted)} deletes,
-{int(args.count * args.bad_ratio)} undecodable), rate {'max' if not args.rate else args.rate}/s,
+{args.count} documents over {len(tenants)} tenant(s) sharing {info['ids']} ids ({', '.join(tenants)}{', Weaviate multi-tenancy' if args.multi_tenancy else ''}),
+{len(events)} records with {len(updated)} updates ({info['updates_other_elsewhere']} of an id at another version in another tenant),
+{len(deleted)} deletes ({info['deletes_live_elsewhere']} of an id live in another tenant), {info['undecodable']} undecodable,
+{info['miskeyed']} mis-keyed; rate {'max' if not args.rate else args.rate}/s,
 chaos {'on: ' + ', '.join(f'{t:.0f}s {k}' for t, k in faults) if args.chaos else 'off'}.
 {'**Sink: the deliberately broken build that commits offsets before upserting** (expected verdict: FAIL).' if args.broken_sink else ''}
 {f'The wait ended after {args.stall_secs:.0f} s without progress: some expected effects never arrived.' if stalled else ''}
@@ -713,7 +973,7 @@ chaos {'on: ' + ', '.join(f'{t:.0f}s {k}' for t, k in faults) if args.chaos else
 | sink CPU s / peak RSS | {usage['sink']['cpu_seconds']:.1f} / {usage['sink']['peak_rss_mb']:.0f} MB |
 {f"| worker CPU s / peak RSS | {usage['worker']['cpu_seconds']:.1f} / {usage['worker']['peak_rss_mb']:.0f} MB |" if 'worker' in usage else ''}
 | restarts (chaos) | {', '.join(f'{n} {c.restarts}' for n, c in comps.items())} |
-| Weaviate contents check | **{result['verdict']}** {('(' + '; '.join(problems[:5]) + ')') if problems else ''} |
+| Weaviate contents check | **{result['verdict']}** {('(' + '; '.join(problems[:5]) + ')') if problems else ''} |{tenant_rows}
 {migration_rows(migration, checks) if args.migrate else ''}
 
 ![throughput](throughput.svg) ![lag](lag.svg) ![latency](latency.svg)
