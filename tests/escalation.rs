@@ -76,16 +76,24 @@ async fn large_documents_and_model_changes_go_to_temporal() {
         &[&embedder, &worker, &sink],
     )
     .await;
-    // doc-<id>-<version>-<model hash8>-<content hash12>, the same on both events.
+    // doc-<record key>-<version>-<model hash8>-<content hash12>, the same on both events
+    // (the run's tenant makes the key `<tenant>\0<id>`, named by its hash).
     let workflow_of = |stage: &str| {
         let e = events.iter().find(|e| e.vecstream.stage == stage).unwrap();
         e.vecstream.workflow_id.clone().unwrap_or_default()
     };
     let workflow = workflow_of("embed:escalated");
-    assert!(
-        workflow.starts_with(&format!("doc-{long_id}-1-")),
-        "{workflow}"
+    let escalated = events
+        .iter()
+        .find(|e| e.vecstream.stage == "embed:escalated")
+        .unwrap();
+    let content = escalated.vecstream.content_hash.clone().unwrap();
+    assert_eq!(escalated.vecstream.tenant.as_deref(), Some(run.as_str()));
+    assert_eq!(
+        workflow,
+        vecstream_core::large_document_workflow_id(&run, &long_id, 1, &model_id, &content),
     );
+    assert!(workflow.starts_with("doc-h"), "{workflow}");
     assert_eq!(workflow_of("embed:embedded"), workflow);
     let weaviate = WeaviateClient::new(&cfg.weaviate).unwrap();
     let stored = chunks_of(&weaviate, &collection, &run, &long_id).await;

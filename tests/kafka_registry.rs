@@ -55,7 +55,12 @@ async fn document_round_trips_through_registry_and_kafka() {
         .expect("a record within 30 s")
         .unwrap();
 
-    assert_eq!(msg.key(), Some(doc.id.as_bytes()), "keyed by document id");
+    // Keyed by (tenant, id): `acme\0<id>` (the default tenant's documents by the bare id).
+    assert_eq!(
+        msg.key(),
+        Some(format!("acme\0{}", doc.id).as_bytes()),
+        "keyed by the record key"
+    );
     let (schema_id, payload) = wire::split(msg.payload().expect("a value")).unwrap();
     assert_eq!(schema_id, publisher.schema_id());
     // Decode with the writer schema fetched by id from the registry, as a consumer would.

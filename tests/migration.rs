@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use vecstream_core::topics;
+use vecstream_core::{large_document_workflow_id, topics};
 use vecstream_e2e::pipeline::{
     TopicReader, doc, eventually, metric_value, metrics_text, publisher, start_group_at_end,
     tenant_doc_ids, tenant_doc_versions, wait_for_stage,
@@ -633,7 +633,7 @@ async fn a_delete_outlives_queued_large_document_jobs_and_a_replayed_dead_letter
         producer
             .send(
                 FutureRecord::to(topics::DOCUMENTS_DLQ)
-                    .key(large.as_bytes())
+                    .key(vecstream_core::record_key(&run, &large).as_bytes())
                     .payload(&payload)
                     .headers(headers),
                 Duration::from_secs(10),
@@ -648,6 +648,8 @@ async fn a_delete_outlives_queued_large_document_jobs_and_a_replayed_dead_letter
             "replay",
             "--key",
             &large,
+            "--tenant",
+            &run,
             "--group",
             &format!("{run}-replay"),
         ],
@@ -671,10 +673,12 @@ async fn a_delete_outlives_queued_large_document_jobs_and_a_replayed_dead_letter
         .map(|s| s.split_whitespace().next().unwrap_or("").to_owned())
         .collect();
     assert_eq!(ids.len(), 2, "one job per version: {ids:?}");
-    // doc-<id>-<version>-<model hash8>-<content hash12>: the model and content are named.
+    // doc-<record key>-<version>-<model hash8>-<content hash12>: the model and content are
+    // named; the run's tenant makes the key `<tenant>\0<id>`, which appears as its hash.
+    let key_hash = &large_document_workflow_id(&run, &large, 1, "m", "c")["doc-".len()..][..17];
     for job in &ids {
         let rest = job
-            .strip_prefix(&format!("doc-{large}-"))
+            .strip_prefix(&format!("doc-{key_hash}-"))
             .unwrap_or_else(|| panic!("{job}"));
         let parts: Vec<&str> = rest.split('-').collect();
         assert_eq!(parts.len(), 3, "{job}");

@@ -134,7 +134,11 @@ async fn documents_become_chunks_with_lineage_dlq_fencing_and_dedup() {
     let reason_of = |key: &str| {
         let m = dead
             .iter()
-            .find(|m| m.key() == Some(key.as_bytes()))
+            // By document id: a dead letter keeps its record's key (`<tenant>\0<id>`).
+            .find(|m| {
+                let k = std::str::from_utf8(m.key().unwrap_or_default()).unwrap_or_default();
+                vecstream_core::split_record_key(k).1 == key
+            })
             .unwrap_or_else(|| panic!("{key} not in the DLQ"));
         (
             header(m, "vecstream.error.reason").unwrap(),

@@ -2,9 +2,11 @@
 
 Uses confluent-kafka's Consumer and AvroDeserializer against the schema registry, exactly
 as a producer or analyst in another language would, and prints one JSON line per wanted
-document id found on docs.documents.v1. Exits 1 if some ids are not found in time.
+document id (of the tenant) found on docs.documents.v1, matched by its record key: the bare
+id for the tenant "default", "<tenant>\0<id>" otherwise. Exits 1 if some ids are not found
+in time.
 
-    python read_documents.py --ids a,b [--bootstrap 127.0.0.1:9092]
+    python read_documents.py --ids a,b [--tenant T] [--bootstrap 127.0.0.1:9092]
         [--registry http://127.0.0.1:8081/apis/ccompat/v7] [--timeout 60]
 """
 
@@ -27,10 +29,15 @@ def main() -> int:
     p.add_argument("--ids", required=True, help="comma-separated document ids to find")
     p.add_argument("--bootstrap", default="127.0.0.1:9092")
     p.add_argument("--registry", default="http://127.0.0.1:8081/apis/ccompat/v7")
+    p.add_argument("--tenant", default="default")
     p.add_argument("--timeout", type=float, default=60.0)
     args = p.parse_args()
 
-    wanted = set(args.ids.split(","))
+    def record_key(doc_id: str) -> str:
+        return doc_id if args.tenant == "default" else f"{args.tenant}\0{doc_id}"
+
+    keys = {record_key(i): i for i in args.ids.split(",")}
+    wanted = set(keys)
     deserializer = AvroDeserializer(SchemaRegistryClient({"url": args.registry}))
     consumer = Consumer(
         {
@@ -62,7 +69,7 @@ def main() -> int:
     finally:
         consumer.close()
     if wanted:
-        print(f"not found within {args.timeout}s: {sorted(wanted)}", file=sys.stderr)
+        print(f"not found within {args.timeout}s: {sorted(keys[k] for k in wanted)}", file=sys.stderr)
         return 1
     return 0
 

@@ -65,6 +65,18 @@ pub async fn read_document(
         if let Err(why) = rules.check(tenant).and_then(|()| check_doc_id(doc_id)) {
             return Ok(Read::Bad(Reason::Invalid, format!("tombstone key: {why}")));
         }
+        // `default\0x` names (default, x) but is not its key: compaction would never
+        // forget the document's record `x`, which a later reindex would bring back.
+        let expected = record_key(tenant, doc_id);
+        if key != expected {
+            return Ok(Read::Bad(
+                Reason::Invalid,
+                format!(
+                    "tombstone key {key:?} is not the record key of (tenant {tenant:?}, id \
+                     {doc_id:?}): {expected:?}"
+                ),
+            ));
+        }
         return Ok(Read::Tombstone {
             tenant: tenant.to_owned(),
             doc_id: doc_id.to_owned(),
@@ -202,5 +214,63 @@ pub fn delete_of(doc_id: &str, tenant: &str, version: i64, model_id: &str) -> Do
         content_hash: String::new(),
         deleted: true,
         chunks: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::document;
+
+    async fn tombstone(key: &[u8], rules: TenantRules) -> Read {
+        // A tombstone is read from its key alone: the registry is never asked.
+        let registry = SchemaRegistry::new(&Default::default()).unwrap();
+        let reader = vecstream_kafka::schemas::parse(vecstream_kafka::schemas::DOCUMENT).unwrap();
+        read_document(&registry, &reader, rules, Some(key), None)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_tombstone_names_its_tenant_and_only_its_canonical_key_is_one() {
+        let any = TenantRules::default();
+        match tombstone(b"guide.md", any).await {
+            Read::Tombstone { tenant, doc_id } => assert_eq!((&*tenant, &*doc_id), ("default", "guide.md")),
+            other => panic!("{other:?}"),
+        }
+        match tombstone(b"acme\0guide.md", any).await {
+            Read::Tombstone { tenant, doc_id } => assert_eq!((&*tenant, &*doc_id), ("acme", "guide.md")),
+            other => panic!("{other:?}"),
+        }
+        // The default tenant spelled out is not its key: compaction would keep `guide.md`.
+        match tombstone(b"default\0guide.md", any).await {
+            Read::Bad(Reason::Invalid, m) => assert!(m.contains("\"guide.md\""), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let mt = TenantRules {
+            weaviate_multi_tenancy: true,
+        };
+        assert!(matches!(tombstone(b"a b\0x", mt).await, Read::Bad(Reason::Invalid, _)));
+        assert!(matches!(tombstone(b"a b\0x", any).await, Read::Tombstone { .. }));
+        assert!(matches!(tombstone(b" a\0x", any).await, Read::Bad(Reason::Invalid, _)));
+    }
+
+    #[test]
+    fn a_document_is_read_only_under_its_record_key() {
+        let rules = TenantRules::default();
+        let mut doc = document(" x ", 1, "text");
+        assert!(matches!(check_identity(doc.clone(), " x ", rules), Read::Doc(_)));
+        // Trimmed, case-folded or otherwise different keys are refused.
+        for key in ["x", " X ", "default\0 x "] {
+            assert!(matches!(check_identity(doc.clone(), key, rules), Read::Bad(Reason::Invalid, _)), "{key:?}");
+        }
+        doc.tenant = "acme".into();
+        assert!(matches!(check_identity(doc.clone(), "acme\0 x ", rules), Read::Doc(_)));
+        match check_identity(doc.clone(), " x ", rules) {
+            Read::Bad(Reason::Invalid, m) => assert!(m.contains("acme\\0 x "), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        doc.id = "a\0b".into();
+        assert!(matches!(check_identity(doc, "acme\0a\0b", rules), Read::Bad(Reason::Invalid, _)));
     }
 }

@@ -11,5 +11,5 @@ pub use client::{
 pub use error::{ObjectError, WeaviateError};
 pub use schema::{
     CHUNK_COLLECTION_PREFIX, CollectionSpec, Property, Tenancy, collection_name,
-    is_chunk_collection,
+    is_chunk_collection, is_collection_of,
 };

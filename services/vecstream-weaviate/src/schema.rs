@@ -76,6 +76,14 @@ pub fn collection_name(model_id: &str, tenancy: Tenancy) -> String {
     format!("{CHUNK_COLLECTION_PREFIX}{slug}_{hash}")
 }
 
+/// True when `collection` is the chunk collection of `model_id` in either tenancy (a
+/// migration may move a model between them).
+pub fn is_collection_of(model_id: &str, collection: &str) -> bool {
+    [Tenancy::Filter, Tenancy::MultiTenant]
+        .into_iter()
+        .any(|t| collection_name(model_id, t) == collection)
+}
+
 /// One property of a collection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Property {

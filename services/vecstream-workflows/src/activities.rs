@@ -11,7 +11,7 @@ use vecstream_config::Config;
 use vecstream_core::{Dataset, Job, LineageEvent, Run, VecstreamFacet, topics};
 use vecstream_engine::{Engine, EngineConfig};
 use vecstream_pipeline::{PipelineMetrics, Reindexer, SliceReport};
-use vecstream_weaviate::{CollectionSpec, Tenancy, WeaviateClient, collection_name};
+use vecstream_weaviate::{CollectionSpec, Tenancy, WeaviateClient, is_collection_of};
 
 use crate::errors::{ActivityResultExt, JobError, activity_error};
 use crate::eval::{Judged, judge};
@@ -611,7 +611,7 @@ impl JobActivities {
                                 &input.collection,
                                 &v.vector,
                                 chunk_k,
-                                &["doc_id"],
+                                &["doc_id", "tenant"],
                                 tenant
                                     .filter(|_| tenancy == Tenancy::Filter)
                                     .map(|t| ("tenant", t)),
@@ -623,14 +623,30 @@ impl JobActivities {
                 }
                 hits.sort_by(|a, b| a.distance.total_cmp(&b.distance));
                 hits.truncate(chunk_k);
-                let ranked: Vec<String> = hits
+                // A document is (tenant, id): with a tenant named (the run's, or the query's
+                // own), ranks and relevance compare record keys; without one, a relevant id
+                // is that id in any tenant.
+                let relevant_tenant = tenant.or(q.tenant.as_deref());
+                let identity = |h: &vecstream_weaviate::Hit| -> Option<String> {
+                    let id = h.properties.get("doc_id")?.as_str()?;
+                    Some(match relevant_tenant {
+                        Some(_) => {
+                            let of = h.properties.get("tenant")?.as_str()?;
+                            vecstream_core::record_key(of, id)
+                        }
+                        None => id.to_owned(),
+                    })
+                };
+                let ranked: Vec<String> = hits.iter().filter_map(identity).collect();
+                let relevant = q
+                    .relevant_doc_ids
                     .iter()
-                    .filter_map(|h| h.properties.get("doc_id")?.as_str().map(str::to_owned))
+                    .map(|id| match relevant_tenant {
+                        Some(t) => vecstream_core::record_key(t, id),
+                        None => id.clone(),
+                    })
                     .collect();
-                judged.push(Judged {
-                    ranked,
-                    relevant: q.relevant_doc_ids.clone(),
-                });
+                judged.push(Judged { ranked, relevant });
             }
             let m = judge(&judged, input.spec.k);
             Ok(EvalRow {
@@ -644,13 +660,6 @@ impl JobActivities {
         })
         .await
     }
-}
-
-/// True when `collection` is the chunk collection of `model_id`, in either tenancy.
-fn is_collection_of(model_id: &str, collection: &str) -> bool {
-    [Tenancy::Filter, Tenancy::MultiTenant]
-        .into_iter()
-        .any(|t| collection_name(model_id, t) == collection)
 }
 
 impl JobActivities {

@@ -8,6 +8,10 @@ use serde::Deserialize;
 pub struct LabelledQuery {
     pub query: String,
     pub relevant_doc_ids: Vec<String>,
+    /// The tenant of the relevant documents, when the run names none (`--tenant` wins).
+    /// Without either, a relevant id is that id in any tenant.
+    #[serde(default)]
+    pub tenant: Option<String>,
 }
 
 /// Reads a suite; every line must be a labelled query with at least one relevant id.
@@ -131,6 +135,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(load_suite(good.to_str().unwrap()).unwrap().len(), 1);
+        let tenanted = dir.join("tenanted.jsonl");
+        std::fs::write(
+            &tenanted,
+            "{\"query\": \"q\", \"relevant_doc_ids\": [\"d1\"], \"tenant\": \"acme\"}\n",
+        )
+        .unwrap();
+        let suite = load_suite(tenanted.to_str().unwrap()).unwrap();
+        assert_eq!(suite[0].tenant.as_deref(), Some("acme"));
         let bad = dir.join("bad.jsonl");
         std::fs::write(&bad, "{\"query\": \"q\", \"relevant_doc_ids\": []}\n").unwrap();
         assert!(

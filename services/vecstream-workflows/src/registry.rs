@@ -184,7 +184,11 @@ pub async fn start_evaluation(
         return Err(TemporalError::Config("nothing to evaluate".into()));
     };
     crate::eval::load_suite(&input.spec.suite).map_err(TemporalError::Config)?;
-    let id = eval_workflow_id(last, &input.spec.suite);
+    // One tenant's evaluation does not stand in for another's.
+    let id = match &input.spec.tenant {
+        Some(t) => format!("{}-{t}", eval_workflow_id(last, &input.spec.suite)),
+        None => eval_workflow_id(last, &input.spec.suite),
+    };
     let options = WorkflowStartOptions::new(config.temporal.cpu_task_queue.as_str(), id.clone())
         .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
         .execution_timeout(timeout)

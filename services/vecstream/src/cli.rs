@@ -241,9 +241,13 @@ pub enum DlqCommand {
     /// Republish dead-lettered records to their source topic (after fixing the cause), each
     /// at most once per replay group.
     Replay {
-        /// Only records with this key.
+        /// Only the records of this document id (of `--tenant`): its record key.
         #[arg(long, env = "VECSTREAM_DLQ_KEY")]
         key: Option<String>,
+        /// The tenant of `--key` (its record key is `<tenant>\0<id>`; default: the tenant
+        /// `default`, whose key is the bare id).
+        #[arg(long, env = "VECSTREAM_DLQ_TENANT", requires = "key")]
+        tenant: Option<String>,
         /// Only records of this reason (see `dlq list --help`).
         #[arg(long, alias = "class", env = "VECSTREAM_DLQ_REASON")]
         reason: Option<String>,

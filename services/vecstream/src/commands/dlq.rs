@@ -22,6 +22,9 @@ struct Entry {
     partition: i32,
     offset: i64,
     key: Option<String>,
+    /// The (tenant, id) the key names (`vecstream_core::split_record_key`).
+    tenant: Option<String>,
+    doc_id: Option<String>,
     reason: String,
     stage: String,
     message: String,
@@ -41,10 +44,17 @@ fn header(m: &BorrowedMessage<'_>, name: &str) -> Option<String> {
 }
 
 fn entry(m: &BorrowedMessage<'_>) -> Entry {
+    let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
     Entry {
         partition: m.partition(),
         offset: m.offset(),
-        key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+        key: key.clone(),
+        tenant: key
+            .as_deref()
+            .map(|k| vecstream_core::split_record_key(k).0.to_owned()),
+        doc_id: key
+            .as_deref()
+            .map(|k| vecstream_core::split_record_key(k).1.to_owned()),
         reason: header(m, dlq::HEADER_REASON).unwrap_or_else(|| "?".into()),
         stage: header(m, dlq::HEADER_STAGE).unwrap_or_else(|| "?".into()),
         message: header(m, dlq::HEADER_MESSAGE).unwrap_or_default(),
@@ -68,7 +78,8 @@ fn print(e: &Entry, json: bool) -> anyhow::Result<()> {
             e.offset,
             e.reason,
             e.stage,
-            e.key.as_deref().unwrap_or("-"),
+            // The tenant separator U+0000 shown as `\0`.
+            e.key.as_deref().map_or("-".into(), |k| k.replace('\0', "\\0")),
             e.source_topic,
             e.source_partition
                 .map(|p| p.to_string())
@@ -109,10 +120,19 @@ pub async fn run(config: &Config, cmd: &DlqCommand) -> anyhow::Result<ExitCode> 
         }
         DlqCommand::Replay {
             key,
+            tenant,
             reason,
             group,
             dry_run,
-        } => replay(config, key.as_deref(), reason.as_deref(), group, *dry_run).await,
+        } => {
+            let key = key.as_deref().map(|id| {
+                vecstream_core::record_key(
+                    tenant.as_deref().unwrap_or(vecstream_core::DEFAULT_TENANT),
+                    id,
+                )
+            });
+            replay(config, key.as_deref(), reason.as_deref(), group, *dry_run).await
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use vecstream_config::Config;
 use vecstream_engine::Engine;
-use vecstream_weaviate::{Tenancy, WeaviateClient, collection_name};
+use vecstream_weaviate::{Tenancy, WeaviateClient, collection_name, is_collection_of};
 
 use crate::cli::SearchArgs;
 
@@ -20,12 +20,13 @@ const PROPERTIES: [&str; 6] = [
     "tenant",
 ];
 
-/// How to load the model of `collection`, when a migration state records it and it is not
-/// the configured model's collection (best effort: without Kafka, the configured model).
+/// The model a migration state records for `collection`, when it is not the configured
+/// model's collection (best effort: without Kafka, none). A collection of an earlier schema
+/// generation is found this way too: its name no longer derives from the model id.
 async fn recorded_model(
     config: &Config,
     collection: &str,
-) -> Option<vecstream_workflows::ModelTarget> {
+) -> Option<vecstream_workflows::migration::ModelCollection> {
     let configured = super::embed::engine_config(&config.engine).ok()?;
     let configured_id = vecstream_engine::model::ModelSpec::load(
         std::path::Path::new(&configured.model_dir),
@@ -33,8 +34,7 @@ async fn recorded_model(
     )
     .ok()
     .map(|(spec, _)| spec.model_id);
-    let tenancy = Tenancy::from_config(config.weaviate.multi_tenancy);
-    if configured_id.is_some_and(|id| collection_name(&id, tenancy) == collection) {
+    if configured_id.is_some_and(|id| is_collection_of(&id, collection)) {
         return None;
     }
     let states = vecstream_workflows::migration::ControlTopic::new(&config.kafka)
@@ -46,18 +46,11 @@ async fn recorded_model(
         .values()
         .flat_map(|s| s.in_use())
         .find(|m| m.collection == collection)
-        .map(|m| m.target.clone())
 }
 
 pub async fn run(config: &Config, args: &SearchArgs) -> anyhow::Result<ExitCode> {
     if args.query.trim().is_empty() {
         anyhow::bail!("the query is empty");
-    }
-    let tenancy = Tenancy::from_config(config.weaviate.multi_tenancy);
-    if tenancy == Tenancy::MultiTenant && args.tenant.is_none() {
-        anyhow::bail!(
-            "weaviate.multi_tenancy = true: every search is one tenant's; name it with --tenant"
-        );
     }
     let weaviate = WeaviateClient::new(&config.weaviate)?;
     let target = args
@@ -74,14 +67,24 @@ pub async fn run(config: &Config, args: &SearchArgs) -> anyhow::Result<ExitCode>
             weaviate.url()
         ),
     };
+    // The collection's own tenancy: during a migration between tenancies it is not the
+    // configured one.
+    let tenancy = weaviate.tenancy_of(&collection).await?;
+    if tenancy == Tenancy::MultiTenant && args.tenant.is_none() {
+        anyhow::bail!(
+            "{collection} is multi-tenant (weaviate.multi_tenancy): every search is one \
+             tenant's; name it with --tenant"
+        );
+    }
 
     // The query is embedded with the collection's model: the configured one, or the one a
     // migration state records for it (the alias moved to another model).
     let mut engine_settings = config.engine.clone();
-    if let Some(recorded) = recorded_model(config, &collection).await {
-        engine_settings.model_dir = recorded.model_dir;
-        engine_settings.max_seq_length = recorded.max_seq_length.unwrap_or(0);
-        engine_settings.precision = recorded.precision.as_str().to_owned();
+    let recorded = recorded_model(config, &collection).await;
+    if let Some(recorded) = &recorded {
+        engine_settings.model_dir = recorded.target.model_dir.clone();
+        engine_settings.max_seq_length = recorded.target.max_seq_length.unwrap_or(0);
+        engine_settings.precision = recorded.target.precision.as_str().to_owned();
     }
     let engine_cfg = super::embed::engine_config(&engine_settings)?;
     let engine = tokio::task::spawn_blocking(move || Engine::start(engine_cfg))
@@ -89,7 +92,9 @@ pub async fn run(config: &Config, args: &SearchArgs) -> anyhow::Result<ExitCode>
         .context("starting the embedding engine")?;
     let model_id = engine.info().model_id.clone();
     // Vectors of another model live in another space: comparing them would be noise.
-    if collection_name(&model_id, tenancy) != collection {
+    let of_model = is_collection_of(&model_id, &collection)
+        || recorded.as_ref().is_some_and(|r| r.model_id == model_id);
+    if !of_model {
         anyhow::bail!(
             "{collection} holds vectors of another model than the configured one ({model_id}), \
              and no migration state records its model; set engine.model_dir to that \
