@@ -72,7 +72,14 @@ fn produced_directory_is_readable_by_python_avro_deserializer() {
     );
     let out = Command::new(python)
         .arg(repo_root().join("tests/python/read_documents.py"))
-        .args(["--ids", &ids.join(","), "--tenant", "acme", "--timeout", "90"])
+        .args([
+            "--ids",
+            &ids.join(","),
+            "--tenant",
+            "acme",
+            "--timeout",
+            "90",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", describe(&out));

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use vecstream_core::topics;
+use vecstream_core::{record_key, topics};
 use vecstream_e2e::pipeline::{
     TopicReader, chunks_of, eventually, give_up_after, header, metrics_text, wait_for_stage,
 };
@@ -327,7 +327,8 @@ async fn documents_become_chunks_with_lineage_dlq_fencing_and_dedup() {
     );
 
     // 9. Operators see the story and the dead letters from the CLI, and can replay them.
-    let out = vecstream(&["lineage", "trace", &long_id]);
+    // A document is (tenant, id): the run's tenant names it.
+    let out = vecstream(&["lineage", "trace", &long_id, "--tenant", &run]);
     assert!(out.status.success(), "{}", describe(&out));
     let trace = String::from_utf8_lossy(&out.stdout);
     for stage in [
@@ -345,6 +346,8 @@ async fn documents_become_chunks_with_lineage_dlq_fencing_and_dedup() {
             "tail",
             "--doc",
             &long_id,
+            "--tenant",
+            &run,
             "--from-beginning",
             "--json",
         ])
@@ -406,6 +409,8 @@ async fn documents_become_chunks_with_lineage_dlq_fencing_and_dedup() {
         "replay",
         "--key",
         &empty_id,
+        "--tenant",
+        &run,
         "--group",
         &group,
         "--dry-run",
@@ -416,7 +421,9 @@ async fn documents_become_chunks_with_lineage_dlq_fencing_and_dedup() {
         "{}",
         describe(&out)
     );
-    let out = vecstream(&["dlq", "replay", "--key", &empty_id, "--group", &group]);
+    let out = vecstream(&[
+        "dlq", "replay", "--key", &empty_id, "--tenant", &run, "--group", &group,
+    ]);
     assert!(out.status.success(), "{}", describe(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("replayed 1 record(s)"),
@@ -429,7 +436,7 @@ async fn documents_become_chunks_with_lineage_dlq_fencing_and_dedup() {
         let again = dlq.poll(&[empty_id.as_str()]).await;
         if again
             .iter()
-            .filter(|m| m.key() == Some(empty_id.as_bytes()))
+            .filter(|m| m.key() == Some(record_key(&run, &empty_id).as_bytes()))
             .count()
             >= 2
         {
@@ -437,7 +444,9 @@ async fn documents_become_chunks_with_lineage_dlq_fencing_and_dedup() {
         }
         give_up_after(started, "the replayed record back in the DLQ", &[&embedder]);
     }
-    let out = vecstream(&["dlq", "replay", "--key", &empty_id, "--group", &group]);
+    let out = vecstream(&[
+        "dlq", "replay", "--key", &empty_id, "--tenant", &run, "--group", &group,
+    ]);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("replayed 1 record(s)"),
         "the new dead letter only: {}",

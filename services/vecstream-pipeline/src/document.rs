@@ -235,11 +235,15 @@ mod tests {
     async fn a_tombstone_names_its_tenant_and_only_its_canonical_key_is_one() {
         let any = TenantRules::default();
         match tombstone(b"guide.md", any).await {
-            Read::Tombstone { tenant, doc_id } => assert_eq!((&*tenant, &*doc_id), ("default", "guide.md")),
+            Read::Tombstone { tenant, doc_id } => {
+                assert_eq!((&*tenant, &*doc_id), ("default", "guide.md"))
+            }
             other => panic!("{other:?}"),
         }
         match tombstone(b"acme\0guide.md", any).await {
-            Read::Tombstone { tenant, doc_id } => assert_eq!((&*tenant, &*doc_id), ("acme", "guide.md")),
+            Read::Tombstone { tenant, doc_id } => {
+                assert_eq!((&*tenant, &*doc_id), ("acme", "guide.md"))
+            }
             other => panic!("{other:?}"),
         }
         // The default tenant spelled out is not its key: compaction would keep `guide.md`.
@@ -250,27 +254,51 @@ mod tests {
         let mt = TenantRules {
             weaviate_multi_tenancy: true,
         };
-        assert!(matches!(tombstone(b"a b\0x", mt).await, Read::Bad(Reason::Invalid, _)));
-        assert!(matches!(tombstone(b"a b\0x", any).await, Read::Tombstone { .. }));
-        assert!(matches!(tombstone(b" a\0x", any).await, Read::Bad(Reason::Invalid, _)));
+        assert!(matches!(
+            tombstone(b"a b\0x", mt).await,
+            Read::Bad(Reason::Invalid, _)
+        ));
+        assert!(matches!(
+            tombstone(b"a b\0x", any).await,
+            Read::Tombstone { .. }
+        ));
+        assert!(matches!(
+            tombstone(b" a\0x", any).await,
+            Read::Bad(Reason::Invalid, _)
+        ));
     }
 
     #[test]
     fn a_document_is_read_only_under_its_record_key() {
         let rules = TenantRules::default();
         let mut doc = document(" x ", 1, "text");
-        assert!(matches!(check_identity(doc.clone(), " x ", rules), Read::Doc(_)));
+        assert!(matches!(
+            check_identity(doc.clone(), " x ", rules),
+            Read::Doc(_)
+        ));
         // Trimmed, case-folded or otherwise different keys are refused.
         for key in ["x", " X ", "default\0 x "] {
-            assert!(matches!(check_identity(doc.clone(), key, rules), Read::Bad(Reason::Invalid, _)), "{key:?}");
+            assert!(
+                matches!(
+                    check_identity(doc.clone(), key, rules),
+                    Read::Bad(Reason::Invalid, _)
+                ),
+                "{key:?}"
+            );
         }
         doc.tenant = "acme".into();
-        assert!(matches!(check_identity(doc.clone(), "acme\0 x ", rules), Read::Doc(_)));
+        assert!(matches!(
+            check_identity(doc.clone(), "acme\0 x ", rules),
+            Read::Doc(_)
+        ));
         match check_identity(doc.clone(), " x ", rules) {
             Read::Bad(Reason::Invalid, m) => assert!(m.contains("acme\\0 x "), "{m}"),
             other => panic!("{other:?}"),
         }
         doc.id = "a\0b".into();
-        assert!(matches!(check_identity(doc, "acme\0a\0b", rules), Read::Bad(Reason::Invalid, _)));
+        assert!(matches!(
+            check_identity(doc, "acme\0a\0b", rules),
+            Read::Bad(Reason::Invalid, _)
+        ));
     }
 }

@@ -79,7 +79,9 @@ fn print(e: &Entry, json: bool) -> anyhow::Result<()> {
             e.reason,
             e.stage,
             // The tenant separator U+0000 shown as `\0`.
-            e.key.as_deref().map_or("-".into(), |k| k.replace('\0', "\\0")),
+            e.key
+                .as_deref()
+                .map_or("-".into(), |k| k.replace('\0', "\\0")),
             e.source_topic,
             e.source_partition
                 .map(|p| p.to_string())

@@ -46,6 +46,7 @@ async fn recorded_model(
         .values()
         .flat_map(|s| s.in_use())
         .find(|m| m.collection == collection)
+        .cloned()
 }
 
 pub async fn run(config: &Config, args: &SearchArgs) -> anyhow::Result<ExitCode> {
