@@ -43,6 +43,44 @@ impl TenantRules {
     }
 }
 
+/// Reads records of `docs.documents.v1` as configured: through the registry (writer
+/// schemas), into the current document schema, under the configured tenant rules. What the
+/// stream embedder, the reindex scan and large-document jobs read documents with.
+pub struct DocumentReader {
+    registry: SchemaRegistry,
+    schema: Schema,
+    tenants: TenantRules,
+}
+
+impl std::fmt::Debug for DocumentReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DocumentReader")
+            .field("tenants", &self.tenants)
+            .finish()
+    }
+}
+
+impl DocumentReader {
+    pub fn new(config: &vecstream_config::Config) -> Result<Self, PipelineError> {
+        Ok(Self {
+            registry: SchemaRegistry::new(&config.registry)?,
+            schema: vecstream_kafka::schemas::parse(vecstream_kafka::schemas::DOCUMENT)?,
+            tenants: TenantRules {
+                weaviate_multi_tenancy: config.weaviate.multi_tenancy,
+            },
+        })
+    }
+
+    /// [`read_document`] with this reader's registry, schema and rules.
+    pub async fn read(
+        &self,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+    ) -> Result<Read, PipelineError> {
+        read_document(&self.registry, &self.schema, self.tenants, key, payload).await
+    }
+}
+
 /// Decodes a record through the registry (writer-schema resolution) and checks the key:
 /// it must be the document's record key ([`record_key`]: its bare id for the default
 /// tenant, `<tenant>\0<id>` for others), and tenant and id must be valid names.

@@ -10,18 +10,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use apache_avro::Schema;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::Message;
 use vecstream_config::Config;
 use vecstream_core::topics;
 use vecstream_engine::{Chunker, Engine};
-use vecstream_kafka::{SchemaRegistry, scan, schemas};
+use vecstream_kafka::scan;
 use vecstream_weaviate::WeaviateClient;
 
-use crate::document::{
-    Read, TenantRules, chunked, delete_of, normalized, read_document, vectors_of,
-};
+use crate::document::{DocumentReader, Read, chunked, delete_of, normalized, vectors_of};
 use crate::embedder::TOMBSTONE_VERSION;
 use crate::writer::{ChunkWriter, Decoded, Outcome};
 use crate::{PipelineError, PipelineMetrics};
@@ -51,9 +48,7 @@ pub struct SliceReport {
 
 /// Re-embeds partition ranges of `docs.documents.v1` into its model's collection.
 pub struct Reindexer {
-    registry: SchemaRegistry,
-    document_reader: Schema,
-    tenants: TenantRules,
+    documents: DocumentReader,
     consumer: BaseConsumer,
     engine: Arc<Engine>,
     chunker: Chunker,
@@ -85,11 +80,7 @@ impl Reindexer {
             settings.chunk_overlap,
         )?;
         Ok(Self {
-            registry: SchemaRegistry::new(&config.registry)?,
-            document_reader: schemas::parse(schemas::DOCUMENT)?,
-            tenants: TenantRules {
-                weaviate_multi_tenancy: config.weaviate.multi_tenancy,
-            },
+            documents: DocumentReader::new(config)?,
             consumer: scan::scan_consumer(&config.kafka, "vecstream-reindex")?,
             chunker,
             writer: ChunkWriter::new(
@@ -143,14 +134,7 @@ impl Reindexer {
         let mut records: Vec<Option<Decoded>> = Vec::with_capacity(messages.len());
         let mut to_embed = Vec::new();
         for m in &messages {
-            let read = read_document(
-                &self.registry,
-                &self.document_reader,
-                self.tenants,
-                m.key(),
-                m.payload(),
-            )
-            .await?;
+            let read = self.documents.read(m.key(), m.payload()).await?;
             let record = match read {
                 Read::Bad(reason, message) => {
                     tracing::debug!(partition, offset = m.offset(), reason = reason.as_str(), %message, "reindex skips a poison record");

@@ -27,7 +27,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use apache_avro::Schema;
 use rdkafka::Offset;
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::Consumer;
@@ -40,7 +39,7 @@ use vecstream_kafka::{SchemaRegistry, schemas, traceparent_of};
 use vecstream_telemetry::continue_trace;
 
 use crate::common::{BatchLimits, Member, Retrier, next_offsets};
-use crate::document::{TenantRules, read_document};
+use crate::document::DocumentReader;
 use crate::escalate::{Escalator, LargeDocumentJob};
 use crate::lineage::{LineageFactory, lineage_writer_schema, now_ms};
 use crate::state::{DedupState, restore_partition};
@@ -60,9 +59,7 @@ pub struct Embedder {
     kafka: KafkaConfig,
     member: Member,
     transactions: Transactions,
-    registry: SchemaRegistry,
-    document_reader: Schema,
-    tenants: TenantRules,
+    documents: DocumentReader,
     encoder: RecordEncoder,
     engine: Arc<Engine>,
     chunker: Chunker,
@@ -134,11 +131,7 @@ impl Embedder {
             kafka: config.kafka.clone(),
             member,
             transactions,
-            registry,
-            document_reader: schemas::parse(schemas::DOCUMENT)?,
-            tenants: TenantRules {
-                weaviate_multi_tenancy: config.weaviate.multi_tenancy,
-            },
+            documents: DocumentReader::new(config)?,
             encoder,
             engine,
             chunker,
@@ -208,13 +201,7 @@ impl Embedder {
             let read = self
                 .retrier()
                 .run("decode", shutdown, || {
-                    read_document(
-                        &self.registry,
-                        &self.document_reader,
-                        self.tenants,
-                        m.key(),
-                        m.payload(),
-                    )
+                    self.documents.read(m.key(), m.payload())
                 })
                 .await?;
             reads.push((source_of(m), read));

@@ -18,7 +18,7 @@ impl JobActivities {
         ctx: ActivityContext,
         input: LargeDocumentInput,
     ) -> Result<LargeDocumentResult, ActivityError> {
-        use vecstream_pipeline::document::{Read, chunked, normalized, read_document, vectors_of};
+        use vecstream_pipeline::document::{DocumentReader, Read, chunked, normalized, vectors_of};
         let skipped = |why: String| LargeDocumentResult {
             chunks: 0,
             tokens: 0,
@@ -50,22 +50,14 @@ impl JobActivities {
                 "the record was compacted away: a newer version replaced it".into(),
             ));
         };
-        let registry =
-            vecstream_kafka::SchemaRegistry::new(&self.config.registry).activity_err()?;
-        let reader =
-            vecstream_kafka::schemas::parse(vecstream_kafka::schemas::DOCUMENT).activity_err()?;
-        let rules = vecstream_pipeline::document::TenantRules {
-            weaviate_multi_tenancy: self.config.weaviate.multi_tenancy,
-        };
-        let read = read_document(
-            &registry,
-            &reader,
-            rules,
-            rdkafka::message::Message::key(&m),
-            rdkafka::message::Message::payload(&m),
-        )
-        .await
-        .activity_err()?;
+        let read = DocumentReader::new(&self.config)
+            .activity_err()?
+            .read(
+                rdkafka::message::Message::key(&m),
+                rdkafka::message::Message::payload(&m),
+            )
+            .await
+            .activity_err()?;
         let doc = match read {
             Read::Doc(d)
                 if d.tenant == input.tenant
