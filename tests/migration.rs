@@ -12,6 +12,8 @@
 //!    change made after the swap.
 //! 3. A delete racing two queued large-document jobs of older versions, and a replayed
 //!    older dead letter: the document stays deleted.
+//! 4. An upgrade from collections of the first schema generation (no exact identities): the
+//!    embedder starts the reindex to a current collection; search serves throughout.
 //!
 //! Each scenario owns its alias, consumer groups (started at the topics' end) and task
 //! queues; they run one at a time (two cores).
@@ -685,6 +687,175 @@ async fn a_delete_outlives_queued_large_document_jobs_and_a_replayed_dead_letter
         assert!(parts[0] == "1" || parts[0] == "2", "{job}");
         assert_eq!((parts[1].len(), parts[2].len()), (8, 12), "{job}");
     }
+
+    embedder.stop();
+    sink.stop();
+    worker.stop();
+    let _ = weaviate.delete_alias(&alias).await;
+}
+
+/// 4. An upgrade from a release whose collections had no exact identities: the alias serves
+///    a generation-1 collection (float versions, no `doc_key`) that the migration state
+///    records. The embedder of the same model starts the reindex that builds a current
+///    collection; searches keep being served by the old one until the cutover, then by the
+///    new one, with exact versions; the old collection is dropped after the window.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upgrade_from_first_generation_collections_reindexes_and_search_serves_meanwhile() {
+    require_stack();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let cfg = config();
+    let run = unique("e2e-upg-");
+    let suffix = run[run.len() - 12..].to_owned();
+    let alias = format!("E2eUpgrade{suffix}");
+    let logs = tempfile::tempdir().unwrap();
+    let mut sets = scenario(&run, &alias).await;
+    // Its own model (no other test's alias shares the new collection).
+    sets.push("engine.max_seq_length=96".into());
+    sets.push("temporal.rollback_window_secs=3".into());
+    let model = model_id(Some(96));
+    let weaviate = WeaviateClient::new(&cfg.weaviate).unwrap();
+
+    // 1. What an earlier release left behind.
+    let legacy = format!("Chunk_legacy_{suffix}");
+    let keyword = |name: &str| vecstream_weaviate::Property::keyword(name);
+    let typed = |name: &str, t: &str| vecstream_weaviate::Property::new(name, t);
+    let first_generation = vecstream_weaviate::CollectionSpec {
+        name: legacy.clone(),
+        properties: vec![
+            keyword("doc_id"),
+            typed("doc_version", "number"),
+            keyword("tenant"),
+            typed("chunk_index", "int"),
+            typed("text", "text"),
+            typed("char_start", "int"),
+            typed("char_end", "int"),
+            typed("token_count", "int"),
+            keyword("content_hash"),
+            keyword("model_id"),
+        ],
+        distance: "cosine".into(),
+        tenancy: Tenancy::Filter,
+    };
+    weaviate.ensure_collection(&first_generation).await.unwrap();
+    let engine =
+        vecstream_engine::Engine::start(vecstream_engine::EngineConfig::new(model_dir())).unwrap();
+    let (_, publisher) = publisher().await;
+    let corpus = Corpus {
+        run: run.clone(),
+        publisher,
+    };
+    let mut objects = Vec::new();
+    for i in 0..5 {
+        corpus.publish(i, 1).await;
+        let text = body(&run, i, 1);
+        let vector = engine.embed(vec![text.clone()]).await.unwrap()[0]
+            .vector
+            .clone();
+        objects.push(vecstream_weaviate::BatchObject {
+            collection: legacy.clone(),
+            tenant: None,
+            id: uuid::Uuid::new_v4(),
+            properties: serde_json::json!({
+                "doc_id": id(&run, i), "doc_version": 1, "tenant": run, "chunk_index": 0,
+                "text": text, "char_start": 0, "char_end": 1, "token_count": 1,
+                "content_hash": "h", "model_id": model,
+            }),
+            vector,
+        });
+    }
+    drop(engine);
+    let written = weaviate.upsert_batch(&objects).await.unwrap();
+    assert!(written.failed.is_empty(), "{written:?}");
+    weaviate.set_alias(&alias, &legacy).await.unwrap();
+    let recorded = vecstream_workflows::migration::ModelCollection {
+        model_id: model.clone(),
+        collection: legacy.clone(),
+        target: vecstream_workflows::ModelTarget {
+            model_dir: model_dir(),
+            max_seq_length: Some(96),
+            precision: Default::default(),
+        },
+    };
+    ControlTopic::new(&cfg.kafka)
+        .unwrap()
+        .apply(
+            &alias,
+            &vecstream_workflows::migration::MigrationEvent::Bootstrapped { live: recorded },
+            "",
+        )
+        .await
+        .unwrap();
+
+    // 2. The upgraded pipeline: the embedder starts the reindex to a current collection.
+    let sink = Running::start("sink", 19831, &sets, logs.path());
+    let worker = Running::start("worker", 19832, &sets, logs.path());
+    let embedder = Running::start("embedder", 19833, &sets, logs.path());
+    let everyone = [&embedder, &sink, &worker];
+    let wf = format!("reindex-{alias}-{model}");
+    eventually(
+        "the embedder starts the upgrade's reindex",
+        &everyone,
+        || async {
+            let log = embedder.log();
+            (log.contains("another schema generation") && log.contains(&wf)).then_some(())
+        },
+    )
+    .await;
+    // Meanwhile searches are served by the old collection, with the model it records.
+    let search = |query: &str| -> Vec<serde_json::Value> {
+        cli_ok(&sets, &["search", query, "--tenant", &run, "--json"])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let hits = search("the grammar of bird song");
+    assert!(!hits.is_empty());
+    assert!(
+        hits.iter().all(|h| h["collection"] == legacy.as_str()),
+        "{hits:?}"
+    );
+    wait_progress(&sets, &wf, "the review", 900, &everyone, |p| {
+        p["awaiting_review"] == true
+    })
+    .await;
+
+    // 3. Approved: the alias serves the current collection, every document exact.
+    cli_ok(
+        &sets,
+        &[
+            "review",
+            "approve",
+            &wf,
+            "--reviewer",
+            "e2e",
+            "--comment",
+            "upgrade",
+        ],
+    );
+    let current = collection_name(&model, Tenancy::Filter);
+    eventually("the alias on the current collection", &everyone, || async {
+        (weaviate.resolve_alias(&alias).await.ok()?? == current).then_some(())
+    })
+    .await;
+    corpus.publish(5, 1).await;
+    holds(
+        &current,
+        &run,
+        &at(1, (0..6).map(|i| id(&run, i))),
+        &everyone,
+    )
+    .await;
+    let hits = search("the grammar of bird song");
+    assert!(
+        hits.iter().all(|h| h["collection"] == current.as_str()),
+        "{hits:?}"
+    );
+    assert!(hits.iter().all(|h| h["doc_version"] == 1), "{hits:?}");
+    // The old collection goes after the (short) rollback window.
+    eventually("the old collection dropped", &everyone, || async {
+        (!weaviate.collection_exists(&legacy).await.ok()?).then_some(())
+    })
+    .await;
 
     embedder.stop();
     sink.stop();
