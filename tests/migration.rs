@@ -1,6 +1,6 @@
 //! Model migration without loss, as ops drive it, on the real Kafka, Temporal and Weaviate:
 //!
-//! Each scenario's second model (max_seq_length 112, 88) is its own: no other test's alias
+//! Each scenario's second model (max_seq_length 112, 88, 80) is its own: no other test's alias
 //! shares its collection.
 //!
 //! 1. Auto migration: an embedder started on model B while the alias serves A starts the
@@ -709,10 +709,11 @@ async fn an_upgrade_from_first_generation_collections_reindexes_and_search_serve
     let alias = format!("E2eUpgrade{suffix}");
     let logs = tempfile::tempdir().unwrap();
     let mut sets = scenario(&run, &alias).await;
-    // Its own model (no other test's alias shares the new collection).
-    sets.push("engine.max_seq_length=96".into());
+    // Its own model, max_seq_length 80: no other test uses it (its alias's state keeps the
+    // collection in use after the test, which would stop another test's drop of it).
+    sets.push("engine.max_seq_length=80".into());
     sets.push("temporal.rollback_window_secs=3".into());
-    let model = model_id(Some(96));
+    let model = model_id(Some(80));
     let weaviate = WeaviateClient::new(&cfg.weaviate).unwrap();
 
     // 1. What an earlier release left behind.
@@ -772,7 +773,7 @@ async fn an_upgrade_from_first_generation_collections_reindexes_and_search_serve
         collection: legacy.clone(),
         target: vecstream_workflows::ModelTarget {
             model_dir: model_dir(),
-            max_seq_length: Some(96),
+            max_seq_length: Some(80),
             precision: Default::default(),
         },
     };
