@@ -117,6 +117,9 @@ async fn every_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_pipeli
         ..good("spaced-tenant", "text")
     };
     let nul_id = good("nul\0id", "text");
+    // Just under the documents topic's limit (8 MiB) and over embedder.max_body_bytes: it
+    // reaches the DLQ whole (the DLQ topic takes 20 MiB), and the stream goes on.
+    let near_limit = good("near-limit", &"x".repeat(8 * 1024 * 1024 - 64 * 1024));
     let long_words = "Every chunk window holds at most thirty two tokens of this text. ".repeat(20);
     let enc = |d: &Document| Some(encoded(doc_id, &doc_schema, d));
     let k = |kind: &str| Some(key(kind).into_bytes());
@@ -168,6 +171,7 @@ async fn every_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_pipeli
             "invalid",
         ),
         (k("nul\0id"), enc(&nul_id), "invalid"),
+        (k("near-limit"), enc(&near_limit), "over_limits"),
         (k("vectors-writer"), Some(vectors_bytes), "undecodable"),
         (
             Some(vec![0xff, 0xfe, 0x00]),
@@ -179,7 +183,13 @@ async fn every_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_pipeli
     assert!(cases.len() >= 15);
     // From now on: the good document's lineage will be among what this reads.
     let mut lineage = TopicReader::new(topics::LINEAGE);
-    let raw: FutureProducer = vecstream_kafka::client_config(&cfg.kafka).create().unwrap();
+    let raw: FutureProducer = vecstream_kafka::client_config(&cfg.kafka)
+        .set(
+            "message.max.bytes",
+            vecstream_kafka::topics::DLQ_MAX_RECORD_BYTES,
+        )
+        .create()
+        .unwrap();
     for (key, value, _) in &cases {
         let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topics::DOCUMENTS);
         if let Some(key) = key {
@@ -248,6 +258,12 @@ async fn every_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_pipeli
         assert_eq!(entry["reason"], *reason, "{entry}");
         assert_eq!(entry["stage"], "embed", "{entry}");
         assert_eq!(entry["source_topic"], topics::DOCUMENTS, "{entry}");
+        if key.ends_with("near-limit") {
+            assert!(
+                entry["bytes"].as_u64().unwrap() > 8_000_000,
+                "kept whole: {entry}"
+            );
+        }
         keyed += 1;
     }
     assert_eq!(keyed, cases.len() - 2);
@@ -283,4 +299,87 @@ async fn every_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_pipeli
         );
     }
     embedder.stop();
+
+    // A DLQ topic created before vecstream sized it (the broker's 1 MiB default): a dead
+    // letter that cannot fit is written without its payload, saying so and where the
+    // original is, and the stream goes on (it used to crash-loop on the same batch).
+    // This test binary runs alone, so changing the shared topic for a moment is safe.
+    set_dlq_limit("1048588").await;
+    let embedder = Running::start("embedder", 19475, &sets, logs.path());
+    let oversize = key("oversize-dead-letter");
+    raw.send(
+        FutureRecord::to(topics::DOCUMENTS)
+            .key(oversize.as_bytes())
+            .payload(
+                enc(&good("oversize-dead-letter", &"y".repeat(2 * 1024 * 1024)))
+                    .unwrap()
+                    .as_slice(),
+            ),
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    let sentinel = key("sentinel-after-oversize");
+    publisher
+        .publish(&doc(
+            &sentinel,
+            1,
+            "Still flowing after an oversize dead letter.",
+        ))
+        .await
+        .unwrap();
+    wait_for_stage(
+        &mut lineage,
+        &registry,
+        &sentinel,
+        &["embed:embedded"],
+        &[&embedder],
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let entry = loop {
+        let out = vecstream(&["dlq", "list", "--json"]);
+        let found = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|e| e["key"] == oversize.as_str());
+        if let Some(e) = found {
+            break e;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{oversize} not in the DLQ:\n{}",
+            embedder.log()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    set_dlq_limit(vecstream_kafka::topics::DLQ_MAX_RECORD_BYTES).await;
+    assert_eq!(entry["reason"], "over_limits", "{entry}");
+    assert_eq!(entry["bytes"], 0, "{entry}");
+    assert!(
+        entry["payload_omitted"].as_u64().unwrap() > 2_000_000,
+        "{entry}"
+    );
+    assert!(entry["source_offset"].is_number(), "{entry}");
+    let log = embedder.stop();
+    assert!(!log.contains("MessageSizeTooLarge"), "{log}");
+}
+
+/// Sets the DLQ topic's `max.message.bytes` (with its other configs: a non-incremental
+/// alter resets what it does not name).
+async fn set_dlq_limit(bytes: &str) {
+    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        vecstream_kafka::client_config(&config().kafka)
+            .create()
+            .unwrap();
+    let alter = AlterConfig::new(ResourceSpecifier::Topic(topics::DOCUMENTS_DLQ))
+        .set("cleanup.policy", "delete")
+        .set("retention.ms", "2592000000")
+        .set("max.message.bytes", bytes);
+    let done = admin
+        .alter_configs(&[alter], &AdminOptions::new())
+        .await
+        .unwrap();
+    assert!(done.iter().all(Result::is_ok), "{done:?}");
 }

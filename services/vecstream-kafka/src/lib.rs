@@ -44,7 +44,7 @@ pub fn idempotent_config(cfg: &KafkaConfig) -> rdkafka::ClientConfig {
         .set("acks", "all")
         .set("compression.type", "zstd")
         .set("linger.ms", "5")
-        .set("message.max.bytes", topics::MAX_RECORD_BYTES);
+        .set("message.max.bytes", topics::DLQ_MAX_RECORD_BYTES);
     c
 }
 

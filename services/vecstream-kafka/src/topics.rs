@@ -22,8 +22,17 @@ pub struct TopicSpec {
 }
 
 const THIRTY_DAYS_MS: &str = "2592000000";
-/// Largest record of the vectors topic (16 MiB); producers set the same limit.
+/// Largest record of the vectors topic (16 MiB): one record holds every chunk of a version.
 pub const MAX_RECORD_BYTES: &str = "16777216";
+/// Largest record of the documents topic (8 MiB): above `embedder.max_body_bytes` (4 MiB by
+/// default) plus the record's other fields, so an oversize body reaches the embedder and is
+/// dead-lettered with its reason instead of being refused to the producer without one.
+pub const DOCUMENTS_MAX_RECORD_BYTES: &str = "8388608";
+/// Largest record of the dead-letter topic (20 MiB): the largest record it copies (a
+/// vectors record) plus room for the error headers. Producers accept records up to it.
+pub const DLQ_MAX_RECORD_BYTES: &str = "20971520";
+/// What a broker accepts when neither it nor the topic says otherwise (`message.max.bytes`).
+pub const BROKER_DEFAULT_MAX_RECORD_BYTES: usize = 1_048_588;
 
 /// The four topics of DESIGN section 2 and the embedder's internal state topic, with the
 /// documents and state topics compacted (it is the source of truth that a
@@ -38,6 +47,7 @@ pub fn specs() -> Vec<TopicSpec> {
             configs: vec![
                 ("cleanup.policy", "compact"),
                 ("delete.retention.ms", "86400000"),
+                ("max.message.bytes", DOCUMENTS_MAX_RECORD_BYTES),
             ],
         },
         TopicSpec {
@@ -69,6 +79,7 @@ pub fn specs() -> Vec<TopicSpec> {
             configs: vec![
                 ("cleanup.policy", "delete"),
                 ("retention.ms", THIRTY_DAYS_MS),
+                ("max.message.bytes", DLQ_MAX_RECORD_BYTES),
             ],
         },
         TopicSpec {
@@ -125,6 +136,37 @@ pub async fn ensure_topics(cfg: &KafkaConfig) -> Result<Vec<TopicOutcome>, Kafka
             }),
         })
         .collect()
+}
+
+/// The largest record `topic` accepts (its `max.message.bytes`, as the brokers report it;
+/// topics created before vecstream sized them keep the broker's default). `None` when the
+/// brokers do not say (the caller assumes the broker default).
+pub async fn max_record_bytes(
+    cfg: &KafkaConfig,
+    topic: &str,
+) -> Result<Option<usize>, KafkaEdgeError> {
+    use rdkafka::admin::ResourceSpecifier;
+    let admin: AdminClient<DefaultClientContext> = client_config(cfg).create()?;
+    let opts =
+        AdminOptions::new().request_timeout(Some(Duration::from_millis(cfg.request_timeout_ms)));
+    let described = admin
+        .describe_configs(&[ResourceSpecifier::Topic(topic)], &opts)
+        .await?;
+    Ok(described
+        .into_iter()
+        .filter_map(Result::ok)
+        .find_map(|r| r.get("max.message.bytes")?.value.as_deref()?.parse().ok()))
+}
+
+/// The largest dead letter this deployment can write: the DLQ topic's limit, within what
+/// producers accept. Asked of the brokers once per component start; the broker default
+/// when they cannot say.
+pub async fn dlq_record_limit(cfg: &KafkaConfig) -> usize {
+    let producer_limit: usize = DLQ_MAX_RECORD_BYTES.parse().unwrap_or(usize::MAX);
+    match max_record_bytes(cfg, topics::DOCUMENTS_DLQ).await {
+        Ok(Some(limit)) => limit.min(producer_limit),
+        Ok(None) | Err(_) => BROKER_DEFAULT_MAX_RECORD_BYTES,
+    }
 }
 
 /// What the brokers say about the cluster.

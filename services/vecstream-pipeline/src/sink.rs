@@ -80,7 +80,8 @@ struct Emitted {
     payload: Option<Vec<u8>>,
     /// The trace a dead letter carries on.
     trace: Option<TraceParent>,
-    dead: Option<DeadLetter>,
+    /// A dead letter's headers.
+    headers: Option<rdkafka::message::OwnedHeaders>,
 }
 
 /// The Weaviate sink; see the module docs.
@@ -93,6 +94,8 @@ pub struct Sink {
     lineage_schema: (u32, Schema),
     writer: ChunkWriter,
     weaviate_url: String,
+    /// Largest record the DLQ topic takes.
+    dlq_record_limit: usize,
     metrics: PipelineMetrics,
     lineage: LineageFactory,
 }
@@ -144,6 +147,7 @@ impl Sink {
             )
             .with_tenancy(Tenancy::from_config(config.weaviate.multi_tenancy)),
             weaviate_url: config.weaviate.url.clone(),
+            dlq_record_limit: vecstream_kafka::topics::dlq_record_limit(&config.kafka).await,
             metrics,
         })
     }
@@ -343,21 +347,23 @@ impl Sink {
                 }
                 Outcome::DeadLettered(reason, message) => {
                     facet.error = Some(format!("{}: {message}", reason.as_str()));
+                    let dead = DeadLetter {
+                        key: m.key().map(<[u8]>::to_vec),
+                        payload: m.payload().map(<[u8]>::to_vec),
+                        reason: *reason,
+                        message: message.clone(),
+                        stage: STAGE,
+                        source_topic: m.topic().to_owned(),
+                        source_partition: m.partition(),
+                        source_offset: m.offset(),
+                    }
+                    .to_record(now, self.dlq_record_limit);
                     records.push(Emitted {
                         topic: topics::DOCUMENTS_DLQ,
-                        key: key.clone(),
-                        payload: m.payload().map(<[u8]>::to_vec),
+                        key: dead.key.unwrap_or_default(),
+                        payload: dead.payload,
                         trace: Some(*hop),
-                        dead: Some(DeadLetter {
-                            key: m.key().map(<[u8]>::to_vec),
-                            payload: None,
-                            reason: *reason,
-                            message: message.clone(),
-                            stage: STAGE,
-                            source_topic: m.topic().to_owned(),
-                            source_partition: m.partition(),
-                            source_offset: m.offset(),
-                        }),
+                        headers: Some(dead.headers),
                     });
                 }
                 _ => {}
@@ -385,7 +391,7 @@ impl Sink {
                 key,
                 payload: Some(wire::encode(*lineage_id, lineage_schema, &event)?),
                 trace: None,
-                dead: None,
+                headers: None,
             });
         }
         let sends = records.iter().map(|r| {
@@ -394,8 +400,8 @@ impl Sink {
             if let Some(p) = &r.payload {
                 rec = rec.payload(p.as_slice());
             }
-            if let (Some(d), Some(hop)) = (&r.dead, &r.trace) {
-                rec = rec.headers(with_traceparent(d.headers(now), hop));
+            if let (Some(h), Some(hop)) = (&r.headers, &r.trace) {
+                rec = rec.headers(with_traceparent(h.clone(), hop));
             }
             self.producer.send(rec, Timeout::After(SEND_TIMEOUT))
         });

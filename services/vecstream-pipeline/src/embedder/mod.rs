@@ -125,6 +125,7 @@ impl Embedder {
             lineage_schema,
             backend: engine.info().backend.as_str(),
             large_document_tokens: settings.large_document_tokens,
+            dlq_record_limit: vecstream_kafka::topics::dlq_record_limit(&config.kafka).await,
         };
         Ok(Self {
             settings,

@@ -48,6 +48,8 @@ pub(super) struct RecordEncoder {
     pub backend: &'static str,
     /// For the `escalated` events' message.
     pub large_document_tokens: usize,
+    /// Largest record the DLQ topic takes (`vecstream_kafka::topics::dlq_record_limit`).
+    pub dlq_record_limit: usize,
 }
 
 impl RecordEncoder {
@@ -115,13 +117,16 @@ impl RecordEncoder {
             } => {
                 out.push(self.vectors_record(item, &delete_of(doc_id, tenant, *version, model_id))?)
             }
-            Decision::DeadLetter(d) => out.push(OutRecord {
-                topic: topics::DOCUMENTS_DLQ,
-                key: d.key.clone().unwrap_or_default(),
-                payload: d.payload.clone(),
-                partition: None,
-                headers: Some(with_traceparent(d.headers(now), &item.trace)),
-            }),
+            Decision::DeadLetter(d) => {
+                let record = d.to_record(now, self.dlq_record_limit);
+                out.push(OutRecord {
+                    topic: topics::DOCUMENTS_DLQ,
+                    key: record.key.unwrap_or_default(),
+                    payload: record.payload,
+                    partition: None,
+                    headers: Some(with_traceparent(record.headers, &item.trace)),
+                })
+            }
             Decision::Skip { .. } | Decision::Escalate { .. } => {}
         }
 

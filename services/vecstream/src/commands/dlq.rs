@@ -33,6 +33,10 @@ struct Entry {
     source_offset: Option<i64>,
     time: Option<String>,
     bytes: usize,
+    /// Bytes of the original record left out because the dead letter would not have fit
+    /// the DLQ topic (the source headers say where the original is).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_omitted: Option<u64>,
 }
 
 fn header(m: &BorrowedMessage<'_>, name: &str) -> Option<String> {
@@ -65,6 +69,7 @@ fn entry(m: &BorrowedMessage<'_>) -> Entry {
             .and_then(|t| t.parse().ok())
             .map(super::lineage::format_ms),
         bytes: m.payload_len(),
+        payload_omitted: header(m, dlq::HEADER_PAYLOAD_OMITTED).and_then(|b| b.parse().ok()),
     }
 }
 
