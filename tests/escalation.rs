@@ -9,12 +9,20 @@ use vecstream_core::topics;
 use vecstream_e2e::pipeline::{
     TopicReader, chunks_of, eventually, publisher, start_group_at_end, wait_for_stage,
 };
-use vecstream_e2e::{Running, cache_dir, config, describe, require_service, unique, vecstream};
+use vecstream_e2e::{
+    Running, cache_dir, cli_ok, config, describe, require_service, unique, vecstream,
+};
 use vecstream_engine::{Chunker, Engine, EngineConfig};
 use vecstream_weaviate::{Tenancy, WeaviateClient, collection_name};
 
+/// One test at a time: each one's embedder reads every document published while it runs,
+/// and a job escalated by the other's embedder would queue behind its own.
+static ONE_AT_A_TIME: std::sync::LazyLock<tokio::sync::Mutex<()>> =
+    std::sync::LazyLock::new(|| tokio::sync::Mutex::new(()));
+
 #[tokio::test(flavor = "multi_thread")]
 async fn large_documents_and_model_changes_go_to_temporal() {
+    let _one = ONE_AT_A_TIME.lock().await;
     require_service("kafka", 9092);
     require_service("temporal", 7233);
     require_service("weaviate", 8080);
@@ -152,4 +160,118 @@ async fn large_documents_and_model_changes_go_to_temporal() {
     let _ = weaviate.delete_alias(&alias).await;
     sink.stop();
     worker.stop();
+}
+
+/// Hostile ids never stop a partition: a large document whose id is 1,100 characters (over
+/// Temporal's workflow-id limit when used raw) is escalated under a hashed job id, and a
+/// document whose id is 2 MiB is dead-lettered (ids are limited to 4 KiB; its dead letter
+/// and lineage name it by its hash); the documents after them in their partition are embedded.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_ids_are_escalated_or_dead_lettered_and_their_partition_goes_on() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    require_service("kafka", 9092);
+    require_service("temporal", 7233);
+    let cfg = config();
+    let run = unique("e2e-ids-");
+    let logs = tempfile::tempdir().unwrap();
+    let group = format!("{run}-embedder");
+    let sets = vec![
+        format!("temporal.cpu_task_queue={run}-cpu"),
+        format!("temporal.gpu_task_queue={run}-gpu"),
+        format!("embedder.group_id={group}"),
+        format!("embedder.transactional_id={run}-txn"),
+        "embedder.large_document_tokens=300".to_owned(),
+        "embedder.reindex_on_model_change=false".to_owned(),
+    ];
+    vecstream_kafka::topics::ensure_topics(&cfg.kafka)
+        .await
+        .unwrap();
+    start_group_at_end(&group, topics::DOCUMENTS);
+    let embedder = Running::start("embedder", 19725, &sets, logs.path());
+    let (registry, publisher) = publisher().await;
+    // One reader per awaited document: a reader keeps only what matches while it polls.
+    let mut lineage = TopicReader::new(topics::LINEAGE);
+    let mut dead_lineage = TopicReader::new(topics::LINEAGE);
+    let mut after_lineage = [
+        TopicReader::new(topics::LINEAGE),
+        TopicReader::new(topics::LINEAGE),
+    ];
+    let long_body = (0..60)
+        .map(|i| format!("Paragraph {i} of the survey counts the herons nesting on island {i}."))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let doc = |id: &str, body: &str| vecstream_core::Document {
+        tenant: run.clone(),
+        ..vecstream_e2e::pipeline::doc(id, 1, body)
+    };
+    let long_id = format!("{run}-{}", "l".repeat(1_100));
+    let huge_id = format!("{run}-{}", "h".repeat(2 * 1024 * 1024));
+    publisher.publish(&doc(&long_id, &long_body)).await.unwrap();
+    let at = publisher
+        .publish(&doc(&huge_id, "Short body, huge id."))
+        .await
+        .unwrap();
+    // The next documents of the huge id's partition: ids tried until two land there.
+    let mut after = Vec::new();
+    for i in 0.. {
+        let id = format!("{run}-memo-{i}");
+        let d = publisher
+            .publish(&doc(&id, "A short memo about the herons."))
+            .await
+            .unwrap();
+        if d.partition == at.partition {
+            after.push(id);
+            if after.len() == 2 {
+                break;
+            }
+        }
+    }
+    let escalated = wait_for_stage(
+        &mut lineage,
+        &registry,
+        &long_id,
+        &["embed:escalated"],
+        &[&embedder],
+    )
+    .await;
+    let job = escalated
+        .iter()
+        .find_map(|e| e.vecstream.workflow_id.clone())
+        .unwrap();
+    assert!(job.starts_with("doc-h") && job.len() < 80, "{job}");
+    // The huge id is named by the hash of its record key.
+    use sha2::Digest;
+    let hashed = format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(
+            vecstream_core::record_key(&run, &huge_id).as_bytes()
+        ))
+    );
+    let dead = wait_for_stage(
+        &mut dead_lineage,
+        &registry,
+        &hashed,
+        &["embed:dead_lettered"],
+        &[&embedder],
+    )
+    .await;
+    let error = dead
+        .iter()
+        .find(|e| e.vecstream.stage == "embed:dead_lettered")
+        .and_then(|e| e.vecstream.error.clone())
+        .unwrap_or_default();
+    assert!(
+        error.starts_with("invalid") && error.contains("4096"),
+        "{error}"
+    );
+    for (id, reader) in after.iter().zip(&mut after_lineage) {
+        wait_for_stage(reader, &registry, id, &["embed:embedded"], &[&embedder]).await;
+    }
+    let listed = cli_ok(&sets, &["dlq", "list", "--json"]);
+    assert!(
+        listed.contains(&hashed),
+        "the dead letter is keyed by the hash"
+    );
+    let log = embedder.stop();
+    assert!(log.contains("embedder stopped"), "{log}");
 }

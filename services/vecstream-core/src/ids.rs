@@ -15,6 +15,14 @@ pub const KEY_SEPARATOR: char = '\0';
 /// Longest tenant name, in bytes (Weaviate's limit for its tenants).
 pub const MAX_TENANT_BYTES: usize = 64;
 
+/// Longest document id, in bytes. An id travels in every record key, lineage event, state
+/// record and job of its document; a longer one would not fit some of them (or a workflow
+/// id), so it is refused up front.
+pub const MAX_DOC_ID_BYTES: usize = 4096;
+
+/// Longest record key: a tenant, the separator and an id, each at its limit.
+pub const MAX_RECORD_KEY_BYTES: usize = MAX_TENANT_BYTES + 1 + MAX_DOC_ID_BYTES;
+
 /// The Kafka record key of a document (DESIGN section 3): its bare id for the default
 /// tenant, so producers written before tenants keep working, else `<tenant>\0<id>`.
 /// One key per (tenant, id): compaction keeps one record for each.
@@ -42,12 +50,18 @@ pub fn doc_key(tenant: &str, doc_id: &str) -> String {
     hex::encode(Sha256::digest(record_key(tenant, doc_id).as_bytes()))
 }
 
-/// Why a document id cannot be one, if it cannot: empty, or holding U+0000 (the key
-/// separator). Anything else is an id, matched byte for byte (no trimming, case or
-/// Unicode folding).
+/// Why a document id cannot be one, if it cannot: empty, over [`MAX_DOC_ID_BYTES`], or
+/// holding U+0000 (the key separator). Anything else is an id, matched byte for byte (no
+/// trimming, case or Unicode folding).
 pub fn check_doc_id(doc_id: &str) -> Result<(), String> {
     if doc_id.is_empty() {
         return Err("empty document id".into());
+    }
+    if doc_id.len() > MAX_DOC_ID_BYTES {
+        return Err(format!(
+            "document id of {} bytes over {MAX_DOC_ID_BYTES}",
+            doc_id.len()
+        ));
     }
     if doc_id.contains(KEY_SEPARATOR) {
         return Err("document id holds U+0000 (the record key's tenant separator)".into());
@@ -263,6 +277,12 @@ mod tests {
         assert!(check_doc_id(" x ").is_ok());
         assert!(check_doc_id("").is_err());
         assert!(check_doc_id("a\0b").unwrap_err().contains("U+0000"));
+        assert!(check_doc_id(&"i".repeat(MAX_DOC_ID_BYTES)).is_ok());
+        assert!(
+            check_doc_id(&"i".repeat(MAX_DOC_ID_BYTES + 1))
+                .unwrap_err()
+                .contains("4096")
+        );
         assert!(check_tenant("acme corp").is_ok());
         assert!(check_tenant(" acme").is_err());
         assert!(check_tenant("").is_err());

@@ -54,6 +54,11 @@ impl DocumentPublisher {
             .set("compression.type", "zstd")
             .set("linger.ms", "5")
             .set("message.timeout.ms", "120000")
+            // Up to the documents topic's own limit (the librdkafka default is 1 MB).
+            .set(
+                "message.max.bytes",
+                crate::topics::DOCUMENTS_MAX_RECORD_BYTES,
+            )
             .create()?;
         Ok(Self {
             producer,

@@ -133,7 +133,7 @@ pub struct Source<'a> {
 }
 
 impl Source<'_> {
-    fn dead_letter(&self, reason: Reason, message: String) -> Decision {
+    pub(crate) fn dead_letter(&self, reason: Reason, message: String) -> Decision {
         Decision::DeadLetter(DeadLetter {
             key: self.key.map(<[u8]>::to_vec),
             payload: self.payload.map(<[u8]>::to_vec),

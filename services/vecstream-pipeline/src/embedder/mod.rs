@@ -39,13 +39,14 @@ use vecstream_kafka::{SchemaRegistry, schemas, traceparent_of};
 use vecstream_telemetry::continue_trace;
 
 use crate::common::{BatchLimits, Member, Retrier, next_offsets};
+use crate::dlq::Reason;
 use crate::document::DocumentReader;
 use crate::escalate::{Escalator, LargeDocumentJob};
 use crate::lineage::{LineageFactory, lineage_writer_schema, now_ms};
 use crate::state::{DedupState, restore_partition};
 use crate::{PipelineError, PipelineMetrics};
 
-pub(crate) use decision::{Decision, Rules, Source, decide_batch};
+pub(crate) use decision::{Decision, Pending, Rules, Source, decide_batch};
 pub use decision::{DocOutcome, TOMBSTONE_VERSION};
 use records::{Item, OutRecord, RecordEncoder};
 use transaction::Transactions;
@@ -207,7 +208,7 @@ impl Embedder {
                 .await?;
             reads.push((source_of(m), read));
         }
-        let (decided, pending) = decide_batch(reads, &self.state, self.rules());
+        let (decided, mut pending) = decide_batch(reads, &self.state, self.rules());
         let mut items: Vec<Item> = batch
             .iter()
             .zip(decided)
@@ -272,7 +273,8 @@ impl Embedder {
             embedded.into_iter().map(|e| e.vector).collect()
         };
 
-        self.escalate(&mut items, shutdown).await?;
+        self.escalate(&batch, &mut items, &mut pending, shutdown)
+            .await?;
         self.settle_deletes(&items, shutdown).await?;
 
         let next_offsets = next_offsets(items.iter().map(|i| (i.partition, i.offset)));
@@ -364,16 +366,20 @@ impl Embedder {
     }
 
     /// Starts the job of every escalated document of the batch (idempotent: a re-delivered
-    /// batch finds its jobs started), retrying while Temporal is unreachable.
+    /// batch finds its jobs started), retrying while Temporal is unreachable. A job Temporal
+    /// refuses for good (a validation error) dead-letters its document: one document never
+    /// stops its partition.
     async fn escalate(
         &self,
+        batch: &[OwnedMessage],
         items: &mut [Item],
+        pending: &mut Pending,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<(), PipelineError> {
         let Some(escalator) = &self.escalator else {
             return Ok(());
         };
-        for item in items.iter_mut() {
+        for (item, m) in items.iter_mut().zip(batch) {
             let Decision::Escalate { doc, tokens, hash } = &item.decision else {
                 continue;
             };
@@ -388,12 +394,39 @@ impl Embedder {
                 tokens: *tokens,
                 traceparent: item.trace.to_string(),
             };
-            let id = self
+            let started = self
                 .member
                 .retry_paused(&self.retrier(), "escalate", shutdown, || {
                     escalator.large_document(job.clone())
                 })
-                .await?;
+                .await;
+            let id = match started {
+                Ok(id) => id,
+                Err(e) if e.class().is_retryable() => return Err(e),
+                Err(e) => {
+                    tracing::error!(doc_id = %job.doc_id, tenant = %job.tenant, error = %e, "the large document's job cannot start: dead-lettered");
+                    // The memory forgets the escalation unless a later record of the batch
+                    // changed the document again.
+                    let model_id = &self.engine.info().model_id;
+                    if let Some((key, state)) =
+                        item.decision.state_after(model_id, item.before.as_ref())
+                    {
+                        let slot = (item.partition, key);
+                        if pending.get(&slot) == Some(&state) {
+                            pending.insert(slot, item.before.clone());
+                        }
+                    }
+                    item.decision = source_of(m).dead_letter(
+                        Reason::OverLimits,
+                        format!(
+                            "{} tokens over embedder.large_document_tokens = {}, and its \
+                             large-document job could not start: {e}",
+                            job.tokens, self.settings.large_document_tokens
+                        ),
+                    );
+                    continue;
+                }
+            };
             tracing::info!(doc_id = %job.doc_id, tokens = job.tokens, workflow_id = %id, "large document escalated to Temporal");
             item.workflow_id = Some(id);
         }

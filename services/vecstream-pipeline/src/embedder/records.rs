@@ -64,7 +64,22 @@ impl RecordEncoder {
     ) -> Result<(), PipelineError> {
         let decision = &item.decision;
         let (tenant, doc_id, version) = decision.identity();
-        let record_key = decision.record_key();
+        let mut record_key = decision.record_key();
+        // A dead letter's key may be anything (a hostile 2 MiB key, say): its lineage names
+        // it by its hash, so the event fits the lineage topic.
+        let oversize = record_key.len() > vecstream_core::MAX_RECORD_KEY_BYTES;
+        if oversize {
+            use sha2::Digest;
+            record_key = format!(
+                "sha256:{}",
+                hex::encode(sha2::Sha256::digest(record_key.as_bytes()))
+            );
+        }
+        let (tenant, doc_id) = if oversize {
+            ("", record_key.as_str())
+        } else {
+            (tenant, doc_id)
+        };
         let key = record_key.as_str();
         let source = VecstreamFacet {
             source_topic: Some(topics::DOCUMENTS.into()),
@@ -73,7 +88,7 @@ impl RecordEncoder {
             model_id: Some(model_id.to_owned()),
             trace_id: Some(item.trace.trace_id_hex()),
             doc_id: (!key.is_empty()).then(|| doc_id.to_owned()),
-            tenant: (!key.is_empty()).then(|| tenant.to_owned()),
+            tenant: (!key.is_empty() && !tenant.is_empty()).then(|| tenant.to_owned()),
             doc_version: version,
             ..Default::default()
         };
