@@ -363,6 +363,32 @@ async fn every_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_pipeli
     assert!(entry["source_offset"].is_number(), "{entry}");
     let log = embedder.stop();
     assert!(!log.contains("MessageSizeTooLarge"), "{log}");
+
+    // DLQ replay by reason: a filtered replay takes only its records, a replay of another
+    // reason takes its own (the first did not count them as replayed), and the first filter
+    // run again republishes nothing it already did (each record is remembered as soon as it
+    // is acknowledged, so an interrupted replay resumes the same way).
+    let group = format!("{run}-replay");
+    let replay = |reason: &str| {
+        let out = vecstream(&["dlq", "replay", "--reason", reason, "--group", &group]);
+        assert!(out.status.success(), "{}", describe(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed_as = |out: &str, kind: &str| {
+        out.lines()
+            .find(|l| l.contains(&format!("key={} ", key(kind))))
+            .map(|l| l.split_whitespace().next().unwrap_or_default().to_owned())
+    };
+    let first = replay("empty_body");
+    let empty_at = listed_as(&first, "empty-body").expect("empty_body replayed");
+    assert!(listed_as(&first, "truncated").is_none(), "{first}");
+    let second = replay("undecodable");
+    assert!(listed_as(&second, "truncated").is_some(), "{second}");
+    let again = replay("empty_body");
+    assert!(
+        !again.lines().any(|l| l.starts_with(&format!("{empty_at} "))),
+        "replayed twice: {again}"
+    );
 }
 
 /// Sets the DLQ topic's `max.message.bytes` (with its other configs: a non-incremental

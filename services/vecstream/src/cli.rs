@@ -251,7 +251,9 @@ pub enum DlqCommand {
         /// Only records of this reason (see `dlq list --help`).
         #[arg(long, alias = "class", env = "VECSTREAM_DLQ_REASON")]
         reason: Option<String>,
-        /// Consumer group that remembers which records were replayed.
+        /// Consumer group that remembers which records were replayed (with `--reason` or
+        /// `--key`, a group of that filter: `<group>.reason=<r>`, `<group>.key=<hash>`, so a
+        /// filtered replay never counts other records as replayed).
         #[arg(
             long,
             default_value = "vecstream-dlq-replay",

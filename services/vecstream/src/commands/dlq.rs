@@ -143,9 +143,28 @@ pub async fn run(config: &Config, cmd: &DlqCommand) -> anyhow::Result<ExitCode> 
     }
 }
 
-/// Reads the DLQ from the replay group's committed offsets to the current end, republishes
-/// the matching records to their source topic with their original key and bytes, and commits
-/// once each is acknowledged, so a record is replayed at most once per group.
+/// The consumer group that remembers a replay's progress: `group` itself without a filter;
+/// with one, a group of that filter (`<group>.reason=<r>`, `<group>.key=<sha256 16 hex>`),
+/// so that a filtered replay never counts another filter's records as replayed.
+fn replay_group(group: &str, key: Option<&str>, reason: Option<&str>) -> String {
+    let mut name = group.to_owned();
+    if let Some(r) = reason {
+        name.push_str(&format!(".reason={r}"));
+    }
+    if let Some(k) = key {
+        use sha2::Digest;
+        let hash = hex::encode(sha2::Sha256::digest(k.as_bytes()));
+        name.push_str(&format!(".key={}", &hash[..16]));
+    }
+    name
+}
+
+/// Reads the DLQ from the replay group's committed offsets (one group per filter, see
+/// [`replay_group`]) to the current end, republishes the matching records to their source
+/// topic and partition with their original key and bytes, and commits after each one is
+/// acknowledged: a record is replayed at most once per group and filter, and a replay
+/// interrupted part-way resumes after the last record it republished. (A record replayed
+/// under two filters is republished twice: harmless, the pipeline is idempotent.)
 async fn replay(
     config: &Config,
     key: Option<&str>,
@@ -156,7 +175,8 @@ async fn replay(
     let timeout = Duration::from_secs(30);
     // What the group has not replayed yet, up to the end as it is now: the records the
     // replay causes come after and are not replayed again.
-    let consumer = vecstream_kafka::scan::scan_consumer(&config.kafka, group)?;
+    let group = replay_group(group, key, reason);
+    let consumer = vecstream_kafka::scan::scan_consumer(&config.kafka, &group)?;
     let mut wanted = Vec::new();
     let mut done: HashMap<i32, i64> = HashMap::new();
     let mut skipped = 0u64;
@@ -217,8 +237,13 @@ async fn replay(
                     value: Some(o.as_str()),
                 });
         }
+        // Back to the partition it came from: per-document order holds (the producer's
+        // partitioner may not be ours), and vectors records sit with their document's.
         let mut record: FutureRecord<'_, [u8], [u8]> =
             FutureRecord::to(&e.source_topic).headers(headers);
+        if let Some(p) = e.source_partition {
+            record = record.partition(p);
+        }
         if let Some(k) = k {
             record = record.key(k.as_slice());
         }
@@ -229,8 +254,12 @@ async fn replay(
             .send(record, timeout)
             .await
             .map_err(|(err, _)| anyhow::anyhow!("republishing {origin}: {err}"))?;
+        // Remembered as soon as it is acknowledged: an interrupted replay resumes after it.
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topics::DOCUMENTS_DLQ, e.partition, Offset::Offset(e.offset + 1))?;
+        consumer.commit(&tpl, CommitMode::Sync)?;
     }
-    // Remembered only once everything was acknowledged: a failure replays again next time.
+    // The rest of what was scanned (records this filter does not take) is this group's too.
     if !dry_run && !done.is_empty() {
         let mut tpl = TopicPartitionList::new();
         for (p, o) in &done {
@@ -248,4 +277,22 @@ async fn replay(
         }
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_filter_remembers_its_own_replay() {
+        assert_eq!(replay_group("g", None, None), "g");
+        assert_eq!(replay_group("g", None, Some("empty_body")), "g.reason=empty_body");
+        let by_key = replay_group("g", Some("doc-1"), None);
+        assert!(by_key.starts_with("g.key=") && by_key.len() == "g.key=".len() + 16);
+        assert_ne!(by_key, replay_group("g", Some("doc-2"), None));
+        assert_ne!(
+            replay_group("g", None, Some("invalid")),
+            replay_group("g", None, Some("empty_body"))
+        );
+    }
 }
