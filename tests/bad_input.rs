@@ -386,7 +386,9 @@ async fn every_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_pipeli
     assert!(listed_as(&second, "truncated").is_some(), "{second}");
     let again = replay("empty_body");
     assert!(
-        !again.lines().any(|l| l.starts_with(&format!("{empty_at} "))),
+        !again
+            .lines()
+            .any(|l| l.starts_with(&format!("{empty_at} "))),
         "replayed twice: {again}"
     );
 }

@@ -256,7 +256,11 @@ async fn replay(
             .map_err(|(err, _)| anyhow::anyhow!("republishing {origin}: {err}"))?;
         // Remembered as soon as it is acknowledged: an interrupted replay resumes after it.
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topics::DOCUMENTS_DLQ, e.partition, Offset::Offset(e.offset + 1))?;
+        tpl.add_partition_offset(
+            topics::DOCUMENTS_DLQ,
+            e.partition,
+            Offset::Offset(e.offset + 1),
+        )?;
         consumer.commit(&tpl, CommitMode::Sync)?;
     }
     // The rest of what was scanned (records this filter does not take) is this group's too.
@@ -286,7 +290,10 @@ mod tests {
     #[test]
     fn each_filter_remembers_its_own_replay() {
         assert_eq!(replay_group("g", None, None), "g");
-        assert_eq!(replay_group("g", None, Some("empty_body")), "g.reason=empty_body");
+        assert_eq!(
+            replay_group("g", None, Some("empty_body")),
+            "g.reason=empty_body"
+        );
         let by_key = replay_group("g", Some("doc-1"), None);
         assert!(by_key.starts_with("g.key=") && by_key.len() == "g.key=".len() + 16);
         assert_ne!(by_key, replay_group("g", Some("doc-2"), None));
