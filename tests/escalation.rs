@@ -189,13 +189,7 @@ async fn hostile_ids_are_escalated_or_dead_lettered_and_their_partition_goes_on(
     start_group_at_end(&group, topics::DOCUMENTS);
     let embedder = Running::start("embedder", 19725, &sets, logs.path());
     let (registry, publisher) = publisher().await;
-    // One reader per awaited document: a reader keeps only what matches while it polls.
     let mut lineage = TopicReader::new(topics::LINEAGE);
-    let mut dead_lineage = TopicReader::new(topics::LINEAGE);
-    let mut after_lineage = [
-        TopicReader::new(topics::LINEAGE),
-        TopicReader::new(topics::LINEAGE),
-    ];
     let long_body = (0..60)
         .map(|i| format!("Paragraph {i} of the survey counts the herons nesting on island {i}."))
         .collect::<Vec<_>>()
@@ -240,15 +234,12 @@ async fn hostile_ids_are_escalated_or_dead_lettered_and_their_partition_goes_on(
         .unwrap();
     assert!(job.starts_with("doc-h") && job.len() < 80, "{job}");
     // The huge id is named by the hash of its record key.
-    use sha2::Digest;
     let hashed = format!(
         "sha256:{}",
-        hex::encode(sha2::Sha256::digest(
-            vecstream_core::record_key(&run, &huge_id).as_bytes()
-        ))
+        vecstream_core::key_hash(vecstream_core::record_key(&run, &huge_id).as_bytes())
     );
     let dead = wait_for_stage(
-        &mut dead_lineage,
+        &mut lineage,
         &registry,
         &hashed,
         &["embed:dead_lettered"],
@@ -264,8 +255,15 @@ async fn hostile_ids_are_escalated_or_dead_lettered_and_their_partition_goes_on(
         error.starts_with("invalid") && error.contains("4096"),
         "{error}"
     );
-    for (id, reader) in after.iter().zip(&mut after_lineage) {
-        wait_for_stage(reader, &registry, id, &["embed:embedded"], &[&embedder]).await;
+    for id in &after {
+        wait_for_stage(
+            &mut lineage,
+            &registry,
+            id,
+            &["embed:embedded"],
+            &[&embedder],
+        )
+        .await;
     }
     let listed = cli_ok(&sets, &["dlq", "list", "--json"]);
     assert!(

@@ -821,18 +821,7 @@ async fn an_upgrade_from_first_generation_collections_reindexes_and_search_serve
     .await;
 
     // 3. Approved: the alias serves the current collection, every document exact.
-    cli_ok(
-        &sets,
-        &[
-            "review",
-            "approve",
-            &wf,
-            "--reviewer",
-            "e2e",
-            "--comment",
-            "upgrade",
-        ],
-    );
+    cli_ok(&sets, &["review", "approve", &wf, "--reviewer", "e2e"]);
     let current = collection_name(&model, Tenancy::Filter);
     eventually("the alias on the current collection", &everyone, || async {
         (weaviate.resolve_alias(&alias).await.ok()?? == current).then_some(())

@@ -77,7 +77,7 @@ pub fn doc(id: &str, version: i64, body: &str) -> Document {
     }
 }
 
-/// Every record of `topic` whose key is one of `keys`, read from the beginning.
+/// The records of `topic` from the moment it was made; `poll` answers those of some keys.
 #[allow(missing_debug_implementations)]
 pub struct TopicReader {
     consumer: StreamConsumer,
@@ -100,22 +100,27 @@ impl TopicReader {
         }
     }
 
-    /// Reads what arrived (for up to a second) and returns all records kept so far: those
-    /// whose record key names one of the document ids `keys` (of any tenant: a key is
-    /// `<tenant>\0<id>`, or the bare id for the default tenant).
-    pub async fn poll(&mut self, keys: &[&str]) -> &[rdkafka::message::OwnedMessage] {
+    /// Reads what arrived (for up to a second), keeping every record, and returns those read
+    /// so far whose record key names one of the document ids `keys` (of any tenant: a key is
+    /// `<tenant>\0<id>`, or the bare id for the default tenant). Records of other keys stay
+    /// for later polls: one reader serves several documents.
+    pub async fn poll(&mut self, keys: &[&str]) -> Vec<rdkafka::message::OwnedMessage> {
         let until = tokio::time::Instant::now() + Duration::from_secs(1);
         while let Ok(Ok(m)) = tokio::time::timeout_at(until, self.consumer.recv()).await {
-            let key = m
-                .key()
-                .and_then(|k| std::str::from_utf8(k).ok())
-                .unwrap_or("");
-            let (_, doc_id) = vecstream_core::split_record_key(key);
-            if keys.contains(&key) || keys.contains(&doc_id) {
-                self.seen.push(m.detach());
-            }
+            self.seen.push(m.detach());
         }
-        &self.seen
+        self.seen
+            .iter()
+            .filter(|m| {
+                let key = m
+                    .key()
+                    .and_then(|k| std::str::from_utf8(k).ok())
+                    .unwrap_or("");
+                let (_, doc_id) = vecstream_core::split_record_key(key);
+                keys.contains(&key) || keys.contains(&doc_id)
+            })
+            .cloned()
+            .collect()
     }
 }
 
@@ -135,7 +140,7 @@ pub async fn lineage_of(
     let reader_schema = vecstream_kafka::schemas::parse(vecstream_kafka::schemas::LINEAGE_EVENT)
         .expect("lineage schema");
     let mut events = Vec::new();
-    for m in reader.poll(&[doc_id]).await.to_vec() {
+    for m in reader.poll(&[doc_id]).await {
         let (id, payload) = wire::split(m.payload().unwrap()).unwrap();
         let writer = registry.schema_by_id(id).await.unwrap();
         events.push(wire::decode::<LineageEvent>(&writer, Some(&reader_schema), payload).unwrap());

@@ -47,7 +47,23 @@ pub fn split_record_key(key: &str) -> (&str, &str) {
 /// The exact identity key stored with every chunk (`doc_key`): hex SHA-256 of the record
 /// key. Weaviate's text tokenizations trim or fold ids; this one matches byte for byte.
 pub fn doc_key(tenant: &str, doc_id: &str) -> String {
-    hex::encode(Sha256::digest(record_key(tenant, doc_id).as_bytes()))
+    key_hash(record_key(tenant, doc_id).as_bytes())
+}
+
+/// Hex SHA-256 of a key's bytes: how vecstream names a key it cannot carry whole.
+pub fn key_hash(key: &[u8]) -> String {
+    hex::encode(Sha256::digest(key))
+}
+
+/// A key as vecstream's own records (dead letters, lineage) carry it: whole up to
+/// [`MAX_RECORD_KEY_BYTES`], else `sha256:<hex>` ([`key_hash`]), so that a hostile key
+/// (a record may hold megabytes of it) never makes a record too large for its topic.
+pub fn bounded_key(key: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if key.len() <= MAX_RECORD_KEY_BYTES {
+        std::borrow::Cow::Borrowed(key)
+    } else {
+        std::borrow::Cow::Owned(format!("sha256:{}", key_hash(key)).into_bytes())
+    }
 }
 
 /// Why a document id cannot be one, if it cannot: empty, over [`MAX_DOC_ID_BYTES`], or
@@ -270,6 +286,11 @@ mod tests {
         assert_ne!(doc_key("a", "x"), doc_key("b", "x"));
         assert_ne!(doc_key(DEFAULT_TENANT, " x"), doc_key(DEFAULT_TENANT, "x"));
         assert_eq!(doc_key("a", "x").len(), 64);
+        // Keys too long to carry are named by their hash; others stay whole.
+        assert_eq!(&*bounded_key(b"acme\0x"), b"acme\0x");
+        let huge = vec![b'k'; MAX_RECORD_KEY_BYTES + 1];
+        let named = String::from_utf8(bounded_key(&huge).into_owned()).unwrap();
+        assert_eq!(named, format!("sha256:{}", key_hash(&huge)));
     }
 
     #[test]

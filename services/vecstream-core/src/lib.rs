@@ -11,9 +11,9 @@ mod trace;
 pub use error::{Classify, ErrorClass, io_class};
 pub use ids::{
     CHUNK_NAMESPACE, DEFAULT_TENANT, KEY_SEPARATOR, MAX_DOC_ID_BYTES, MAX_RECORD_KEY_BYTES,
-    MAX_TENANT_BYTES, check_doc_id, check_tenant, check_weaviate_tenant, chunk_id, content_hash,
-    doc_key, large_document_workflow_id, legacy_large_document_workflow_id, record_key,
-    split_record_key,
+    MAX_TENANT_BYTES, bounded_key, check_doc_id, check_tenant, check_weaviate_tenant, chunk_id,
+    content_hash, doc_key, key_hash, large_document_workflow_id, legacy_large_document_workflow_id,
+    record_key, split_record_key,
 };
 pub use records::{
     ChunkVector, Dataset, Document, DocumentVectors, EventType, Job, LineageEvent, Run,

@@ -2,7 +2,6 @@
 //! where the record came from (DESIGN section 2). `vecstream dlq list|replay` reads them back.
 
 use rdkafka::message::{Header, Headers, OwnedHeaders};
-use sha2::Digest;
 use vecstream_core::ErrorClass;
 
 /// `retryable` or `permanent` (DLQ records are permanent by construction, but a replay
@@ -22,14 +21,12 @@ pub const HEADER_TIME: &str = "vecstream.error.time";
 /// Set when the dead letter could not hold the original bytes (the record would exceed the
 /// DLQ topic's limit): their size. The original is where the source headers say.
 pub const HEADER_PAYLOAD_OMITTED: &str = "vecstream.dlq.payload_omitted";
-/// Set when the original key was too long to keep: its hex SHA-256 (the record's key is
-/// then `sha256:<hex>`).
+/// Set when the original key was too long to keep (`vecstream_core::bounded_key`): its hex
+/// SHA-256 (the record's key is then `sha256:<hex>`).
 pub const HEADER_KEY_SHA256: &str = "vecstream.dlq.key_sha256";
 /// Bytes a record takes beyond its key, value and headers (batch and record framing),
 /// counted generously.
 const RECORD_OVERHEAD: usize = 1024;
-/// Longest key a dead letter keeps whole.
-const MAX_DLQ_KEY_BYTES: usize = 16 * 1024;
 
 /// On a record `vecstream dlq replay` republished: `<dlq partition>/<dlq offset>`. The
 /// replayed record also carries [`HEADER_SOURCE_PARTITION`] and [`HEADER_SOURCE_OFFSET`]:
@@ -121,16 +118,17 @@ impl DeadLetter {
     /// The record to write, at most `limit` bytes (the DLQ topic's `max.message.bytes`, see
     /// `vecstream_kafka::topics::dlq_record_limit`): whole when it fits; else without the
     /// original bytes ([`HEADER_PAYLOAD_OMITTED`] says how many; the source headers say
-    /// where they are), and with a key longer than 16 KiB replaced by its hash
-    /// ([`HEADER_KEY_SHA256`]). A dead letter is always written: none can stop the stream.
+    /// where they are). A key too long for a record key is replaced by its hash
+    /// ([`HEADER_KEY_SHA256`]), as its lineage names it. A dead letter is always written: none can stop the stream.
     pub fn to_record(&self, now_ms: i64, limit: usize) -> DlqRecord {
         let mut extra = Vec::new();
-        let mut key = self.key.clone();
-        if let Some(k) = key.as_ref().filter(|k| k.len() > MAX_DLQ_KEY_BYTES) {
-            let hash = hex::encode(sha2::Sha256::digest(k));
-            key = Some(format!("sha256:{hash}").into_bytes());
-            extra.push((HEADER_KEY_SHA256, hash));
-        }
+        let key = self.key.as_deref().map(|k| {
+            let bounded = vecstream_core::bounded_key(k);
+            if matches!(bounded, std::borrow::Cow::Owned(_)) {
+                extra.push((HEADER_KEY_SHA256, vecstream_core::key_hash(k)));
+            }
+            bounded.into_owned()
+        });
         let size = |payload: Option<&Vec<u8>>, extra: &[(&str, String)]| {
             let headers: usize = self
                 .headers_with(now_ms, extra)

@@ -64,17 +64,13 @@ impl RecordEncoder {
     ) -> Result<(), PipelineError> {
         let decision = &item.decision;
         let (tenant, doc_id, version) = decision.identity();
-        let mut record_key = decision.record_key();
+        let record_key = decision.record_key();
         // A dead letter's key may be anything (a hostile 2 MiB key, say): its lineage names
-        // it by its hash, so the event fits the lineage topic.
+        // it as its dead letter does, so the event fits the lineage topic.
         let oversize = record_key.len() > vecstream_core::MAX_RECORD_KEY_BYTES;
-        if oversize {
-            use sha2::Digest;
-            record_key = format!(
-                "sha256:{}",
-                hex::encode(sha2::Sha256::digest(record_key.as_bytes()))
-            );
-        }
+        let record_key =
+            String::from_utf8_lossy(&vecstream_core::bounded_key(record_key.as_bytes()))
+                .into_owned();
         let (tenant, doc_id) = if oversize {
             ("", record_key.as_str())
         } else {

@@ -152,8 +152,7 @@ fn replay_group(group: &str, key: Option<&str>, reason: Option<&str>) -> String 
         name.push_str(&format!(".reason={r}"));
     }
     if let Some(k) = key {
-        use sha2::Digest;
-        let hash = hex::encode(sha2::Sha256::digest(k.as_bytes()));
+        let hash = vecstream_core::key_hash(k.as_bytes());
         name.push_str(&format!(".key={}", &hash[..16]));
     }
     name
