@@ -119,3 +119,59 @@ async fn unknown_schema_id_is_a_permanent_error() {
         .expect_err("no such id");
     assert_eq!(err.class(), ErrorClass::Permanent, "{err}");
 }
+
+#[tokio::test]
+async fn a_topic_accepts_only_its_own_subjects_schemas_and_a_registry_that_cannot_answer_is_retried()
+ {
+    use vecstream_core::{Classify, ErrorClass};
+    use vecstream_kafka::KafkaEdgeError;
+    require_service("registry", 8081);
+    let cfg = config();
+    let registry = SchemaRegistry::new(&cfg.registry).unwrap();
+    let ours = format!("{}-value", unique("e2e-subject-ours-"));
+    let theirs = format!("{}-value", unique("e2e-subject-theirs-"));
+    let v1 = r#"{"type":"record","name":"S","fields":[{"name":"a","type":"string"}]}"#;
+    let other = r#"{"type":"record","name":"T","fields":[{"name":"z","type":"long"}]}"#;
+    let id1 = registry.ensure_subject(&ours, v1).await.unwrap();
+    let foreign = registry.ensure_subject(&theirs, other).await.unwrap();
+
+    // A fresh client, as a consumer starts: our id is accepted, the other subject's is not.
+    let consumer = SchemaRegistry::new(&cfg.registry).unwrap();
+    assert!(consumer.writer_schema(&ours, id1).await.is_ok());
+    let err = consumer.writer_schema(&ours, foreign).await.unwrap_err();
+    assert!(
+        matches!(err, KafkaEdgeError::NotInSubject { .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.class(), ErrorClass::Permanent);
+    // It exists (any consumer of the other topic gets it)...
+    assert!(consumer.writer_schema(&theirs, foreign).await.is_ok());
+    // ...and an id never registered anywhere is refused the same way.
+    assert!(matches!(
+        consumer.writer_schema(&ours, 987_654_321).await,
+        Err(KafkaEdgeError::NotInSubject { .. })
+    ));
+    // A version registered after the consumer listed the subject is found (listed again).
+    let v2 = r#"{"type":"record","name":"S","fields":[{"name":"a","type":"string"},{"name":"b","type":"long","default":0}]}"#;
+    let id2 = registry.register(&ours, v2).await.unwrap();
+    assert!(consumer.writer_schema(&ours, id2).await.is_ok());
+
+    // A URL that is not the registry's API (a proxy's 404 page, no error_code): retryable,
+    // so the partition pauses instead of dead-lettering the record as unknown_schema.
+    let mut wrong = cfg.registry.clone();
+    wrong.url = "http://127.0.0.1:8081/not-the-api".into();
+    let err = SchemaRegistry::new(&wrong)
+        .unwrap()
+        .writer_schema(&ours, id1)
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Retryable, "{err}");
+    // Nothing listening: retryable too.
+    wrong.url = "http://127.0.0.1:1/apis/ccompat/v7".into();
+    let err = SchemaRegistry::new(&wrong)
+        .unwrap()
+        .writer_schema(&ours, id1)
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Retryable, "{err}");
+}

@@ -181,6 +181,13 @@ pub struct KafkaConfig {
     pub replication_factor: i32,
     /// Timeout of metadata and admin requests, in milliseconds.
     pub request_timeout_ms: u64,
+    /// Consumers (embedder, sink): longest time between two polls before the group evicts
+    /// the member, in milliseconds. Consumers keep polling while a batch is retried, so an
+    /// outage longer than this does not evict them; a member evicted anyway rejoins.
+    pub max_poll_interval_ms: u64,
+    /// Consumers: group session timeout in milliseconds (capped at `max_poll_interval_ms`;
+    /// the brokers accept 6000 to 300000 by default).
+    pub session_timeout_ms: u64,
 }
 
 impl Default for KafkaConfig {
@@ -196,6 +203,8 @@ impl Default for KafkaConfig {
             partitions: 6,
             replication_factor: 1,
             request_timeout_ms: 10_000,
+            max_poll_interval_ms: 300_000,
+            session_timeout_ms: 45_000,
         }
     }
 }

@@ -13,8 +13,22 @@ pub enum KafkaEdgeError {
         what: String,
         body: String,
     },
+    /// The registry's own answer that something does not exist (HTTP 404 with an
+    /// `error_code`).
+    #[error("schema registry: {what} not found: {body}")]
+    NotFound { what: String, body: String },
+    /// An answer that is not the registry's API (not JSON, or not the expected JSON): a
+    /// proxy or a wrong URL; retried, never taken as an answer about the record.
+    #[error("schema registry at {url} gave no API answer for {what}: {message}")]
+    RegistryAnswer {
+        url: String,
+        what: String,
+        message: String,
+    },
     #[error("schema id {0} is not known to the registry")]
     UnknownSchemaId(u32),
+    #[error("schema id {id} is not a version of subject {subject}")]
+    NotInSubject { id: u32, subject: String },
     #[error("not Confluent wire format: {0}")]
     WireFormat(String),
     #[error("invalid Avro schema: {0}")]
@@ -31,8 +45,15 @@ impl Classify for KafkaEdgeError {
     fn class(&self) -> ErrorClass {
         use rdkafka::types::RDKafkaErrorCode as C;
         match self {
-            KafkaEdgeError::RegistryUnreachable { .. } => ErrorClass::Retryable,
-            KafkaEdgeError::Registry { status, .. } if *status >= 500 || *status == 429 => {
+            // Unreachable, overloaded, refusing our credentials or answering with something
+            // else than its API: the registry's problem, not the record's. Retried (the
+            // partition pauses and the log and metrics say why) until it answers.
+            KafkaEdgeError::RegistryUnreachable { .. } | KafkaEdgeError::RegistryAnswer { .. } => {
+                ErrorClass::Retryable
+            }
+            KafkaEdgeError::Registry { status, .. }
+                if *status >= 500 || matches!(*status, 401 | 403 | 404 | 408 | 429) =>
+            {
                 ErrorClass::Retryable
             }
             KafkaEdgeError::Kafka(e) => match e.rdkafka_error_code() {
@@ -44,5 +65,40 @@ impl Classify for KafkaEdgeError {
             KafkaEdgeError::Topic { .. } => ErrorClass::Retryable,
             _ => ErrorClass::Permanent,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registry_that_cannot_answer_is_retried_and_a_record_it_rejects_is_not() {
+        let status = |status| KafkaEdgeError::Registry {
+            status,
+            what: "schema id 1".into(),
+            body: String::new(),
+        };
+        for code in [401, 403, 404, 408, 429, 500, 502, 503] {
+            assert_eq!(status(code).class(), ErrorClass::Retryable, "{code}");
+        }
+        for code in [400, 409, 422] {
+            assert_eq!(status(code).class(), ErrorClass::Permanent, "{code}");
+        }
+        let html = KafkaEdgeError::RegistryAnswer {
+            url: "http://proxy".into(),
+            what: "schema id 1".into(),
+            message: "expected value: <html>".into(),
+        };
+        assert_eq!(html.class(), ErrorClass::Retryable);
+        let foreign = KafkaEdgeError::NotInSubject {
+            id: 7,
+            subject: "docs.documents.v1-value".into(),
+        };
+        assert_eq!(foreign.class(), ErrorClass::Permanent);
+        assert_eq!(
+            KafkaEdgeError::UnknownSchemaId(7).class(),
+            ErrorClass::Permanent
+        );
     }
 }

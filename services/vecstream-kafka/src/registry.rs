@@ -3,7 +3,7 @@
 //! Only what vecstream needs: register a subject's schema, set its compatibility, fetch a
 //! writer schema by id (cached forever: ids are immutable), and a health probe.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -23,6 +23,20 @@ pub struct SchemaRegistry {
     http: reqwest::Client,
     auth: Option<(String, String)>,
     by_id: Arc<RwLock<HashMap<u32, Arc<Schema>>>>,
+    /// Per subject: the versions read so far and the schema ids they have.
+    subjects: Arc<tokio::sync::Mutex<HashMap<String, SubjectIds>>>,
+}
+
+#[derive(Debug, Default)]
+struct SubjectIds {
+    versions: BTreeSet<i64>,
+    ids: BTreeSet<u32>,
+}
+
+#[derive(Deserialize)]
+struct VersionResponse {
+    id: u32,
+    schema: String,
 }
 
 #[derive(Deserialize)]
@@ -52,6 +66,7 @@ impl SchemaRegistry {
             http,
             auth,
             by_id: Default::default(),
+            subjects: Default::default(),
         })
     }
 
@@ -116,7 +131,7 @@ impl SchemaRegistry {
             )
             .await;
         let resp = match resp {
-            Err(KafkaEdgeError::Registry { status: 404, .. }) => {
+            Err(KafkaEdgeError::NotFound { .. }) => {
                 return Err(KafkaEdgeError::UnknownSchemaId(id));
             }
             other => other?,
@@ -124,6 +139,60 @@ impl SchemaRegistry {
         let schema = Arc::new(schemas::parse(&resp.schema)?);
         self.cache().insert(id, schema.clone());
         Ok(schema)
+    }
+
+    /// The writer schema of `id` if some version of `subject` has it: a consumer of a topic
+    /// accepts only its subject's schemas (any version), so a record framed with another
+    /// topic's schema id is [`KafkaEdgeError::NotInSubject`], never decoded. The subject's
+    /// versions are listed again whenever an id is not among those already seen (a producer
+    /// registers before it produces).
+    pub async fn writer_schema(
+        &self,
+        subject: &str,
+        id: u32,
+    ) -> Result<Arc<Schema>, KafkaEdgeError> {
+        let mut subjects = self.subjects.lock().await;
+        let known = subjects.entry(subject.to_owned()).or_default();
+        if !known.ids.contains(&id) {
+            let listed: Result<Vec<i64>, _> = self
+                .send(
+                    reqwest::Method::GET,
+                    &format!("/subjects/{subject}/versions"),
+                    None,
+                    &format!("versions of {subject}"),
+                )
+                .await;
+            let versions = match listed {
+                Err(KafkaEdgeError::NotFound { .. }) => Vec::new(),
+                other => other?,
+            };
+            for version in versions {
+                if known.versions.contains(&version) {
+                    continue;
+                }
+                let v: VersionResponse = self
+                    .send(
+                        reqwest::Method::GET,
+                        &format!("/subjects/{subject}/versions/{version}"),
+                        None,
+                        &format!("{subject} version {version}"),
+                    )
+                    .await?;
+                if let Ok(parsed) = schemas::parse(&v.schema) {
+                    self.cache().insert(v.id, Arc::new(parsed));
+                }
+                known.versions.insert(version);
+                known.ids.insert(v.id);
+            }
+        }
+        if !known.ids.contains(&id) {
+            return Err(KafkaEdgeError::NotInSubject {
+                id,
+                subject: subject.to_owned(),
+            });
+        }
+        drop(subjects);
+        self.schema_by_id(id).await
     }
 
     /// Subjects known to the registry; doubles as the health probe.
@@ -159,17 +228,25 @@ impl SchemaRegistry {
         let resp = req.send().await.map_err(unreachable)?;
         let status = resp.status();
         let text = resp.text().await.map_err(unreachable)?;
-        if !status.is_success() {
-            return Err(KafkaEdgeError::Registry {
-                status: status.as_u16(),
+        if status == reqwest::StatusCode::NOT_FOUND && is_registry_error(&text) {
+            // The registry's own "not found" (error_code 404xx). A 404 page of something
+            // else (a wrong URL, a proxy) is not an answer about the schema.
+            return Err(KafkaEdgeError::NotFound {
                 what: what.to_owned(),
                 body: text,
             });
         }
-        serde_json::from_str(&text).map_err(|e| KafkaEdgeError::Registry {
-            status: status.as_u16(),
+        if !status.is_success() {
+            return Err(KafkaEdgeError::Registry {
+                status: status.as_u16(),
+                what: what.to_owned(),
+                body: abbreviated(&text),
+            });
+        }
+        serde_json::from_str(&text).map_err(|e| KafkaEdgeError::RegistryAnswer {
+            url: url.clone(),
             what: what.to_owned(),
-            body: format!("unexpected answer ({e}): {text}"),
+            message: format!("{e}: {}", abbreviated(&text)),
         })
     }
 
@@ -179,5 +256,21 @@ impl SchemaRegistry {
 
     fn cache_read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<u32, Arc<Schema>>> {
         self.by_id.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A JSON error of the registry's API: `{"error_code": 40403, "message": ...}`.
+fn is_registry_error(body: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error_code")?.as_i64())
+        .is_some()
+}
+
+/// At most 300 characters of an answer (an HTML error page can be long).
+fn abbreviated(text: &str) -> String {
+    match text.char_indices().nth(300) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text.to_owned(),
     }
 }

@@ -44,11 +44,13 @@ pub fn split(bytes: &[u8]) -> Result<(u32, &[u8]), KafkaEdgeError> {
 
 /// Decodes an Avro payload written with `writer`, resolved to `reader` when given
 /// (schema evolution), into `T`. Trailing bytes are an error: they mean a wrong schema.
+/// The datum is first checked against [`DecodeLimits::default`] (see [`check_datum`]).
 pub fn decode<T: DeserializeOwned>(
     writer: &Schema,
     reader: Option<&Schema>,
     payload: &[u8],
 ) -> Result<T, KafkaEdgeError> {
+    check_datum(writer, payload, DecodeLimits::default())?;
     let mut cursor = payload;
     let value = apache_avro::reader::datum::GenericDatumReader::builder(writer)
         .maybe_reader_schema(reader)
@@ -62,6 +64,233 @@ pub fn decode<T: DeserializeOwned>(
         )));
     }
     apache_avro::from_value(&value).map_err(|e| KafkaEdgeError::Decode(e.to_string()))
+}
+
+/// What decoding one datum may cost. A hostile datum (a recursive schema nested thousands
+/// deep, an `array<array<null>>` claiming billions of items) is refused before the decoder
+/// builds anything: an error, never a stack overflow or an out-of-memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Deepest nesting of values (records, unions, arrays, maps). Our schemas need 5.
+    pub max_depth: usize,
+    /// Memory the decoded value may take, estimated as one generic value per item plus the
+    /// bytes of every string and byte array. A 16 MiB vectors record needs about 250 MiB.
+    pub max_alloc_bytes: usize,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        Self {
+            max_depth: 64,
+            max_alloc_bytes: 512 * 1024 * 1024,
+        }
+    }
+}
+
+/// Walks `payload` as a datum of `writer` without building it: every length and count is
+/// checked against the bytes actually there and against `limits`, a datum that ends inside
+/// a value (even an optional trailing field) is an error, and so are trailing bytes.
+pub fn check_datum(
+    writer: &Schema,
+    payload: &[u8],
+    limits: DecodeLimits,
+) -> Result<(), KafkaEdgeError> {
+    let resolved = apache_avro::schema::ResolvedSchema::try_from(writer)
+        .map_err(|e| KafkaEdgeError::Decode(format!("writer schema: {e}")))?;
+    let mut scan = DatumScan {
+        names: resolved.get_names(),
+        input: payload,
+        pos: 0,
+        alloc: 0,
+        limits,
+    };
+    scan.value(writer, 0)
+        .map_err(|e| KafkaEdgeError::Decode(format!("{e} (at byte {})", scan.pos)))?;
+    if scan.pos != payload.len() {
+        return Err(KafkaEdgeError::Decode(format!(
+            "{} trailing bytes after the datum",
+            payload.len() - scan.pos
+        )));
+    }
+    Ok(())
+}
+
+/// Size of one decoded generic value: what each item costs the decoder at least.
+const VALUE_BYTES: usize = std::mem::size_of::<apache_avro::types::Value>();
+
+struct DatumScan<'a> {
+    names: &'a apache_avro::schema::NamesRef<'a>,
+    input: &'a [u8],
+    pos: usize,
+    alloc: usize,
+    limits: DecodeLimits,
+}
+
+impl DatumScan<'_> {
+    fn value(&mut self, schema: &Schema, depth: usize) -> Result<(), String> {
+        use apache_avro::schema::{InnerDecimalSchema, UuidSchema};
+        if depth > self.limits.max_depth {
+            return Err(format!(
+                "values nested deeper than {}",
+                self.limits.max_depth
+            ));
+        }
+        self.charge(1, 0)?;
+        match schema {
+            Schema::Null => Ok(()),
+            Schema::Boolean => match self.take(1)?[0] {
+                0 | 1 => Ok(()),
+                b => Err(format!("boolean byte {b:#04x}")),
+            },
+            Schema::Int
+            | Schema::Long
+            | Schema::Date
+            | Schema::TimeMillis
+            | Schema::TimeMicros
+            | Schema::TimestampMillis
+            | Schema::TimestampMicros
+            | Schema::TimestampNanos
+            | Schema::LocalTimestampMillis
+            | Schema::LocalTimestampMicros
+            | Schema::LocalTimestampNanos => self.long().map(drop),
+            Schema::Float => self.take(4).map(drop),
+            Schema::Double => self.take(8).map(drop),
+            Schema::Bytes
+            | Schema::String
+            | Schema::BigDecimal
+            | Schema::Uuid(UuidSchema::Bytes | UuidSchema::String)
+            | Schema::Decimal(apache_avro::schema::DecimalSchema {
+                inner: InnerDecimalSchema::Bytes,
+                ..
+            }) => {
+                let len = self.length("string or bytes")?;
+                self.charge(0, len)?;
+                self.take(len).map(drop)
+            }
+            Schema::Fixed(f)
+            | Schema::Duration(f)
+            | Schema::Uuid(UuidSchema::Fixed(f))
+            | Schema::Decimal(apache_avro::schema::DecimalSchema {
+                inner: InnerDecimalSchema::Fixed(f),
+                ..
+            }) => self.take(f.size).map(drop),
+            Schema::Enum(e) => {
+                let index = self.long()?;
+                if usize::try_from(index).is_ok_and(|i| i < e.symbols.len()) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "enum index {index} out of {} symbols",
+                        e.symbols.len()
+                    ))
+                }
+            }
+            Schema::Union(u) => {
+                let index = self.long()?;
+                let variant = usize::try_from(index)
+                    .ok()
+                    .and_then(|i| u.variants().get(i))
+                    .ok_or_else(|| {
+                        format!("union index {index} out of {} branches", u.variants().len())
+                    })?;
+                self.value(variant, depth + 1)
+            }
+            Schema::Record(r) => {
+                for field in &r.fields {
+                    self.value(&field.schema, depth + 1)?;
+                }
+                Ok(())
+            }
+            Schema::Array(a) => self.blocks(depth, |scan, depth| scan.value(&a.items, depth)),
+            Schema::Map(m) => self.blocks(depth, |scan, depth| {
+                let len = scan.length("map key")?;
+                scan.charge(0, len)?;
+                scan.take(len)?;
+                scan.value(&m.types, depth)
+            }),
+            Schema::Ref { name } => {
+                let target = self
+                    .names
+                    .get(name)
+                    .copied()
+                    .ok_or_else(|| format!("unresolved schema reference {name}"))?;
+                self.value(target, depth + 1)
+            }
+        }
+    }
+
+    /// Array or map blocks: a count (negative: followed by the block's byte size), items,
+    /// until a zero count. The whole count is charged before any item is read.
+    fn blocks(
+        &mut self,
+        depth: usize,
+        mut item: impl FnMut(&mut Self, usize) -> Result<(), String>,
+    ) -> Result<(), String> {
+        loop {
+            let count = self.long()?;
+            if count == 0 {
+                return Ok(());
+            }
+            if count < 0 {
+                self.long()?;
+            }
+            let count = usize::try_from(count.unsigned_abs())
+                .map_err(|_| format!("collection block of {count} items"))?;
+            self.charge(count, 0)?;
+            for _ in 0..count {
+                item(self, depth + 1)?;
+            }
+        }
+    }
+
+    fn charge(&mut self, items: usize, bytes: usize) -> Result<(), String> {
+        self.alloc = items
+            .checked_mul(VALUE_BYTES)
+            .and_then(|b| b.checked_add(bytes))
+            .and_then(|b| b.checked_add(self.alloc))
+            .filter(|&total| total <= self.limits.max_alloc_bytes)
+            .ok_or_else(|| {
+                format!(
+                    "decoding would take more than {} bytes of memory",
+                    self.limits.max_alloc_bytes
+                )
+            })?;
+        Ok(())
+    }
+
+    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&end| end <= self.input.len())
+            .ok_or_else(|| {
+                format!(
+                    "datum ends inside a value ({n} bytes needed, {} left)",
+                    self.input.len() - self.pos
+                )
+            })?;
+        let bytes = &self.input[self.pos..end];
+        self.pos = end;
+        Ok(bytes)
+    }
+
+    /// A zig-zag varint long.
+    fn long(&mut self) -> Result<i64, String> {
+        let mut raw: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let byte = self.take(1)?[0];
+            raw |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok((raw >> 1) as i64 ^ -((raw & 1) as i64));
+            }
+        }
+        Err("varint longer than 10 bytes".into())
+    }
+
+    fn length(&mut self, what: &str) -> Result<usize, String> {
+        let len = self.long()?;
+        usize::try_from(len).map_err(|_| format!("negative length {len} of a {what}"))
+    }
 }
 
 #[cfg(test)]
@@ -228,5 +457,73 @@ mod tests {
         let mut trailing = bytes[5..].to_vec();
         trailing.push(0);
         assert!(decode::<Document>(&schema, None, &trailing).is_err());
+    }
+    /// The documents schema plus one trailing field, and a datum of it: the document's
+    /// bytes followed by `tail`.
+    fn with_trailing_field(field: &str, tail: &[u8]) -> (Schema, Vec<u8>) {
+        let base = schemas::parse(schemas::DOCUMENT).unwrap();
+        let json = schemas::DOCUMENT.trim_end();
+        let json = json.strip_suffix('}').unwrap().trim_end();
+        let json = json.strip_suffix(']').unwrap();
+        let schema = schemas::parse(&format!("{json},{field}]}}")).unwrap();
+        let mut datum = split(&encode(1, &base, &doc()).unwrap())
+            .unwrap()
+            .1
+            .to_vec();
+        datum.extend_from_slice(tail);
+        (schema, datum)
+    }
+
+    #[test]
+    fn hostile_datums_are_errors_not_crashes() {
+        // A recursive schema nested 200,000 deep: the decoder's recursion would overflow.
+        let node = r#"{"name":"nested","type":["null",{"type":"record","name":"Node","fields":[{"name":"next","type":["null","Node"]}]}],"default":null}"#;
+        let mut tail = vec![2u8; 200_000];
+        tail.push(0);
+        let (schema, datum) = with_trailing_field(node, &tail);
+        let err = decode::<Document>(&schema, None, &datum).unwrap_err();
+        assert!(err.to_string().contains("nested deeper than 64"), "{err}");
+        // Ten levels are fine, and the extra field is ignored by the reader.
+        let mut tail = vec![2u8; 10];
+        tail.push(0);
+        let (schema, datum) = with_trailing_field(node, &tail);
+        let reader = schemas::parse(schemas::DOCUMENT).unwrap();
+        assert_eq!(
+            decode::<Document>(&schema, Some(&reader), &datum).unwrap(),
+            doc()
+        );
+
+        // array<array<null>>: one outer item claiming 2^40 null items (zero bytes each).
+        let bomb = r#"{"name":"junk","type":{"type":"array","items":{"type":"array","items":"null"}},"default":[]}"#;
+        let mut tail = vec![2u8]; // one outer item
+        let mut claim: u64 = 1 << 41; // zig-zag of 2^40
+        while claim >= 0x80 {
+            tail.push((claim as u8 & 0x7f) | 0x80);
+            claim >>= 7;
+        }
+        tail.extend_from_slice(&[claim as u8, 0, 0]);
+        let (schema, datum) = with_trailing_field(bomb, &tail);
+        let err = decode::<Document>(&schema, None, &datum).unwrap_err();
+        assert!(err.to_string().contains("more than"), "{err}");
+
+        // A trailing optional field cut after its union index: invalid, never `null`.
+        let optional = r#"{"name":"extra","type":["null","string"],"default":null}"#;
+        let (schema, datum) = with_trailing_field(optional, &[2]);
+        let err = decode::<Document>(&schema, Some(&reader), &datum).unwrap_err();
+        assert!(err.to_string().contains("ends inside a value"), "{err}");
+        let (schema, datum) = with_trailing_field(optional, &[2, 4, b'o', b'k']);
+        assert!(decode::<Document>(&schema, Some(&reader), &datum).is_ok());
+
+        // A union index past the branches, a negative string length, a claimed length
+        // past the end.
+        for (tail, why) in [
+            (&[14u8][..], "union index 7"),
+            (&[2, 3][..], "negative length"),
+            (&[2, 0xfe, 0xff, 0x7f][..], "ends inside a value"),
+        ] {
+            let (schema, datum) = with_trailing_field(optional, tail);
+            let err = decode::<Document>(&schema, Some(&reader), &datum).unwrap_err();
+            assert!(err.to_string().contains(why), "{why}: {err}");
+        }
     }
 }

@@ -2,13 +2,15 @@
 //! across rebalances, batch gathering, pause-and-retry), retry with backoff, and the offsets
 //! to commit after a batch.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::ClientContext;
+use rdkafka::consumer::CommitMode;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::Message;
 use rdkafka::message::OwnedMessage;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::watch;
 use vecstream_config::KafkaConfig;
 use vecstream_core::Classify;
@@ -134,6 +136,9 @@ impl Retrier<'_> {
 pub(crate) struct Member {
     pub consumer: StreamConsumer<AssignmentTracker>,
     pub tracker: AssignmentTracker,
+    /// Messages received while a batch was retried (from partitions assigned meanwhile,
+    /// which are then paused too): the next `gather` hands them out first, in order.
+    held: Mutex<VecDeque<OwnedMessage>>,
 }
 
 /// When a gathered batch is complete.
@@ -164,14 +169,29 @@ impl Member {
             .set("partition.assignment.strategy", "cooperative-sticky")
             // Bounded prefetch: backpressure reaches the brokers, not our memory.
             .set("queued.max.messages.kbytes", "16384")
-            .set("statistics.interval.ms", "5000");
+            .set("statistics.interval.ms", "5000")
+            .set(
+                "max.poll.interval.ms",
+                kafka.max_poll_interval_ms.to_string(),
+            )
+            .set(
+                "session.timeout.ms",
+                kafka
+                    .session_timeout_ms
+                    .min(kafka.max_poll_interval_ms)
+                    .to_string(),
+            );
         for (k, v) in extra {
             cfg.set(*k, *v);
         }
         let consumer: StreamConsumer<AssignmentTracker> =
             cfg.create_with_context(tracker.clone())?;
         consumer.subscribe(&[topic])?;
-        Ok(Self { consumer, tracker })
+        Ok(Self {
+            consumer,
+            tracker,
+            held: Mutex::default(),
+        })
     }
 
     /// Waits for one message, then gathers more until a limit or the wait runs out (or
@@ -181,9 +201,13 @@ impl Member {
         limits: BatchLimits,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Vec<OwnedMessage> {
-        let mut batch = Vec::new();
-        let mut estimated_tokens = 0usize;
-        let mut deadline: Option<tokio::time::Instant> = None;
+        let mut batch: Vec<OwnedMessage> = self.lock_held().drain(..).collect();
+        let mut estimated_tokens: usize = batch
+            .iter()
+            .map(|m| m.payload().map_or(0, <[u8]>::len) / 4 + 2)
+            .sum();
+        let mut deadline: Option<tokio::time::Instant> =
+            (!batch.is_empty()).then(|| tokio::time::Instant::now() + limits.max_wait);
         loop {
             // With no deadline yet, still wake up now and then: the consumer's wake-up from
             // librdkafka can be lost across an incremental rebalance while messages sit in
@@ -219,8 +243,72 @@ impl Member {
         batch
     }
 
+    fn lock_held(&self) -> std::sync::MutexGuard<'_, VecDeque<OwnedMessage>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Polls the consumer until dropped, so that a member whose batch is being retried is
+    /// not evicted from its group (`max.poll.interval.ms`) and serves rebalances. Its own
+    /// partitions are paused; a message of a partition assigned meanwhile is held for the
+    /// next batch and its partition paused too (added to `paused`, resumed with the rest).
+    async fn keep_polling(&self, paused: &Mutex<TopicPartitionList>) -> std::convert::Infallible {
+        loop {
+            tokio::select! {
+                // A fresh `recv` now and then is what counts as a poll (see `gather`).
+                _ = tokio::time::sleep(REPOLL) => {}
+                msg = self.consumer.recv() => match msg {
+                    Ok(m) => {
+                        let (topic, partition) = (m.topic().to_owned(), m.partition());
+                        self.lock_held().push_back(m.detach());
+                        let mut paused = paused.lock().unwrap_or_else(|p| p.into_inner());
+                        if paused.find_partition(&topic, partition).is_none() {
+                            let mut one = TopicPartitionList::new();
+                            one.add_partition(&topic, partition);
+                            if let Err(e) = self.consumer.pause(&one) {
+                                tracing::warn!(error = %e, partition, "pausing a newly assigned partition failed");
+                            }
+                            paused.add_partition(&topic, partition);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "consumer error while retrying (librdkafka retries by itself)");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Commits `offsets` (partition → next offset of `topic`) for the partitions still
+    /// assigned, retrying while the group or the broker cannot take them and polling
+    /// meanwhile: a member evicted during a long outage rejoins, its revoked partitions drop
+    /// out of the commit (their new owner re-reads them), and the rest is committed.
+    pub async fn commit(
+        &self,
+        retrier: &Retrier<'_>,
+        topic: &str,
+        offsets: &BTreeMap<i32, i64>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<(), PipelineError> {
+        self.retry_paused(retrier, "commit", shutdown, || async {
+            let assigned = self.tracker.snapshot();
+            let mut tpl = TopicPartitionList::new();
+            for (p, o) in offsets.iter().filter(|(p, _)| assigned.contains(p)) {
+                tpl.add_partition_offset(topic, *p, Offset::Offset(*o))?;
+            }
+            if tpl.count() == 0 {
+                return Ok(());
+            }
+            self.consumer
+                .commit(&tpl, CommitMode::Sync)
+                .map_err(PipelineError::from)
+        })
+        .await
+    }
+
     /// Runs `attempt`; after a retryable failure pauses the assigned partitions (the backlog
-    /// stays in Kafka), retries with `retrier`, and resumes them whatever the outcome.
+    /// stays in Kafka) and retries with `retrier` while still polling the consumer (see
+    /// [`Self::keep_polling`]), then resumes them whatever the outcome.
     pub async fn retry_paused<T, F, Fut>(
         &self,
         retrier: &Retrier<'_>,
@@ -244,7 +332,13 @@ impl Member {
                     .with_label_values(&[retrier.component]);
                 gauge.set(paused.count() as i64);
                 tracing::warn!(error = %e, "{what} failed; partitions paused, retrying");
-                let result = retrier.run(what, shutdown, &mut attempt).await;
+                let paused = Mutex::new(paused);
+                let result = tokio::select! {
+                    biased;
+                    result = retrier.run(what, shutdown, &mut attempt) => result,
+                    never = self.keep_polling(&paused) => match never {},
+                };
+                let paused = paused.into_inner().unwrap_or_else(|p| p.into_inner());
                 // Partitions revoked meanwhile are no longer ours to resume: ignore errors.
                 let _ = self.consumer.resume(&paused);
                 gauge.set(0);

@@ -1,13 +1,15 @@
 //! From a record of `docs.documents.v1` to chunks and vector records: the steps the stream
 //! embedder and the reindex scan share, so both judge a document the same way.
 
+use std::sync::Arc;
+
 use apache_avro::Schema;
 use vecstream_core::{
     ChunkVector, Classify, Document, DocumentVectors, check_doc_id, check_tenant,
     check_weaviate_tenant, chunk_id, content_hash, record_key, split_record_key,
 };
 use vecstream_engine::{Chunk, Chunker};
-use vecstream_kafka::{KafkaEdgeError, SchemaRegistry, wire};
+use vecstream_kafka::{SchemaRegistry, wire};
 
 use crate::PipelineError;
 use crate::dlq::Reason;
@@ -124,19 +126,32 @@ pub async fn read_document(
         Ok(x) => x,
         Err(e) => return Ok(Read::Bad(Reason::Undecodable, e.to_string())),
     };
-    let writer = match registry.schema_by_id(schema_id).await {
+    let subject = vecstream_core::topics::value_subject(vecstream_core::topics::DOCUMENTS);
+    let writer = match writer_schema(registry, &subject, schema_id).await? {
         Ok(s) => s,
-        Err(e) if e.class().is_retryable() => return Err(e.into()),
-        Err(e @ KafkaEdgeError::UnknownSchemaId(_)) => {
-            return Ok(Read::Bad(Reason::UnknownSchema, e.to_string()));
-        }
-        Err(e) => return Ok(Read::Bad(Reason::UnknownSchema, e.to_string())),
+        Err(why) => return Ok(Read::Bad(Reason::UnknownSchema, why)),
     };
     let doc: Document = match wire::decode(&writer, Some(reader), avro) {
         Ok(d) => d,
         Err(e) => return Ok(Read::Bad(Reason::Undecodable, e.to_string())),
     };
     Ok(check_identity(doc, key, rules))
+}
+
+/// The writer schema of a record of `subject`'s topic framed with `schema_id`, or why the
+/// record has none (the id unknown, or another subject's: `unknown_schema`). `Err` only
+/// when the registry cannot answer (down, refusing our credentials, not its API): the
+/// caller retries with its partitions paused instead of dead-lettering the record.
+pub async fn writer_schema(
+    registry: &SchemaRegistry,
+    subject: &str,
+    schema_id: u32,
+) -> Result<Result<Arc<Schema>, String>, PipelineError> {
+    match registry.writer_schema(subject, schema_id).await {
+        Ok(s) => Ok(Ok(s)),
+        Err(e) if e.class().is_retryable() => Err(e.into()),
+        Err(e) => Ok(Err(e.to_string())),
+    }
 }
 
 /// The document, or why its identity is not one: id and tenant valid, and the record key

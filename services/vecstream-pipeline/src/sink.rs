@@ -17,17 +17,13 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use apache_avro::Schema;
-use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
-use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 use vecstream_config::{Config, SinkSettings};
-use vecstream_core::{Classify, DocumentVectors, EventType, TraceParent, VecstreamFacet, topics};
-use vecstream_kafka::{
-    KafkaEdgeError, SchemaRegistry, schemas, traceparent_of, wire, with_traceparent,
-};
+use vecstream_core::{DocumentVectors, EventType, TraceParent, VecstreamFacet, topics};
+use vecstream_kafka::{SchemaRegistry, schemas, traceparent_of, wire, with_traceparent};
 use vecstream_telemetry::continue_trace;
 use vecstream_weaviate::{Tenancy, WeaviateClient};
 
@@ -218,23 +214,10 @@ impl Sink {
         batch: &[OwnedMessage],
         shutdown: &watch::Receiver<bool>,
     ) -> Result<(), PipelineError> {
-        let assigned = self.member.tracker.snapshot();
         let offsets = next_offsets(batch.iter().map(|m| (m.partition(), m.offset())));
-        let mut tpl = TopicPartitionList::new();
-        for (p, o) in offsets.iter().filter(|(p, _)| assigned.contains(p)) {
-            tpl.add_partition_offset(topics::VECTORS, *p, Offset::Offset(*o))?;
-        }
-        if tpl.count() > 0 {
-            self.retrier()
-                .run("commit", shutdown, || async {
-                    self.member
-                        .consumer
-                        .commit(&tpl, CommitMode::Sync)
-                        .map_err(PipelineError::from)
-                })
-                .await?;
-        }
-        Ok(())
+        self.member
+            .commit(&self.retrier(), topics::VECTORS, &offsets, shutdown)
+            .await
     }
 
     /// Applies every record of the batch to Weaviate and produces lineage and dead letters.
@@ -276,14 +259,12 @@ impl Sink {
             Ok(x) => x,
             Err(e) => return Ok(Err((Reason::Undecodable, e.to_string()))),
         };
-        let writer = match self.registry.schema_by_id(schema_id).await {
-            Ok(s) => s,
-            Err(e) if e.class().is_retryable() => return Err(e.into()),
-            Err(e @ KafkaEdgeError::UnknownSchemaId(_)) => {
-                return Ok(Err((Reason::UnknownSchema, e.to_string())));
-            }
-            Err(e) => return Ok(Err((Reason::UnknownSchema, e.to_string()))),
-        };
+        let subject = topics::value_subject(topics::VECTORS);
+        let writer =
+            match crate::document::writer_schema(&self.registry, &subject, schema_id).await? {
+                Ok(s) => s,
+                Err(why) => return Ok(Err((Reason::UnknownSchema, why))),
+            };
         Ok(
             wire::decode::<DocumentVectors>(&writer, Some(&self.vectors_reader), avro)
                 .map_err(|e| (Reason::Undecodable, e.to_string())),

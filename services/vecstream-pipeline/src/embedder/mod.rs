@@ -109,7 +109,7 @@ impl Embedder {
         )?;
 
         let transactional_id = transaction::transactional_id(&settings);
-        let transactions = Transactions::connect(&config.kafka, &transactional_id)?;
+        let transactions = Transactions::connect(&config.kafka, &transactional_id).await?;
         let member = Member::subscribe(
             &config.kafka,
             &settings.group_id,
@@ -197,18 +197,19 @@ impl Embedder {
         self.state.retain_partitions(|p| assigned.contains(&p));
         self.restore_state(&batch, shutdown).await?;
 
-        // Read every record (the registry may be down: retried), then decide in order.
+        // Read every record (the registry may be down: retried with the partitions paused,
+        // still polling), then decide in order.
         let mut reads = Vec::with_capacity(batch.len());
         for m in &batch {
             let read = self
-                .retrier()
-                .run("decode", shutdown, || {
+                .member
+                .retry_paused(&self.retrier(), "decode", shutdown, || {
                     self.documents.read(m.key(), m.payload())
                 })
                 .await?;
-            reads.push((source_of(m), read));
+            reads.push(read);
         }
-        let (decided, mut pending) = decide_batch(reads, &self.state, self.rules());
+        let (batch, decided, mut pending) = self.decide_off_runtime(batch, reads).await?;
         let mut items: Vec<Item> = batch
             .iter()
             .zip(decided)
@@ -298,6 +299,48 @@ impl Embedder {
         Ok(())
     }
 
+    /// Decides the batch on a blocking thread: normalising and tokenising megabytes of
+    /// text must not hold up the async runtime's workers (the consumer's polling, metrics,
+    /// health). The memory travels with the task and comes back with the decisions.
+    async fn decide_off_runtime(
+        &mut self,
+        batch: Vec<OwnedMessage>,
+        reads: Vec<crate::document::Read>,
+    ) -> Result<(Vec<OwnedMessage>, Vec<decision::Decided>, Pending), PipelineError> {
+        let state = std::mem::take(&mut self.state);
+        let chunker = self.chunker.clone();
+        let model_id = self.engine.info().model_id.clone();
+        let Rules {
+            max_body_bytes,
+            max_chunks,
+            large_document_tokens,
+            ..
+        } = self.rules();
+        let decided = tokio::task::spawn_blocking(move || {
+            let rules = Rules {
+                model_id: &model_id,
+                chunker: &chunker,
+                max_body_bytes,
+                max_chunks,
+                large_document_tokens,
+            };
+            let (decided, pending) =
+                decide_batch(batch.iter().map(source_of).zip(reads), &state, rules);
+            (batch, decided, pending, state)
+        })
+        .await;
+        match decided {
+            Ok((batch, decided, pending, state)) => {
+                self.state = state;
+                Ok((batch, decided, pending))
+            }
+            // The memory went with the task: the embedder stops and restores it on restart.
+            Err(e) => Err(PipelineError::Config(format!(
+                "deciding a batch failed: {e}"
+            ))),
+        }
+    }
+
     /// Restores the dedup memory of partitions seen for the first time (at start or after
     /// a rebalance), before any of their records is decided.
     async fn restore_state(
@@ -311,8 +354,8 @@ impl Embedder {
                 continue;
             }
             let docs = self
-                .retrier()
-                .run("restore_state", shutdown, || {
+                .member
+                .retry_paused(&self.retrier(), "restore_state", shutdown, || {
                     let kafka = self.kafka.clone();
                     async move {
                         tokio::task::spawn_blocking(move || {
@@ -500,7 +543,7 @@ impl Embedder {
             .consumer
             .group_metadata()
             .ok_or_else(|| PipelineError::Config("consumer has no group metadata".into()))?;
-        self.transactions.commit(&records, &offsets, &group).await?;
+        self.transactions.commit(&records, &offsets, group).await?;
         Ok(committed)
     }
 }

@@ -25,7 +25,10 @@ pub(super) struct Transactions {
 impl Transactions {
     /// Creates the producer and fences any previous instance with `transactional_id`
     /// (blocks until that one's open transaction is aborted).
-    pub fn connect(kafka: &KafkaConfig, transactional_id: &str) -> Result<Self, PipelineError> {
+    pub async fn connect(
+        kafka: &KafkaConfig,
+        transactional_id: &str,
+    ) -> Result<Self, PipelineError> {
         let producer: FutureProducer = vecstream_kafka::idempotent_config(kafka)
             .set("transactional.id", transactional_id)
             .set(
@@ -33,9 +36,27 @@ impl Transactions {
                 (TXN_TIMEOUT.as_millis() * 2).to_string(),
             )
             .create()?;
-        tokio::task::block_in_place(|| producer.init_transactions(TXN_TIMEOUT))
-            .map_err(|e| txn_error("init_transactions", e))?;
-        Ok(Self { producer })
+        let this = Self { producer };
+        this.blocking("init_transactions", |p| p.init_transactions(TXN_TIMEOUT))
+            .await?;
+        Ok(this)
+    }
+
+    /// Runs a blocking transactional call on a blocking thread (never on the async
+    /// runtime's workers, and with any runtime flavour).
+    async fn blocking<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        call: impl FnOnce(&FutureProducer) -> Result<T, KafkaError> + Send + 'static,
+    ) -> Result<T, PipelineError> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || call(&producer))
+            .await
+            .map_err(|e| PipelineError::Transaction {
+                retryable: true,
+                message: format!("{what}: {e}"),
+            })?
+            .map_err(|e| txn_error(what, e))
     }
 
     /// Produces `records` and commits `offsets` for `group` in one transaction; aborts it
@@ -44,7 +65,7 @@ impl Transactions {
         &self,
         records: &[OutRecord],
         offsets: &TopicPartitionList,
-        group: &ConsumerGroupMetadata,
+        group: ConsumerGroupMetadata,
     ) -> Result<(), PipelineError> {
         self.producer
             .begin_transaction()
@@ -73,23 +94,55 @@ impl Transactions {
                     }
                 })?;
             }
-            tokio::task::block_in_place(|| {
-                self.producer
-                    .send_offsets_to_transaction(offsets, group, TXN_TIMEOUT)?;
-                self.producer.commit_transaction(TXN_TIMEOUT)
+            let offsets = offsets.clone();
+            self.blocking("send_offsets_to_transaction", move |p| {
+                retrying_retriable("send_offsets_to_transaction", || {
+                    p.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT)
+                })
             })
-            .map_err(|e| txn_error("commit", e))
+            .await?;
+            self.blocking("commit_transaction", |p| {
+                retrying_retriable("commit_transaction", || p.commit_transaction(TXN_TIMEOUT))
+            })
+            .await
         }
         .await;
         if let Err(e) = outcome {
-            if let Err(abort) =
-                tokio::task::block_in_place(|| self.producer.abort_transaction(TXN_TIMEOUT))
+            if let Err(abort) = self
+                .blocking("abort_transaction", |p| p.abort_transaction(TXN_TIMEOUT))
+                .await
             {
                 tracing::warn!(error = %abort, "abort_transaction failed");
             }
             return Err(e);
         }
         Ok(())
+    }
+}
+
+/// Calls of a transaction step that may simply be repeated before giving up on it.
+const RETRIABLE_ATTEMPTS: u32 = 5;
+
+/// Repeats `call` while librdkafka says its error is retriable (a commit that timed out
+/// while a broker restarts): as librdkafka prescribes, the same call is made again rather
+/// than the transaction aborted and redone. Any other error, or the last attempt's, is
+/// returned (the caller aborts when it must).
+fn retrying_retriable<T>(
+    what: &str,
+    mut call: impl FnMut() -> Result<T, KafkaError>,
+) -> Result<T, KafkaError> {
+    let mut attempt = 1;
+    loop {
+        match call() {
+            Err(KafkaError::Transaction(e))
+                if e.is_retriable() && !e.txn_requires_abort() && attempt < RETRIABLE_ATTEMPTS =>
+            {
+                tracing::warn!(error = %e, attempt, "{what} can be retried as is: retrying");
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(500 * u64::from(attempt)));
+            }
+            other => return other,
+        }
     }
 }
 
