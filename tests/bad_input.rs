@@ -47,7 +47,7 @@ async fn every_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_pipeli
         )
         .await
         .unwrap();
-    // A schema the documents topic never had: as writer it cannot give a Document.
+    // A schema of another subject: the documents topic accepts only its own subject's.
     let alien = r#"{"type":"record","name":"Alien","namespace":"e2e","fields":[{"name":"x","type":"long"}]}"#;
     let alien_id = registry
         .register(&format!("{run}-alien-value"), alien)
@@ -79,6 +79,57 @@ async fn every_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_pipeli
         },
     )
     .unwrap();
+    // Writer schemas a hostile producer can register under the documents subject (each
+    // a compatible evolution: a trailing field with a default) and datums that abuse them.
+    let with_field = |field: &str| {
+        let json = vecstream_kafka::schemas::DOCUMENT.trim_end();
+        let json = json.strip_suffix('}').unwrap().trim_end();
+        format!("{},{field}]}}", json.strip_suffix(']').unwrap())
+    };
+    let documents_subject = topics::value_subject(topics::DOCUMENTS);
+    let mut evolved = std::collections::HashMap::new();
+    for (name, field) in [
+        (
+            "recursive",
+            r#"{"name":"e2e_nested","type":["null",{"type":"record","name":"E2eNode","fields":[{"name":"next","type":["null","E2eNode"]}]}],"default":null}"#,
+        ),
+        (
+            "bomb",
+            r#"{"name":"e2e_junk","type":{"type":"array","items":{"type":"array","items":"null"}},"default":[]}"#,
+        ),
+        (
+            "optional",
+            r#"{"name":"e2e_extra","type":["null","string"],"default":null}"#,
+        ),
+    ] {
+        let id = registry
+            .register(&documents_subject, &with_field(field))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        evolved.insert(name, id);
+    }
+    // The document's datum under writer `name`, followed by the extra field's bytes.
+    let framed = |name: &str, d: &Document, tail: &[u8]| {
+        let mut bytes = encoded(evolved[name], &doc_schema, d);
+        bytes.extend_from_slice(tail);
+        Some(bytes)
+    };
+    let deep = [vec![2u8; 100_000], vec![0]].concat();
+    // One outer item claiming 2^40 null items (zero bytes each), then the ends of both.
+    let mut bomb = vec![2u8];
+    let mut claim: u64 = 1 << 41;
+    while claim >= 0x80 {
+        bomb.push((claim as u8 & 0x7f) | 0x80);
+        claim >>= 7;
+    }
+    bomb.extend_from_slice(&[claim as u8, 0, 0]);
+    let lineage_id = registry
+        .ensure_subject(
+            &topics::value_subject(topics::LINEAGE),
+            vecstream_kafka::schemas::LINEAGE_EVENT,
+        )
+        .await
+        .unwrap();
     // (A record without a key cannot even reach the compacted documents topic: the broker
     // refuses it, so that case is the producer's error, not ours.)
     let key = |kind: &str| format!("{run}-{kind}");
@@ -123,6 +174,7 @@ async fn every_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_pipeli
     let long_words = "Every chunk window holds at most thirty two tokens of this text. ".repeat(20);
     let enc = |d: &Document| Some(encoded(doc_id, &doc_schema, d));
     let k = |kind: &str| Some(key(kind).into_bytes());
+    let long_id = format!("{}{}", key("long-id-"), "x".repeat(5000));
 
     // (key, value, expected reason)
     let cases: Vec<Case> = vec![
@@ -144,7 +196,7 @@ async fn every_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_pipeli
             "undecodable",
         ),
         (k("trailing"), Some(trailing), "undecodable"),
-        (k("alien-writer"), Some(alien_bytes), "undecodable"),
+        (k("alien-writer"), Some(alien_bytes), "unknown_schema"),
         (k("bad-utf8"), Some(bad_utf8), "undecodable"),
         (k("empty-body"), enc(&good("empty-body", "")), "empty_body"),
         (
@@ -172,7 +224,57 @@ async fn every_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_pipeli
         ),
         (k("nul\0id"), enc(&nul_id), "invalid"),
         (k("near-limit"), enc(&near_limit), "over_limits"),
-        (k("vectors-writer"), Some(vectors_bytes), "undecodable"),
+        // Another topic's schema as the writer: refused before decoding.
+        (k("vectors-writer"), Some(vectors_bytes), "unknown_schema"),
+        (
+            k("lineage-writer"),
+            Some([vec![0u8], lineage_id.to_be_bytes().to_vec(), vec![0]].concat()),
+            "unknown_schema",
+        ),
+        (
+            k("schema-id-zero"),
+            Some(vec![0, 0, 0, 0, 0, 2, 4]),
+            "unknown_schema",
+        ),
+        // Writer schemas of the subject, abused: bounded decoding dead-letters them.
+        (
+            k("recursive-deep"),
+            framed("recursive", &good("recursive-deep", "text"), &deep),
+            "undecodable",
+        ),
+        (
+            k("array-bomb"),
+            framed("bomb", &good("array-bomb", "text"), &bomb),
+            "undecodable",
+        ),
+        (
+            k("truncated-optional"),
+            framed("optional", &good("truncated-optional", "text"), &[2]),
+            "undecodable",
+        ),
+        (
+            k("bad-union-index"),
+            framed("optional", &good("bad-union-index", "text"), &[14]),
+            "undecodable",
+        ),
+        (
+            k("negative-length"),
+            framed("optional", &good("negative-length", "text"), &[2, 3]),
+            "undecodable",
+        ),
+        (
+            Some(long_id.clone().into_bytes()),
+            enc(&Document {
+                id: long_id.clone(),
+                ..good("long-id", "text")
+            }),
+            "invalid",
+        ),
+        (
+            Some(format!("default\0{}", key("tombstone-not-canonical")).into_bytes()),
+            None,
+            "invalid",
+        ),
         (
             Some(vec![0xff, 0xfe, 0x00]),
             enc(&good("x", "text")),
@@ -180,7 +282,37 @@ async fn every_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_pipeli
         ),
         (Some(Vec::new()), enc(&empty_id), "invalid"),
     ];
-    assert!(cases.len() >= 15);
+    assert!(cases.len() >= 30);
+    // Odd but valid: each is embedded as the README promises (ids are any UTF-8 up to
+    // 4096 bytes, unknown content types are text, control characters and entities are text).
+    let max_id = format!(
+        "{}{}",
+        key("max-id-"),
+        "m".repeat(4096 - key("max-id-").len())
+    );
+    let mut entity_html = good("entities", &"&amp; ".repeat(20));
+    entity_html.content_type = "text/html".into();
+    let mut unknown_type = good("unknown-type", "plain words of an unknown kind");
+    unknown_type.content_type = "application/x-e2e-unknown".into();
+    let odd: Vec<Document> = vec![
+        good(
+            "\u{fc}n\u{ef}c\u{f8}d\u{e9}-\u{6587}\u{6863}-\u{1f680}",
+            "unicode id",
+        ),
+        Document {
+            id: max_id.clone(),
+            ..good("max-id", "an id of exactly 4096 bytes")
+        },
+        unknown_type,
+        Document {
+            version: -5,
+            ..good("negative-version", "a negative version is a version")
+        },
+        entity_html,
+        good("zero-width", "\u{200b}\u{1f680}\u{200b} rocket"),
+        good("control-chars", "bell\u{7} and nul\u{0} inside"),
+    ];
+    assert!(cases.len() + odd.len() >= 35);
     // From now on: the good document's lineage will be among what this reads.
     let mut lineage = TopicReader::new(topics::LINEAGE);
     let raw: FutureProducer = vecstream_kafka::client_config(&cfg.kafka)
@@ -204,6 +336,9 @@ async fn every_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_pipeli
     let publisher = DocumentPublisher::connect(&cfg.kafka, &registry)
         .await
         .unwrap();
+    for d in &odd {
+        publisher.publish(d).await.unwrap();
+    }
     let after = key("good-after");
     publisher
         .publish(&doc(&after, 1, "A healthy document after the poison."))
@@ -217,13 +352,29 @@ async fn every_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_pipeli
         &[&embedder],
     )
     .await;
+    for d in &odd {
+        wait_for_stage(
+            &mut lineage,
+            &registry,
+            &d.id,
+            &["embed:embedded"],
+            &[&embedder],
+        )
+        .await;
+    }
 
-    // Partitions are consumed independently: wait until every keyed case is listed.
+    // Partitions are consumed independently: wait until every keyed case is listed (a key
+    // over the longest record key is listed as its hash).
+    let listed_key = |k: &[u8]| {
+        std::str::from_utf8(&vecstream_core::bounded_key(k))
+            .ok()
+            .map(str::to_owned)
+    };
     let keys: Vec<String> = cases
         .iter()
         .filter_map(|(k, _, _)| k.as_deref())
         .filter(|k| !k.is_empty())
-        .filter_map(|k| std::str::from_utf8(k).ok().map(str::to_owned))
+        .filter_map(listed_key)
         .collect();
     let started = std::time::Instant::now();
     let listed: Vec<serde_json::Value> = loop {
@@ -247,7 +398,7 @@ async fn every_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_pipeli
         let Some(key) = key
             .as_deref()
             .filter(|k| !k.is_empty())
-            .and_then(|k| std::str::from_utf8(k).ok())
+            .and_then(listed_key)
         else {
             continue;
         };
