@@ -456,3 +456,125 @@ async fn documents_become_chunks_with_lineage_dlq_fencing_and_dedup() {
     embedder.stop();
     sink.stop();
 }
+
+/// A vectors record Weaviate refuses whole (vectors of the wrong length for the collection)
+/// is dead-lettered by the sink as `rejected`, its document does not stay half-written,
+/// and the records after it are applied.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_vectors_record_weaviate_rejects_whole_is_dead_lettered_and_the_sink_goes_on() {
+    use vecstream_core::{ChunkVector, DocumentVectors, chunk_id};
+    require_service("kafka", 9092);
+    require_service("registry", 8081);
+    require_service("weaviate", 8080);
+    let cfg = config();
+    let run = unique("e2e-rejected-");
+    let logs = tempfile::tempdir().unwrap();
+    let group = "e2e-rejected-sink";
+    // Only what this test publishes: the group starts at the topic's end.
+    vecstream_e2e::pipeline::start_group_at_end(group, topics::VECTORS);
+    let sets = vec![format!("sink.group_id={group}")];
+    let sink = Running::start("sink", 19479, &sets, logs.path());
+
+    let model_dir = vecstream_e2e::cache_dir().join("models/all-MiniLM-L6-v2");
+    let spec = vecstream_engine::model::ModelSpec::load(&model_dir, None)
+        .expect("model in the cache")
+        .0;
+    let (model_id, dims) = (spec.model_id.clone(), spec.config.hidden_size);
+    let registry = vecstream_kafka::SchemaRegistry::new(&cfg.registry).unwrap();
+    let schema_id = registry
+        .ensure_subject(
+            &topics::value_subject(topics::VECTORS),
+            vecstream_kafka::schemas::DOCUMENT_VECTORS,
+        )
+        .await
+        .unwrap();
+    let schema =
+        vecstream_kafka::schemas::parse(vecstream_kafka::schemas::DOCUMENT_VECTORS).unwrap();
+    let record = |id: &str, version: i64, len: usize| {
+        let chunks = (0..2)
+            .map(|i| ChunkVector {
+                chunk_id: chunk_id(&run, id, i, &model_id).to_string(),
+                index: i as i32,
+                text: format!("chunk {i} of {id}"),
+                char_start: 0,
+                char_end: 5,
+                token_count: 3,
+                vector: (0..len)
+                    .map(|d| ((d + i as usize) % 7) as f32 + 0.5)
+                    .collect(),
+            })
+            .collect();
+        let v = DocumentVectors {
+            doc_id: id.to_owned(),
+            doc_version: version,
+            tenant: run.clone(),
+            model_id: model_id.clone(),
+            content_hash: format!("hash-{version}"),
+            deleted: false,
+            chunks,
+        };
+        vecstream_kafka::wire::encode(schema_id, &schema, &v).unwrap()
+    };
+    let producer: FutureProducer = vecstream_kafka::client_config(&cfg.kafka).create().unwrap();
+    let send = |id: String, payload: Vec<u8>| {
+        let producer = producer.clone();
+        let key = record_key(&run, &id);
+        async move {
+            producer
+                .send(
+                    FutureRecord::to(topics::VECTORS)
+                        .key(key.as_str())
+                        .payload(payload.as_slice()),
+                    Duration::from_secs(30),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    let weaviate = WeaviateClient::new(&cfg.weaviate).unwrap();
+    let collection = collection_name(&model_id, Tenancy::Filter);
+    let refused = format!("{run}-refused");
+    let after = format!("{run}-after");
+
+    // Version 1 is stored; version 2 carries 3-dimensional vectors: refused whole.
+    send(refused.clone(), record(&refused, 1, dims)).await;
+    eventually("version 1 stored", &[&sink], || async {
+        (chunks_of(&weaviate, &collection, &run, &refused)
+            .await
+            .len()
+            == 2)
+            .then_some(())
+    })
+    .await;
+    send(refused.clone(), record(&refused, 2, 3)).await;
+    send(after.clone(), record(&after, 1, dims)).await;
+
+    eventually("the record after it applied", &[&sink], || async {
+        (chunks_of(&weaviate, &collection, &run, &after).await.len() == 2).then_some(())
+    })
+    .await;
+    let key = record_key(&run, &refused);
+    let entry = eventually("the refused record in the DLQ", &[&sink], || async {
+        let out = vecstream(&["dlq", "list", "--json"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|e| e["key"] == key.as_str() && e["stage"] == "sink")
+    })
+    .await;
+    assert_eq!(entry["reason"], "rejected", "{entry}");
+    assert_eq!(entry["source_topic"], topics::VECTORS, "{entry}");
+    assert!(
+        entry["message"]
+            .as_str()
+            .is_some_and(|e| e.contains("2 of 2 chunks")),
+        "{entry}"
+    );
+    // Not half-written: no mix of versions answers searches.
+    assert!(
+        chunks_of(&weaviate, &collection, &run, &refused)
+            .await
+            .is_empty()
+    );
+    sink.stop();
+}

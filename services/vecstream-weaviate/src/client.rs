@@ -531,22 +531,44 @@ impl WeaviateClient {
             Some(t) => format!("/v1/batch/objects?tenant={}", urlencode(t)),
             None => "/v1/batch/objects".to_owned(),
         };
-        let resp = match self
-            .call(
-                reqwest::Method::DELETE,
-                &path,
-                Some(body),
-                "delete stale chunks",
-            )
-            .await
-        {
-            Err(e) if scope.is_some() && is_tenant_not_found(&e) => return Ok(0),
-            other => other?,
-        };
-        Ok(resp
-            .pointer("/results/successful")
-            .and_then(Value::as_u64)
-            .unwrap_or(0))
+        // One call deletes at most Weaviate's query limit (`results.limit`): call again
+        // while a call reached it. Any object that failed fails the whole delete, which the
+        // caller retries (the call is idempotent: what is gone no longer matches).
+        let mut total = 0;
+        loop {
+            let resp = match self
+                .call(
+                    reqwest::Method::DELETE,
+                    &path,
+                    Some(body.clone()),
+                    "delete stale chunks",
+                )
+                .await
+            {
+                Err(e) if scope.is_some() && is_tenant_not_found(&e) => return Ok(total),
+                other => other?,
+            };
+            let count = |name: &str| {
+                resp.pointer(&format!("/results/{name}"))
+                    .and_then(Value::as_u64)
+            };
+            let matched = count("matches").unwrap_or(0);
+            let deleted = count("successful").unwrap_or(0);
+            let failed = count("failed").unwrap_or(0);
+            total += deleted;
+            if failed > 0 || deleted < matched {
+                return Err(WeaviateError::PartialDelete {
+                    what: format!("deleting chunks of {doc_key} from {collection}"),
+                    matched,
+                    deleted,
+                    failed,
+                });
+            }
+            match count("limit") {
+                Some(limit) if matched >= limit && matched > 0 => continue,
+                _ => return Ok(total),
+            }
+        }
     }
 
     /// Points `alias` at `collection`, creating the alias if needed.

@@ -19,6 +19,15 @@ pub enum WeaviateError {
     /// loading, a timeout inside Weaviate): the whole batch is worth retrying.
     #[error("weaviate refused object {id} of a batch: {error}")]
     Object { id: uuid::Uuid, error: ObjectError },
+    /// A batch delete that removed only part of what it matched: retried until complete
+    /// (a document must not stay half there).
+    #[error("weaviate deleted {deleted} of {matched} objects in {what} ({failed} failed)")]
+    PartialDelete {
+        what: String,
+        matched: u64,
+        deleted: u64,
+        failed: u64,
+    },
 }
 
 /// Why Weaviate refused one object of a batch upsert.
@@ -83,6 +92,19 @@ fn object_error_passes(message: &str) -> bool {
             "read only",
             "readonly",
             "read-only",
+            // A node stopping, or out of disk (Weaviate turns read-only on disk pressure),
+            // or an internal call cut short: the object is fine, the moment is not.
+            "shutting down",
+            "shutdown",
+            "out of disk",
+            "disk usage",
+            "no space left",
+            "context canceled",
+            "resource exhausted",
+            "broken pipe",
+            "unexpected eof",
+            "try again",
+            "temporarily",
         ]
         .iter()
         .any(|s| m.contains(s))
@@ -127,6 +149,7 @@ impl Classify for WeaviateError {
                 ErrorClass::Retryable
             }
             WeaviateError::Object { error, .. } => error.class(),
+            WeaviateError::PartialDelete { .. } => ErrorClass::Retryable,
             _ => ErrorClass::Permanent,
         }
     }
@@ -181,6 +204,10 @@ mod tests {
             "context deadline exceeded: Timeout",
             "store is read only",
             "shard not found: not ready yet",
+            "put object: shard Chunk_x: server is shutting down",
+            "disk usage 91% exceeds read-only threshold: out of disk",
+            "write: no space left on device",
+            "rpc error: code = Canceled desc = context canceled",
         ] {
             let e = ObjectError::new(passing);
             assert!(e.class().is_retryable(), "{passing}");
