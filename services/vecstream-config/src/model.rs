@@ -78,6 +78,12 @@ pub struct EmbedderSettings {
     /// Documents of more tokens than this go to a `LargeDocumentWorkflow` on Temporal
     /// instead of being embedded inline (so they do not stall their partition); 0 = never.
     pub large_document_tokens: usize,
+    /// Documents the dedup memory keeps per partition. Over it, entries that are only an
+    /// optimisation (a live document with no pending job) are forgotten: such a document
+    /// republished unchanged is embedded again, and the sink still fences older versions.
+    /// Delete markers and documents with pending large-document jobs are always kept.
+    /// 0 = no bound.
+    pub state_max_documents: usize,
     /// When the alias serves another model and this embedder's model is not part of its
     /// migration, start the reindex to this model (idempotent: deterministic workflow id).
     /// Never for a model the alias's migration rejected, rolled back or superseded.
@@ -101,6 +107,7 @@ impl Default for EmbedderSettings {
             max_chunks: 1024,
             max_backoff_ms: 30_000,
             large_document_tokens: 32_768,
+            state_max_documents: 250_000,
             reindex_on_model_change: true,
             control_poll_ms: 2_000,
         }
@@ -117,6 +124,9 @@ pub struct SinkSettings {
     pub batch_max_records: usize,
     /// Longest the first record of a batch waits for others, in milliseconds.
     pub batch_max_wait_ms: u64,
+    /// Most payload bytes in one batch (vectors records reach 16 MiB each); a larger record
+    /// alone still makes a batch of one. 0 = records only.
+    pub batch_max_bytes: usize,
     /// Upper bound of the retry backoff while Weaviate or Kafka is failing, in milliseconds.
     pub max_backoff_ms: u64,
 }
@@ -127,6 +137,7 @@ impl Default for SinkSettings {
             group_id: "vecstream-sink".into(),
             batch_max_records: 64,
             batch_max_wait_ms: 100,
+            batch_max_bytes: 64 * 1024 * 1024,
             max_backoff_ms: 30_000,
         }
     }
@@ -260,6 +271,9 @@ pub struct TemporalConfig {
     pub cpu_concurrency: usize,
     /// Activities a worker runs at once on the gpu queue (each holds a model).
     pub gpu_concurrency: usize,
+    /// Models a worker keeps loaded between activities (least recently used unloaded first;
+    /// a model an activity is using is never unloaded, so a worker may hold more meanwhile).
+    pub max_engines: usize,
     /// Seconds a reindex waits for its review before it counts as rejected.
     pub review_timeout_secs: u64,
     /// Offsets of the documents topic per reindex scan activity.
@@ -289,6 +303,7 @@ impl Default for TemporalConfig {
             gpu_task_queue: "vecstream-gpu".into(),
             cpu_concurrency: 32,
             gpu_concurrency: 1,
+            max_engines: 2,
             review_timeout_secs: 86_400,
             reindex_range_offsets: 500,
             reindex_catch_up_secs: 10,

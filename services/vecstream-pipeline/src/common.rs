@@ -148,6 +148,28 @@ pub(crate) struct BatchLimits {
     pub max_wait: Duration,
     /// Token budget, estimated at four payload bytes per token; `None`: no budget.
     pub max_tokens: Option<usize>,
+    /// Payload bytes; a record that would take the batch over is held for the next one
+    /// (a record larger than the budget makes a batch of one). `None`: no budget.
+    pub max_bytes: Option<usize>,
+}
+
+impl BatchLimits {
+    /// True when a batch of `records` holding `tokens` and `bytes` is complete.
+    fn full(&self, records: usize, tokens: usize, bytes: usize) -> bool {
+        records >= self.max_records
+            || self.max_tokens.is_some_and(|t| tokens >= t)
+            || self.max_bytes.is_some_and(|b| bytes >= b)
+    }
+
+    /// True when a record of `len` bytes would take a non-empty batch of `bytes` over the
+    /// byte budget.
+    fn overflows(&self, bytes: usize, len: usize) -> bool {
+        bytes > 0 && self.max_bytes.is_some_and(|b| bytes + len > b)
+    }
+}
+
+fn payload_len(m: &OwnedMessage) -> usize {
+    m.payload().map_or(0, <[u8]>::len)
 }
 
 impl Member {
@@ -201,11 +223,25 @@ impl Member {
         limits: BatchLimits,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Vec<OwnedMessage> {
-        let mut batch: Vec<OwnedMessage> = self.lock_held().drain(..).collect();
-        let mut estimated_tokens: usize = batch
-            .iter()
-            .map(|m| m.payload().map_or(0, <[u8]>::len) / 4 + 2)
-            .sum();
+        let mut batch: Vec<OwnedMessage> = Vec::new();
+        let (mut estimated_tokens, mut bytes) = (0usize, 0usize);
+        {
+            // Messages held back (by a retry, or by the last batch's byte budget) first.
+            let mut held = self.lock_held();
+            while let Some(m) = held.front() {
+                let len = payload_len(m);
+                if limits.overflows(bytes, len) || limits.full(batch.len(), estimated_tokens, bytes)
+                {
+                    break;
+                }
+                estimated_tokens += len / 4 + 2;
+                bytes += len;
+                batch.extend(held.pop_front());
+            }
+            if !held.is_empty() {
+                return batch;
+            }
+        }
         let mut deadline: Option<tokio::time::Instant> =
             (!batch.is_empty()).then(|| tokio::time::Instant::now() + limits.max_wait);
         loop {
@@ -224,12 +260,17 @@ impl Member {
                 _ = wait => if repoll { continue } else { break },
                 msg = self.consumer.recv() => match msg {
                     Ok(m) => {
-                        estimated_tokens += m.payload_len() / 4 + 2;
+                        let len = m.payload_len();
+                        if limits.overflows(bytes, len) {
+                            // Leads the next batch: the order within its partition is kept.
+                            self.lock_held().push_back(m.detach());
+                            break;
+                        }
+                        estimated_tokens += len / 4 + 2;
+                        bytes += len;
                         batch.push(m.detach());
                         deadline.get_or_insert_with(|| tokio::time::Instant::now() + limits.max_wait);
-                        if batch.len() >= limits.max_records
-                            || limits.max_tokens.is_some_and(|t| estimated_tokens >= t)
-                        {
+                        if limits.full(batch.len(), estimated_tokens, bytes) {
                             break;
                         }
                     }
@@ -369,6 +410,28 @@ mod tests {
             next_offsets([(0, 5), (1, 9), (0, 7), (0, 6)]),
             BTreeMap::from([(0, 8), (1, 10)])
         );
+    }
+
+    #[test]
+    fn a_batch_stays_within_its_byte_budget_unless_one_record_is_larger() {
+        let limits = BatchLimits {
+            max_records: 64,
+            max_wait: Duration::from_millis(1),
+            max_tokens: None,
+            max_bytes: Some(100),
+        };
+        // An empty batch takes any record, however large: it makes a batch of one.
+        assert!(!limits.overflows(0, 1_000));
+        assert!(limits.overflows(60, 41));
+        assert!(!limits.overflows(60, 40));
+        assert!(limits.full(2, 0, 100));
+        assert!(!limits.full(2, 0, 99));
+        assert!(limits.full(64, 0, 0));
+        let unbounded = BatchLimits {
+            max_bytes: None,
+            ..limits
+        };
+        assert!(!unbounded.overflows(1 << 30, 1 << 30));
     }
 
     #[tokio::test]

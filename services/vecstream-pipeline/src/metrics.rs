@@ -36,6 +36,9 @@ pub struct PipelineMetrics {
     pub embedder_model_rejected: IntGauge,
     /// `vecstream_embedder_state_documents`: documents in the embedder's dedup memory.
     pub embedder_state_documents: IntGauge,
+    /// `vecstream_embedder_state_forgotten_total`: documents the dedup memory forgot to stay
+    /// within `embedder.state_max_documents`.
+    pub embedder_state_forgotten: prometheus::IntCounter,
     /// `vecstream_pipeline_consumer_lag{component,topic,partition}`: records behind the end.
     pub consumer_lag: prometheus::IntGaugeVec,
     /// `vecstream_embedder_batch_records`: messages per micro-batch.
@@ -129,6 +132,10 @@ impl PipelineMetrics {
                 "vecstream_embedder_state_documents",
                 "Documents in the embedder's dedup memory (assigned partitions).",
             )?,
+            embedder_state_forgotten: prometheus::IntCounter::new(
+                "vecstream_embedder_state_forgotten_total",
+                "Documents the dedup memory forgot to stay within embedder.state_max_documents.",
+            )?,
             consumer_lag: prometheus::IntGaugeVec::new(
                 Opts::new(
                     "vecstream_pipeline_consumer_lag",
@@ -214,6 +221,7 @@ impl PipelineMetrics {
         registry.register(Box::new(m.sink_chunks_written.clone()))?;
         registry.register(Box::new(m.sink_chunks_deleted.clone()))?;
         registry.register(Box::new(m.embedder_state_documents.clone()))?;
+        registry.register(Box::new(m.embedder_state_forgotten.clone()))?;
         registry.register(Box::new(m.sink_schema_mismatches.clone()))?;
         registry.register(Box::new(m.embedder_model_rejected.clone()))?;
         Ok(m)

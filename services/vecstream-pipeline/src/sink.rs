@@ -177,6 +177,8 @@ impl Sink {
                 max_records: self.settings.batch_max_records,
                 max_wait: Duration::from_millis(self.settings.batch_max_wait_ms),
                 max_tokens: None,
+                max_bytes: (self.settings.batch_max_bytes > 0)
+                    .then_some(self.settings.batch_max_bytes),
             };
             let mut batch = self.member.gather(limits, &mut shutdown).await;
             let assigned = self.member.tracker.snapshot();

@@ -61,13 +61,73 @@ impl DocState {
     }
 }
 
-/// Per assigned partition: record key → state.
+impl DocState {
+    /// True when forgetting it costs only work, never correctness: a live document with no
+    /// large-document job that may still publish. (A delete marker fences what entered the
+    /// partition before it; a pending job must be waited for by a delete.)
+    pub fn forgettable(&self) -> bool {
+        !self.deleted && self.escalated.is_empty() && self.escalated_version.is_none()
+    }
+}
+
+/// Per assigned partition: record key → state, within a bound (see
+/// [`DedupState::bounded`]).
 #[derive(Debug, Default)]
 pub struct DedupState {
     partitions: HashMap<i32, HashMap<String, DocState>>,
+    /// Documents kept per partition before forgettable ones are dropped; 0 = no bound.
+    max_per_partition: usize,
+    forgotten: u64,
 }
 
 impl DedupState {
+    /// A memory that keeps at most `max_per_partition` documents per partition, apart from
+    /// those it must not forget ([`DocState::forgettable`]); 0 = no bound.
+    pub fn bounded(max_per_partition: usize) -> Self {
+        Self {
+            max_per_partition,
+            ..Self::default()
+        }
+    }
+
+    /// Documents forgotten to stay within the bound, since the start.
+    pub fn forgotten(&self) -> u64 {
+        self.forgotten
+    }
+
+    /// Drops forgettable entries of `partition` (never `keep`) until a tenth under the
+    /// bound, so the scan happens once per many inserts rather than at each.
+    fn trim(&mut self, partition: i32, keep: Option<&str>) {
+        let max = self.max_per_partition;
+        let Some(map) = self.partitions.get_mut(&partition) else {
+            return;
+        };
+        if max == 0 || map.len() <= max {
+            return;
+        }
+        let target = max - max / 10;
+        let excess = map.len().saturating_sub(target);
+        let victims: Vec<String> = map
+            .iter()
+            .filter(|(k, s)| s.forgettable() && Some(k.as_str()) != keep)
+            .map(|(k, _)| k.clone())
+            .take(excess)
+            .collect();
+        for k in &victims {
+            map.remove(k);
+        }
+        self.forgotten += victims.len() as u64;
+        if map.len() > max {
+            tracing::warn!(
+                partition,
+                documents = map.len(),
+                max,
+                "embedder.state_max_documents exceeded by documents that cannot be forgotten \
+                 (delete markers, pending large-document jobs)"
+            );
+        }
+    }
+
     pub fn is_restored(&self, partition: i32) -> bool {
         self.partitions.contains_key(&partition)
     }
@@ -82,6 +142,7 @@ impl DedupState {
         match state {
             Some(s) => {
                 map.insert(key.to_owned(), s);
+                self.trim(partition, Some(key));
             }
             None => {
                 map.remove(key);
@@ -91,6 +152,7 @@ impl DedupState {
 
     pub fn insert_partition(&mut self, partition: i32, docs: HashMap<String, DocState>) {
         self.partitions.insert(partition, docs);
+        self.trim(partition, None);
     }
 
     /// Forgets partitions that are no longer assigned.
@@ -181,6 +243,60 @@ pub fn restore_partition(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_memory_forgets_only_what_costs_work_never_markers_or_pending_jobs() {
+        let live = |v| DocState {
+            version: v,
+            model_id: "m".into(),
+            content_hash: "h".into(),
+            deleted: false,
+            escalated_version: None,
+            escalated: Vec::new(),
+            deleted_at_offset: None,
+        };
+        let mut memory = DedupState::bounded(10);
+        for i in 0..5 {
+            let marker = DocState {
+                deleted: true,
+                deleted_at_offset: Some(i),
+                ..live(i)
+            };
+            memory.apply(0, &format!("deleted-{i}"), Some(marker));
+            let job = DocState {
+                escalated: vec![format!("job-{i}")],
+                ..live(i)
+            };
+            memory.apply(0, &format!("escalated-{i}"), Some(job));
+        }
+        for i in 0..100 {
+            memory.apply(0, &format!("live-{i}"), Some(live(i)));
+            // The document just committed is remembered.
+            assert!(memory.get(0, &format!("live-{i}")).is_some());
+        }
+        for i in 0..5 {
+            assert!(memory.get(0, &format!("deleted-{i}")).is_some());
+            assert!(memory.get(0, &format!("escalated-{i}")).is_some());
+        }
+        assert!(memory.len() <= 11, "{}", memory.len());
+        assert!(memory.forgotten() >= 89);
+        // Only markers and jobs over the bound: kept, whatever the bound says.
+        let mut strict = DedupState::bounded(2);
+        for i in 0..5 {
+            let marker = DocState {
+                deleted: true,
+                ..live(i)
+            };
+            strict.apply(1, &format!("deleted-{i}"), Some(marker));
+        }
+        assert_eq!(strict.len(), 5);
+        assert_eq!(strict.forgotten(), 0);
+        // 0: no bound.
+        let mut unbounded = DedupState::bounded(0);
+        let docs = (0..50).map(|i| (format!("d{i}"), live(i))).collect();
+        unbounded.insert_partition(2, docs);
+        assert_eq!(unbounded.len(), 50);
+    }
 
     fn st(version: i64) -> DocState {
         DocState {

@@ -26,12 +26,66 @@ pub use inputs::*;
 /// (one per model configuration), metrics.
 pub struct JobActivities {
     config: Config,
-    engines: Mutex<HashMap<ModelKey, Arc<Engine>>>,
+    engines: Mutex<EngineCache>,
     metrics: PipelineMetrics,
     control: std::sync::OnceLock<ControlTopic>,
 }
 
 type ModelKey = (String, Option<usize>, crate::types::Precision);
+
+/// Loaded engines, at most `max` of them unless activities are using more: each entry
+/// remembers when it was last handed out, and the least recently used one that nobody
+/// holds is unloaded first.
+struct EngineCache<E = Engine> {
+    engines: HashMap<ModelKey, (Arc<E>, u64)>,
+    uses: u64,
+}
+
+impl<E> Default for EngineCache<E> {
+    fn default() -> Self {
+        Self {
+            engines: HashMap::new(),
+            uses: 0,
+        }
+    }
+}
+
+impl<E> EngineCache<E> {
+    fn get(&mut self, key: &ModelKey) -> Option<Arc<E>> {
+        self.uses += 1;
+        let uses = self.uses;
+        self.engines.get_mut(key).map(|(engine, last)| {
+            *last = uses;
+            engine.clone()
+        })
+    }
+
+    /// Inserts `engine` (or keeps the one another activity loaded meanwhile) and returns
+    /// it, with the engines unloaded to stay within `max`.
+    fn insert(&mut self, key: ModelKey, engine: Arc<E>, max: usize) -> (Arc<E>, Vec<Arc<E>>) {
+        self.uses += 1;
+        let uses = self.uses;
+        let kept = self
+            .engines
+            .entry(key.clone())
+            .or_insert((engine, uses))
+            .0
+            .clone();
+        let mut unloaded = Vec::new();
+        while self.engines.len() > max.max(1) {
+            // Only the cache holds it (and not the one just handed out).
+            let idle = self
+                .engines
+                .iter()
+                .filter(|(k, (e, _))| **k != key && Arc::strong_count(e) == 1)
+                .min_by_key(|(_, (_, last))| *last)
+                .map(|(k, _)| k.clone());
+            let Some(idle) = idle else { break };
+            unloaded.extend(self.engines.remove(&idle).map(|(e, _)| e));
+        }
+        (kept, unloaded)
+    }
+}
 
 impl std::fmt::Debug for JobActivities {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -136,34 +190,46 @@ impl JobActivities {
     pub fn new(config: Config, metrics: PipelineMetrics) -> Self {
         Self {
             config,
-            engines: Mutex::new(HashMap::new()),
+            engines: Mutex::default(),
             metrics,
             control: std::sync::OnceLock::new(),
         }
     }
 
-    /// The engine of `target`, loaded once per worker process.
+    /// The engine of `target`, kept loaded between activities within
+    /// `temporal.max_engines` (see [`EngineCache`]).
     pub(crate) async fn engine(&self, target: &ModelTarget) -> Result<Arc<Engine>, ActivityError> {
+        let cfg = engine_config(&self.config.engine, target).activity_err()?;
+        // Keyed by the resolved directory: a version name and its path are one model.
         let key = (
-            target.model_dir.clone(),
+            cfg.model_dir.display().to_string(),
             target.max_seq_length,
             target.precision,
         );
         if let Some(e) = self.lock_engines().get(&key) {
-            return Ok(e.clone());
+            return Ok(e);
         }
-        let cfg = engine_config(&self.config.engine, target).activity_err()?;
         let engine = tokio::task::spawn_blocking(move || Engine::start(cfg))
             .await
             .map_err(|e| activity_error(JobError::from(e)))?
             .map_err(|e| JobError::engine(format!("loading {}", target.model_dir), e))
             .activity_err()?;
-        let engine = Arc::new(engine);
-        self.lock_engines().insert(key, engine.clone());
+        let (engine, unloaded) =
+            self.lock_engines()
+                .insert(key, Arc::new(engine), self.config.temporal.max_engines);
+        if !unloaded.is_empty() {
+            tracing::info!(
+                unloaded = unloaded.len(),
+                max_engines = self.config.temporal.max_engines,
+                "unloaded the least recently used models"
+            );
+            // Dropping an engine joins its thread: not on the async runtime.
+            tokio::task::spawn_blocking(move || drop(unloaded));
+        }
         Ok(engine)
     }
 
-    fn lock_engines(&self) -> std::sync::MutexGuard<'_, HashMap<ModelKey, Arc<Engine>>> {
+    fn lock_engines(&self) -> std::sync::MutexGuard<'_, EngineCache> {
         self.engines.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -678,5 +744,42 @@ impl JobActivities {
         .map_err(JobError::from)
         .activity_err()?
         .activity_err()
+    }
+}
+
+#[cfg(test)]
+mod engine_cache_tests {
+    use std::sync::Arc;
+
+    use super::{EngineCache, ModelKey};
+    use crate::types::Precision;
+
+    fn key(name: &str) -> ModelKey {
+        (name.to_owned(), None, Precision::Fp32)
+    }
+
+    #[test]
+    fn the_least_recently_used_idle_engine_is_unloaded_and_one_in_use_never() {
+        let mut cache: EngineCache<&str> = EngineCache::default();
+        let (a, unloaded) = cache.insert(key("a"), Arc::new("a"), 2);
+        assert!(unloaded.is_empty());
+        drop(a);
+        let (b, _) = cache.insert(key("b"), Arc::new("b"), 2);
+        drop(b);
+        // `a` used again: `b` is now the least recently used.
+        drop(cache.get(&key("a")));
+        let (c, unloaded) = cache.insert(key("c"), Arc::new("c"), 2);
+        assert_eq!(unloaded.iter().map(|e| **e).collect::<Vec<_>>(), ["b"]);
+        assert!(cache.get(&key("b")).is_none());
+        // Both left are in use: a fourth model goes over the bound rather than unload them.
+        let a = cache.get(&key("a")).unwrap();
+        let (d, unloaded) = cache.insert(key("d"), Arc::new("d"), 2);
+        assert!(unloaded.is_empty());
+        assert_eq!(cache.engines.len(), 3);
+        // Once released, the next load brings it back within the bound.
+        drop((a, c, d));
+        let (_e, unloaded) = cache.insert(key("e"), Arc::new("e"), 2);
+        assert_eq!(unloaded.len(), 2);
+        assert_eq!(cache.engines.len(), 2);
     }
 }

@@ -137,7 +137,7 @@ impl Embedder {
             encoder,
             engine,
             chunker,
-            state: DedupState::default(),
+            state: DedupState::bounded(config.embedder.state_max_documents),
             metrics,
             escalator,
         })
@@ -172,6 +172,8 @@ impl Embedder {
                 max_records: self.settings.batch_max_records,
                 max_wait: Duration::from_millis(self.settings.batch_max_wait_ms),
                 max_tokens: Some(self.settings.batch_tokens),
+                // Bounded through the token estimate (four payload bytes per token).
+                max_bytes: None,
             };
             let batch = self.member.gather(limits, &mut shutdown).await;
             if batch.is_empty() {
@@ -383,6 +385,8 @@ impl Embedder {
         self.metrics
             .embedder_state_documents
             .set(self.state.len() as i64);
+        let forgotten = &self.metrics.embedder_state_forgotten;
+        forgotten.inc_by(self.state.forgotten().saturating_sub(forgotten.get()));
         for item in items.iter().filter(|i| committed.contains(&i.partition)) {
             let outcome = item.decision.outcome();
             match &item.decision {
