@@ -435,3 +435,115 @@ async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
     embedder.stop();
     sink.stop();
 }
+
+/// Long documents reindexed by one CPU worker with a short heartbeat timeout: normalising,
+/// tokenising and embedding a slice of them takes longer than the timeout, yet the scan
+/// heartbeats throughout and the reindex reaches review. `--watch` then exits 0; once the
+/// workflow is terminated, `--watch` ends at once, says so and exits non-zero (it used to
+/// watch a closed workflow forever).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reindex_of_long_documents_on_one_cpu_worker_completes_and_watch_says_how_it_ended() {
+    require_service("kafka", 9092);
+    require_service("registry", 8081);
+    require_service("temporal", 7233);
+    require_service("weaviate", 8080);
+    let cfg = config();
+    let run = unique("e2e-longreindex-");
+    let alias = format!("E2eLong{}", run.replace('-', ""));
+    let logs = tempfile::tempdir().unwrap();
+    let sets = vec![
+        format!("temporal.cpu_task_queue={run}-cpu"),
+        format!("temporal.gpu_task_queue={run}-gpu"),
+    ];
+    let worker = Running::start("worker", 19714, &sets, logs.path());
+
+    // Three documents of about 250 KB (some 75,000 tokens, 650 chunks each: under
+    // embedder.max_chunks).
+    let (_, publisher) = publisher().await;
+    let ids: Vec<String> = (0..3).map(|i| format!("{run}-long-{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let body = (0..2_500)
+            .map(|s| format!("Long note {i} sentence {s}: {}.", body(s)))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let doc = vecstream_core::Document {
+            tenant: run.clone(),
+            ..vecstream_e2e::pipeline::doc(id, 1, &body)
+        };
+        publisher.publish(&doc).await.unwrap();
+    }
+
+    let model_dir = cache_dir().join("models/all-MiniLM-L6-v2");
+    let model_dir_s = model_dir.to_string_lossy().into_owned();
+    let start = [
+        "reindex",
+        "start",
+        "--alias",
+        &alias,
+        "--tenant",
+        &run,
+        "--model-dir",
+        &model_dir_s,
+        // Its own model id, so its own collection.
+        "--max-seq-length",
+        "120",
+        "--review-timeout",
+        "600",
+        "--heartbeat-secs",
+        "4",
+    ];
+    let wf = cli(&sets, &start).trim().to_owned();
+    let mut watch_args: Vec<&str> = Vec::new();
+    for s in &sets {
+        watch_args.extend(["--set", s.as_str()]);
+    }
+    watch_args.extend(["reindex", "status", &wf, "--watch"]);
+    let watched = vecstream(&watch_args);
+    assert!(watched.status.success(), "{}", describe(&watched));
+    let p = progress(&sets, &wf);
+    assert_eq!(p["awaiting_review"], true, "{p}");
+    let target = p["target_collection"].as_str().unwrap().to_owned();
+    assert_eq!(
+        tenant_doc_ids(&cfg.weaviate.url, &target, &run),
+        ids.iter().cloned().collect::<BTreeSet<_>>(),
+        "every long document reindexed:\n{}",
+        worker.log()
+    );
+    assert!(
+        !worker.log().contains("Heartbeat timeout"),
+        "{}",
+        worker.log()
+    );
+
+    // Terminated from outside: the watch ends at once and fails, naming how it ended.
+    let temporal = cache_dir().join("venv/bin/temporal");
+    let out = std::process::Command::new(&temporal)
+        .args([
+            "workflow",
+            "terminate",
+            "--workflow-id",
+            &wf,
+            "--reason",
+            "e2e",
+        ])
+        .args(["--address", "127.0.0.1:7233"])
+        .output()
+        .expect("the temporal CLI runs");
+    assert!(out.status.success(), "{}", describe(&out));
+    let started = Instant::now();
+    let watched = vecstream(&watch_args);
+    assert!(!watched.status.success(), "{}", describe(&watched));
+    assert!(
+        String::from_utf8_lossy(&watched.stderr).contains("terminated"),
+        "{}",
+        describe(&watched)
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+    // The terminated reindex's collection is left to its operator: this test drops it.
+    WeaviateClient::new(&cfg.weaviate)
+        .unwrap()
+        .delete_collection(&target)
+        .await
+        .unwrap();
+    worker.stop();
+}

@@ -91,13 +91,24 @@ impl Chunker {
         while start < n {
             let end = (start + self.window).min(n);
             let (char_start, char_end) = (offsets[start].0, offsets[end - 1].1);
+            // Offsets come from the tokenizer: checked, never trusted to cut the text.
+            let span = byte_of
+                .get(char_start)
+                .zip(byte_of.get(char_end))
+                .and_then(|(&a, &b)| text.get(a..b))
+                .ok_or_else(|| {
+                    EngineError::Tokenizer(format!(
+                        "token offsets {char_start}..{char_end} outside the text of {} characters",
+                        byte_of.len() - 1
+                    ))
+                })?;
             let mut token_ids = Vec::with_capacity(end - start + 2);
             token_ids.push(self.cls);
             token_ids.extend_from_slice(&ids[start..end]);
             token_ids.push(self.tokenizer.sep_id());
             chunks.push(Chunk {
                 index: chunks.len() as u32,
-                text: text[byte_of[char_start]..byte_of[char_end]].to_owned(),
+                text: span.to_owned(),
                 char_start,
                 char_end,
                 token_ids,

@@ -17,6 +17,10 @@ pub enum PipelineError {
     Transaction { message: String, retryable: bool },
     #[error("restoring the embedder state of partition {partition}: {message}")]
     StateRestore { partition: i32, message: String },
+    /// Work handed to a blocking thread did not come back (it panicked or the runtime is
+    /// shutting down): retried.
+    #[error("{what} on a blocking thread failed: {message}")]
+    Blocking { what: &'static str, message: String },
     #[error("{0}")]
     Config(String),
     #[error("starting a long job on Temporal: {message}")]
@@ -65,7 +69,9 @@ impl Classify for PipelineError {
                     ErrorClass::Permanent
                 }
             }
-            PipelineError::StateRestore { .. } => ErrorClass::Retryable,
+            PipelineError::StateRestore { .. } | PipelineError::Blocking { .. } => {
+                ErrorClass::Retryable
+            }
             // Loses nothing: the batch waits (and says why) until the collection is fixed.
             PipelineError::Schema { .. } | PipelineError::MissingCollection { .. } => {
                 ErrorClass::Retryable

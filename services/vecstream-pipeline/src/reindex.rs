@@ -49,9 +49,9 @@ pub struct SliceReport {
 /// Re-embeds partition ranges of `docs.documents.v1` into its model's collection.
 pub struct Reindexer {
     documents: DocumentReader,
-    consumer: BaseConsumer,
+    consumer: Arc<BaseConsumer>,
     engine: Arc<Engine>,
-    chunker: Chunker,
+    chunker: Arc<Chunker>,
     writer: ChunkWriter,
     max_body_bytes: usize,
     max_chunks: usize,
@@ -81,8 +81,8 @@ impl Reindexer {
         )?;
         Ok(Self {
             documents: DocumentReader::new(config)?,
-            consumer: scan::scan_consumer(&config.kafka, "vecstream-reindex")?,
-            chunker,
+            consumer: Arc::new(scan::scan_consumer(&config.kafka, "vecstream-reindex")?),
+            chunker: Arc::new(chunker),
             writer: ChunkWriter::new(
                 WeaviateClient::new(&config.weaviate)?,
                 &config.weaviate.alias,
@@ -113,17 +113,27 @@ impl Reindexer {
         to: i64,
         tenant: Option<&str>,
     ) -> Result<SliceReport, PipelineError> {
-        let (messages, next_offset) = tokio::task::block_in_place(|| {
+        // Blocking work (the read, normalising and tokenising long documents) runs on
+        // blocking threads: the activity's heartbeats, sent from the task awaiting this
+        // slice, keep going however long a slice of long documents takes on a CPU worker.
+        let consumer = self.consumer.clone();
+        let slice_records = self.slice_records;
+        let (messages, next_offset) = tokio::task::spawn_blocking(move || {
             scan::read_range(
-                &self.consumer,
+                &consumer,
                 topics::DOCUMENTS,
                 partition,
                 from,
                 to,
-                self.slice_records,
+                slice_records,
                 READ_TIMEOUT,
             )
-        })?;
+        })
+        .await
+        .map_err(|e| PipelineError::Blocking {
+            what: "reading a reindex slice",
+            message: e.to_string(),
+        })??;
         let mut report = SliceReport {
             next_offset,
             records: messages.len() as u64,
@@ -132,7 +142,7 @@ impl Reindexer {
         let model_id = self.model_id().to_owned();
         // Documents to embed (index into `records`), and the records in offset order.
         let mut records: Vec<Option<Decoded>> = Vec::with_capacity(messages.len());
-        let mut to_embed = Vec::new();
+        let mut to_prepare = Vec::new();
         for m in &messages {
             let read = self.documents.read(m.key(), m.payload()).await?;
             let record = match read {
@@ -152,21 +162,29 @@ impl Reindexer {
                     Some(Ok(delete_of(&doc.id, &doc.tenant, doc.version, &model_id)))
                 }
                 Read::Doc(doc) => {
-                    let prepared =
-                        normalized(&doc, self.max_body_bytes).and_then(|(text, hash)| {
-                            chunked(&self.chunker, &text, self.max_chunks).map(|c| (hash, c))
-                        });
-                    match prepared {
-                        Ok((hash, chunks)) => {
-                            to_embed.push((records.len(), doc, hash, chunks));
-                            None
-                        }
-                        Err(_) => None,
-                    }
+                    to_prepare.push((records.len(), doc));
+                    None
                 }
             };
             records.push(record);
         }
+        let (chunker, max_body_bytes, max_chunks) =
+            (self.chunker.clone(), self.max_body_bytes, self.max_chunks);
+        let to_embed: Vec<_> = tokio::task::spawn_blocking(move || {
+            to_prepare
+                .into_iter()
+                .filter_map(|(at, doc)| {
+                    let (text, hash) = normalized(&doc, max_body_bytes).ok()?;
+                    let chunks = chunked(&chunker, &text, max_chunks).ok()?;
+                    Some((at, doc, hash, chunks))
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| PipelineError::Blocking {
+            what: "preparing a reindex slice",
+            message: e.to_string(),
+        })?;
         let sequences: Vec<Vec<u32>> = to_embed
             .iter()
             .flat_map(|(_, _, _, chunks)| chunks.iter().map(|c| c.token_ids.clone()))

@@ -35,6 +35,40 @@ pub struct TrainConfig {
     pub seed: u64,
 }
 
+impl TrainConfig {
+    /// Why these settings cannot train (a zero temperature divides by zero, a learning rate
+    /// that is not positive never moves), if they cannot.
+    pub fn check(&self) -> Result<(), String> {
+        let positive = |name: &str, v: f32| {
+            (v.is_finite() && v > 0.0)
+                .then_some(())
+                .ok_or_else(|| format!("{name} must be a positive number, not {v}"))
+        };
+        positive("learning_rate", self.learning_rate)?;
+        positive("temperature", self.temperature)?;
+        if !(self.identity_pull.is_finite() && self.identity_pull >= 0.0) {
+            return Err(format!(
+                "identity_pull must be zero or more, not {}",
+                self.identity_pull
+            ));
+        }
+        if self.epochs == 0 || self.batch_size < 2 {
+            return Err("epochs must be at least 1 and batch_size at least 2".into());
+        }
+        Ok(())
+    }
+}
+
+impl Checkpoint {
+    /// True when every weight and moment is a finite number: a checkpoint of a training
+    /// that diverged is never resumed from.
+    pub fn is_finite(&self) -> bool {
+        [&self.w, &self.adam_m, &self.adam_v]
+            .iter()
+            .all(|v| v.iter().all(|x| x.is_finite()))
+    }
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
@@ -411,6 +445,43 @@ impl Checkpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_that_cannot_train_are_refused_and_diverged_checkpoints_are_not_resumed() {
+        assert!(TrainConfig::default().check().is_ok());
+        for bad in [
+            TrainConfig {
+                temperature: 0.0,
+                ..Default::default()
+            },
+            TrainConfig {
+                learning_rate: f32::NAN,
+                ..Default::default()
+            },
+            TrainConfig {
+                identity_pull: -1.0,
+                ..Default::default()
+            },
+            TrainConfig {
+                epochs: 0,
+                ..Default::default()
+            },
+        ] {
+            assert!(bad.check().is_err(), "{bad:?}");
+        }
+        let mut c = Checkpoint {
+            step: 3,
+            w: vec![1.0, 0.0, 0.0, 1.0],
+            adam_m: vec![0.0; 4],
+            adam_v: vec![0.0; 4],
+            epoch_losses: Vec::new(),
+            last_loss: 0.5,
+            epoch_loss_sum: 0.5,
+        };
+        assert!(c.is_finite());
+        c.w[2] = f32::NAN;
+        assert!(!c.is_finite());
+    }
 
     /// A small table where queries are noisy, rotated copies of their positives: an adapter
     /// can learn the rotation back.

@@ -209,8 +209,13 @@ impl FineTuneActivities {
             let table = Arc::new(table);
             let (train, _) = split(&file.pairs, step.input.held_out_fraction);
             let cfg = step.input.train.clone();
+            cfg.check().map_err(JobError::invalid).activity_err()?;
             let checkpoint_path = dir.join(CHECKPOINT);
             let resume = match Checkpoint::load(&checkpoint_path) {
+                Ok(Some(c)) if !c.is_finite() => {
+                    tracing::warn!("checkpoint of a diverged training: training starts over");
+                    None
+                }
                 Ok(c) => c,
                 Err(e) => {
                     // Written through a rename, so this is another file's damage: start over.
@@ -244,12 +249,21 @@ impl FineTuneActivities {
                 state = tokio::task::spawn_blocking(move || {
                     let mut t = Trainer::new(&table, train, cfg, threads, Some(state));
                     for _ in 0..slice {
-                        t.step();
+                        let loss = t.step();
+                        if !loss.is_finite() {
+                            // Ends the job before a diverged state is checkpointed.
+                            return Err(JobError::invalid(format!(
+                                "training diverged at step {} (loss {loss}): lower \
+                                 --learning-rate or raise --temperature",
+                                t.state().step
+                            )));
+                        }
                     }
-                    t.state().clone()
+                    Ok(t.state().clone())
                 })
                 .await
                 .map_err(JobError::from)
+                .and_then(|r| r)
                 .activity_err()?;
                 if state.step % every == 0 || state.step == total {
                     state

@@ -94,6 +94,17 @@ pub async fn describe_execution(client: &Client, id: &str) -> Result<Execution, 
     })
 }
 
+/// Why the latest run of `id` did not complete (its failure, cancellation or
+/// termination), or `None` when it completed or still runs.
+pub async fn failure_of(client: &Client, id: &str) -> Option<String> {
+    client
+        .get_workflow_handle::<temporalio_common::UntypedWorkflow>(id)
+        .get_result(WorkflowGetResultOptions::default())
+        .await
+        .err()
+        .map(|e| e.to_string())
+}
+
 /// The review state of job `id`, by its own `progress` query.
 pub async fn review_state(
     client: &Client,

@@ -103,7 +103,9 @@ pub struct ReindexStartArgs {
 pub struct ReindexStatusArgs {
     /// Workflow id (`reindex-<alias>-<model id>`).
     pub workflow_id: String,
-    /// Keep watching with a live progress bar until the reindex finishes.
+    /// Keep watching with a live progress bar until the reindex awaits review, finishes or
+    /// its workflow ends; exits non-zero when the workflow failed, was cancelled or
+    /// terminated (saying why).
     #[arg(long)]
     pub watch: bool,
     /// Print the progress as JSON.
@@ -185,7 +187,8 @@ pub struct FinetuneStartArgs {
 pub struct FinetuneStatusArgs {
     /// Workflow id (`finetune-<base model id>-<dataset hash>`).
     pub workflow_id: String,
-    /// Keep watching (a progress bar over training steps) until it awaits review or ends.
+    /// Keep watching (a progress bar over training steps) until it awaits review or ends;
+    /// exits non-zero when the workflow failed, was cancelled or terminated (saying why).
     #[arg(long)]
     pub watch: bool,
     /// Print the progress (and the live training heartbeat) as JSON.

@@ -17,7 +17,9 @@ use vecstream_workflows::{
 use crate::cli::{
     FinetuneCommand, FinetuneListArgs, FinetuneStartArgs, FinetuneStatusArgs, ModelArgs,
 };
-use crate::commands::job_common::{Look, client, model_id_of, print_review, target_of, watch};
+use crate::commands::job_common::{
+    Look, client, ended, model_id_of, print_review, target_of, watch, watch_exit,
+};
 
 pub async fn run(config: &Config, cmd: &FinetuneCommand) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -170,20 +172,21 @@ async fn status(config: &Config, args: &FinetuneStatusArgs) -> anyhow::Result<Ex
         print_details(&p);
         return Ok(ExitCode::SUCCESS);
     }
-    let p = watch("steps", || async {
+    let (p, closed) = watch("steps", || async {
         let p = query_progress(&client, &args.workflow_id).await?;
+        let closed = ended(&client, &args.workflow_id).await?;
         let live = live_training(&client, &args.workflow_id).await;
         Ok(Look {
             position: live.as_ref().map(|h| (h.step, h.total_steps)),
             message: describe(&p, live.as_ref()),
-            done: p.awaiting_review || p.finished(),
-            value: p,
+            done: p.awaiting_review || p.finished() || closed.is_some(),
+            value: (p, closed),
         })
     })
     .await?;
     println!("{}", describe(&p, None));
     print_details(&p);
-    Ok(ExitCode::SUCCESS)
+    Ok(watch_exit(&client, &args.workflow_id, closed).await)
 }
 
 async fn cancel(config: &Config, id: &str) -> anyhow::Result<ExitCode> {

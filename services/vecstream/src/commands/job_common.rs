@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use temporalio_client::Client;
+use temporalio_client::{Client, WorkflowExecutionStatus};
 use vecstream_config::Config;
 use vecstream_workflows::{ModelTarget, ReviewDecision};
 
@@ -78,6 +78,50 @@ pub(crate) struct Look<T> {
     pub done: bool,
     /// What the look saw (returned with the last look).
     pub value: T,
+}
+
+/// How workflow `id` ended, or `None` while it runs. A `--watch` looks at it besides the
+/// job's own progress: a workflow that failed (an activity out of retries) keeps answering
+/// its progress query with the phase it failed in, and would be watched forever.
+pub(crate) async fn ended(
+    client: &Client,
+    id: &str,
+) -> anyhow::Result<Option<WorkflowExecutionStatus>> {
+    let e = vecstream_workflows::review::describe_execution(client, id).await?;
+    Ok((!e.is_running()).then_some(e.status))
+}
+
+/// The exit of a `--watch` that stopped watching: success while the workflow still runs
+/// (it reached what was watched for: review, or the end of its work) or when it completed;
+/// otherwise says how the workflow ended (with its failure) and fails.
+pub(crate) async fn watch_exit(
+    client: &Client,
+    id: &str,
+    ended: Option<WorkflowExecutionStatus>,
+) -> std::process::ExitCode {
+    match ended {
+        None | Some(WorkflowExecutionStatus::Completed) => std::process::ExitCode::SUCCESS,
+        Some(status) => {
+            let why = vecstream_workflows::review::failure_of(client, id)
+                .await
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            eprintln!("{id} ended {}{why}", status_word(status));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn status_word(status: WorkflowExecutionStatus) -> &'static str {
+    match status {
+        WorkflowExecutionStatus::Completed => "completed",
+        WorkflowExecutionStatus::Failed => "failed",
+        WorkflowExecutionStatus::Canceled => "cancelled",
+        WorkflowExecutionStatus::Terminated => "terminated",
+        WorkflowExecutionStatus::TimedOut => "timed out",
+        WorkflowExecutionStatus::ContinuedAsNew => "continued as new",
+        _ => "in an unknown state",
+    }
 }
 
 /// Watches a job with a progress bar (`unit` names the bar's count) until a look says it is

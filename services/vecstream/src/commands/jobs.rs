@@ -20,7 +20,7 @@ use crate::cli::{
     EvalCommand, EvalRunArgs, OperatorArgs, ReindexCommand, ReindexStartArgs, ReindexStatusArgs,
 };
 use crate::commands::job_common::{
-    Look, absolute, client, model_id_of, print_review, target_of, watch,
+    Look, absolute, client, ended, model_id_of, print_review, target_of, watch, watch_exit,
 };
 
 pub async fn reindex(config: &Config, cmd: &ReindexCommand) -> anyhow::Result<ExitCode> {
@@ -173,14 +173,15 @@ async fn reindex_status(config: &Config, args: &ReindexStatusArgs) -> anyhow::Re
         print_review(p.review.as_ref());
         return Ok(ExitCode::SUCCESS);
     }
-    let p = watch("offsets", || async {
+    let (p, closed) = watch("offsets", || async {
         let p = query_progress(&client, &args.workflow_id).await?;
+        let closed = ended(&client, &args.workflow_id).await?;
         let (done, total) = p.offsets();
         Ok(Look {
             position: Some((done.max(0) as u64, total.max(0) as u64)),
             message: describe(&p),
-            done: p.finished() || p.awaiting_review,
-            value: p,
+            done: p.finished() || p.awaiting_review || closed.is_some(),
+            value: (p, closed),
         })
     })
     .await?;
@@ -190,7 +191,7 @@ async fn reindex_status(config: &Config, args: &ReindexStatusArgs) -> anyhow::Re
         print!("{}", e.table());
     }
     println!("{}", describe(&p));
-    Ok(ExitCode::SUCCESS)
+    Ok(watch_exit(&client, &args.workflow_id, closed).await)
 }
 
 /// The operator's request as the workflow records it.
