@@ -84,6 +84,10 @@ pub struct EmbedderSettings {
     /// Delete markers and documents with pending large-document jobs are always kept.
     /// 0 = no bound.
     pub state_max_documents: usize,
+    /// How long a large document waits for an unreachable Temporal (its partition held
+    /// back, the others going on) before it is dead-lettered (`over_limits`, replayable), in
+    /// milliseconds.
+    pub temporal_max_wait_ms: u64,
     /// When the alias serves another model and this embedder's model is not part of its
     /// migration, start the reindex to this model (idempotent: deterministic workflow id).
     /// Never for a model the alias's migration rejected, rolled back or superseded.
@@ -108,6 +112,7 @@ impl Default for EmbedderSettings {
             max_backoff_ms: 30_000,
             large_document_tokens: 32_768,
             state_max_documents: 250_000,
+            temporal_max_wait_ms: 600_000,
             reindex_on_model_change: true,
             control_poll_ms: 2_000,
         }

@@ -139,6 +139,8 @@ pub(crate) struct Member {
     /// Messages received while a batch was retried (from partitions assigned meanwhile,
     /// which are then paused too): the next `gather` hands them out first, in order.
     held: Mutex<VecDeque<OwnedMessage>>,
+    /// Partitions held back by [`Member::hold`], and when they resume.
+    holds: Mutex<BTreeMap<i32, tokio::time::Instant>>,
 }
 
 /// When a gathered batch is complete.
@@ -213,6 +215,7 @@ impl Member {
             consumer,
             tracker,
             held: Mutex::default(),
+            holds: Mutex::default(),
         })
     }
 
@@ -245,6 +248,7 @@ impl Member {
         let mut deadline: Option<tokio::time::Instant> =
             (!batch.is_empty()).then(|| tokio::time::Instant::now() + limits.max_wait);
         loop {
+            self.resume_due();
             // With no deadline yet, still wake up now and then: the consumer's wake-up from
             // librdkafka can be lost across an incremental rebalance while messages sit in
             // its queue, and a fresh `recv` polls the queue directly.
@@ -282,6 +286,73 @@ impl Member {
             }
         }
         batch
+    }
+
+    /// Holds `partition` of `topic` back for `wait`: paused and rewound to `offset` (its
+    /// first record not committed), so its records come again once it resumes, while the
+    /// other partitions go on. What one document waits for (Temporal, a job to stop) then
+    /// delays only its own partition.
+    pub fn hold(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        wait: Duration,
+    ) -> Result<(), PipelineError> {
+        let mut one = TopicPartitionList::new();
+        one.add_partition(topic, partition);
+        self.consumer.pause(&one)?;
+        self.consumer.seek(
+            topic,
+            partition,
+            Offset::Offset(offset),
+            Duration::from_secs(10),
+        )?;
+        // Messages of the partition received meanwhile come again after the seek.
+        self.lock_held().retain(|m| m.partition() != partition);
+        self.lock_holds()
+            .insert(partition, tokio::time::Instant::now() + wait);
+        Ok(())
+    }
+
+    /// Partitions currently held back.
+    pub fn holding(&self) -> usize {
+        self.lock_holds().len()
+    }
+
+    /// Resumes the held partitions whose wait is over (and forgets those revoked).
+    fn resume_due(&self) {
+        let now = tokio::time::Instant::now();
+        let assigned = self.tracker.snapshot();
+        let mut holds = self.lock_holds();
+        holds.retain(|p, _| assigned.contains(p));
+        let due: Vec<i32> = holds
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let Ok(assignment) = self.consumer.assignment() else {
+            return;
+        };
+        let mut resume = TopicPartitionList::new();
+        for e in assignment.elements() {
+            if due.contains(&e.partition()) {
+                resume.add_partition(e.topic(), e.partition());
+            }
+        }
+        match self.consumer.resume(&resume) {
+            Ok(()) => due.iter().for_each(|p| {
+                holds.remove(p);
+            }),
+            Err(e) => tracing::warn!(error = %e, "resuming held partitions failed"),
+        }
+    }
+
+    fn lock_holds(&self) -> std::sync::MutexGuard<'_, BTreeMap<i32, tokio::time::Instant>> {
+        self.holds.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn lock_held(&self) -> std::sync::MutexGuard<'_, VecDeque<OwnedMessage>> {

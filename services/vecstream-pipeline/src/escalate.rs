@@ -30,14 +30,16 @@ pub trait Escalator: Send + Sync {
     fn large_document(&self, job: LargeDocumentJob)
     -> BoxFuture<'_, Result<String, PipelineError>>;
 
-    /// Waits until the large-document job `workflow_id`, if there is one, is closed: from
-    /// then on it publishes nothing. The embedder calls it for every job of a document it
-    /// remembers before writing the document's delete, so no job's vectors can land after
-    /// the delete (and resurrect the document).
-    fn settle_large_document(
+    /// True when the large-document job `workflow_id` is closed (or never existed): from
+    /// then on it publishes nothing. While it runs, asks it to stop (the delete supersedes
+    /// it; its workflow closes once the activity stopped) and answers false without
+    /// waiting. The embedder asks for every job of a document it remembers before writing
+    /// the document's delete, so no job's vectors can land after the delete (and
+    /// resurrect the document); until then only that partition waits.
+    fn large_document_closed(
         &self,
         workflow_id: String,
-    ) -> BoxFuture<'_, Result<(), PipelineError>>;
+    ) -> BoxFuture<'_, Result<bool, PipelineError>>;
 
     /// Starts the reindex of `alias` to `model_id` (the embedder's model); returns its
     /// workflow id (`reindex-<alias>-<model id>`).

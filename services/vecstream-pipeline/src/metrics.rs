@@ -36,6 +36,10 @@ pub struct PipelineMetrics {
     pub embedder_model_rejected: IntGauge,
     /// `vecstream_embedder_state_documents`: documents in the embedder's dedup memory.
     pub embedder_state_documents: IntGauge,
+    /// `vecstream_embedder_waiting_documents`: large documents waiting for Temporal.
+    pub embedder_waiting_documents: IntGauge,
+    /// `vecstream_embedder_waiting_partitions`: partitions held back for a waiting document.
+    pub embedder_waiting_partitions: IntGauge,
     /// `vecstream_embedder_state_forgotten_total`: documents the dedup memory forgot to stay
     /// within `embedder.state_max_documents`.
     pub embedder_state_forgotten: prometheus::IntCounter,
@@ -132,6 +136,14 @@ impl PipelineMetrics {
                 "vecstream_embedder_state_documents",
                 "Documents in the embedder's dedup memory (assigned partitions).",
             )?,
+            embedder_waiting_documents: IntGauge::new(
+                "vecstream_embedder_waiting_documents",
+                "Large documents waiting for Temporal to start their job.",
+            )?,
+            embedder_waiting_partitions: IntGauge::new(
+                "vecstream_embedder_waiting_partitions",
+                "Partitions held back while one of their documents waits (Temporal, a job stopping).",
+            )?,
             embedder_state_forgotten: prometheus::IntCounter::new(
                 "vecstream_embedder_state_forgotten_total",
                 "Documents the dedup memory forgot to stay within embedder.state_max_documents.",
@@ -222,6 +234,8 @@ impl PipelineMetrics {
         registry.register(Box::new(m.sink_chunks_deleted.clone()))?;
         registry.register(Box::new(m.embedder_state_documents.clone()))?;
         registry.register(Box::new(m.embedder_state_forgotten.clone()))?;
+        registry.register(Box::new(m.embedder_waiting_documents.clone()))?;
+        registry.register(Box::new(m.embedder_waiting_partitions.clone()))?;
         registry.register(Box::new(m.sink_schema_mismatches.clone()))?;
         registry.register(Box::new(m.embedder_model_rejected.clone()))?;
         Ok(m)

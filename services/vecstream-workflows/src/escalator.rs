@@ -1,10 +1,10 @@
 //! [`Escalator`] on Temporal: the stream embedder's way to start long jobs.
 
 use futures::future::BoxFuture;
-use temporalio_client::errors::WorkflowGetResultError;
+use temporalio_client::errors::WorkflowInteractionError;
 use temporalio_client::{
-    Client, WorkflowGetResultOptions, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
-    WorkflowStartOptions,
+    Client, WorkflowCancelOptions, WorkflowDescribeOptions, WorkflowExecutionStatus,
+    WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowStartOptions,
 };
 use tokio::sync::OnceCell;
 use vecstream_config::Config;
@@ -102,28 +102,29 @@ impl Escalator for TemporalEscalator {
         })
     }
 
-    fn settle_large_document(&self, id: String) -> BoxFuture<'_, Result<(), PipelineError>> {
+    fn large_document_closed(&self, id: String) -> BoxFuture<'_, Result<bool, PipelineError>> {
         Box::pin(async move {
             let client = self.client().await?;
-            let result = client
-                .get_workflow_handle::<LargeDocumentWorkflow>(&id)
-                .get_result(WorkflowGetResultOptions::default())
-                .await;
-            match result {
-                // Closed, whatever the outcome, or never started: nothing more will come.
-                Ok(_)
-                | Err(
-                    WorkflowGetResultError::NotFound(_)
-                    | WorkflowGetResultError::Failed(_)
-                    | WorkflowGetResultError::Cancelled { .. }
-                    | WorkflowGetResultError::Terminated { .. }
-                    | WorkflowGetResultError::TimedOut,
-                ) => Ok(()),
-                Err(e) => Err(PipelineError::Escalation {
-                    message: format!("waiting for {id} to close: {e}"),
-                    retryable: true,
-                }),
+            let handle = client.get_workflow_handle::<LargeDocumentWorkflow>(&id);
+            let status = match handle.describe(WorkflowDescribeOptions::default()).await {
+                Ok(d) => d.status(),
+                Err(WorkflowInteractionError::NotFound(_)) => return Ok(true),
+                Err(e) => {
+                    return Err(PipelineError::Escalation {
+                        message: format!("describing {id}: {e}"),
+                        retryable: true,
+                    });
+                }
+            };
+            if status != WorkflowExecutionStatus::Running {
+                return Ok(true);
             }
+            // Superseded by the delete: stop it (idempotent; the activity sees it at its
+            // next heartbeat, and the workflow waits for the activity to stop).
+            if let Err(e) = handle.cancel(WorkflowCancelOptions::default()).await {
+                tracing::warn!(workflow_id = %id, error = %e, "asking a superseded large-document job to stop failed");
+            }
+            Ok(false)
         })
     }
 

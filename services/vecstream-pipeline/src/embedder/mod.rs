@@ -23,7 +23,7 @@ mod decision;
 mod records;
 mod transaction;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -54,6 +54,9 @@ use transaction::Transactions;
 /// Attempts at embedding one batch when the engine's errors can pass (device memory).
 const MAX_EMBED_ATTEMPTS: u32 = 5;
 
+/// How long a partition with a waiting document is held back before it is tried again.
+const HOLD_FOR: Duration = Duration::from_secs(3);
+
 /// The stream embedder; see the module docs.
 pub struct Embedder {
     settings: EmbedderSettings,
@@ -67,6 +70,8 @@ pub struct Embedder {
     state: DedupState,
     metrics: PipelineMetrics,
     escalator: Option<Arc<dyn Escalator>>,
+    /// Documents waiting for Temporal, by (partition, offset): since when.
+    waiting: std::sync::Mutex<HashMap<(i32, i64), Instant>>,
 }
 
 impl std::fmt::Debug for Embedder {
@@ -140,6 +145,7 @@ impl Embedder {
             state: DedupState::bounded(config.embedder.state_max_documents),
             metrics,
             escalator,
+            waiting: Default::default(),
         })
     }
 
@@ -276,20 +282,36 @@ impl Embedder {
             embedded.into_iter().map(|e| e.vector).collect()
         };
 
-        self.escalate(&batch, &mut items, &mut pending, shutdown)
-            .await?;
-        self.settle_deletes(&items, shutdown).await?;
+        // Partitions with a document that must wait (Temporal unreachable, a superseded job
+        // still stopping): left out of this batch's transaction and held back; the others
+        // go on.
+        let mut waiting = self.escalate(&batch, &mut items, &mut pending).await?;
+        waiting.extend(self.settle_deletes(&items).await?);
 
         let next_offsets = next_offsets(items.iter().map(|i| (i.partition, i.offset)));
         let committed_partitions = self
             .member
             .retry_paused(&self.retrier(), "transaction", shutdown, || async {
                 // A rebalance during retries moves partitions away: leave their records out.
-                let assigned = self.member.tracker.snapshot();
+                let mut assigned = self.member.tracker.snapshot();
+                assigned.retain(|p| !waiting.contains(p));
                 self.commit_batch(&items, &vectors, &next_offsets, &assigned)
                     .await
             })
             .await?;
+        for p in &waiting {
+            let first = items
+                .iter()
+                .filter(|i| i.partition == *p)
+                .map(|i| i.offset)
+                .min();
+            if let Some(first) = first {
+                self.member.hold(topics::DOCUMENTS, *p, first, HOLD_FOR)?;
+            }
+        }
+        self.metrics
+            .embedder_waiting_partitions
+            .set(self.member.holding() as i64);
 
         // Committed: the memory follows, and the counters.
         for ((p, id), st) in pending {
@@ -413,23 +435,29 @@ impl Embedder {
     }
 
     /// Starts the job of every escalated document of the batch (idempotent: a re-delivered
-    /// batch finds its jobs started), retrying while Temporal is unreachable. A job Temporal
-    /// refuses for good (a validation error) dead-letters its document: one document never
-    /// stops its partition.
+    /// batch finds its jobs started). A job Temporal refuses for good (a validation error)
+    /// dead-letters its document: one document never stops its partition. While Temporal
+    /// cannot be reached, the document's partition waits (returned: held back, retried),
+    /// for at most `embedder.temporal_max_wait_ms`; then the document is dead-lettered
+    /// (replay it once Temporal is back) and its partition goes on.
     async fn escalate(
         &self,
         batch: &[OwnedMessage],
         items: &mut [Item],
         pending: &mut Pending,
-        shutdown: &watch::Receiver<bool>,
-    ) -> Result<(), PipelineError> {
+    ) -> Result<BTreeSet<i32>, PipelineError> {
+        let mut waiting = BTreeSet::new();
         let Some(escalator) = &self.escalator else {
-            return Ok(());
+            return Ok(waiting);
         };
+        let max_wait = Duration::from_millis(self.settings.temporal_max_wait_ms);
         for (item, m) in items.iter_mut().zip(batch) {
             let Decision::Escalate { doc, tokens, hash } = &item.decision else {
                 continue;
             };
+            if waiting.contains(&item.partition) {
+                continue;
+            }
             let job = LargeDocumentJob {
                 tenant: doc.tenant.clone(),
                 doc_id: doc.id.clone(),
@@ -441,55 +469,67 @@ impl Embedder {
                 tokens: *tokens,
                 traceparent: item.trace.to_string(),
             };
-            let started = self
-                .member
-                .retry_paused(&self.retrier(), "escalate", shutdown, || {
-                    escalator.large_document(job.clone())
-                })
-                .await;
-            let id = match started {
-                Ok(id) => id,
-                Err(e) if e.class().is_retryable() => return Err(e),
-                Err(e) => {
-                    tracing::error!(doc_id = %job.doc_id, tenant = %job.tenant, error = %e, "the large document's job cannot start: dead-lettered");
-                    // The memory forgets the escalation unless a later record of the batch
-                    // changed the document again.
-                    let model_id = &self.engine.info().model_id;
-                    if let Some((key, state)) =
-                        item.decision.state_after(model_id, item.before.as_ref())
-                    {
-                        let slot = (item.partition, key);
-                        if pending.get(&slot) == Some(&state) {
-                            pending.insert(slot, item.before.clone());
-                        }
-                    }
-                    item.decision = source_of(m).dead_letter(
-                        Reason::OverLimits,
-                        format!(
-                            "{} tokens over embedder.large_document_tokens = {}, and its \
-                             large-document job could not start: {e}",
-                            job.tokens, self.settings.large_document_tokens
-                        ),
-                    );
+            let slot = (item.partition, item.offset);
+            let why = match escalator.large_document(job.clone()).await {
+                Ok(id) => {
+                    self.lock_waiting().remove(&slot);
+                    tracing::info!(doc_id = %job.doc_id, tokens = job.tokens, workflow_id = %id, "large document escalated to Temporal");
+                    item.workflow_id = Some(id);
                     continue;
                 }
+                Err(e) if e.class().is_retryable() => {
+                    let since = *self.lock_waiting().entry(slot).or_insert_with(Instant::now);
+                    if since.elapsed() < max_wait {
+                        tracing::warn!(doc_id = %job.doc_id, partition = item.partition, error = %e, waited = ?since.elapsed(), "Temporal unreachable: the large document's partition waits, the others go on");
+                        waiting.insert(item.partition);
+                        continue;
+                    }
+                    format!(
+                        "Temporal unreachable for {} s (embedder.temporal_max_wait_ms); replay \
+                         it once Temporal is back: {e}",
+                        since.elapsed().as_secs()
+                    )
+                }
+                Err(e) => e.to_string(),
             };
-            tracing::info!(doc_id = %job.doc_id, tokens = job.tokens, workflow_id = %id, "large document escalated to Temporal");
-            item.workflow_id = Some(id);
+            self.lock_waiting().remove(&slot);
+            tracing::error!(doc_id = %job.doc_id, tenant = %job.tenant, error = %why, "the large document's job cannot start: dead-lettered");
+            // The memory forgets the escalation unless a later record of the batch changed
+            // the document again.
+            let model_id = &self.engine.info().model_id;
+            if let Some((key, state)) = item.decision.state_after(model_id, item.before.as_ref()) {
+                let slot = (item.partition, key);
+                if pending.get(&slot) == Some(&state) {
+                    pending.insert(slot, item.before.clone());
+                }
+            }
+            item.decision = source_of(m).dead_letter(
+                Reason::OverLimits,
+                format!(
+                    "{} tokens over embedder.large_document_tokens = {}, and its \
+                     large-document job could not start: {why}",
+                    job.tokens, self.settings.large_document_tokens
+                ),
+            );
         }
-        Ok(())
+        self.metrics
+            .embedder_waiting_documents
+            .set(self.lock_waiting().len() as i64);
+        Ok(waiting)
     }
 
-    /// Before deletes are written: waits until every large-document job the memory holds
-    /// for each deleted document is closed, so no job's vectors arrive after the delete.
-    /// Outside the transaction (a long wait must not time it out).
-    async fn settle_deletes(
-        &self,
-        items: &[Item],
-        shutdown: &watch::Receiver<bool>,
-    ) -> Result<(), PipelineError> {
+    fn lock_waiting(&self) -> std::sync::MutexGuard<'_, HashMap<(i32, i64), Instant>> {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Before deletes are written: every large-document job the memory holds for each
+    /// deleted document must be closed, so no job's vectors arrive after the delete. A job
+    /// still running is asked to stop (the delete supersedes it) and the delete's partition
+    /// waits (returned: held back, asked again shortly); the batch's other partitions go on.
+    async fn settle_deletes(&self, items: &[Item]) -> Result<BTreeSet<i32>, PipelineError> {
+        let mut waiting = BTreeSet::new();
         let Some(escalator) = &self.escalator else {
-            return Ok(());
+            return Ok(waiting);
         };
         for item in items {
             let (Decision::Delete { doc_id, tenant, .. }, Some(before)) =
@@ -497,15 +537,25 @@ impl Embedder {
             else {
                 continue;
             };
+            if waiting.contains(&item.partition) {
+                continue;
+            }
             for job in before.pending_jobs(tenant, doc_id) {
-                self.member
-                    .retry_paused(&self.retrier(), "settle_escalation", shutdown, || {
-                        escalator.settle_large_document(job.clone())
-                    })
-                    .await?;
+                match escalator.large_document_closed(job.clone()).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::info!(%doc_id, workflow_id = %job, "the deleted document's job is stopping: its partition waits");
+                        waiting.insert(item.partition);
+                    }
+                    Err(e) if e.class().is_retryable() => {
+                        tracing::warn!(%doc_id, workflow_id = %job, error = %e, "cannot tell whether the deleted document's job is closed: its partition waits");
+                        waiting.insert(item.partition);
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
-        Ok(())
+        Ok(waiting)
     }
 
     /// One transaction: every record of the batch's still-assigned partitions, and their

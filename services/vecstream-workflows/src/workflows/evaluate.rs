@@ -83,12 +83,13 @@ impl LargeDocumentWorkflow {
         input: LargeDocumentInput,
     ) -> WorkflowResult<LargeDocumentResult> {
         let queue = input.gpu_queue.clone();
+        // Cancelled (a delete superseded the document): the workflow closes only once the
+        // activity has stopped, so "closed" means "publishes nothing more".
+        let mut options = heavy(&queue, Duration::from_secs(60));
+        options.cancellation_type =
+            temporalio_sdk::ActivityCancellationType::WaitCancellationCompleted;
         Ok(ctx
-            .execute_activity(
-                JobActivities::embed_large,
-                input,
-                heavy(&queue, Duration::from_secs(60)),
-            )
+            .execute_activity(JobActivities::embed_large, input, options)
             .await?)
     }
 }
