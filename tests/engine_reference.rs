@@ -182,6 +182,22 @@ fn input_order_is_kept_and_batching_does_not_change_vectors() {
     }
 }
 
+#[tokio::test]
+async fn token_ids_outside_the_vocabulary_are_refused_and_the_engine_goes_on() {
+    let engine = engine(Precision::Fp32);
+    let err = engine
+        .embed_tokens(vec![vec![101, 9_999_999, 102]])
+        .await
+        .expect_err("an id past the vocabulary");
+    assert!(err.to_string().contains("outside the vocabulary"), "{err}");
+    // The engine thread is alive: a good sequence still embeds.
+    let ok = engine
+        .embed_tokens(vec![vec![101, 2023, 102]])
+        .await
+        .unwrap();
+    assert_eq!(ok.len(), 1);
+}
+
 #[test]
 fn unavailable_backends_and_precisions_are_clear_errors() {
     let mut cfg = EngineConfig::new(model_dir());

@@ -1,7 +1,9 @@
 //! Temporal down delays only the documents that need it: a large document waits for its
 //! `LargeDocumentWorkflow` while Temporal is stopped, its partition held back, and the
 //! documents of every other partition are embedded meanwhile; once Temporal is back the
-//! large document is escalated and indexed, and its partition catches up.
+//! large document is escalated and indexed, and its partition catches up. Then a delete of
+//! a document whose job is still running asks the job to stop and goes through within
+//! seconds, and the document does not come back.
 //!
 //! Its own test binary: it stops the real Temporal.
 
@@ -161,6 +163,64 @@ async fn a_large_document_waits_for_temporal_without_holding_up_other_partitions
     assert!(
         metrics.contains("vecstream_embedder_waiting_documents 0"),
         "{metrics}"
+    );
+
+    // A delete of a document whose job is still running does not wait for the job to end:
+    // the job is asked to stop, the delete follows within seconds, nothing comes back.
+    let huge = format!("{run}-huge");
+    let huge_body = (0..6_000)
+        .map(|i| format!("Entry {i} of the harbour log records a vessel, its cargo and the tide."))
+        .collect::<Vec<_>>()
+        .join(" ");
+    publisher.publish(&doc(&huge, &huge_body)).await.unwrap();
+    let escalated = wait_for_stage(
+        &mut lineage,
+        &registry,
+        &huge,
+        &["embed:escalated"],
+        &[&embedder, &worker],
+    )
+    .await;
+    let job = escalated
+        .iter()
+        .find_map(|e| e.vecstream.workflow_id.clone())
+        .expect("the escalation names its job");
+    let deleted_at = Instant::now();
+    publisher.publish_tombstone(&run, &huge).await.unwrap();
+    wait_for_stage(
+        &mut lineage,
+        &registry,
+        &huge,
+        &["embed:deleted"],
+        &[&embedder, &worker],
+    )
+    .await;
+    assert!(
+        deleted_at.elapsed() < Duration::from_secs(60),
+        "the delete waited {:?} for the job",
+        deleted_at.elapsed()
+    );
+    // The job was running when the delete came: it was cancelled, not waited for.
+    let described =
+        std::process::Command::new(vecstream_e2e::cache_dir().join("venv/bin/temporal"))
+            .args(["workflow", "describe", "--workflow-id", &job])
+            .args(["--address", "127.0.0.1:7233"])
+            .output()
+            .expect("the temporal CLI runs");
+    assert!(
+        String::from_utf8_lossy(&described.stdout)
+            .to_lowercase()
+            .contains("canceled"),
+        "{}",
+        describe(&described)
+    );
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(
+        chunks_of(&weaviate, &collection, &run, &huge)
+            .await
+            .is_empty(),
+        "the deleted document came back:\n{}",
+        worker.log()
     );
     embedder.stop();
     sink.stop();

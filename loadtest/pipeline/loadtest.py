@@ -17,7 +17,9 @@ engine-only ceiling; the report gives the pipeline's tokens/s as a ratio of it.
 
 --chaos also starts `vecstream run worker` and sends documents over 1,500 tokens to their
 LargeDocumentWorkflow on Temporal, then, every --chaos-every seconds, in turn: SIGKILL and
-restart the embedder; the sink; Weaviate down for 15 s; the worker; Weaviate down with the
+restart the embedder; the sink; Weaviate down for 15 s; the schema registry down for 15 s;
+the worker; the Kafka broker stopped and started again (a broker restart mid-stream: the
+producers buffer, transactions abort or retry, consumers rejoin); Weaviate down with the
 sink killed during the outage (so a sink that commits before its upserts are durable loses
 the batch it was retrying). Whatever the mode, the run ends with a check of Weaviate's
 contents against the expected set and prints a verdict; it ends when every expected effect
@@ -707,30 +709,34 @@ def main():
 
     faults = []
 
-    def weaviate_down(seconds, during=None):
-        subprocess.run([ROOT / "compose/local/stack", "down", "weaviate"], capture_output=True)
+    def service_down(service, seconds, during=None):
+        subprocess.run([ROOT / "compose/local/stack", "down", service], capture_output=True)
         time.sleep(seconds / 2)
         if during:
             during()
         time.sleep(seconds / 2)
-        subprocess.run([ROOT / "compose/local/stack", "up", "weaviate"], capture_output=True)
+        subprocess.run([ROOT / "compose/local/stack", "up", service], capture_output=True)
 
     def restart(kind):
         comps[kind].kill()
         comps[kind].start()
 
     def chaos():
-        schedule = ["embedder", "sink", "weaviate", "worker", "weaviate+sink"]
+        schedule = ["embedder", "sink", "weaviate", "registry", "worker", "kafka",
+                    "weaviate+sink"]
         n = 0
         while not stop.wait(args.chaos_every):
             kind = schedule[n % len(schedule)]
             n += 1
-            if kind == "weaviate":
-                faults.append((time.time() - t0, "weaviate down 15 s"))
-                weaviate_down(15)
+            if kind in ("weaviate", "registry"):
+                faults.append((time.time() - t0, f"{kind} down 15 s"))
+                service_down(kind, 15)
+            elif kind == "kafka":
+                faults.append((time.time() - t0, "kafka broker stopped and restarted"))
+                service_down("kafka", 4)
             elif kind == "weaviate+sink":
                 faults.append((time.time() - t0, "weaviate down 15 s, kill -9 sink during it"))
-                weaviate_down(15, during=lambda: restart("sink"))
+                service_down("weaviate", 15, during=lambda: restart("sink"))
             else:
                 faults.append((time.time() - t0, f"kill -9 {kind}"))
                 restart(kind)

@@ -334,9 +334,16 @@ pub fn start_group_at_end(group: &str, topic: &str) {
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
-    consumer
-        .commit(&end_offsets(&consumer, topic), CommitMode::Sync)
-        .unwrap();
+    // A member of an earlier run (killed) stays in the group until its session times out,
+    // and the broker refuses a commit from outside the group meanwhile.
+    let started = Instant::now();
+    while let Err(e) = consumer.commit(&end_offsets(&consumer, topic), CommitMode::Sync) {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "starting {group} at the end of {topic}: {e}"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
 }
 
 /// Every partition of `topic` at its end offset now.

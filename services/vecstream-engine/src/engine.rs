@@ -322,7 +322,10 @@ impl Worker {
     fn run(mut self, rx: Receiver<Request>) {
         while let Ok(first) = rx.recv() {
             let mut group = vec![first];
-            let deadline = Instant::now() + self.max_wait;
+            let now = Instant::now();
+            let deadline = now
+                .checked_add(self.max_wait)
+                .unwrap_or(now + Duration::from_secs(86_400));
             let mut pending_tokens = group[0].input_len() * 32;
             while pending_tokens < self.batch_tokens {
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -351,11 +354,18 @@ impl Worker {
                 Input::Tokens(seqs) => seqs
                     .into_iter()
                     .map(|ids| {
+                        // Ids past the vocabulary would index past the embedding table
+                        // (a panic on the CPU, a wild read on a GPU).
+                        let vocab = self.tokenizer.inner().get_vocab_size(true);
                         if ids.len() > self.tokenizer.max_len() || ids.is_empty() {
                             Err(EngineError::Unsupported(format!(
                                 "a sequence of {} tokens (limit {})",
                                 ids.len(),
                                 self.tokenizer.max_len()
+                            )))
+                        } else if let Some(bad) = ids.iter().find(|&&id| id as usize >= vocab) {
+                            Err(EngineError::Unsupported(format!(
+                                "token id {bad} outside the vocabulary of {vocab}"
                             )))
                         } else {
                             Ok(Encoded {

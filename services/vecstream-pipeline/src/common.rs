@@ -246,7 +246,7 @@ impl Member {
             }
         }
         let mut deadline: Option<tokio::time::Instant> =
-            (!batch.is_empty()).then(|| tokio::time::Instant::now() + limits.max_wait);
+            (!batch.is_empty()).then(|| later(limits.max_wait));
         loop {
             self.resume_due();
             // With no deadline yet, still wake up now and then: the consumer's wake-up from
@@ -273,7 +273,7 @@ impl Member {
                         estimated_tokens += len / 4 + 2;
                         bytes += len;
                         batch.push(m.detach());
-                        deadline.get_or_insert_with(|| tokio::time::Instant::now() + limits.max_wait);
+                        deadline.get_or_insert_with(|| later(limits.max_wait));
                         if limits.full(batch.len(), estimated_tokens, bytes) {
                             break;
                         }
@@ -310,8 +310,7 @@ impl Member {
         )?;
         // Messages of the partition received meanwhile come again after the seek.
         self.lock_held().retain(|m| m.partition() != partition);
-        self.lock_holds()
-            .insert(partition, tokio::time::Instant::now() + wait);
+        self.lock_holds().insert(partition, later(wait));
         Ok(())
     }
 
@@ -459,6 +458,14 @@ impl Member {
             other => other,
         }
     }
+}
+
+/// `wait` from now, or a day from now for a wait too long to add (a configured value of
+/// years must not panic).
+fn later(wait: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(wait)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400))
 }
 
 /// Per partition: the offset after the last of `offsets` (what a consumer group commits).

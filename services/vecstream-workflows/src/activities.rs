@@ -667,7 +667,7 @@ impl JobActivities {
                 .activity_err()?;
             let mut judged = Vec::with_capacity(suite.len());
             // Chunk hits are folded into a document ranking: enough chunks to fill k documents.
-            let chunk_k = (input.spec.k.max(10) * 5).min(200);
+            let chunk_k = input.spec.k.max(10).saturating_mul(5).min(200);
             for (q, v) in suite.iter().zip(&vectors) {
                 let mut hits = Vec::new();
                 for scope in &scopes {

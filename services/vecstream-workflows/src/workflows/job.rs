@@ -36,7 +36,11 @@ pub(crate) fn update<W: Reviewed>(ctx: &WorkflowContext<W>, f: impl FnOnce(&mut 
 
 /// The review deadline of a review opened now, `timeout_secs` long.
 pub(crate) fn review_deadline<W>(ctx: &WorkflowContext<W>, timeout_secs: u64) -> i64 {
-    now_ms(ctx.workflow_time()) + (timeout_secs as i64).saturating_mul(1000)
+    now_ms(ctx.workflow_time()).saturating_add(
+        i64::try_from(timeout_secs)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1000),
+    )
 }
 
 /// Waits up to `wait` for a review decision; true when one came.

@@ -601,7 +601,7 @@ async fn scan_known(
         else {
             return Ok(());
         };
-        let mut to = (next.done + range).min(next.end);
+        let mut to = next.done.saturating_add(range).min(next.end);
         let also = if next.done < next.first_end {
             // A range never straddles the first end.
             to = to.min(next.first_end);
@@ -699,8 +699,9 @@ async fn await_review(
         if now >= deadline {
             return Ok(());
         }
-        let wait =
-            Duration::from_millis(((deadline - now) as u64).min(input.catch_up_secs.max(1) * 1000));
+        let wait = Duration::from_millis(
+            ((deadline - now) as u64).min(input.catch_up_secs.max(1).saturating_mul(1000)),
+        );
         if !wait_for_review(ctx, wait).await? {
             catch_up(ctx, input, &building(ctx, input)).await?;
             maybe_continue(ctx, input)?;
@@ -723,8 +724,9 @@ async fn await_rollback_or_window_end(
         if now >= deadline {
             return Ok(());
         }
-        let wait =
-            Duration::from_millis(((deadline - now) as u64).min(input.catch_up_secs.max(1) * 1000));
+        let wait = Duration::from_millis(
+            ((deadline - now) as u64).min(input.catch_up_secs.max(1).saturating_mul(1000)),
+        );
         let asked = temporalio_sdk::workflows::select! {
             r = ctx.wait_condition(|s| s.progress.rollback.is_some()) => { r?; true }
             _ = ctx.timer(wait) => false,

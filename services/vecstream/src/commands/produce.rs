@@ -300,8 +300,12 @@ pub async fn run(config: &Config, args: &ProduceArgs) -> anyhow::Result<ExitCode
         .progress_chars("=> "),
     );
     let start = Instant::now();
-    let mut ticker = (args.rate > 0.0).then(|| {
-        let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate));
+    // A rate too high for a period (or not a number) publishes as fast as it can.
+    let period = Duration::try_from_secs_f64(1.0 / args.rate)
+        .ok()
+        .filter(|p| !p.is_zero());
+    let mut ticker = period.map(|period| {
+        let mut t = tokio::time::interval(period);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
     });

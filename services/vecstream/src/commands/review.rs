@@ -90,7 +90,10 @@ async fn wait_for_verdict(
     decision: &ReviewDecision,
     wait_secs: u64,
 ) -> anyhow::Result<Verdict> {
-    let deadline = Instant::now() + Duration::from_secs(wait_secs);
+    let now = Instant::now();
+    let deadline = now
+        .checked_add(Duration::from_secs(wait_secs))
+        .unwrap_or(now + Duration::from_secs(86_400 * 365));
     loop {
         let state: ReviewState = match review_state(client, job, id).await {
             Ok(s) => s,
