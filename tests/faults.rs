@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use vecstream_core::chunk_id;
 use vecstream_e2e::pipeline::{converge_to, doc};
-use vecstream_e2e::{Running, cache_dir, config, describe, require_service, stack, unique};
+use vecstream_e2e::{Running, ServiceDown, cache_dir, config, require_service, unique};
 use vecstream_engine::{Chunker, Engine, EngineConfig};
 use vecstream_kafka::{DocumentPublisher, SchemaRegistry};
 use vecstream_weaviate::{Tenancy, collection_name};
@@ -36,14 +36,6 @@ fn body(i: usize, version: i64) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-struct RestartWeaviate;
-
-impl Drop for RestartWeaviate {
-    fn drop(&mut self) {
-        let _ = stack(&["up", "weaviate"]);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -123,9 +115,7 @@ async fn kills_and_an_outage_leave_exactly_the_expected_chunks() {
     sink = start("sink");
 
     // Weaviate away for 30 s while more documents, updates and deletes arrive.
-    let out = stack(&["down", "weaviate"]);
-    assert!(out.status.success(), "{}", describe(&out));
-    let restart = RestartWeaviate;
+    let restart = ServiceDown::stop("weaviate");
     let outage = Instant::now();
     publish_range(600, DOCS).await;
     for i in (0..DOCS).filter(|i| updated(*i)) {

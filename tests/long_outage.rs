@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use vecstream_core::chunk_id;
 use vecstream_e2e::pipeline::{converge_to, doc};
-use vecstream_e2e::{Running, cache_dir, config, describe, require_service, stack, unique};
+use vecstream_e2e::{Running, ServiceDown, cache_dir, config, require_service, unique};
 use vecstream_engine::{Chunker, Engine, EngineConfig};
 use vecstream_kafka::{DocumentPublisher, SchemaRegistry};
 use vecstream_weaviate::{Tenancy, collection_name};
@@ -28,14 +28,6 @@ fn body(i: usize, version: i64) -> String {
         ["kafka", "vectors", "lineage", "schemas"][i % 4]
     )
     .repeat(if version == 1 { 1 + i % 3 } else { 1 })
-}
-
-struct RestartWeaviate;
-
-impl Drop for RestartWeaviate {
-    fn drop(&mut self) {
-        let _ = stack(&["up", "weaviate"]);
-    }
 }
 
 /// Records of `topic` a read_committed consumer still finds after `group`'s committed
@@ -159,9 +151,7 @@ async fn two_sinks_outlive_a_weaviate_outage_longer_than_the_poll_interval() {
     )
     .await;
 
-    let out = stack(&["down", "weaviate"]);
-    assert!(out.status.success(), "{}", describe(&out));
-    let restart = RestartWeaviate;
+    let restart = ServiceDown::stop("weaviate");
     let outage = Instant::now();
     for i in DOCS / 2..DOCS {
         publish(i, 1).await;

@@ -11,22 +11,9 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use vecstream_core::{Document, topics};
-use vecstream_e2e::{Running, config, describe, require_service, stack, unique, vecstream};
+use vecstream_e2e::{Running, ServiceDown, config, describe, require_service, unique, vecstream};
 use vecstream_kafka::{DocumentPublisher, SchemaRegistry};
 use vecstream_weaviate::{Tenancy, WeaviateClient, collection_name};
-
-struct RestartWeaviate;
-
-impl Drop for RestartWeaviate {
-    fn drop(&mut self) {
-        let out = stack(&["up", "weaviate"]);
-        assert!(
-            out.status.success() || std::thread::panicking(),
-            "restarting weaviate: {}",
-            describe(&out)
-        );
-    }
-}
 
 /// Offsets the sink group committed on the vectors topic, summed over partitions.
 fn committed_total(group: &str) -> i64 {
@@ -92,9 +79,7 @@ fn weaviate_down_is_named_by_status_and_waited_out_by_the_sink() {
     });
     let before = committed_total(&sink_group);
 
-    let out = stack(&["down", "weaviate"]);
-    assert!(out.status.success(), "{}", describe(&out));
-    let _restart = RestartWeaviate;
+    let _restart = ServiceDown::stop("weaviate");
 
     let out = vecstream(&["status", "--timeout", "3"]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));

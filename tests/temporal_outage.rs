@@ -13,16 +13,8 @@ use vecstream_core::topics;
 use vecstream_e2e::pipeline::{
     TopicReader, chunks_of, metrics_text, publisher, start_group_at_end, wait_for_stage,
 };
-use vecstream_e2e::{Running, config, describe, require_service, stack, unique};
+use vecstream_e2e::{Running, ServiceDown, config, describe, require_service, unique};
 use vecstream_weaviate::{Tenancy, WeaviateClient, collection_name};
-
-struct RestartTemporal;
-
-impl Drop for RestartTemporal {
-    fn drop(&mut self) {
-        let _ = stack(&["up", "temporal"]);
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_large_document_waits_for_temporal_without_holding_up_other_partitions() {
@@ -54,9 +46,7 @@ async fn a_large_document_waits_for_temporal_without_holding_up_other_partitions
         ..vecstream_e2e::pipeline::doc(id, 1, body)
     };
 
-    let out = stack(&["down", "temporal"]);
-    assert!(out.status.success(), "{}", describe(&out));
-    let restart = RestartTemporal;
+    let restart = ServiceDown::stop("temporal");
 
     let large = format!("{run}-large");
     let body = (0..60)

@@ -103,6 +103,32 @@ pub fn reindex_progress(sets: &[String], id: &str) -> Option<serde_json::Value> 
 }
 
 /// Runs the stack script.
+/// Stops a service of the stack and starts it again when dropped (also when the test
+/// fails): `let _down = ServiceDown::stop("weaviate");`.
+#[derive(Debug)]
+pub struct ServiceDown(&'static str);
+
+impl ServiceDown {
+    /// Stops `service` (`kafka`, `registry`, `temporal`, `weaviate`).
+    pub fn stop(service: &'static str) -> Self {
+        let out = stack(&["down", service]);
+        assert!(out.status.success(), "{}", describe(&out));
+        Self(service)
+    }
+}
+
+impl Drop for ServiceDown {
+    fn drop(&mut self) {
+        let out = stack(&["up", self.0]);
+        assert!(
+            out.status.success() || std::thread::panicking(),
+            "restarting {}: {}",
+            self.0,
+            describe(&out)
+        );
+    }
+}
+
 pub fn stack(args: &[&str]) -> Output {
     Command::new(repo_root().join("compose/local/stack"))
         .args(args)
