@@ -21,6 +21,10 @@ use crate::{PipelineError, PipelineMetrics};
 #[derive(Debug, Default, Clone)]
 pub(crate) struct AssignmentTracker {
     assigned: Arc<Mutex<BTreeSet<i32>>>,
+    /// Messages received while a batch was retried, for the next batch (see
+    /// [`Member::gather`]); a revoked partition's are dropped with it (its next owner, or
+    /// this member again, reads them from the committed offset).
+    held: Arc<Mutex<VecDeque<OwnedMessage>>>,
     /// `vecstream_pipeline_consumer_lag{component,topic,partition}`, fed by librdkafka's
     /// statistics (`statistics.interval.ms`).
     lag: Option<(prometheus::IntGaugeVec, &'static str)>,
@@ -75,6 +79,11 @@ impl ConsumerContext for AssignmentTracker {
             for e in tpl.elements() {
                 set.remove(&e.partition());
             }
+            let revoked: BTreeSet<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            self.held
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|m| !revoked.contains(&m.partition()));
             tracing::info!(revoked = ?tpl.elements().iter().map(|e| e.partition()).collect::<Vec<_>>(), "partitions revoked");
         }
     }
@@ -136,9 +145,6 @@ impl Retrier<'_> {
 pub(crate) struct Member {
     pub consumer: StreamConsumer<AssignmentTracker>,
     pub tracker: AssignmentTracker,
-    /// Messages received while a batch was retried (from partitions assigned meanwhile,
-    /// which are then paused too): the next `gather` hands them out first, in order.
-    held: Mutex<VecDeque<OwnedMessage>>,
     /// Partitions held back by [`Member::hold`], and when they resume.
     holds: Mutex<BTreeMap<i32, tokio::time::Instant>>,
 }
@@ -214,7 +220,6 @@ impl Member {
         Ok(Self {
             consumer,
             tracker,
-            held: Mutex::default(),
             holds: Mutex::default(),
         })
     }
@@ -354,8 +359,11 @@ impl Member {
         self.holds.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Messages received while a batch was retried (from partitions assigned meanwhile,
+    /// which are then paused too) or left over by the byte budget: the next `gather` hands
+    /// them out first, in order.
     fn lock_held(&self) -> std::sync::MutexGuard<'_, VecDeque<OwnedMessage>> {
-        self.held.lock().unwrap_or_else(|p| p.into_inner())
+        self.tracker.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Polls the consumer until dropped, so that a member whose batch is being retried is

@@ -264,7 +264,9 @@ pub fn decide_batch<'a>(
     rules: Rules<'_>,
 ) -> (Vec<Decided>, Pending) {
     let mut pending = Pending::new();
-    let mut decided = Vec::new();
+    let mut decided: Vec<Decided> = Vec::new();
+    // Escalations decided in this batch, by (partition, record key): where they are.
+    let mut escalated_here: HashMap<(i32, String), usize> = HashMap::new();
     for (source, read) in reads {
         let partition = source.partition;
         let known = |pending: &Pending, key: String| -> Option<DocState> {
@@ -278,7 +280,27 @@ pub fn decide_batch<'a>(
             Read::Tombstone { tenant, doc_id } => known(&pending, record_key(tenant, doc_id)),
             Read::Bad(..) => None,
         };
+        let mut before = before;
         let decision = decide(source, read, before.as_ref(), rules);
+        if let Decision::Delete { doc_id, tenant, .. } = &decision
+            && let Some(at) = escalated_here.remove(&(partition, record_key(tenant, doc_id)))
+        {
+            // Deleted later in the same batch: the escalation is superseded before its job
+            // starts (a job started now would be waited for by this very delete, and the
+            // batch would never commit). Its job is not remembered either.
+            let earlier = &mut decided[at];
+            if let Decision::Escalate { doc, hash, .. } = &earlier.decision {
+                earlier.decision = Decision::Skip {
+                    doc: doc.clone(),
+                    hash: hash.clone(),
+                    why: Skip::StaleAfterDelete,
+                };
+            }
+            before = earlier.before.clone();
+        }
+        if let Decision::Escalate { doc, .. } = &decision {
+            escalated_here.insert((partition, doc.record_key()), decided.len());
+        }
         if let Some((key, state)) = decision.state_after(rules.model_id, before.as_ref()) {
             pending.insert((partition, key), state);
         }

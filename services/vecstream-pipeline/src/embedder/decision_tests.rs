@@ -412,3 +412,47 @@ fn a_batch_sees_its_own_earlier_decisions() {
         (3, hash_of("again").as_str())
     );
 }
+
+#[test]
+fn an_escalation_deleted_later_in_the_same_batch_never_starts_its_job() {
+    let c = chunker(6);
+    let mut r = rules(&c);
+    r.large_document_tokens = Some(10);
+    let mut memory = DedupState::default();
+    memory.insert_partition(3, Default::default());
+    let large = "w ".repeat(12);
+    let reads = vec![
+        (source(), Read::Doc(document("d", 1, &large))),
+        (
+            source(),
+            Read::Tombstone {
+                tenant: "default".into(),
+                doc_id: "d".into(),
+            },
+        ),
+        // Another document's escalation is left alone.
+        (source(), Read::Doc(document("e", 1, &large))),
+    ];
+    let (decided, pending) = decide_batch(reads, &memory, r);
+    let outcomes: Vec<DocOutcome> = decided.iter().map(|d| d.decision.outcome()).collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            DocOutcome::StaleAfterDelete,
+            DocOutcome::Deleted,
+            DocOutcome::Escalated
+        ]
+    );
+    // The delete waits for no job: none was started for the superseded version.
+    let delete = &decided[1];
+    assert!(
+        delete
+            .before
+            .as_ref()
+            .is_none_or(|b| b.pending_jobs("default", "d").is_empty()),
+        "{:?}",
+        delete.before
+    );
+    let after = pending[&(3, "d".to_owned())].as_ref().unwrap();
+    assert!(after.deleted && after.escalated.is_empty(), "{after:?}");
+}

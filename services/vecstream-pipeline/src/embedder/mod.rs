@@ -299,16 +299,22 @@ impl Embedder {
                     .await
             })
             .await?;
-        for p in &waiting {
+        let assigned = self.member.tracker.snapshot();
+        for p in waiting.iter().filter(|p| assigned.contains(p)) {
             let first = items
                 .iter()
                 .filter(|i| i.partition == *p)
                 .map(|i| i.offset)
                 .min();
-            if let Some(first) = first {
-                self.member.hold(topics::DOCUMENTS, *p, first, HOLD_FOR)?;
+            if let Some(first) = first
+                && let Err(e) = self.member.hold(topics::DOCUMENTS, *p, first, HOLD_FOR)
+            {
+                // Revoked meanwhile: its new owner reads from the committed offset anyway.
+                tracing::warn!(partition = p, error = %e, "holding a partition back failed");
             }
         }
+        self.lock_waiting()
+            .retain(|(p, _), _| assigned.contains(p));
         self.metrics
             .embedder_waiting_partitions
             .set(self.member.holding() as i64);

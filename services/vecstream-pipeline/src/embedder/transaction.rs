@@ -20,6 +20,9 @@ pub(super) const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 /// A transactional producer.
 pub(super) struct Transactions {
     producer: FutureProducer,
+    /// A commit librdkafka could not finish but says can be resumed: the next call resumes
+    /// it (the same batch, retried by the caller) instead of aborting it.
+    commit_pending: std::sync::atomic::AtomicBool,
 }
 
 impl Transactions {
@@ -36,7 +39,10 @@ impl Transactions {
                 (TXN_TIMEOUT.as_millis() * 2).to_string(),
             )
             .create()?;
-        let this = Self { producer };
+        let this = Self {
+            producer,
+            commit_pending: Default::default(),
+        };
         this.blocking("init_transactions", |p| p.init_transactions(TXN_TIMEOUT))
             .await?;
         Ok(this)
@@ -49,24 +55,80 @@ impl Transactions {
         what: &'static str,
         call: impl FnOnce(&FutureProducer) -> Result<T, KafkaError> + Send + 'static,
     ) -> Result<T, PipelineError> {
+        self.blocking_raw(what, call)
+            .await?
+            .map_err(|e| txn_error(what, e))
+    }
+
+    /// [`Self::blocking`] keeping librdkafka's error, for the caller to tell resumable,
+    /// abortable and fatal apart.
+    async fn blocking_raw<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        call: impl FnOnce(&FutureProducer) -> Result<T, KafkaError> + Send + 'static,
+    ) -> Result<Result<T, KafkaError>, PipelineError> {
         let producer = self.producer.clone();
         tokio::task::spawn_blocking(move || call(&producer))
             .await
             .map_err(|e| PipelineError::Transaction {
                 retryable: true,
                 message: format!("{what}: {e}"),
-            })?
-            .map_err(|e| txn_error(what, e))
+            })
+    }
+
+    /// Commits the open transaction. A commit librdkafka can resume (a broker restarting
+    /// through all the attempts) is left open and resumed by the next call; one that
+    /// requires an abort is aborted; a fatal error ends the producer.
+    async fn finish_commit(&self) -> Result<(), PipelineError> {
+        use std::sync::atomic::Ordering;
+        let committed = self
+            .blocking_raw("commit_transaction", |p| {
+                retrying_retriable("commit_transaction", || p.commit_transaction(TXN_TIMEOUT))
+            })
+            .await?;
+        match committed {
+            Ok(()) => {
+                self.commit_pending.store(false, Ordering::SeqCst);
+                Ok(())
+            }
+            Err(e) if resumable(&e) => {
+                self.commit_pending.store(true, Ordering::SeqCst);
+                Err(txn_error("commit_transaction (resumed at the next attempt)", e))
+            }
+            Err(e) => {
+                self.commit_pending.store(false, Ordering::SeqCst);
+                if !is_fatal(&e) {
+                    self.abort().await;
+                }
+                Err(txn_error("commit_transaction", e))
+            }
+        }
+    }
+
+    async fn abort(&self) {
+        if let Err(abort) = self
+            .blocking("abort_transaction", |p| p.abort_transaction(TXN_TIMEOUT))
+            .await
+        {
+            tracing::warn!(error = %abort, "abort_transaction failed");
+        }
     }
 
     /// Produces `records` and commits `offsets` for `group` in one transaction; aborts it
-    /// on any failure.
+    /// on a failure before the commit. When the previous call left a resumable commit, this
+    /// call (the caller's retry of that same batch) resumes it instead.
     pub async fn commit(
         &self,
         records: &[OutRecord],
         offsets: &TopicPartitionList,
         group: ConsumerGroupMetadata,
     ) -> Result<(), PipelineError> {
+        if self
+            .commit_pending
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return self.finish_commit().await;
+        }
         self.producer
             .begin_transaction()
             .map_err(|e| txn_error("begin_transaction", e))?;
@@ -100,23 +162,14 @@ impl Transactions {
                     p.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT)
                 })
             })
-            .await?;
-            self.blocking("commit_transaction", |p| {
-                retrying_retriable("commit_transaction", || p.commit_transaction(TXN_TIMEOUT))
-            })
             .await
         }
         .await;
         if let Err(e) = outcome {
-            if let Err(abort) = self
-                .blocking("abort_transaction", |p| p.abort_transaction(TXN_TIMEOUT))
-                .await
-            {
-                tracing::warn!(error = %abort, "abort_transaction failed");
-            }
+            self.abort().await;
             return Err(e);
         }
-        Ok(())
+        self.finish_commit().await
     }
 }
 
@@ -146,8 +199,15 @@ fn retrying_retriable<T>(
     }
 }
 
-/// Errors that end the producer for good: librdkafka's fatal transactional errors, and
-/// being fenced by a newer instance with our transactional id.
+/// A transactional call librdkafka says may be made again as is (and must not be aborted).
+fn resumable(e: &KafkaError) -> bool {
+    matches!(e, KafkaError::Transaction(t)
+        if t.is_retriable() && !t.txn_requires_abort() && !t.is_fatal())
+}
+
+/// Errors that end the producer for good: librdkafka's fatal transactional errors, being
+/// fenced by a newer instance with our transactional id, and a producer whose transaction
+/// state no longer allows the next call (`__CONFLICT`, `__STATE`: restarting is the way out).
 fn is_fatal(e: &KafkaError) -> bool {
     if let KafkaError::Transaction(t) = e
         && t.is_fatal()
@@ -162,6 +222,8 @@ fn is_fatal(e: &KafkaError) -> bool {
                 | RDKafkaErrorCode::ProducerFenced
                 | RDKafkaErrorCode::InvalidProducerEpoch
                 | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+                | RDKafkaErrorCode::Conflict
+                | RDKafkaErrorCode::State
         )
     )
 }
@@ -220,6 +282,8 @@ mod tests {
             RDKafkaErrorCode::Fenced,
             RDKafkaErrorCode::ProducerFenced,
             RDKafkaErrorCode::InvalidProducerEpoch,
+            RDKafkaErrorCode::Conflict,
+            RDKafkaErrorCode::State,
         ] {
             let e = txn_error("commit", KafkaError::MessageProduction(code));
             assert!(!e.class().is_retryable(), "{code:?}: {e}");

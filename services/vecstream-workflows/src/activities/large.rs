@@ -102,6 +102,12 @@ impl JobActivities {
             vectors.extend(embedded.into_iter().map(|e| e.vector));
             ctx.record_heartbeat(vectors.len()).await?;
         }
+        // Last look before publishing: a job cancelled (its document deleted) publishes
+        // nothing, and the heartbeat is what brings the cancellation.
+        ctx.record_heartbeat(vectors.len()).await?;
+        if ctx.is_cancelled() {
+            return Err(ActivityError::cancelled());
+        }
         let model_id = engine.info().model_id.clone();
         let record = vectors_of(&doc, &hash, &chunks, &vectors, &model_id);
         let trace = input
