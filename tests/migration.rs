@@ -578,7 +578,8 @@ async fn a_delete_outlives_queued_large_document_jobs_and_a_replayed_dead_letter
     };
 
     // 1. Two versions escalated while no worker runs: both jobs wait in the queue. Then the
-    //    document is deleted: the delete waits for both jobs to close.
+    //    document is deleted: the delete asks both jobs to stop and waits until they are
+    //    closed (a job that ran first publishes before the delete, never after it).
     let embedder = Running::start("embedder", 19821, &sets, logs.path());
     let sink = Running::start("sink", 19822, &sets, logs.path());
     let v1 = version(1);
@@ -596,7 +597,7 @@ async fn a_delete_outlives_queued_large_document_jobs_and_a_replayed_dead_letter
         &mut lineage,
         &registry,
         &large,
-        &["embed:escalated", "sink:upserted", "sink:deleted"],
+        &["embed:escalated", "embed:deleted", "sink:deleted"],
         &everyone,
     )
     .await;

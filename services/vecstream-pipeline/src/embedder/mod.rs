@@ -313,8 +313,7 @@ impl Embedder {
                 tracing::warn!(partition = p, error = %e, "holding a partition back failed");
             }
         }
-        self.lock_waiting()
-            .retain(|(p, _), _| assigned.contains(p));
+        self.lock_waiting().retain(|(p, _), _| assigned.contains(p));
         self.metrics
             .embedder_waiting_partitions
             .set(self.member.holding() as i64);

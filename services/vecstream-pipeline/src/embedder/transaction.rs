@@ -93,7 +93,10 @@ impl Transactions {
             }
             Err(e) if resumable(&e) => {
                 self.commit_pending.store(true, Ordering::SeqCst);
-                Err(txn_error("commit_transaction (resumed at the next attempt)", e))
+                Err(txn_error(
+                    "commit_transaction (resumed at the next attempt)",
+                    e,
+                ))
             }
             Err(e) => {
                 self.commit_pending.store(false, Ordering::SeqCst);
