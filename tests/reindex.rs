@@ -455,7 +455,7 @@ async fn a_reindex_of_long_documents_on_one_cpu_worker_completes_and_watch_says_
         format!("temporal.cpu_task_queue={run}-cpu"),
         format!("temporal.gpu_task_queue={run}-gpu"),
     ];
-    let worker = Running::start("worker", 19714, &sets, logs.path());
+    let worker = Running::start("worker", 19715, &sets, logs.path());
 
     // Three documents of about 250 KB (some 75,000 tokens, 650 chunks each: under
     // embedder.max_chunks).
