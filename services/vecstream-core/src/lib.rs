@@ -2,12 +2,14 @@
 //!
 //! Nothing here performs I/O; the Kafka, Weaviate and Temporal edges build on these types.
 
+mod display;
 mod error;
 mod ids;
 mod records;
 pub mod topics;
 mod trace;
 
+pub use display::printable;
 pub use error::{Classify, ErrorClass, io_class};
 pub use ids::{
     CHUNK_NAMESPACE, DEFAULT_TENANT, KEY_SEPARATOR, MAX_DOC_ID_BYTES, MAX_RECORD_KEY_BYTES,

@@ -17,7 +17,7 @@ use crate::{KafkaEdgeError, schemas};
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
 /// Schema registry client; cheap to clone (shares its connection pool and cache).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SchemaRegistry {
     base: String,
     http: reqwest::Client,
@@ -47,6 +47,16 @@ struct IdResponse {
 #[derive(Deserialize)]
 struct SchemaResponse {
     schema: String,
+}
+
+/// Names the URL and the user, never the password.
+impl std::fmt::Debug for SchemaRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchemaRegistry")
+            .field("base", &self.base)
+            .field("user", &self.auth.as_ref().map(|(user, _)| user))
+            .finish_non_exhaustive()
+    }
 }
 
 impl SchemaRegistry {
@@ -272,5 +282,24 @@ fn abbreviated(text: &str) -> String {
     match text.char_indices().nth(300) {
         Some((at, _)) => format!("{}...", &text[..at]),
         None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vecstream_config::{RegistryConfig, Secret};
+
+    use super::SchemaRegistry;
+
+    #[test]
+    fn debug_output_names_the_user_never_the_password() {
+        let cfg = RegistryConfig {
+            username: "svc-vecstream".into(),
+            password: Secret::new("s3cr3t-pa55"),
+            ..Default::default()
+        };
+        let shown = format!("{:?}", SchemaRegistry::new(&cfg).unwrap());
+        assert!(shown.contains("svc-vecstream"), "{shown}");
+        assert!(!shown.contains("s3cr3t-pa55"), "{shown}");
     }
 }

@@ -51,11 +51,21 @@ pub struct Hit {
 }
 
 /// Weaviate REST client; cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WeaviateClient {
     base: String,
     http: reqwest::Client,
     api_key: Option<String>,
+}
+
+/// Names the URL and whether an API key is set, never the key.
+impl std::fmt::Debug for WeaviateClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeaviateClient")
+            .field("base", &self.base)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl WeaviateClient {
@@ -759,6 +769,17 @@ fn unexpected(what: &str, message: &str) -> WeaviateError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_api_key() {
+        let cfg = vecstream_config::WeaviateConfig {
+            api_key: vecstream_config::Secret::new("wv-key-123456"),
+            ..Default::default()
+        };
+        let shown = format!("{:?}", WeaviateClient::new(&cfg).unwrap());
+        assert!(!shown.contains("wv-key-123456"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
     use crate::schema::{Property, Tenancy, collection_name};
 
     #[test]

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::Duration;
+use vecstream_core::printable;
 
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
@@ -77,22 +78,21 @@ fn print(e: &Entry, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string(e)?);
     } else {
+        // Every header and the key come from whoever produced the record: printed escaped
+        // (no terminal escape sequence gets through; the tenant separator shows as `\0`).
         println!(
             "{}/{}  {:<14} {:<6} key={} from={}/{}@{}  {}",
             e.partition,
             e.offset,
-            e.reason,
-            e.stage,
-            // The tenant separator U+0000 shown as `\0`.
-            e.key
-                .as_deref()
-                .map_or("-".into(), |k| k.replace('\0', "\\0")),
-            e.source_topic,
+            printable(&e.reason),
+            printable(&e.stage),
+            e.key.as_deref().map_or("-".into(), printable),
+            printable(&e.source_topic),
             e.source_partition
                 .map(|p| p.to_string())
                 .unwrap_or_default(),
             e.source_offset.map(|o| o.to_string()).unwrap_or_default(),
-            e.message
+            printable(&e.message)
         );
     }
     Ok(())

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 use std::time::Duration;
+use vecstream_core::printable;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
@@ -149,7 +150,8 @@ fn print_event(e: &LineageEvent, json: bool) -> anyhow::Result<()> {
     if let Some(err) = &f.error {
         line.push_str(&format!(" error={err:?}"));
     }
-    println!("{line}");
+    // Ids, errors and names come from producers: no escape sequence reaches the terminal.
+    println!("{}", printable(&line));
     Ok(())
 }
 

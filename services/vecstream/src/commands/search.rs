@@ -3,6 +3,7 @@
 //! chunks of the active collection.
 
 use std::process::ExitCode;
+use vecstream_core::printable;
 
 use anyhow::Context;
 use vecstream_config::Config;
@@ -150,11 +151,11 @@ pub async fn run(config: &Config, args: &SearchArgs) -> anyhow::Result<ExitCode>
                 "{:>2}. {:.3}  {} #{}  {}",
                 rank + 1,
                 1.0 - hit.distance,
-                p.get("doc_id").and_then(|d| d.as_str()).unwrap_or("?"),
+                printable(p.get("doc_id").and_then(|d| d.as_str()).unwrap_or("?")),
                 p.get("chunk_index")
                     .map(|c| c.to_string())
                     .unwrap_or_default(),
-                snippet
+                printable(&snippet)
             );
         }
     }
