@@ -156,22 +156,20 @@ async fn a_topic_accepts_only_its_own_subjects_schemas_and_a_registry_that_canno
     let id2 = registry.register(&ours, v2).await.unwrap();
     assert!(consumer.writer_schema(&ours, id2).await.is_ok());
 
-    // A URL that is not the registry's API (a proxy's 404 page, no error_code): retryable,
-    // so the partition pauses instead of dead-lettering the record as unknown_schema.
-    let mut wrong = cfg.registry.clone();
-    wrong.url = "http://127.0.0.1:8081/not-the-api".into();
-    let err = SchemaRegistry::new(&wrong)
-        .unwrap()
-        .writer_schema(&ours, id1)
-        .await
-        .unwrap_err();
-    assert_eq!(err.class(), ErrorClass::Retryable, "{err}");
-    // Nothing listening: retryable too.
-    wrong.url = "http://127.0.0.1:1/apis/ccompat/v7".into();
-    let err = SchemaRegistry::new(&wrong)
-        .unwrap()
-        .writer_schema(&ours, id1)
-        .await
-        .unwrap_err();
-    assert_eq!(err.class(), ErrorClass::Retryable, "{err}");
+    // A URL that is not the registry's API (a proxy's 404 page, no error_code), and nothing
+    // listening: retryable, so the partition pauses instead of dead-lettering the record
+    // as unknown_schema.
+    for url in [
+        "http://127.0.0.1:8081/not-the-api",
+        "http://127.0.0.1:1/apis/ccompat/v7",
+    ] {
+        let mut wrong = cfg.registry.clone();
+        wrong.url = url.into();
+        let err = SchemaRegistry::new(&wrong)
+            .unwrap()
+            .writer_schema(&ours, id1)
+            .await
+            .unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Retryable, "{url}: {err}");
+    }
 }

@@ -345,6 +345,9 @@ impl Worker {
         // Tokenise every request; a request that fails tokenisation fails alone.
         let mut items: Vec<(Slot, Encoded)> = Vec::new();
         let mut replies = Vec::with_capacity(group.len());
+        // Ids past the vocabulary would index past the embedding table (a panic on the
+        // CPU, a wild read on a GPU).
+        let vocab = self.tokenizer.inner().get_vocab_size(true);
         for (ri, req) in group.into_iter().enumerate() {
             let encoded = match req.input {
                 Input::Texts(texts) => {
@@ -354,9 +357,6 @@ impl Worker {
                 Input::Tokens(seqs) => seqs
                     .into_iter()
                     .map(|ids| {
-                        // Ids past the vocabulary would index past the embedding table
-                        // (a panic on the CPU, a wild read on a GPU).
-                        let vocab = self.tokenizer.inner().get_vocab_size(true);
                         if ids.len() > self.tokenizer.max_len() || ids.is_empty() {
                             Err(EngineError::Unsupported(format!(
                                 "a sequence of {} tokens (limit {})",

@@ -23,8 +23,12 @@ pub struct SchemaRegistry {
     http: reqwest::Client,
     auth: Option<(String, String)>,
     by_id: Arc<RwLock<HashMap<u32, Arc<Schema>>>>,
-    /// Per subject: the versions read so far and the schema ids they have.
+    /// Per subject: the versions read so far and the schema ids they have (held while the
+    /// registry is asked, so one listing serves every record that waits for it).
     subjects: Arc<tokio::sync::Mutex<HashMap<String, SubjectIds>>>,
+    /// Per subject: the schema ids known to be its own, read without waiting on
+    /// `subjects` (every record's lookup; a listing only for an id not seen yet).
+    accepted: Arc<RwLock<HashMap<String, BTreeSet<u32>>>>,
 }
 
 #[derive(Debug, Default)]
@@ -77,6 +81,7 @@ impl SchemaRegistry {
             auth,
             by_id: Default::default(),
             subjects: Default::default(),
+            accepted: Default::default(),
         })
     }
 
@@ -161,6 +166,15 @@ impl SchemaRegistry {
         subject: &str,
         id: u32,
     ) -> Result<Arc<Schema>, KafkaEdgeError> {
+        let known_here = self
+            .accepted
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(subject)
+            .is_some_and(|ids| ids.contains(&id));
+        if known_here {
+            return self.schema_by_id(id).await;
+        }
         let mut subjects = self.subjects.lock().await;
         let known = subjects.entry(subject.to_owned()).or_default();
         if !known.ids.contains(&id) {
@@ -195,6 +209,10 @@ impl SchemaRegistry {
                 known.ids.insert(v.id);
             }
         }
+        self.accepted
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(subject.to_owned(), known.ids.clone());
         if !known.ids.contains(&id) {
             return Err(KafkaEdgeError::NotInSubject {
                 id,
