@@ -209,8 +209,13 @@ fn job_commands_document_their_flags_and_reject_bad_input() {
         (vec!["reindex", "status"], vec!["--watch", "--json"]),
         (
             vec!["review", "approve"],
-            vec!["--reviewer", "--comment", "--wait-secs"],
+            vec!["--key", "--reviewer", "--comment", "--wait-secs"],
         ),
+        (
+            vec!["review", "sign"],
+            vec!["--decision", "--review-id", "--key", "--comment"],
+        ),
+        (vec!["review", "keygen"], vec!["--name", "--out"]),
         (
             vec!["finetune", "start"],
             vec![
@@ -238,9 +243,42 @@ fn job_commands_document_their_flags_and_reject_bad_input() {
             assert!(text.contains(f), "{cmd:?} --help lacks {f}");
         }
     }
-    // A reviewer is required; a missing model directory is named.
-    let out = vecstream(&["review", "approve", "reindex-x"]);
-    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    // A review is signed: without a key the command says how to make one; a key file
+    // others can read is refused; the name checked with --reviewer must be the key's.
+    let out = Command::new(vecstream_e2e::vecstream_bin())
+        .args(["review", "approve", "reindex-x"])
+        .env_remove("VECSTREAM_REVIEW_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("vecstream review keygen"),
+        "{}",
+        describe(&out)
+    );
+    let keys = tempfile::tempdir().unwrap();
+    let exposed = keys.path().join("exposed.key");
+    let exposed_s = exposed.to_string_lossy().into_owned();
+    let made = vecstream(&["review", "keygen", "--name", "ana", "--out", &exposed_s]);
+    assert!(made.status.success(), "{}", describe(&made));
+    assert!(String::from_utf8_lossy(&made.stdout).starts_with("ed25519:"));
+    let again = vecstream(&["review", "keygen", "--name", "ana", "--out", &exposed_s]);
+    assert!(!again.status.success(), "a key file is never overwritten");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&exposed, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = vecstream(&["review", "approve", "reindex-x", "--key", &exposed_s]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("chmod 600"),
+        "{}",
+        describe(&out)
+    );
+    let out = vecstream(&["review", "approve", "reindex-x", "--reviewer", "ana"]);
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("e2e's"),
+        "{}",
+        describe(&out)
+    );
     // No backend runs bf16: refused before anything starts, not by a failing scan later.
     let out = vecstream(&[
         "reindex",
@@ -257,7 +295,7 @@ fn job_commands_document_their_flags_and_reject_bad_input() {
         describe(&out)
     );
     // A review of a job Temporal does not know names it and fails (the real server).
-    let out = vecstream(&["review", "approve", "no-such-job", "--reviewer", "ana"]);
+    let out = vecstream(&["review", "approve", "no-such-job", "--reviewer", "e2e"]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("no-such-job"),

@@ -258,6 +258,13 @@ async fn finetune_resumes_after_a_crash_is_not_worse_and_registers_a_usable_mode
         .find(|m| m["model_id"] == model_id.as_str())
         .unwrap_or_else(|| panic!("{model_id} not listed: {listed}"));
     assert_eq!(manifest["reviewer"], "e2e");
+    // The manifest names the key that signed the approval.
+    assert!(
+        manifest["reviewer_key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("SHA256:")),
+        "{manifest}"
+    );
     assert_eq!(manifest["job"], wf.as_str());
 
     // 4. `vecstream embed --model <new id>`: the adapted vectors, under the new model id.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use vecstream_e2e::pipeline::{eventually, publisher, tenant_doc_ids};
 use vecstream_e2e::{
     Running, cache_dir, cli_ok as cli, config, describe, reindex_progress, require_service, unique,
-    vecstream,
+    vecstream, with_sets,
 };
 use vecstream_weaviate::{Tenancy, WeaviateClient, collection_name};
 
@@ -59,6 +59,9 @@ async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
         "embedder.group_id=e2e-reindex-embedder".to_owned(),
         "embedder.transactional_id=e2e-reindex-txn".to_owned(),
         "sink.group_id=e2e-reindex-sink".to_owned(),
+        // Four-eyes: whoever started a job (the tests sign starts with key `e2e`) cannot
+        // approve it.
+        "review.four_eyes=true".to_owned(),
     ];
     let embedder = Running::start("embedder", 19711, &sets, logs.path());
     let sink = Running::start("sink", 19712, &sets, logs.path());
@@ -232,20 +235,57 @@ async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
         "{text}"
     );
 
-    // 4. Approve: the alias moves; every document, including those produced during the
-    //    reindex, is in the new collection.
-    cli(
+    // 4. Approve, signed: the starter's own approval (four-eyes) and a key the worker does
+    //    not trust are refused, recorded, and the job keeps waiting; a second reviewer's is
+    //    accepted. Then the alias moves; every document, including those produced during
+    //    the reindex, is in the new collection.
+    let keys = vecstream_e2e::review_keys();
+    let refused = |key: &std::path::Path, code: &str| {
+        let key = key.to_string_lossy().into_owned();
+        let out = vecstream(&with_sets(
+            &sets,
+            &["review", "approve", &wf, "--key", &key],
+        ));
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !out.status.success() && stderr.contains(code),
+            "{}",
+            describe(&out)
+        );
+    };
+    refused(&keys.key, "four_eyes_self_approval");
+    refused(&keys.outsider, "unknown_key");
+    let p = progress(&sets, &wf);
+    assert_eq!(p["phase"], "awaiting_review", "still waiting: {p}");
+    assert!(p["review"].is_null(), "{p}");
+    let codes: Vec<&str> = p["refused_reviews"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["four_eyes_self_approval", "unknown_key"], "{p}");
+    let second = keys.second.to_string_lossy().into_owned();
+    let accepted = cli(
         &sets,
         &[
             "review",
             "approve",
             &wf,
+            "--key",
+            &second,
             "--reviewer",
-            "e2e",
+            "e2e-second",
             "--comment",
             "looks good",
         ],
     );
+    assert!(accepted.contains("accepted the review"), "{accepted}");
+    let p = progress(&sets, &wf);
+    assert_eq!(p["review"]["reviewer"], "e2e-second", "{p}");
+    let fingerprint = p["review"]["key_fingerprint"].as_str().unwrap().to_owned();
+    assert!(fingerprint.starts_with("SHA256:"), "{p}");
+    assert!(accepted.contains(&fingerprint), "{accepted}");
     let target = p["target_collection"].as_str().unwrap().to_owned();
     eventually("the alias on the new collection", &[&worker], || async {
         (weaviate.resolve_alias(&alias).await.ok()?? == target).then_some(())
@@ -352,6 +392,8 @@ async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
         "progress",
     ]);
     assert!(queried.contains("awaiting_review"), "{queried}");
+    // An unsigned signal from the stock CLI (what the README used to show) is refused and
+    // recorded; the job keeps waiting.
     stock(&[
         "workflow",
         "signal",
@@ -360,8 +402,43 @@ async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
         "--name",
         "review",
         "--input",
-        r#"{"approve": false, "reviewer": "stock-cli", "comment": "worse"}"#,
+        r#"{"approve": true, "reviewer": "stock-cli", "comment": "trust me"}"#,
     ]);
+    let p = eventually("the unsigned signal refused", &[&worker], || async {
+        let p = progress(&sets, &rejected);
+        (p["refused_reviews"].as_array()?.len() == 1).then_some(p)
+    })
+    .await;
+    assert_eq!(p["refused_reviews"][0]["code"], "unsigned", "{p}");
+    assert_eq!(p["phase"], "awaiting_review", "{p}");
+    assert!(p["review"].is_null(), "{p}");
+    // A signed decision through the stock CLI's update: `vecstream review sign` makes the
+    // payload (rejecting one's own job passes four-eyes).
+    let payload = cli(
+        &sets,
+        &[
+            "review",
+            "sign",
+            &rejected,
+            "--decision",
+            "reject",
+            "--comment",
+            "worse",
+        ],
+    );
+    let answer = stock(&[
+        "workflow",
+        "update",
+        "execute",
+        "--workflow-id",
+        &rejected,
+        "--name",
+        "review",
+        "--input",
+        payload.trim(),
+    ]);
+    let compact: String = answer.split_whitespace().collect();
+    assert!(compact.contains(r#""accepted":true"#), "{answer}");
     eventually("the rejected collection dropped", &[&worker], || async {
         (!weaviate
             .collection_exists(&rejected_collection)
@@ -377,7 +454,8 @@ async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
     })
     .await;
     assert!(p["runs"].as_u64().unwrap() > 1, "continued as new: {p}");
-    assert_eq!(p["review"]["reviewer"], "stock-cli");
+    assert_eq!(p["review"]["reviewer"], "e2e", "{p}");
+    assert_eq!(p["review"]["approve"], false, "{p}");
     assert_eq!(
         weaviate.resolve_alias(&alias).await.unwrap(),
         Some(live.clone())

@@ -74,6 +74,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -668,6 +669,16 @@ def main():
         # A model of the run's own (no other alias shares its collection), so the check can
         # see the previous collection dropped when the rollback window closes.
         sets.append("engine.max_seq_length=192")
+    if args.migrate:
+        # Reviews are signed: a key of the run's own, which its worker trusts.
+        key_dir = pathlib.Path(tempfile.mkdtemp(prefix="loadtest-keys-"))
+        keygen = subprocess.run([args.vecstream, "review", "keygen", "--name", "loadtest",
+                                 "--out", str(key_dir / "loadtest.key")], capture_output=True, text=True)
+        if keygen.returncode != 0:
+            raise SystemExit(f"vecstream review keygen failed: {keygen.stderr}")
+        (key_dir / "authorized_keys").write_text(keygen.stdout)
+        sets += [f"review.key={key_dir / 'loadtest.key'}",
+                 f"review.authorized_keys={key_dir / 'authorized_keys'}"]
     if args.broken_sink and not args.sink_vecstream:
         raise SystemExit("--broken-sink needs --sink-vecstream (run.sh builds it)")
     binaries = {"embedder": args.vecstream, "sink": args.sink_vecstream or args.vecstream,

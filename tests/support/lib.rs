@@ -62,9 +62,65 @@ pub fn vecstream_bin() -> PathBuf {
     bin
 }
 
+/// The test reviewers' keys, made once per test process with `vecstream review keygen`:
+/// `e2e` (what every `vecstream` command of the tests signs with) and `e2e-second`; the
+/// workers the tests start trust both (`authorized`), `outsider` is trusted by none.
+#[derive(Debug)]
+pub struct ReviewKeys {
+    pub key: PathBuf,
+    pub second: PathBuf,
+    pub outsider: PathBuf,
+    pub authorized: PathBuf,
+}
+
+pub fn review_keys() -> &'static ReviewKeys {
+    static KEYS: std::sync::OnceLock<ReviewKeys> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let dir = std::env::temp_dir().join(unique("vecstream-e2e-keys-"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let keygen = |name: &str| {
+            let path = dir.join(format!("{name}.key"));
+            let out = Command::new(vecstream_bin())
+                .args(["review", "keygen", "--name", name, "--out"])
+                .arg(&path)
+                .output()
+                .expect("vecstream runs");
+            assert!(out.status.success(), "keygen {name}: {}", describe(&out));
+            (path, String::from_utf8(out.stdout).unwrap())
+        };
+        let (key, first) = keygen("e2e");
+        let (second, second_line) = keygen("e2e-second");
+        let (outsider, _) = keygen("outsider");
+        let authorized = dir.join("authorized_keys");
+        std::fs::write(
+            &authorized,
+            format!("# e2e reviewers\n{first}{second_line}"),
+        )
+        .unwrap();
+        ReviewKeys {
+            key,
+            second,
+            outsider,
+            authorized,
+        }
+    })
+}
+
+/// `cmd` with the test reviewers' keys (unless the test's environment sets its own).
+fn with_review_keys(cmd: &mut Command) -> &mut Command {
+    let keys = review_keys();
+    if std::env::var_os("VECSTREAM_REVIEW_KEY").is_none() {
+        cmd.env("VECSTREAM_REVIEW_KEY", &keys.key);
+    }
+    if std::env::var_os("VECSTREAM_REVIEW_AUTHORIZED_KEYS").is_none() {
+        cmd.env("VECSTREAM_REVIEW_AUTHORIZED_KEYS", &keys.authorized);
+    }
+    cmd
+}
+
 /// Runs `vecstream` with `args` and returns its output.
 pub fn vecstream(args: &[&str]) -> Output {
-    Command::new(vecstream_bin())
+    with_review_keys(&mut Command::new(vecstream_bin()))
         .args(args)
         .env("VECSTREAM_TELEMETRY_LOG_LEVEL", "warn")
         .output()
@@ -171,6 +227,7 @@ impl Running {
         let log = log_dir.join(format!("{component}-{port}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(vecstream_bin());
+        with_review_keys(&mut cmd);
         cmd.args(["--metrics-addr", &format!("127.0.0.1:{port}")]);
         for s in sets {
             cmd.args(["--set", s]);

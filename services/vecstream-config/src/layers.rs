@@ -112,6 +112,44 @@ impl Config {
         Ok((config, sources))
     }
 
+    /// The credentials configured for an endpoint that would carry them unencrypted
+    /// (`http://`, Kafka `plaintext`/`sasl_plaintext`), one sentence each: every process
+    /// logs them once at start.
+    pub fn plaintext_credentials(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let protocol = self.kafka.security_protocol.to_lowercase();
+        if !self.kafka.sasl_password.is_empty() && !protocol.ends_with("ssl") {
+            out.push(format!(
+                "kafka.sasl_password is set but kafka.security_protocol is {protocol}: the \
+                 SASL exchange with the brokers is not encrypted (use sasl_ssl)"
+            ));
+        }
+        let plain = |url: &str| url.starts_with("http://");
+        if !self.registry.password.is_empty() && plain(&self.registry.url) {
+            out.push(format!(
+                "registry.password is set but registry.url is {}: basic auth goes out \
+                 unencrypted (use https://)",
+                self.registry.url
+            ));
+        }
+        if !self.weaviate.api_key.is_empty() && plain(&self.weaviate.url) {
+            out.push(format!(
+                "weaviate.api_key is set but weaviate.url is {}: the key goes out \
+                 unencrypted (use https://)",
+                self.weaviate.url
+            ));
+        }
+        if !self.temporal.api_key.is_empty() && !self.temporal.tls && plain(&self.temporal.address)
+        {
+            out.push(format!(
+                "temporal.api_key is set but temporal.address is {} without temporal.tls: the \
+                 key goes out unencrypted",
+                self.temporal.address
+            ));
+        }
+        out
+    }
+
     /// Every key with its environment variable, in file order.
     pub fn env_keys() -> Vec<(String, String)> {
         let defaults = Value::try_from(Config::default()).expect("defaults serialise");
@@ -409,5 +447,51 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(Config::load(&opts), Err(ConfigError::Read { .. })));
+    }
+
+    #[test]
+    fn credentials_on_plaintext_endpoints_are_named() {
+        let c = load(None, &[], &[]).unwrap();
+        assert!(
+            c.plaintext_credentials().is_empty(),
+            "no credential, nothing to say"
+        );
+        let c = load(
+            None,
+            &[
+                ("VECSTREAM_KAFKA_SASL_PASSWORD", "s3cret"),
+                ("VECSTREAM_KAFKA_SECURITY_PROTOCOL", "sasl_plaintext"),
+                ("VECSTREAM_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+                ("VECSTREAM_REGISTRY_PASSWORD", "s3cret"),
+                ("VECSTREAM_WEAVIATE_API_KEY", "k"),
+                ("VECSTREAM_TEMPORAL_API_KEY", "k"),
+            ],
+            &[],
+        )
+        .unwrap();
+        let warnings = c.plaintext_credentials();
+        assert_eq!(warnings.len(), 4, "{warnings:?}");
+        for key in [
+            "kafka.sasl_password",
+            "registry.password",
+            "weaviate.api_key",
+            "temporal.api_key",
+        ] {
+            assert!(warnings.iter().any(|w| w.starts_with(key)), "{key}");
+        }
+        assert!(!warnings.iter().any(|w| w.contains("s3cret")));
+        let c = load(
+            None,
+            &[
+                ("VECSTREAM_KAFKA_SASL_PASSWORD", "s3cret"),
+                ("VECSTREAM_KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+                ("VECSTREAM_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+                ("VECSTREAM_WEAVIATE_API_KEY", "k"),
+                ("VECSTREAM_WEAVIATE_URL", "https://weaviate.example.com"),
+            ],
+            &[],
+        )
+        .unwrap();
+        assert!(c.plaintext_credentials().is_empty());
     }
 }

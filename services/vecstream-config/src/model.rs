@@ -24,6 +24,25 @@ pub struct Config {
     pub embedder: EmbedderSettings,
     /// The Weaviate sink (`vecstream run sink`).
     pub sink: SinkSettings,
+    /// Signed reviews: the keys workers trust, and the key this process signs with.
+    pub review: ReviewSettings,
+}
+
+/// Signed reviews. A `review` counts only when signed by a key the worker trusts; the
+/// worker reads `authorized_keys` at every review, so adding or removing a key needs no
+/// restart.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReviewSettings {
+    /// Worker: file of trusted reviewer public keys, one `ed25519:<base64> <name>` per line
+    /// (`vecstream review keygen` prints one). Empty: no review is taken.
+    pub authorized_keys: String,
+    /// Worker: an approval must come from another key than the one that signed the job's
+    /// start (so the job must be started with a key).
+    pub four_eyes: bool,
+    /// CLI, embedder: this process's secret key file (mode 0600): it signs `review
+    /// approve|reject` and the starts of reindex and fine-tuning jobs.
+    pub key: String,
 }
 
 /// The embedding engine (`vecstream embed` and the embedder).

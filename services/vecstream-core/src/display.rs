@@ -42,3 +42,59 @@ mod tests {
         assert_eq!(printable("abc\u{202e}fed"), "abc\\u{202e}fed");
     }
 }
+
+/// Checks that `name` (a workflow id, model version name or job name) is one plain path
+/// component, so a directory built from it stays inside its parent: not empty, not `.` or
+/// `..`, no `/`, `\` or control characters, at most 255 bytes. Returns it, or why not.
+pub fn path_component(name: &str) -> Result<&str, String> {
+    if name.is_empty() || name.len() > 255 {
+        return Err(format!(
+            "{:?} is not a usable name: 1 to 255 bytes, not {}",
+            printable(name),
+            name.len()
+        ));
+    }
+    if name == "."
+        || name == ".."
+        || name.contains(['/', '\\'])
+        || name.chars().any(char::is_control)
+    {
+        return Err(format!(
+            "{:?} cannot name a directory: it must not be . or .., nor contain /, \\ or control \
+             characters",
+            printable(name)
+        ));
+    }
+    Ok(name)
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::path_component;
+
+    #[test]
+    fn names_that_would_leave_their_directory_are_refused() {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/../../b",
+            "a\\b",
+            "/abs",
+            "a\nb",
+            "a\0b",
+        ] {
+            assert!(path_component(bad).is_err(), "{bad:?}");
+        }
+        let long = "x".repeat(256);
+        assert!(path_component(&long).is_err());
+        for good in [
+            "finetune-all-MiniLM-L6-v2-1a2b-0123",
+            "..hidden-but-plain",
+            "v1.2",
+        ] {
+            assert_eq!(path_component(good), Ok(good));
+        }
+    }
+}

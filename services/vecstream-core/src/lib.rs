@@ -9,7 +9,7 @@ mod records;
 pub mod topics;
 mod trace;
 
-pub use display::printable;
+pub use display::{path_component, printable};
 pub use error::{Classify, ErrorClass, io_class};
 pub use ids::{
     CHUNK_NAMESPACE, DEFAULT_TENANT, KEY_SEPARATOR, MAX_DOC_ID_BYTES, MAX_RECORD_KEY_BYTES,

@@ -169,6 +169,13 @@ pub struct VecstreamFacet {
     /// The document's tenant: with `doc_id`, its identity (None on run events).
     #[serde(default)]
     pub tenant: Option<String>,
+    /// Run events that follow a review (approved, rejected): the reviewer, as the worker's
+    /// trusted keys name the signing key.
+    #[serde(default)]
+    pub reviewer: Option<String>,
+    /// ... and that key's fingerprint (`SHA256:...`).
+    #[serde(default)]
+    pub reviewer_key: Option<String>,
 }
 
 #[cfg(test)]

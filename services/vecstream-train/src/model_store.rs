@@ -34,6 +34,10 @@ pub struct Manifest {
     /// Who approved it.
     #[serde(default)]
     pub reviewer: Option<String>,
+    /// Fingerprint (`SHA256:...`) of the key that signed the approval: the reviewer's name
+    /// is what the workers' trusted keys call that key.
+    #[serde(default)]
+    pub reviewer_key: Option<String>,
     /// Training settings and results, as the job reported them.
     #[serde(default)]
     pub training: serde_json::Value,
@@ -105,9 +109,11 @@ impl ModelStore {
         if path.join("config.json").exists() {
             return Ok(path.to_path_buf());
         }
-        let named = self.root.join(model);
-        if !model.is_empty() && !model.contains('/') && named.join("config.json").exists() {
-            return Ok(named);
+        if let Ok(name) = vecstream_core::path_component(model) {
+            let named = self.root.join(name);
+            if named.join("config.json").exists() {
+                return Ok(named);
+            }
         }
         let versions = self.list();
         if let Some(m) = versions.iter().find(|m| m.model_id == model) {
@@ -137,7 +143,7 @@ impl ModelStore {
         base_dir: &Path,
         adapter: &Adapter,
     ) -> Result<PathBuf, EngineError> {
-        let dir = self.root.join(STAGING).join(name);
+        let dir = self.root.join(STAGING).join(self.component(name)?);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| EngineError::io(&dir, &e))?;
         }
@@ -149,8 +155,9 @@ impl ModelStore {
     /// Moves staged candidate `manifest.name` into the store with its manifest; returns its
     /// directory. Idempotent: a version already registered under the same model id is kept.
     pub fn register(&self, manifest: &Manifest) -> Result<PathBuf, EngineError> {
-        let dest = self.root.join(&manifest.name);
-        let staged = self.root.join(STAGING).join(&manifest.name);
+        let name = self.component(&manifest.name)?;
+        let dest = self.root.join(name);
+        let staged = self.root.join(STAGING).join(name);
         if let Ok(text) = std::fs::read_to_string(dest.join(MANIFEST_FILE)) {
             let existing: Manifest =
                 serde_json::from_str(&text).map_err(|e| store_err(&dest, e))?;
@@ -171,9 +178,15 @@ impl ModelStore {
         Ok(dest)
     }
 
+    /// `name` as a directory name of the store: one plain component (a `../` in a version
+    /// name would write outside the store).
+    fn component<'a>(&self, name: &'a str) -> Result<&'a str, EngineError> {
+        vecstream_core::path_component(name).map_err(|m| store_err(&self.root, m))
+    }
+
     /// Removes a staged candidate (after a rejection).
     pub fn discard(&self, name: &str) -> Result<(), EngineError> {
-        let dir = self.root.join(STAGING).join(name);
+        let dir = self.root.join(STAGING).join(self.component(name)?);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| EngineError::io(&dir, &e))?;
         }
@@ -205,6 +218,7 @@ mod tests {
             job: "finetune-x".into(),
             created_ms: 1,
             reviewer: Some("ops".into()),
+            reviewer_key: Some("SHA256:x".into()),
             training: serde_json::Value::Null,
             evaluation: serde_json::Value::Null,
         };
@@ -217,5 +231,30 @@ mod tests {
         let err = store.resolve("other").unwrap_err().to_string();
         assert!(err.contains("m-ft-1-abcd1234"), "{err}");
         std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn version_names_cannot_leave_the_store() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = ModelStore::new(tmp.path().join("store"));
+        std::fs::create_dir_all(tmp.path().join("store")).unwrap();
+        // A model directory right outside the store: `..` must not resolve to it.
+        std::fs::write(tmp.path().join("config.json"), "{}").unwrap();
+        assert!(store.resolve("..").is_err());
+        assert!(store.discard("../../victim").is_err());
+        let manifest = Manifest {
+            name: "../escaped".into(),
+            model_id: "m".into(),
+            base_model_id: "b".into(),
+            base_dir: String::new(),
+            job: "j".into(),
+            created_ms: 0,
+            reviewer: None,
+            reviewer_key: None,
+            training: serde_json::Value::Null,
+            evaluation: serde_json::Value::Null,
+        };
+        let err = store.register(&manifest).unwrap_err().to_string();
+        assert!(err.contains("cannot name a directory"), "{err}");
     }
 }

@@ -178,6 +178,63 @@ pub(crate) async fn timed<T>(
     result
 }
 
+/// The body of `review.check` (see [`JobActivities::check_review`]).
+fn review_check(
+    settings: &vecstream_config::ReviewSettings,
+    input: &ReviewCheckInput,
+) -> ReviewCheck {
+    use crate::signing::{Keyring, Refusal, ReviewContext, check_review};
+    let keyring = if settings.authorized_keys.is_empty() {
+        Err(Refusal::NoKeyring(
+            "review.authorized_keys is not set on this worker".into(),
+        ))
+    } else {
+        Keyring::load(std::path::Path::new(&settings.authorized_keys))
+            .map_err(|e| Refusal::NoKeyring(e.to_string()))
+    };
+    let checked = keyring.and_then(|keys| {
+        check_review(
+            &keys,
+            &input.request,
+            ReviewContext {
+                workflow_id: &input.workflow_id,
+                review_id: &input.review_id,
+                starter: input.started_by.as_ref(),
+                four_eyes: settings.four_eyes,
+            },
+        )
+    });
+    match checked {
+        Ok(v) => {
+            tracing::info!(
+                workflow_id = %input.workflow_id,
+                reviewer = %v.reviewer,
+                key = %v.key_fingerprint,
+                approve = v.approve,
+                "review signature verified"
+            );
+            ReviewCheck::Accepted(crate::types::ReviewDecision {
+                approve: v.approve,
+                reviewer: v.reviewer,
+                comment: v.comment,
+                key_fingerprint: v.key_fingerprint,
+            })
+        }
+        Err(refusal) => {
+            tracing::warn!(
+                workflow_id = %input.workflow_id,
+                code = refusal.code(),
+                reason = %refusal,
+                "review refused"
+            );
+            ReviewCheck::Refused {
+                code: refusal.code().to_owned(),
+                reason: refusal.to_string(),
+            }
+        }
+    }
+}
+
 impl JobActivities {
     pub(crate) fn config(&self) -> &Config {
         &self.config
@@ -592,6 +649,12 @@ impl JobActivities {
                     target_collection: input.collection.clone(),
                     workflow_id: Some(input.workflow_id.clone()),
                     error: input.error.clone(),
+                    reviewer: input.review.as_ref().map(|r| r.reviewer.clone()),
+                    reviewer_key: input
+                        .review
+                        .as_ref()
+                        .map(|r| r.key_fingerprint.clone())
+                        .filter(|k| !k.is_empty()),
                     ..Default::default()
                 },
             };
@@ -600,6 +663,23 @@ impl JobActivities {
                 .activity_err()
         })
         .await
+    }
+
+    /// Checks a `review` payload against the keys this worker trusts
+    /// (`review.authorized_keys`, read again at every review so a key change needs no
+    /// restart) and its four-eyes rule. Never fails: a review it cannot check is refused,
+    /// with the reason.
+    #[activity(name = "review.check")]
+    pub async fn check_review(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: ReviewCheckInput,
+    ) -> Result<ReviewCheck, ActivityError> {
+        let settings = self.config.review.clone();
+        let checked = tokio::task::spawn_blocking(move || review_check(&settings, &input))
+            .await
+            .map_err(|e| activity_error(JobError::from(e)))?;
+        Ok(checked)
     }
 
     /// Embeds one large document (read again from its offset) in slices, heartbeating the

@@ -150,6 +150,7 @@ impl Escalator for TemporalEscalator {
                 rollback_window_secs: self.config.temporal.rollback_window_secs,
                 switch_grace_secs: self.config.temporal.switch_grace_secs,
                 carried: None,
+                starter: None,
             };
             let id = crate::reindex_workflow_id(&input.alias, &input.target_model_id);
             match crate::registry::start_reindex(client, &self.config, input).await {

@@ -88,6 +88,10 @@ impl FineTuneActivities {
     }
 
     fn job_dir(&self, job: &str) -> Result<PathBuf, ActivityError> {
+        // The job is the workflow id: whoever can start a workflow chooses it.
+        let job = vecstream_core::path_component(job)
+            .map_err(JobError::invalid)
+            .activity_err()?;
         let dir = self.store().root().join(".jobs").join(job);
         std::fs::create_dir_all(&dir)
             .map_err(|e| JobError::io(dir.display(), e))
@@ -365,7 +369,11 @@ impl FineTuneActivities {
                 base_dir,
                 job: input.job,
                 created_ms: input.time_ms,
-                reviewer: input.review.map(|r| r.reviewer),
+                reviewer: input.review.as_ref().map(|r| r.reviewer.clone()),
+                reviewer_key: input
+                    .review
+                    .map(|r| r.key_fingerprint)
+                    .filter(|k| !k.is_empty()),
                 training: serde_json::to_value(&input.training).unwrap_or_default(),
                 evaluation: serde_json::to_value(&input.evaluation).unwrap_or_default(),
             };

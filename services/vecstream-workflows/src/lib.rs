@@ -24,6 +24,7 @@ mod health;
 pub mod migration;
 pub mod registry;
 pub mod review;
+pub mod signing;
 pub mod types;
 #[allow(
     missing_debug_implementations,

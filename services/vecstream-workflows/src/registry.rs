@@ -101,6 +101,22 @@ fn refused(workflow_id: &str, e: WorkflowStartError) -> TemporalError {
     }
 }
 
+/// The start of `workflow_id` signed with this process's reviewer key (`review.key`), if
+/// it has one: the four-eyes rule's proof of who started the job.
+fn signed_start(
+    config: &Config,
+    workflow_id: &str,
+) -> Result<Option<crate::signing::SignedStatement>, TemporalError> {
+    if config.review.key.is_empty() {
+        return Ok(None);
+    }
+    let key = crate::signing::ReviewerKey::load(std::path::Path::new(&config.review.key))
+        .map_err(|e| TemporalError::Config(format!("review.key: {e}")))?;
+    Ok(Some(
+        key.sign(&crate::signing::Statement::start(workflow_id)),
+    ))
+}
+
 /// Validates and starts a fine-tuning job on the cpu queue with its deterministic id
 /// (`finetune-<base model id>-<dataset hash>`): the pairs file is read and checked here, so
 /// bad input is refused before anything starts; a second start of the same job is refused
@@ -128,6 +144,10 @@ pub async fn start_finetune(
         ));
     }
     let id = finetune_workflow_id(base_model_id, &file.sha);
+    let input = FineTuneInput {
+        starter: signed_start(config, &id)?,
+        ..input
+    };
     let options = WorkflowStartOptions::new(config.temporal.cpu_task_queue.as_str(), id.clone())
         .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicateFailedOnly)
         .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
@@ -161,6 +181,10 @@ pub async fn start_reindex(
         crate::eval::load_suite(&spec.suite).map_err(TemporalError::Config)?;
     }
     let id = reindex_workflow_id(&input.alias, &input.target_model_id);
+    let input = ReindexInput {
+        starter: signed_start(config, &id)?,
+        ..input
+    };
     let options = WorkflowStartOptions::new(config.temporal.cpu_task_queue.as_str(), id.clone())
         .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicateFailedOnly)
         .id_conflict_policy(WorkflowIdConflictPolicy::Fail)

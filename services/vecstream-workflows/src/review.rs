@@ -1,14 +1,16 @@
-//! The client side of the `review` signal: which kind of job a workflow id names (by its
-//! workflow type, as Temporal describes the execution), its review state, and the signal
-//! sent through that workflow's own typed handle.
+//! The client side of the `review` update: which kind of job a workflow id names (by its
+//! workflow type, as Temporal describes the execution), its review state, and the signed
+//! decision sent through that workflow's own typed handle.
 
+use sha2::{Digest, Sha256};
 use temporalio_client::{
-    Client, WorkflowDescribeOptions, WorkflowExecutionStatus, WorkflowGetResultOptions,
-    WorkflowQueryOptions, WorkflowSignalOptions,
+    Client, WorkflowDescribeOptions, WorkflowExecuteUpdateOptions, WorkflowExecutionStatus,
+    WorkflowGetResultOptions, WorkflowQueryOptions,
 };
 
 use crate::TemporalError;
-use crate::types::{JobProgress, ReviewDecision};
+use crate::signing::SignedStatement;
+use crate::types::{JobProgress, RefusedReview, ReviewDecision, ReviewOutcome};
 use crate::{FineTuneWorkflow, ReindexWorkflow};
 
 /// A job that takes the `review` signal.
@@ -61,6 +63,10 @@ pub struct ReviewState {
     pub review: Option<ReviewDecision>,
     /// The job ended (approved and applied, or rejected).
     pub finished: bool,
+    /// The open (or last) review's id: what a signed decision names.
+    pub review_id: String,
+    /// Reviews the job refused, latest last.
+    pub refused_reviews: Vec<RefusedReview>,
 }
 
 impl ReviewState {
@@ -70,6 +76,8 @@ impl ReviewState {
             awaiting_review: p.awaiting_review(),
             review: p.review().cloned(),
             finished: p.finished(),
+            review_id: p.gate().review_id.clone(),
+            refused_reviews: p.gate().refused_reviews.clone(),
         }
     }
 }
@@ -136,33 +144,40 @@ pub async fn review_state(
     }
 }
 
-/// Sends the `review` signal through the job's own typed handle.
-pub async fn send_review(
+/// Sends a signed decision as the job's `review` update and returns the job's answer. The
+/// update id is derived from the signature, so sending the same signed decision again is
+/// answered with the first answer.
+pub async fn submit_review(
     client: &Client,
     job: ReviewedJob,
     id: &str,
-    decision: ReviewDecision,
-) -> Result<(), TemporalError> {
-    let signal = |e| workflow_error(id, format!("signalling the review: {e}"));
+    signed: &SignedStatement,
+) -> Result<ReviewOutcome, TemporalError> {
+    let failed = |e| workflow_error(id, format!("the review update: {e}"));
+    let payload = serde_json::to_value(signed).map_err(|e| failed(e.to_string()))?;
+    let digest = Sha256::digest(signed.signature.as_bytes());
+    let options = WorkflowExecuteUpdateOptions::builder()
+        .update_id(format!("review-{}", hex::encode(&digest[..12])))
+        .build();
     match job {
         ReviewedJob::Reindex => client
             .get_workflow_handle::<ReindexWorkflow>(id)
-            .signal(
-                ReindexWorkflow::review,
-                decision,
-                WorkflowSignalOptions::default(),
-            )
+            .execute_update(ReindexWorkflow::review_update, payload, options)
             .await
-            .map_err(signal),
+            .map_err(|e| failed(update_error(e))),
         ReviewedJob::FineTune => client
             .get_workflow_handle::<FineTuneWorkflow>(id)
-            .signal(
-                FineTuneWorkflow::review,
-                decision,
-                WorkflowSignalOptions::default(),
-            )
+            .execute_update(FineTuneWorkflow::review_update, payload, options)
             .await
-            .map_err(signal),
+            .map_err(|e| failed(update_error(e))),
+    }
+}
+
+/// The words of an update error: a validator's refusal carries the job's reason.
+fn update_error(e: temporalio_client::errors::WorkflowUpdateError) -> String {
+    match e {
+        temporalio_client::errors::WorkflowUpdateError::Failed(f) => f.message.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -190,50 +205,9 @@ pub async fn final_review(
     }
 }
 
-/// What became of a decision sent to a job.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Verdict {
-    /// The job took this decision.
-    Accepted(ReviewState),
-    /// The job took another decision first (another reviewer).
-    Superseded(ReviewState),
-    /// The job ignored it: it was not awaiting review (or closed without this decision).
-    Ignored(ReviewState),
-    /// No answer in time: the job still awaits review (no worker runs it?).
-    Pending(ReviewState),
-}
-
-/// The verdict that a review state shows for `decision`, once it shows one; `None` while the
-/// job has not taken any decision yet and still awaits one.
-pub fn verdict_of(state: &ReviewState, decision: &ReviewDecision) -> Option<Verdict> {
-    match &state.review {
-        Some(r) if r == decision => Some(Verdict::Accepted(state.clone())),
-        Some(_) => Some(Verdict::Superseded(state.clone())),
-        None if state.awaiting_review => None,
-        None => Some(Verdict::Ignored(state.clone())),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn decision(approve: bool, reviewer: &str) -> ReviewDecision {
-        ReviewDecision {
-            approve,
-            reviewer: reviewer.into(),
-            comment: String::new(),
-        }
-    }
-
-    fn state(awaiting: bool, review: Option<ReviewDecision>) -> ReviewState {
-        ReviewState {
-            phase: "awaiting_review",
-            awaiting_review: awaiting,
-            review,
-            finished: false,
-        }
-    }
 
     #[test]
     fn job_kinds_come_from_the_workflow_type() {
@@ -246,23 +220,5 @@ mod tests {
             Some(ReviewedJob::FineTune)
         );
         assert_eq!(ReviewedJob::of_workflow_type("EvaluateWorkflow"), None);
-    }
-
-    #[test]
-    fn a_verdict_shows_once_the_job_decided() {
-        let mine = decision(true, "ana");
-        assert_eq!(verdict_of(&state(true, None), &mine), None);
-        assert!(matches!(
-            verdict_of(&state(false, Some(mine.clone())), &mine),
-            Some(Verdict::Accepted(_))
-        ));
-        assert!(matches!(
-            verdict_of(&state(true, Some(decision(false, "bo"))), &mine),
-            Some(Verdict::Superseded(_))
-        ));
-        assert!(matches!(
-            verdict_of(&state(false, None), &mine),
-            Some(Verdict::Ignored(_))
-        ));
     }
 }

@@ -215,30 +215,98 @@ pub struct HeldOutPairs {
     pub held_out_fraction: f64,
 }
 
-/// The `review` signal: a human's verdict.
+/// A review decision the job took: who (the trusted key's name), which key, what, why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReviewDecision {
     pub approve: bool,
+    /// The name the worker's `review.authorized_keys` gives the signing key (runs started
+    /// before signed reviews: the name the sender claimed).
     pub reviewer: String,
     #[serde(default)]
     pub comment: String,
+    /// `SHA256:...` of the key that signed it; empty only for runs started before signed
+    /// reviews.
+    #[serde(default)]
+    pub key_fingerprint: String,
+}
+
+/// A `review` the job refused, as its `progress` records it (the latest
+/// [`MAX_REFUSED_REVIEWS`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedReview {
+    /// Stable reason name (`unsigned`, `unknown_key`, `four_eyes_self_approval`, ...).
+    pub code: String,
+    /// The reason in words.
+    pub reason: String,
+    /// When the job received it (ms since the epoch, workflow time).
+    pub time_ms: i64,
+}
+
+/// What a `review` update answers (the stock CLI prints it as JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReviewOutcome {
+    /// The job took this decision.
+    pub accepted: bool,
+    /// `accepted`, `not_taken` (verified, but the job no longer awaited it), or why it was
+    /// refused (`unsigned`, `unknown_key`, `bad_signature`, `other_review`,
+    /// `four_eyes_self_approval`, ...).
+    pub code: String,
+    /// The reason in words (empty when accepted).
+    pub reason: String,
+    /// The job's phase after it.
+    pub phase: String,
+    /// The decision the job holds now, if any.
+    pub review: Option<ReviewDecision>,
+}
+
+/// Refusals kept in `progress`; older ones stay in the workflow's history.
+pub const MAX_REFUSED_REVIEWS: usize = 16;
+
+/// The review state every reviewed job's `progress` carries (flattened into its JSON).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReviewGate {
+    /// Whether the job waits for a review now.
+    pub awaiting_review: bool,
+    /// When an unanswered review counts as a reject (ms since the epoch).
+    pub review_deadline_ms: Option<i64>,
+    /// The decision taken, if any.
+    pub review: Option<ReviewDecision>,
+    /// Id of the open (or last) review: a signed decision names it, so one signed for an
+    /// earlier review, or another job, is refused.
+    pub review_id: String,
+    /// Reviews refused (unsigned, unknown key, four-eyes, ...), latest last.
+    pub refused_reviews: Vec<RefusedReview>,
+    /// The job's signed start (`review.key` of whoever started it), if any: the four-eyes
+    /// rule's starter.
+    pub started_by: Option<crate::signing::SignedStatement>,
+}
+
+impl ReviewGate {
+    /// Records a refusal, keeping the latest [`MAX_REFUSED_REVIEWS`].
+    pub fn refuse(&mut self, refused: RefusedReview) {
+        self.refused_reviews.push(refused);
+        let excess = self
+            .refused_reviews
+            .len()
+            .saturating_sub(MAX_REFUSED_REVIEWS);
+        self.refused_reviews.drain(..excess);
+    }
 }
 
 /// What the `progress` answer of every reviewed job (reindex, fine-tuning) shares: its
-/// phase, the review state, and what its lineage names. The `review` signal, the wait for it
-/// and the phase lineage are written once against this (`crate::workflows::job`), and the
-/// CLI reads any job's review state through it.
+/// phase, the review state, and what its lineage names. The `review` update and signal, the
+/// wait for them and the phase lineage are written once against this
+/// (`crate::workflows::job`), and the CLI reads any job's review state through it.
 pub trait JobProgress: Clone + Default + Send + 'static {
     /// The lineage job name: `reindex` or `finetune`.
     const JOB: &'static str;
     /// The phase, as the JSON names it.
     fn phase_name(&self) -> &'static str;
-    /// Whether the job waits for the `review` signal now.
-    fn awaiting_review(&self) -> bool;
-    /// The decision taken, if any.
-    fn review(&self) -> Option<&ReviewDecision>;
-    /// Sets the review state (only through [`JobProgress::take_review`] and the workflows).
-    fn review_state_mut(&mut self) -> (&mut bool, &mut Option<i64>, &mut Option<ReviewDecision>);
+    /// The review state.
+    fn gate(&self) -> &ReviewGate;
+    /// The review state, to change (only through the methods below and the workflows).
+    fn gate_mut(&mut self) -> &mut ReviewGate;
     /// Whether the job has ended (approved and applied, or rejected).
     fn finished(&self) -> bool;
     /// The model the lineage names (the candidate or target, else the base).
@@ -246,29 +314,40 @@ pub trait JobProgress: Clone + Default + Send + 'static {
     /// The collection the job writes, if any.
     fn lineage_collection(&self) -> Option<String>;
 
-    /// The `review` signal's rule for every job: a decision is taken only while the job
-    /// awaits review, and the first one wins; earlier or later ones are ignored (nobody
-    /// approves an unevaluated candidate). Returns whether it was taken.
+    /// Whether the job waits for a review now.
+    fn awaiting_review(&self) -> bool {
+        self.gate().awaiting_review
+    }
+
+    /// The decision taken, if any.
+    fn review(&self) -> Option<&ReviewDecision> {
+        self.gate().review.as_ref()
+    }
+
+    /// The rule for every job: a decision is taken only while the job awaits review, and
+    /// the first one wins; earlier or later ones are ignored (nobody approves an
+    /// unevaluated candidate). Returns whether it was taken.
     fn take_review(&mut self, decision: ReviewDecision) -> bool {
-        let (awaiting, _, review) = self.review_state_mut();
-        if *awaiting && review.is_none() {
-            *review = Some(decision);
+        let gate = self.gate_mut();
+        if gate.awaiting_review && gate.review.is_none() {
+            gate.review = Some(decision);
             true
         } else {
             false
         }
     }
 
-    /// Opens the review: the job awaits the signal until `deadline_ms`.
-    fn open_review(&mut self, deadline_ms: i64) {
-        let (awaiting, deadline, _) = self.review_state_mut();
-        *awaiting = true;
-        *deadline = Some(deadline_ms);
+    /// Opens review `review_id`: the job awaits a decision until `deadline_ms`.
+    fn open_review(&mut self, deadline_ms: i64, review_id: String) {
+        let gate = self.gate_mut();
+        gate.awaiting_review = true;
+        gate.review_deadline_ms = Some(deadline_ms);
+        gate.review_id = review_id;
     }
 
     /// Closes the review (decided or timed out).
     fn close_review(&mut self) {
-        *self.review_state_mut().0 = false;
+        self.gate_mut().awaiting_review = false;
     }
 }
 
@@ -316,11 +395,45 @@ mod tests {
     }
 
     #[test]
-    fn review_signals_parse_from_stock_cli_json() {
+    fn decisions_recorded_before_signed_reviews_still_read() {
         let r: ReviewDecision =
             serde_json::from_str(r#"{"approve": true, "reviewer": "ana"}"#).unwrap();
         assert!(r.approve);
         assert_eq!(r.comment, "");
+        assert_eq!(r.key_fingerprint, "");
+        // A progress from before the review gate: its fields sit at the top level.
+        let mut old = serde_json::to_value(ReindexProgress::default()).unwrap();
+        let fields = old.as_object_mut().unwrap();
+        for new in ["review_id", "refused_reviews", "started_by"] {
+            fields.remove(new);
+        }
+        fields.insert("awaiting_review".into(), true.into());
+        fields.insert("review_deadline_ms".into(), 5.into());
+        fields.insert(
+            "review".into(),
+            serde_json::json!({"approve": false, "reviewer": "bo"}),
+        );
+        let p: ReindexProgress = serde_json::from_value(old).unwrap();
+        assert!(p.awaiting_review());
+        assert_eq!(p.gate.review_deadline_ms, Some(5));
+        assert_eq!(p.review().unwrap().reviewer, "bo");
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["awaiting_review"], true, "{json}");
+        assert!(json["refused_reviews"].is_array(), "{json}");
+    }
+
+    #[test]
+    fn refusals_kept_in_progress_are_bounded() {
+        let mut gate = ReviewGate::default();
+        for i in 0..40 {
+            gate.refuse(RefusedReview {
+                code: "unsigned".into(),
+                reason: String::new(),
+                time_ms: i,
+            });
+        }
+        assert_eq!(gate.refused_reviews.len(), MAX_REFUSED_REVIEWS);
+        assert_eq!(gate.refused_reviews.last().unwrap().time_ms, 39);
     }
 
     #[test]
@@ -373,18 +486,20 @@ mod tests {
             approve: true,
             reviewer: reviewer.into(),
             comment: String::new(),
+            key_fingerprint: String::new(),
         };
         let mut p = FineTuneProgress::default();
         assert!(!p.take_review(d("early")), "nothing to review yet");
-        p.open_review(1_000);
-        assert_eq!(p.review_deadline_ms, Some(1_000));
+        p.open_review(1_000, "r1".into());
+        assert_eq!(p.gate.review_deadline_ms, Some(1_000));
+        assert_eq!(p.gate.review_id, "r1");
         assert!(p.take_review(d("ana")));
         assert!(!p.take_review(d("bo")), "the first one wins");
         p.close_review();
-        assert_eq!(p.review.unwrap().reviewer, "ana");
-        assert!(!p.awaiting_review);
+        assert_eq!(p.review().unwrap().reviewer, "ana");
+        assert!(!p.awaiting_review());
         let mut r = ReindexProgress::default();
-        r.open_review(5);
+        r.open_review(5, "r2".into());
         assert!(r.take_review(d("ana")));
         assert_eq!(ReindexProgress::JOB, "reindex");
     }

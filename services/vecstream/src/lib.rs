@@ -67,6 +67,9 @@ async fn run(cli: Cli, hooks: Hooks) -> anyhow::Result<ExitCode> {
     let (config, sources) = Config::load(&options)?;
     let _tracing = vecstream_telemetry::init_tracing(&config.telemetry)?;
     tracing::debug!(?sources, "configuration loaded");
+    for warning in config.plaintext_credentials() {
+        tracing::warn!("{warning}");
+    }
 
     match cli.command {
         Command::Status(args) => commands::status::run(&config, &args).await,

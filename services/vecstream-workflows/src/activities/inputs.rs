@@ -89,6 +89,33 @@ pub struct PhaseEvent {
     pub time_ms: i64,
     #[serde(default)]
     pub error: Option<String>,
+    /// The review decision this phase follows from (approved, rejected): its verified
+    /// reviewer and key fingerprint go into the lineage event.
+    #[serde(default)]
+    pub review: Option<crate::types::ReviewDecision>,
+}
+
+/// Input of `review.check`: a `review` payload and what it must match.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReviewCheckInput {
+    pub workflow_id: String,
+    /// The open review's id, as the workflow knows it.
+    pub review_id: String,
+    /// The payload as received (any JSON).
+    pub request: serde_json::Value,
+    /// The job's signed start, if any.
+    #[serde(default)]
+    pub started_by: Option<crate::signing::SignedStatement>,
+}
+
+/// Result of `review.check`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewCheck {
+    /// Signed by a trusted key, for this review, within the worker's rules.
+    Accepted(crate::types::ReviewDecision),
+    /// Refused: the stable reason name and the reason in words.
+    Refused { code: String, reason: String },
 }
 
 /// Input of `eval.collection`.

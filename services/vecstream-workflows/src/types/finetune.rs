@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    EvalReport, JobProgress, ModelTarget, ReviewDecision, default_gpu_queue, default_heartbeat,
-    default_k,
+    EvalReport, JobProgress, ModelTarget, ReviewDecision, ReviewGate, default_gpu_queue,
+    default_heartbeat, default_k,
 };
 
 /// Input of [`crate::FineTuneWorkflow`]: train a linear adapter on labelled pairs on top of
@@ -35,6 +35,9 @@ pub struct FineTuneInput {
     /// Task queue of the embedding and training activities.
     #[serde(default = "default_gpu_queue")]
     pub gpu_queue: String,
+    /// Who started it, signed with their reviewer key (`review.key`), if they have one.
+    #[serde(default)]
+    pub starter: Option<crate::signing::SignedStatement>,
 }
 
 fn default_held_out() -> f64 {
@@ -124,9 +127,9 @@ pub struct FineTuneProgress {
     pub training: Option<TrainReport>,
     pub candidate: Option<Candidate>,
     pub evaluation: Option<EvalReport>,
-    pub awaiting_review: bool,
-    pub review_deadline_ms: Option<i64>,
-    pub review: Option<ReviewDecision>,
+    /// The review state (flattened: `awaiting_review`, `review`, `review_id`, ...).
+    #[serde(flatten)]
+    pub gate: ReviewGate,
     /// The registered version (after approval).
     pub registered: Option<Candidate>,
 }
@@ -136,18 +139,11 @@ impl JobProgress for FineTuneProgress {
     fn phase_name(&self) -> &'static str {
         self.phase.as_str()
     }
-    fn awaiting_review(&self) -> bool {
-        self.awaiting_review
+    fn gate(&self) -> &ReviewGate {
+        &self.gate
     }
-    fn review(&self) -> Option<&ReviewDecision> {
-        self.review.as_ref()
-    }
-    fn review_state_mut(&mut self) -> (&mut bool, &mut Option<i64>, &mut Option<ReviewDecision>) {
-        (
-            &mut self.awaiting_review,
-            &mut self.review_deadline_ms,
-            &mut self.review,
-        )
+    fn gate_mut(&mut self) -> &mut ReviewGate {
+        &mut self.gate
     }
     fn finished(&self) -> bool {
         matches!(

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    EvalReport, EvalSpec, JobProgress, ModelTarget, ReviewDecision, default_gpu_queue,
+    EvalReport, EvalSpec, JobProgress, ModelTarget, ReviewDecision, ReviewGate, default_gpu_queue,
     default_heartbeat, empty_is_none,
 };
 
@@ -49,6 +49,9 @@ pub struct ReindexInput {
     /// Progress handed over by continue-as-new.
     #[serde(default)]
     pub carried: Option<ReindexProgress>,
+    /// Who started it, signed with their reviewer key (`review.key`), if they have one.
+    #[serde(default)]
+    pub starter: Option<crate::signing::SignedStatement>,
 }
 
 fn default_rollback_window() -> u64 {
@@ -154,10 +157,9 @@ pub struct ReindexProgress {
     /// Seconds left for the offsets still to scan, at the current rate.
     pub eta_secs: Option<f64>,
     pub evaluation: Option<EvalReport>,
-    pub awaiting_review: bool,
-    /// When an unanswered review counts as a reject (ms since the epoch).
-    pub review_deadline_ms: Option<i64>,
-    pub review: Option<ReviewDecision>,
+    /// The review state (flattened: `awaiting_review`, `review`, `review_id`, ...).
+    #[serde(flatten)]
+    pub gate: ReviewGate,
     /// Runs of the workflow so far (continue-as-new).
     pub runs: u32,
     /// The model being built, and the one serving when the reindex started (when known:
@@ -221,18 +223,11 @@ impl JobProgress for ReindexProgress {
     fn phase_name(&self) -> &'static str {
         self.phase.as_str()
     }
-    fn awaiting_review(&self) -> bool {
-        self.awaiting_review
+    fn gate(&self) -> &ReviewGate {
+        &self.gate
     }
-    fn review(&self) -> Option<&ReviewDecision> {
-        self.review.as_ref()
-    }
-    fn review_state_mut(&mut self) -> (&mut bool, &mut Option<i64>, &mut Option<ReviewDecision>) {
-        (
-            &mut self.awaiting_review,
-            &mut self.review_deadline_ms,
-            &mut self.review,
-        )
+    fn gate_mut(&mut self) -> &mut ReviewGate {
+        &mut self.gate
     }
     fn finished(&self) -> bool {
         matches!(

@@ -3,17 +3,18 @@
 use std::time::Duration;
 
 use temporalio_macros::{workflow, workflow_methods};
-use temporalio_sdk::{
-    ChildWorkflowOptions, SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult,
-};
+use temporalio_sdk::{ChildWorkflowOptions, WorkflowContext, WorkflowContextView, WorkflowResult};
 use vecstream_core::EventType;
 
-use super::job::{Reviewed, lineage, progress, review_deadline, update, wait_for_review};
+use super::job::{
+    Reviewed, lineage, new_review_id, progress, receive_review, review_deadline, update,
+    wait_for_review,
+};
 use super::{EvaluateWorkflow, heavy, light, now_ms, training};
 use crate::finetune::{FineTuneActivities, FineTuneStep, RegisterInput};
 use crate::types::{
     EvalSpec, EvaluateInput, FineTuneInput, FineTunePhase, FineTuneProgress, FineTuneResult,
-    HeldOutPairs, JobProgress, ModelTarget, ReviewDecision,
+    HeldOutPairs, JobProgress, ModelTarget, ReviewOutcome,
 };
 
 /// Fine-tunes a linear adapter on labelled pairs; see the module docs. Id
@@ -40,10 +41,32 @@ impl FineTuneWorkflow {
         }
     }
 
-    /// The human verdict, taken only while the candidate awaits review (first one wins).
+    /// The human verdict, signed (see `crate::signing`), as an update: the sender learns
+    /// whether it was taken. Refused before it is recorded when no review is open; then
+    /// checked by `review.check` and taken only while the job awaits review (the first one
+    /// wins), so nobody approves an unevaluated job; a refusal is recorded in `progress`.
+    #[update(name = "review")]
+    pub async fn review_update(
+        ctx: &mut WorkflowContext<Self>,
+        request: serde_json::Value,
+    ) -> ReviewOutcome {
+        receive_review(ctx, request).await
+    }
+
+    #[update_validator(review_update)]
+    pub fn validate_review(
+        &self,
+        _ctx: &WorkflowContextView,
+        _request: &serde_json::Value,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.review_open()
+    }
+
+    /// The same verdict as a signal (`temporal workflow signal --name review`): checked
+    /// alike; its outcome shows in `progress` (`review`, `refused_reviews`).
     #[signal(name = "review")]
-    pub fn review(&mut self, _ctx: &mut SyncWorkflowContext<Self>, decision: ReviewDecision) {
-        self.on_review(decision);
+    pub async fn review(ctx: &mut WorkflowContext<Self>, request: serde_json::Value) {
+        receive_review(ctx, request).await;
     }
 
     /// Where the job is; answers at any time.
@@ -72,6 +95,7 @@ async fn finetune_phases(
         job: ctx.workflow_id().to_owned(),
         input: input.clone(),
     };
+    update(ctx, |p| p.gate.started_by = input.starter.clone());
     lineage(ctx, EventType::Start, "validating", None).await?;
     let dataset = ctx
         .execute_activity(FineTuneActivities::validate, input.clone(), light())
@@ -140,15 +164,16 @@ async fn finetune_phases(
         child.result().await?
     };
     let deadline = review_deadline(ctx, input.review_timeout_secs);
+    let review_id = new_review_id(ctx);
     update(ctx, |p| {
         p.evaluation = Some(evaluation.clone());
         p.phase = FineTunePhase::AwaitingReview;
-        p.open_review(deadline);
+        p.open_review(deadline, review_id);
     });
     lineage(ctx, EventType::Running, "awaiting_review", None).await?;
     let wait = Duration::from_millis((deadline - now_ms(ctx.workflow_time())).max(0) as u64);
     wait_for_review(ctx, wait).await?;
-    let review = progress(ctx).review;
+    let review = progress(ctx).gate.review;
     update(ctx, |p| p.close_review());
     let approved = review.as_ref().is_some_and(|r| r.approve);
     if approved {

@@ -9,7 +9,10 @@ use temporalio_sdk::{
 };
 use vecstream_core::EventType;
 
-use super::job::{Reviewed, lineage, progress, review_deadline, update, wait_for_review};
+use super::job::{
+    Reviewed, lineage, new_review_id, progress, receive_review, review_deadline, update,
+    wait_for_review,
+};
 use super::{EvaluateWorkflow, durable, heavy, light, now_ms};
 use crate::activities::{
     DropCollection, JobActivities, MigrationStep, PrepareInput, ScanRange, SwapAlias,
@@ -17,7 +20,7 @@ use crate::activities::{
 use crate::migration::{MigrationEvent, ModelCollection};
 use crate::types::{
     EvalReport, EvalSpec, EvaluateInput, JobProgress, ModelTarget, PartitionProgress, Phase,
-    ReindexInput, ReindexProgress, ReindexResult, ReviewDecision, eval_workflow_id,
+    ReindexInput, ReindexProgress, ReindexResult, ReviewDecision, ReviewOutcome, eval_workflow_id,
 };
 
 /// The patch of the migration protocol: runs started before it keep the old logic.
@@ -46,6 +49,7 @@ impl ReindexWorkflow {
             // (whose history has no marker) keeps the old logic through continue-as-new.
             carried.migration = ctx.patched(MIGRATION_PATCH);
             carried.tenant = input.tenant.clone();
+            carried.gate.started_by = input.starter.clone();
         }
         ctx.state_mut(|s| s.progress = carried);
         match phases(ctx, &input).await {
@@ -60,11 +64,32 @@ impl ReindexWorkflow {
         }
     }
 
-    /// The human verdict. Only taken while the reindex awaits review (the first one wins);
-    /// earlier or later signals are ignored, so nobody approves an unevaluated index.
+    /// The human verdict, signed (see `crate::signing`), as an update: the sender learns
+    /// whether it was taken. Refused before it is recorded when no review is open; then
+    /// checked by `review.check` and taken only while the job awaits review (the first one
+    /// wins), so nobody approves an unevaluated job; a refusal is recorded in `progress`.
+    #[update(name = "review")]
+    pub async fn review_update(
+        ctx: &mut WorkflowContext<Self>,
+        request: serde_json::Value,
+    ) -> ReviewOutcome {
+        receive_review(ctx, request).await
+    }
+
+    #[update_validator(review_update)]
+    pub fn validate_review(
+        &self,
+        _ctx: &WorkflowContextView,
+        _request: &serde_json::Value,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.review_open()
+    }
+
+    /// The same verdict as a signal (`temporal workflow signal --name review`): checked
+    /// alike; its outcome shows in `progress` (`review`, `refused_reviews`).
     #[signal(name = "review")]
-    pub fn review(&mut self, _ctx: &mut SyncWorkflowContext<Self>, decision: ReviewDecision) {
-        self.on_review(decision);
+    pub async fn review(ctx: &mut WorkflowContext<Self>, request: serde_json::Value) {
+        receive_review(ctx, request).await;
     }
 
     /// During the rollback window: swap the alias back and retire the new collection.
@@ -214,9 +239,10 @@ async fn phases(
                 };
                 if passed {
                     let deadline = review_deadline(ctx, input.review_timeout_secs);
+                    let review_id = new_review_id(ctx);
                     update(ctx, |p| {
                         p.phase = Phase::AwaitingReview;
-                        p.open_review(deadline);
+                        p.open_review(deadline, review_id);
                     });
                     if progress(ctx).migration {
                         migrate(ctx, input, MigrationEvent::AwaitingReview).await?;
@@ -228,7 +254,7 @@ async fn phases(
             }
             Phase::AwaitingReview => {
                 await_review(ctx, input).await?;
-                let approved = progress(ctx).review.as_ref().is_some_and(|r| r.approve);
+                let approved = progress(ctx).review().is_some_and(|r| r.approve);
                 update(ctx, |p| {
                     p.close_review();
                     p.phase = if approved {
@@ -366,7 +392,7 @@ async fn phases(
             }
             Phase::Dropping => {
                 let p = progress(ctx);
-                let reason = match (&p.cancel, &p.review, &p.evaluation) {
+                let reason = match (&p.cancel, &p.gate.review, &p.evaluation) {
                     (Some(c), _, _) => format!("cancelled by {}", c.reviewer),
                     (None, Some(r), _) => format!("rejected by {}", r.reviewer),
                     (None, None, Some(e)) if !e.passed => "evaluation below threshold".to_owned(),
@@ -418,7 +444,7 @@ fn result(
         alias: p.alias.clone(),
         new_collection: p.target_collection.clone(),
         previous_collection: previous.or(p.live_collection.clone()),
-        review: p.review,
+        review: p.gate.review,
         reason,
         documents_embedded: p.documents_embedded,
         rolled_back: false,
@@ -691,11 +717,11 @@ async fn await_review(
 ) -> WorkflowResult<()> {
     loop {
         let p = progress(ctx);
-        if p.review.is_some() || p.cancel.is_some() {
+        if p.review().is_some() || p.cancel.is_some() {
             return Ok(());
         }
         let now = now_ms(ctx.workflow_time());
-        let deadline = p.review_deadline_ms.unwrap_or(now);
+        let deadline = p.gate.review_deadline_ms.unwrap_or(now);
         if now >= deadline {
             return Ok(());
         }

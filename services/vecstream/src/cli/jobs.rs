@@ -208,10 +208,17 @@ pub struct FinetuneListArgs {
 #[derive(Debug, Subcommand)]
 pub enum ReviewCommand {
     /// Approve: a reindex moves the alias to the new collection (the old one is kept for
-    /// rollback); a fine-tuning job registers its model version.
+    /// rollback); a fine-tuning job registers its model version. Signed with your key.
     Approve(ReviewArgs),
     /// Reject: a reindex drops the new collection; a fine-tuning job discards its candidate.
+    /// Signed with your key.
     Reject(ReviewArgs),
+    /// Print a signed decision as JSON, to send with the stock temporal CLI
+    /// (`temporal workflow update execute --workflow-id ID --name review --input "$(...)"`).
+    Sign(ReviewSignArgs),
+    /// Create a reviewer key: writes the secret key (mode 0600) to --out and prints the
+    /// public key line for the workers' review.authorized_keys file.
+    Keygen(ReviewKeygenArgs),
 }
 
 /// `vecstream review approve|reject`.
@@ -219,16 +226,50 @@ pub enum ReviewCommand {
 pub struct ReviewArgs {
     /// Workflow id of the reindex or fine-tuning job.
     pub workflow_id: String,
-    /// Who decides (recorded in the workflow and its result).
+    /// Your secret key file (default: review.key, env VECSTREAM_REVIEW_KEY).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<String>,
+    /// Optional check: the name your key carries must be this one. The job records the
+    /// name the workers' trusted keys give your key, whatever is passed here.
     #[arg(long)]
-    pub reviewer: String,
-    /// Why.
+    pub reviewer: Option<String>,
+    /// Why (at most 4096 bytes).
     #[arg(long, default_value = "")]
     pub comment: String,
-    /// Seconds to wait for the job to show that it took the decision; the command fails if
-    /// it does not (not awaiting review, decided otherwise first, or no worker answering).
+    /// Seconds to wait for a worker to answer; the command fails if none does in time.
     #[arg(long, default_value_t = 30)]
     pub wait_secs: u64,
+}
+
+/// `vecstream review sign`.
+#[derive(Debug, Args)]
+pub struct ReviewSignArgs {
+    /// Workflow id of the reindex or fine-tuning job.
+    pub workflow_id: String,
+    /// The decision.
+    #[arg(long, value_parser = ["approve", "reject"])]
+    pub decision: String,
+    /// The open review's id (`review_id` in the job's progress; `temporal workflow query
+    /// --name progress` shows it). Default: asked from Temporal.
+    #[arg(long)]
+    pub review_id: Option<String>,
+    /// Your secret key file (default: review.key, env VECSTREAM_REVIEW_KEY).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<String>,
+    /// Why (at most 4096 bytes).
+    #[arg(long, default_value = "")]
+    pub comment: String,
+}
+
+/// `vecstream review keygen`.
+#[derive(Debug, Args)]
+pub struct ReviewKeygenArgs {
+    /// The reviewer's name (no spaces): what jobs, manifests and lineage record.
+    #[arg(long)]
+    pub name: String,
+    /// Where to write the secret key (a new file; never overwritten).
+    #[arg(long, value_name = "FILE")]
+    pub out: std::path::PathBuf,
 }
 
 /// `vecstream eval ...`.

@@ -65,6 +65,7 @@ async fn start(config: &Config, args: &FinetuneStartArgs) -> anyhow::Result<Exit
             .unwrap_or(config.temporal.review_timeout_secs),
         heartbeat_secs: args.heartbeat_secs,
         gpu_queue: config.temporal.gpu_task_queue.clone(),
+        starter: None,
     };
     let client = client(config).await?;
     let id = start_finetune(&client, config, input, &base_model_id).await?;
@@ -142,7 +143,7 @@ fn describe(p: &FineTuneProgress, live: Option<&TrainHeartbeat>) -> String {
     if let Some(c) = p.registered.as_ref().or(p.candidate.as_ref()) {
         line.push_str(&format!("; model {}", c.model_id));
     }
-    if p.awaiting_review {
+    if p.awaiting_review() {
         line.push_str("; awaiting review");
     }
     line
@@ -152,7 +153,7 @@ fn print_details(p: &FineTuneProgress) {
     if let Some(e) = &p.evaluation {
         print!("{}", e.table());
     }
-    print_review(p.review.as_ref());
+    print_review(p.gate());
     if let Some(c) = &p.registered {
         println!("registered {} in {}", c.model_id, c.model_dir);
     }
@@ -179,7 +180,7 @@ async fn status(config: &Config, args: &FinetuneStatusArgs) -> anyhow::Result<Ex
         Ok(Look {
             position: live.as_ref().map(|h| (h.step, h.total_steps)),
             message: describe(&p, live.as_ref()),
-            done: p.awaiting_review || p.finished() || closed.is_some(),
+            done: p.awaiting_review() || p.finished() || closed.is_some(),
             value: (p, closed),
         })
     })
@@ -212,11 +213,15 @@ fn list(config: &Config, args: &FinetuneListArgs) -> anyhow::Result<ExitCode> {
     }
     for m in versions {
         println!(
-            "{}  (base {}, job {}, approved by {})  {}",
+            "{}  (base {}, job {}, approved by {}{})  {}",
             m.model_id,
             m.base_model_id,
             m.job,
             m.reviewer.as_deref().unwrap_or("-"),
+            m.reviewer_key
+                .as_deref()
+                .map(|k| format!(", key {k}"))
+                .unwrap_or_default(),
             store.root().join(&m.name).display()
         );
     }

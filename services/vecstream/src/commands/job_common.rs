@@ -51,20 +51,39 @@ pub(crate) fn absolute(path: &str) -> String {
         .unwrap_or_else(|_| path.to_owned())
 }
 
-/// `approved by ana (looks good)`.
+/// `approved by ana, key SHA256:... (looks good)`.
 pub(crate) fn decision_line(r: &ReviewDecision) -> String {
+    let key = if r.key_fingerprint.is_empty() {
+        String::new()
+    } else {
+        format!(", key {}", r.key_fingerprint)
+    };
     format!(
-        "{} by {} ({})",
+        "{} by {}{key} ({})",
         if r.approve { "approved" } else { "rejected" },
-        r.reviewer,
-        r.comment
+        vecstream_core::printable(&r.reviewer),
+        vecstream_core::printable(&r.comment)
     )
 }
 
-/// Prints a job's review, if it has one.
-pub(crate) fn print_review(review: Option<&ReviewDecision>) {
-    if let Some(r) = review {
+/// Prints a job's review state: its decision, if any, the open review's id, and the
+/// reviews it refused.
+pub(crate) fn print_review(gate: &vecstream_workflows::ReviewGate) {
+    if let Some(r) = &gate.review {
         println!("review: {}", decision_line(r));
+    } else if gate.awaiting_review {
+        println!(
+            "review id: {} (what a signed decision names)",
+            gate.review_id
+        );
+    }
+    if let Some(last) = gate.refused_reviews.last() {
+        println!(
+            "refused reviews: {} (latest: {}: {})",
+            gate.refused_reviews.len(),
+            last.code,
+            vecstream_core::printable(&last.reason)
+        );
     }
 }
 

@@ -69,6 +69,7 @@ async fn reindex_start(config: &Config, args: &ReindexStartArgs) -> anyhow::Resu
         heartbeat_secs: args.heartbeat_secs,
         history_budget: args.history_budget,
         carried: None,
+        starter: None,
     };
     let client = client(config).await?;
     let id = start_reindex(&client, config, input).await?;
@@ -105,7 +106,7 @@ fn describe(p: &ReindexProgress) -> String {
     if let Some(eta) = p.eta_secs.filter(|_| p.phase == Phase::Scanning) {
         line.push_str(&format!(", eta {eta:.0}s"));
     }
-    if p.awaiting_review {
+    if p.awaiting_review() {
         line.push_str(", awaiting review");
     }
     if p.documents_kept_current > 0 {
@@ -170,7 +171,7 @@ async fn reindex_status(config: &Config, args: &ReindexStatusArgs) -> anyhow::Re
         if let Some(e) = &p.evaluation {
             print!("{}", e.table());
         }
-        print_review(p.review.as_ref());
+        print_review(p.gate());
         return Ok(ExitCode::SUCCESS);
     }
     let (p, closed) = watch("offsets", || async {
@@ -180,12 +181,12 @@ async fn reindex_status(config: &Config, args: &ReindexStatusArgs) -> anyhow::Re
         Ok(Look {
             position: Some((done.max(0) as u64, total.max(0) as u64)),
             message: describe(&p),
-            done: p.finished() || p.awaiting_review || closed.is_some(),
+            done: p.finished() || p.awaiting_review() || closed.is_some(),
             value: (p, closed),
         })
     })
     .await?;
-    if p.awaiting_review
+    if p.awaiting_review()
         && let Some(e) = &p.evaluation
     {
         print!("{}", e.table());
@@ -200,6 +201,7 @@ fn operator(args: &OperatorArgs) -> ReviewDecision {
         approve: false,
         reviewer: args.by.clone(),
         comment: args.reason.clone(),
+        key_fingerprint: String::new(),
     }
 }
 

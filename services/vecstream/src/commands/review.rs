@@ -1,178 +1,192 @@
-//! `vecstream review approve|reject`: the human decision on a reindex or fine-tuning job.
+//! `vecstream review approve|reject|sign|keygen`: the signed human decision on a reindex or
+//! fine-tuning job.
 //!
-//! The job's kind comes from Temporal (the execution's workflow type), and the `review`
-//! signal goes through that workflow's own typed handle. Then the command watches the job's
-//! `progress` until it shows the decision (accepted), another decision (someone was first),
-//! no pending review (ignored), or the wait runs out; only an accepted decision exits 0.
+//! The job's kind comes from Temporal (the execution's workflow type). The decision is
+//! signed with the reviewer's key for the job's open review and sent as the job's `review`
+//! update, whose answer says definitively whether the job took it: accepted (exit 0), or
+//! refused with the reason (not awaiting review, unknown key, four-eyes, ...).
 
+use std::path::Path;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use anyhow::Context as _;
 use vecstream_config::Config;
 use vecstream_workflows::ReviewDecision;
 use vecstream_workflows::review::{
-    ReviewState, ReviewedJob, Verdict, describe_execution, final_review, review_state, send_review,
-    verdict_of,
+    ReviewedJob, describe_execution, final_review, review_state, submit_review,
 };
+use vecstream_workflows::signing::{ReviewerKey, Statement};
 
-use crate::cli::{ReviewArgs, ReviewCommand};
+use crate::cli::{ReviewArgs, ReviewCommand, ReviewKeygenArgs, ReviewSignArgs};
 use crate::commands::job_common::{client, decision_line};
 
 pub async fn run(config: &Config, cmd: &ReviewCommand) -> anyhow::Result<ExitCode> {
-    let (args, approve): (&ReviewArgs, bool) = match cmd {
-        ReviewCommand::Approve(a) => (a, true),
-        ReviewCommand::Reject(a) => (a, false),
-    };
-    let id = args.workflow_id.as_str();
-    let client = client(config).await?;
-    let execution = describe_execution(&client, id).await?;
+    match cmd {
+        ReviewCommand::Approve(a) => decide(config, a, true).await,
+        ReviewCommand::Reject(a) => decide(config, a, false).await,
+        ReviewCommand::Sign(a) => sign(config, a).await,
+        ReviewCommand::Keygen(a) => keygen(a),
+    }
+}
+
+/// The reviewer's key: `--key`, else `review.key`.
+fn load_key(config: &Config, flag: Option<&String>) -> anyhow::Result<ReviewerKey> {
+    let path = flag.unwrap_or(&config.review.key);
+    anyhow::ensure!(
+        !path.is_empty(),
+        "no reviewer key: pass --key FILE or set review.key (VECSTREAM_REVIEW_KEY); create \
+         one with `vecstream review keygen --name NAME --out FILE`"
+    );
+    Ok(ReviewerKey::load(Path::new(path))?)
+}
+
+/// The job kind of a running workflow `id`, or why it takes no review now.
+async fn reviewed_job(
+    client: &temporalio_client::Client,
+    id: &str,
+) -> anyhow::Result<(ReviewedJob, bool)> {
+    let execution = describe_execution(client, id).await?;
     let Some(job) = ReviewedJob::of_workflow_type(&execution.workflow_type) else {
         anyhow::bail!(
             "{id} is a {}, which takes no review (only reindex and fine-tuning jobs do)",
             execution.workflow_type
         );
     };
-    let decision = ReviewDecision {
-        approve,
-        reviewer: args.reviewer.clone(),
-        comment: args.comment.clone(),
-    };
-    // Run again after a "not taken yet": if the job has taken this very decision since,
-    // that is a success, not an error.
-    if !execution.is_running() {
-        if let Ok(Some(review)) = final_review(&client, job, id).await
-            && review == decision
-        {
-            let state = ReviewState {
-                phase: "closed",
-                awaiting_review: false,
-                review: Some(review),
-                finished: true,
-            };
-            return Ok(report(id, &decision, Ok(Verdict::Accepted(state))));
-        }
-        anyhow::bail!(
-            "{id} is not running (status {:?}): there is nothing to review",
-            execution.status
+    Ok((job, execution.is_running()))
+}
+
+/// Whether `review` is this key's `approve` decision.
+fn is_mine(review: &ReviewDecision, key: &ReviewerKey, approve: bool) -> bool {
+    review.approve == approve && review.key_fingerprint == key.fingerprint()
+}
+
+async fn decide(config: &Config, args: &ReviewArgs, approve: bool) -> anyhow::Result<ExitCode> {
+    let key = load_key(config, args.key.as_ref())?;
+    if let Some(name) = &args.reviewer {
+        anyhow::ensure!(
+            name == key.name(),
+            "--reviewer {name}, but the key is {}'s ({})",
+            key.name(),
+            key.fingerprint()
         );
     }
-    let before = review_state(&client, job, id).await?;
-    if let Some(Verdict::Accepted(state)) = verdict_of(&before, &decision) {
-        return Ok(report(id, &decision, Ok(Verdict::Accepted(state))));
+    let id = args.workflow_id.as_str();
+    let client = client(config).await?;
+    let (job, running) = reviewed_job(&client, id).await?;
+    if !running {
+        // Run again after an answer was lost: the job's final decision tells.
+        if let Ok(Some(review)) = final_review(&client, job, id).await
+            && is_mine(&review, &key, approve)
+        {
+            println!("{id} accepted the review: {}", decision_line(&review));
+            return Ok(ExitCode::SUCCESS);
+        }
+        anyhow::bail!("{id} is not running: there is nothing to review");
+    }
+    let state = review_state(&client, job, id).await?;
+    if let Some(review) = &state.review
+        && is_mine(review, &key, approve)
+    {
+        println!(
+            "{id} accepted the review: {} (phase {})",
+            decision_line(review),
+            state.phase
+        );
+        return Ok(ExitCode::SUCCESS);
     }
     anyhow::ensure!(
-        before.awaiting_review && before.review.is_none(),
+        state.awaiting_review && state.review.is_none(),
         "{id} is not awaiting review (phase {}{}); try again once `vecstream {} status {id}` \
          says so",
-        before.phase,
-        before
+        state.phase,
+        state
             .review
             .as_ref()
             .map(|r| format!(", already {}", decision_line(r)))
             .unwrap_or_default(),
         job.command()
     );
-    send_review(&client, job, id, decision.clone()).await?;
+    let signed = key.sign(&Statement::review(
+        id,
+        &state.review_id,
+        approve,
+        &args.comment,
+    ));
     eprintln!(
-        "sent: {} {id}; waiting for the job to take it",
-        decision_line(&decision)
+        "sending: {} {id}, signed by {} ({})",
+        if approve { "approve" } else { "reject" },
+        key.name(),
+        key.fingerprint()
     );
-    let verdict = wait_for_verdict(&client, job, id, &decision, args.wait_secs).await;
-    Ok(report(id, &decision, verdict))
-}
-
-/// Polls the job's review state until it shows a verdict on `decision`, the workflow
-/// closes, or `wait_secs` pass.
-async fn wait_for_verdict(
-    client: &temporalio_client::Client,
-    job: ReviewedJob,
-    id: &str,
-    decision: &ReviewDecision,
-    wait_secs: u64,
-) -> anyhow::Result<Verdict> {
-    let now = Instant::now();
-    let deadline = now
-        .checked_add(Duration::from_secs(wait_secs))
-        .unwrap_or(now + Duration::from_secs(86_400 * 365));
-    loop {
-        let state: ReviewState = match review_state(client, job, id).await {
-            Ok(s) => s,
-            Err(e) => {
-                let execution = describe_execution(client, id).await?;
-                if execution.is_running() {
-                    // No answer from a running job (a worker restarting): ask again until
-                    // the wait runs out.
-                    if Instant::now() >= deadline {
-                        return Err(e.into());
-                    }
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
-                }
-                // A closed run may have no worker to answer queries: its result tells; a
-                // run that failed or was terminated has none, and its status is all we know.
-                let review = final_review(client, job, id).await.map_err(|e| {
-                    anyhow::anyhow!(
-                        "{id} closed with status {:?} before it said whether it took the \
-                         review ({e})",
-                        execution.status
-                    )
-                })?;
-                let state = ReviewState {
-                    phase: "closed",
-                    awaiting_review: false,
-                    review,
-                    finished: true,
-                };
-                return Ok(verdict_of(&state, decision).unwrap_or(Verdict::Ignored(state)));
-            }
-        };
-        if let Some(v) = verdict_of(&state, decision) {
-            return Ok(v);
-        }
-        if Instant::now() >= deadline {
-            return Ok(Verdict::Pending(state));
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-fn report(id: &str, decision: &ReviewDecision, verdict: anyhow::Result<Verdict>) -> ExitCode {
-    match verdict {
-        Ok(Verdict::Accepted(s)) => {
-            println!(
-                "{id} accepted the review: {} (phase {})",
-                decision_line(decision),
-                s.phase
+    let wait = Duration::from_secs(args.wait_secs.max(1));
+    let answer = tokio::time::timeout(wait, submit_review(&client, job, id, &signed)).await;
+    Ok(match answer {
+        Err(_) => {
+            eprintln!(
+                "{id} did not answer within {} s: is a worker on its task queue running? \
+                 Nothing was taken; send the review again once one runs",
+                wait.as_secs()
             );
+            ExitCode::FAILURE
+        }
+        Ok(Err(e)) => {
+            eprintln!("{id} refused the review: {e}");
+            ExitCode::FAILURE
+        }
+        Ok(Ok(o)) if o.accepted => {
+            let review = o.review.as_ref().map(decision_line).unwrap_or_default();
+            println!("{id} accepted the review: {review} (phase {})", o.phase);
             ExitCode::SUCCESS
         }
-        Ok(Verdict::Superseded(s)) => {
+        Ok(Ok(o)) => {
             eprintln!(
-                "{id} did not take this review: it was {} first (phase {})",
-                s.review.as_ref().map(decision_line).unwrap_or_default(),
-                s.phase
+                "{id} refused the review ({}): {} (phase {})",
+                o.code, o.reason, o.phase
             );
             ExitCode::FAILURE
         }
-        Ok(Verdict::Ignored(s)) => {
-            eprintln!(
-                "{id} ignored the review: it is not awaiting one (phase {})",
-                s.phase
+    })
+}
+
+async fn sign(config: &Config, args: &ReviewSignArgs) -> anyhow::Result<ExitCode> {
+    let key = load_key(config, args.key.as_ref())?;
+    let id = args.workflow_id.as_str();
+    let review_id = match &args.review_id {
+        Some(r) => r.clone(),
+        None => {
+            let client = client(config).await?;
+            let (job, _) = reviewed_job(&client, id).await?;
+            let state = review_state(&client, job, id).await?;
+            anyhow::ensure!(
+                state.awaiting_review,
+                "{id} is not awaiting review (phase {})",
+                state.phase
             );
-            ExitCode::FAILURE
+            state.review_id
         }
-        Ok(Verdict::Pending(s)) => {
-            eprintln!(
-                "{id} has not taken the review yet (phase {}, still awaiting review): is a \
-                 worker on its task queue running? The signal is recorded and will be taken \
-                 when one runs, unless the review times out first",
-                s.phase
-            );
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("{id}: cannot tell whether the review was taken: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    };
+    let signed = key.sign(&Statement::review(
+        id,
+        &review_id,
+        args.decision == "approve",
+        &args.comment,
+    ));
+    println!("{}", serde_json::to_string(&signed)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn keygen(args: &ReviewKeygenArgs) -> anyhow::Result<ExitCode> {
+    let key = ReviewerKey::generate(&args.name)?;
+    key.write(&args.out)
+        .with_context(|| format!("writing the secret key of {}", args.name))?;
+    println!("{}", key.public_line());
+    eprintln!(
+        "secret key of {} written to {} (mode 0600; keep it private). Its fingerprint is {}; \
+         add the line above to the workers' review.authorized_keys file",
+        key.name(),
+        args.out.display(),
+        key.fingerprint()
+    );
+    Ok(ExitCode::SUCCESS)
 }

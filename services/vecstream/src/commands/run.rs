@@ -104,6 +104,27 @@ pub async fn run(config: &Config, args: &RunArgs, hooks: &Hooks) -> anyhow::Resu
     }
 }
 
+/// The cpu worker checks reviews (`review.check`): a broken key file stops it at start;
+/// no key file at all is said once, since then every review is refused.
+fn check_reviewer_keys(config: &Config) -> anyhow::Result<()> {
+    let path = &config.review.authorized_keys;
+    if path.is_empty() {
+        tracing::warn!(
+            "review.authorized_keys is not set: every review will be refused; add reviewers' \
+             public keys (vecstream review keygen) to a file and point it there"
+        );
+        return Ok(());
+    }
+    let keys = vecstream_workflows::signing::Keyring::load(std::path::Path::new(path))
+        .context("review.authorized_keys")?;
+    if keys.is_empty() {
+        tracing::warn!(path = %path, "review.authorized_keys lists no key: every review will be refused");
+    } else {
+        tracing::info!(path = %path, keys = keys.len(), four_eyes = config.review.four_eyes, "reviewer keys loaded");
+    }
+    Ok(())
+}
+
 async fn run_worker(
     config: &Config,
     queue: Queue,
@@ -111,6 +132,9 @@ async fn run_worker(
     readiness: Readiness,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    if !matches!(queue, Queue::Gpu) {
+        check_reviewer_keys(config)?;
+    }
     let client = vecstream_workflows::connect(&config.temporal).await?;
     vecstream_workflows::describe_namespace(&client, &config.temporal.namespace).await?;
     let runtime =
