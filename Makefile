@@ -16,10 +16,13 @@ VECSTREAM := $(CARGO_TARGET_DIR)/debug/vecstream
 setup:
 	@scripts/setup
 
-## stack-up / stack-down: start or stop Kafka, the registry, Temporal and Weaviate
+## stack-up / stack-down: start or stop Kafka, the registry, Temporal and Weaviate, and the
+## secure mode beside them (SASL_SSL Kafka, API-key Weaviate, TLS fronts)
 stack-up: setup
 	@compose/local/stack up
+	@compose/local/stack up secure
 stack-down:
+	@compose/local/stack down secure
 	@compose/local/stack down
 
 ## build: the vecstream binary and every test target

@@ -330,6 +330,15 @@ fn config_show_never_prints_secrets() {
         "{text}"
     );
     assert!(text.contains("sasl_password = \"<redacted>\""), "{text}");
+    // Credentials bound for plaintext endpoints are named, once each, at start.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr
+            .matches("weaviate.api_key is set but weaviate.url is http://")
+            .count(),
+        1,
+        "{stderr}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("vecstream.toml");

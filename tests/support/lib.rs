@@ -224,10 +224,22 @@ pub struct Running {
 
 impl Running {
     pub fn start(component: &str, port: u16, sets: &[String], log_dir: &std::path::Path) -> Self {
+        Self::start_with(component, port, &[], sets, log_dir)
+    }
+
+    /// [`Running::start`] with global flags before the `--set`s (e.g. `--config FILE`).
+    pub fn start_with(
+        component: &str,
+        port: u16,
+        flags: &[&str],
+        sets: &[String],
+        log_dir: &std::path::Path,
+    ) -> Self {
         let log = log_dir.join(format!("{component}-{port}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(vecstream_bin());
         with_review_keys(&mut cmd);
+        cmd.args(flags);
         cmd.args(["--metrics-addr", &format!("127.0.0.1:{port}")]);
         for s in sets {
             cmd.args(["--set", s]);

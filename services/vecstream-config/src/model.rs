@@ -254,6 +254,9 @@ pub struct RegistryConfig {
     pub username: String,
     /// Basic-auth password (never logged).
     pub password: Secret,
+    /// PEM file of the CA that signs the registry's certificate (`https://` URLs), on top
+    /// of the system's; empty: the system's only.
+    pub tls_ca_cert: String,
     /// Timeout of one registry request, in milliseconds.
     pub request_timeout_ms: u64,
 }
@@ -264,6 +267,7 @@ impl Default for RegistryConfig {
             url: "http://127.0.0.1:8081/apis/ccompat/v7".into(),
             username: String::new(),
             password: Secret::default(),
+            tls_ca_cert: String::new(),
             request_timeout_ms: 10_000,
         }
     }
@@ -345,6 +349,9 @@ pub struct WeaviateConfig {
     pub url: String,
     /// API key (never logged); empty for anonymous access.
     pub api_key: Secret,
+    /// PEM file of the CA that signs Weaviate's certificate (`https://` URLs), on top of
+    /// the system's; empty: the system's only.
+    pub tls_ca_cert: String,
     /// Alias that always points at the active collection.
     pub alias: String,
     /// Timeout of one request, in milliseconds.
@@ -362,6 +369,7 @@ impl Default for WeaviateConfig {
         Self {
             url: "http://127.0.0.1:8080".into(),
             api_key: Secret::default(),
+            tls_ca_cert: String::new(),
             alias: "Chunks".into(),
             request_timeout_ms: 30_000,
             multi_tenancy: false,

@@ -80,3 +80,49 @@ mod tests {
         }
     }
 }
+
+/// `error` and each of its sources, joined by `: ` (an HTTP client's "error sending
+/// request" says why only in its sources: an untrusted certificate, a refused connection).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let part = e.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = e.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod chain_tests {
+    #[test]
+    fn an_error_chain_names_every_cause_once() {
+        let inner = std::io::Error::other("invalid peer certificate: UnknownIssuer");
+        let outer = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, inner);
+        assert_eq!(
+            super::error_chain(&outer),
+            "invalid peer certificate: UnknownIssuer"
+        );
+        #[derive(Debug)]
+        struct Send(std::io::Error);
+        impl std::fmt::Display for Send {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("error sending request")
+            }
+        }
+        impl std::error::Error for Send {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Send(std::io::Error::other("UnknownIssuer"));
+        assert_eq!(
+            super::error_chain(&e),
+            "error sending request: UnknownIssuer"
+        );
+    }
+}

@@ -10,7 +10,7 @@ pub mod topics;
 mod trace;
 
 pub use display::{path_component, printable};
-pub use error::{Classify, ErrorClass, io_class};
+pub use error::{Classify, ErrorClass, error_chain, io_class};
 pub use ids::{
     CHUNK_NAMESPACE, DEFAULT_TENANT, KEY_SEPARATOR, MAX_DOC_ID_BYTES, MAX_RECORD_KEY_BYTES,
     MAX_TENANT_BYTES, bounded_key, check_doc_id, check_tenant, check_weaviate_tenant, chunk_id,

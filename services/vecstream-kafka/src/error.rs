@@ -39,6 +39,10 @@ pub enum KafkaEdgeError {
     Decode(String),
     #[error("topic {topic}: {message}")]
     Topic { topic: String, message: String },
+    /// The brokers refused our credentials or their certificate is not trusted: a
+    /// configuration problem, said at start instead of as a timeout.
+    #[error("kafka at {brokers}: {reason}")]
+    Access { brokers: String, reason: String },
 }
 
 impl Classify for KafkaEdgeError {

@@ -66,8 +66,20 @@ impl std::fmt::Debug for SchemaRegistry {
 impl SchemaRegistry {
     /// A client for `cfg.url` (e.g. `http://127.0.0.1:8081/apis/ccompat/v7`).
     pub fn new(cfg: &RegistryConfig) -> Result<Self, KafkaEdgeError> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(cfg.request_timeout_ms))
+        let mut builder =
+            reqwest::Client::builder().timeout(Duration::from_millis(cfg.request_timeout_ms));
+        if !cfg.tls_ca_cert.is_empty() {
+            // The CA of a private deployment, on top of the system's.
+            let ca = std::fs::read(&cfg.tls_ca_cert)
+                .map_err(|e| e.to_string())
+                .and_then(|pem| reqwest::Certificate::from_pem(&pem).map_err(|e| e.to_string()))
+                .map_err(|message| KafkaEdgeError::RegistryUnreachable {
+                    url: cfg.url.clone(),
+                    message: format!("registry.tls_ca_cert {}: {message}", cfg.tls_ca_cert),
+                })?;
+            builder = builder.add_root_certificate(ca);
+        }
+        let http = builder
             .build()
             .map_err(|e| KafkaEdgeError::RegistryUnreachable {
                 url: cfg.url.clone(),
@@ -251,7 +263,7 @@ impl SchemaRegistry {
         }
         let unreachable = |e: reqwest::Error| KafkaEdgeError::RegistryUnreachable {
             url: url.clone(),
-            message: e.to_string(),
+            message: vecstream_core::error_chain(&e),
         };
         let resp = req.send().await.map_err(unreachable)?;
         let status = resp.status();

@@ -101,6 +101,8 @@ pub struct TopicOutcome {
 
 /// Creates the missing topics of [`specs`]; existing topics are left untouched.
 pub async fn ensure_topics(cfg: &KafkaConfig) -> Result<Vec<TopicOutcome>, KafkaEdgeError> {
+    // Refused credentials or an untrusted certificate: said now, not as an admin timeout.
+    cluster_info(cfg).await?;
     let admin: AdminClient<DefaultClientContext> = client_config(cfg).create()?;
     let specs = specs();
     let new: Vec<NewTopic<'_>> = specs
@@ -176,21 +178,97 @@ pub struct ClusterInfo {
     pub topics: Vec<String>,
 }
 
-/// Fetches cluster metadata: the Kafka health check of `vecstream status`.
+/// Records the first authentication or TLS failure librdkafka reports: without it, wrong
+/// credentials or an untrusted certificate surface only as a timeout.
+#[derive(Debug, Default)]
+struct AccessContext {
+    failure: std::sync::Mutex<Option<String>>,
+}
+
+impl AccessContext {
+    fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl rdkafka::ClientContext for AccessContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        let access = matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed)
+        ) || reason.contains("SSL")
+            || reason.contains("SASL");
+        if access {
+            self.failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert_with(|| reason.to_owned());
+        } else {
+            tracing::debug!(error = %error, reason, "kafka client error");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for AccessContext {}
+
+/// What to check when the brokers refuse us.
+fn access_reason(cfg: &KafkaConfig, failure: &str) -> String {
+    if failure.contains("SSL") && !failure.contains("SASL") {
+        format!(
+            "TLS with the brokers failed ({failure}); check kafka.ssl_ca_location (the CA \
+             that signs the brokers' certificates) and kafka.security_protocol"
+        )
+    } else {
+        format!(
+            "authentication failed as user {:?} ({} {}): {failure}; check \
+             kafka.sasl_username and kafka.sasl_password",
+            cfg.sasl_username, cfg.security_protocol, cfg.sasl_mechanism
+        )
+    }
+}
+
+/// Fetches cluster metadata: the Kafka health check of `vecstream status`, and every
+/// component's first contact with the brokers. Refused credentials or an untrusted
+/// certificate are [`KafkaEdgeError::Access`], said as soon as librdkafka reports them
+/// (not after the request timeout).
 pub async fn cluster_info(cfg: &KafkaConfig) -> Result<ClusterInfo, KafkaEdgeError> {
-    let consumer: BaseConsumer = client_config(cfg).create()?;
-    let timeout = Duration::from_millis(cfg.request_timeout_ms);
+    let consumer: BaseConsumer<AccessContext> =
+        client_config(cfg).create_with_context(AccessContext::default())?;
+    let deadline = std::time::Instant::now() + Duration::from_millis(cfg.request_timeout_ms);
+    let cfg = cfg.clone();
     // librdkafka's metadata call blocks; keep it off the async workers.
     tokio::task::spawn_blocking(move || {
-        let md = consumer.fetch_metadata(None, timeout)?;
-        Ok(ClusterInfo {
-            brokers: md
-                .brokers()
-                .iter()
-                .map(|b| format!("{}:{}", b.host(), b.port()))
-                .collect(),
-            topics: md.topics().iter().map(|t| t.name().to_owned()).collect(),
-        })
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match consumer.fetch_metadata(None, left.min(Duration::from_millis(500))) {
+                Ok(md) => {
+                    return Ok(ClusterInfo {
+                        brokers: md
+                            .brokers()
+                            .iter()
+                            .map(|b| format!("{}:{}", b.host(), b.port()))
+                            .collect(),
+                        topics: md.topics().iter().map(|t| t.name().to_owned()).collect(),
+                    });
+                }
+                Err(e) => {
+                    // Serves librdkafka's error events (they reach the context on poll).
+                    let _ = consumer.poll(Duration::ZERO);
+                    if let Some(failure) = consumer.context().failure() {
+                        return Err(KafkaEdgeError::Access {
+                            brokers: cfg.brokers.clone(),
+                            reason: access_reason(&cfg, &failure),
+                        });
+                    }
+                    if left.is_zero() {
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
     })
     .await
     .map_err(|e| KafkaEdgeError::Topic {

@@ -110,6 +110,10 @@ impl Sink {
     pub async fn connect(config: &Config, metrics: PipelineMetrics) -> Result<Self, PipelineError> {
         let settings = config.sink.clone();
         vecstream_kafka::topics::ensure_topics(&config.kafka).await?;
+        // A refused API key or an untrusted certificate stops the sink now, naming Weaviate.
+        WeaviateClient::new(&config.weaviate)?
+            .check_access()
+            .await?;
         let registry = SchemaRegistry::new(&config.registry)?;
         let lineage_schema = lineage_writer_schema(&registry).await?;
         let producer = vecstream_kafka::idempotent_producer(&config.kafka)?;

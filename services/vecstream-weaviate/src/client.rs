@@ -71,13 +71,23 @@ impl std::fmt::Debug for WeaviateClient {
 impl WeaviateClient {
     /// A client for `cfg.url`.
     pub fn new(cfg: &WeaviateConfig) -> Result<Self, WeaviateError> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(cfg.request_timeout_ms))
-            .build()
-            .map_err(|e| WeaviateError::Unreachable {
-                url: cfg.url.clone(),
-                message: e.to_string(),
-            })?;
+        let mut builder =
+            reqwest::Client::builder().timeout(Duration::from_millis(cfg.request_timeout_ms));
+        if !cfg.tls_ca_cert.is_empty() {
+            // The CA of a private deployment, on top of the system's.
+            let ca = std::fs::read(&cfg.tls_ca_cert)
+                .map_err(|e| e.to_string())
+                .and_then(|pem| reqwest::Certificate::from_pem(&pem).map_err(|e| e.to_string()))
+                .map_err(|message| WeaviateError::Unreachable {
+                    url: cfg.url.clone(),
+                    message: format!("weaviate.tls_ca_cert {}: {message}", cfg.tls_ca_cert),
+                })?;
+            builder = builder.add_root_certificate(ca);
+        }
+        let http = builder.build().map_err(|e| WeaviateError::Unreachable {
+            url: cfg.url.clone(),
+            message: e.to_string(),
+        })?;
         let api_key = (!cfg.api_key.is_empty()).then(|| cfg.api_key.expose().to_owned());
         Ok(Self {
             base: cfg.url.trim_end_matches('/').to_owned(),
@@ -108,6 +118,46 @@ impl WeaviateClient {
             .and_then(Value::as_str)
             .unwrap_or("unknown")
             .to_owned())
+    }
+
+    /// A component's first contact: an authenticated request (`/v1/meta`). A refused API
+    /// key or an untrusted certificate is [`WeaviateError::Access`] (a configuration
+    /// problem: said at start, not retried); Weaviate down or answering otherwise is not an
+    /// error here (the caller's writes retry until it is back).
+    pub async fn check_access(&self) -> Result<(), WeaviateError> {
+        let access = |reason: String| WeaviateError::Access {
+            url: self.base.clone(),
+            reason,
+        };
+        match self
+            .call(reqwest::Method::GET, "/v1/meta", None, "meta")
+            .await
+        {
+            Err(WeaviateError::Status {
+                status: status @ (401 | 403),
+                body,
+                ..
+            }) => Err(access(format!(
+                "refused {} ({status}: {}); check weaviate.api_key",
+                if self.api_key.is_some() {
+                    "the API key"
+                } else {
+                    "anonymous access"
+                },
+                body.trim()
+            ))),
+            Err(WeaviateError::Unreachable { message, .. }) if message.contains("certificate") => {
+                Err(access(format!(
+                    "TLS failed ({message}); check weaviate.tls_ca_cert (the CA that signs \
+                     Weaviate's certificate)"
+                )))
+            }
+            Err(e) => {
+                tracing::warn!(url = %self.base, error = %e, "weaviate not answering yet");
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+        }
     }
 
     /// Creates the collection unless it exists. Returns true when it was created.
@@ -706,7 +756,7 @@ impl WeaviateClient {
         }
         let unreachable = |e: reqwest::Error| WeaviateError::Unreachable {
             url: url.clone(),
-            message: e.to_string(),
+            message: vecstream_core::error_chain(&e),
         };
         let resp = req.send().await.map_err(unreachable)?;
         let status = resp.status();

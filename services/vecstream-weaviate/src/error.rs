@@ -5,6 +5,10 @@ use vecstream_core::{Classify, ErrorClass};
 pub enum WeaviateError {
     #[error("weaviate unreachable at {url}: {message}")]
     Unreachable { url: String, message: String },
+    /// Weaviate refused our API key, or its certificate is not trusted: a configuration
+    /// problem (permanent).
+    #[error("weaviate at {url}: {reason}")]
+    Access { url: String, reason: String },
     #[error("weaviate answered {status} to {what}: {body}")]
     Status {
         status: u16,

@@ -71,6 +71,10 @@ async fn run(cli: Cli, hooks: Hooks) -> anyhow::Result<ExitCode> {
         tracing::warn!("{warning}");
     }
 
+    if matches!(cli.command, Command::Lineage(_) | Command::Dlq(_)) {
+        // Refused credentials or an untrusted certificate: said now, naming Kafka.
+        vecstream_kafka::topics::cluster_info(&config.kafka).await?;
+    }
     match cli.command {
         Command::Status(args) => commands::status::run(&config, &args).await,
         Command::Produce(args) => commands::produce::run(&config, &args).await,

@@ -135,6 +135,12 @@ async fn run_worker(
     if !matches!(queue, Queue::Gpu) {
         check_reviewer_keys(config)?;
     }
+    // Activities publish lineage and read the documents topic: wrong Kafka credentials
+    // stop the worker at start, not its first activity.
+    vecstream_kafka::topics::cluster_info(&config.kafka).await?;
+    vecstream_weaviate::WeaviateClient::new(&config.weaviate)?
+        .check_access()
+        .await?;
     let client = vecstream_workflows::connect(&config.temporal).await?;
     vecstream_workflows::describe_namespace(&client, &config.temporal.namespace).await?;
     let runtime =
