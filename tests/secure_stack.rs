@@ -133,6 +133,11 @@ async fn the_pipeline_runs_over_sasl_ssl_tls_and_api_keys_and_bad_credentials_st
         err.contains("temporal unreachable at https://127.0.0.1:17233"),
         "{err}"
     );
+    let err = fails_at_start("embedder", &sets, "registry.password=wrong");
+    assert!(
+        err.contains("schema registry at https://127.0.0.1:18081") && err.contains("refused"),
+        "{err}"
+    );
     let err = fails_at_start("sink", &sets, &format!("registry.tls_ca_cert={other_ca}"));
     assert!(
         err.contains("schema registry unreachable") && err.contains("certificate"),
@@ -207,6 +212,26 @@ async fn the_pipeline_runs_over_sasl_ssl_tls_and_api_keys_and_bad_credentials_st
     })
     .await;
     assert!(trace.contains("embed:embedded"), "{trace}");
+    // The worker's activities over the secure endpoints: an evaluation (Temporal over TLS,
+    // Weaviate with its API key).
+    let suite = docs.path().join("suite.jsonl");
+    std::fs::write(
+        &suite,
+        serde_json::json!({"query": "how do glaciers shape valleys?", "relevant_doc_ids": [id(1)]})
+            .to_string()
+            + "\n",
+    )
+    .unwrap();
+    let suite_s = suite.to_string_lossy().into_owned();
+    let report = secure_ok(
+        &sets,
+        &[
+            "eval", "run", "--suite", &suite_s, "--tenant", &run, "--json",
+        ],
+    );
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["rows"][0]["queries"], 1, "{report}");
+    assert_eq!(report["rows"][0]["recall_at_k"], 1.0, "{report}");
     let dlq = secure_ok(&sets, &["dlq", "list", "--json"]);
     assert!(
         !dlq.contains(&run),

@@ -7,6 +7,18 @@ pub enum KafkaEdgeError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("schema registry unreachable at {url}: {message}")]
     RegistryUnreachable { url: String, message: String },
+    /// The registry refused our credentials (401) or their rights (403).
+    #[error(
+        "schema registry at {url} refused {} ({status} for {what}); check registry.username \
+         and registry.password",
+        user.as_deref().map(|u| format!("user {u:?}")).unwrap_or_else(|| "anonymous access".into())
+    )]
+    RegistryAccess {
+        url: String,
+        status: u16,
+        what: String,
+        user: Option<String>,
+    },
     #[error("schema registry answered {status} for {what}: {body}")]
     Registry {
         status: u16,
@@ -52,9 +64,9 @@ impl Classify for KafkaEdgeError {
             // Unreachable, overloaded, refusing our credentials or answering with something
             // else than its API: the registry's problem, not the record's. Retried (the
             // partition pauses and the log and metrics say why) until it answers.
-            KafkaEdgeError::RegistryUnreachable { .. } | KafkaEdgeError::RegistryAnswer { .. } => {
-                ErrorClass::Retryable
-            }
+            KafkaEdgeError::RegistryUnreachable { .. }
+            | KafkaEdgeError::RegistryAnswer { .. }
+            | KafkaEdgeError::RegistryAccess { .. } => ErrorClass::Retryable,
             KafkaEdgeError::Registry { status, .. }
                 if *status >= 500 || matches!(*status, 401 | 403 | 404 | 408 | 429) =>
             {

@@ -276,6 +276,14 @@ impl SchemaRegistry {
                 body: text,
             });
         }
+        if matches!(status.as_u16(), 401 | 403) {
+            return Err(KafkaEdgeError::RegistryAccess {
+                url: self.base.clone(),
+                status: status.as_u16(),
+                what: what.to_owned(),
+                user: self.auth.as_ref().map(|(user, _)| user.clone()),
+            });
+        }
         if !status.is_success() {
             return Err(KafkaEdgeError::Registry {
                 status: status.as_u16(),
