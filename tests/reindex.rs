@@ -319,11 +319,33 @@ async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
         .count();
     eprintln!("scan activities resumed from a heartbeat after the kill: {resumes}");
 
-    // 5. Rollback (in the window) points the alias back.
-    cli(&sets, &["reindex", "rollback", &wf, "--by", "e2e"]);
+    // 5. Rollback (in the window) points the alias back. It is signed too: a key the worker
+    //    does not trust is refused (and recorded), the window stays open.
+    let outsider = keys.outsider.to_string_lossy().into_owned();
+    let out = vecstream(&with_sets(
+        &sets,
+        &["reindex", "rollback", &wf, "--key", &outsider],
+    ));
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("unknown_key"),
+        "{}",
+        describe(&out)
+    );
+    let p = progress(&sets, &wf);
+    assert_eq!(p["phase"], "rollback_window", "{p}");
+    assert!(p["rollback"].is_null(), "{p}");
+    cli(&sets, &["reindex", "rollback", &wf, "--reason", "worse"]);
     assert_eq!(
         weaviate.resolve_alias(&alias).await.unwrap(),
         Some(live.clone())
+    );
+    let p = progress(&sets, &wf);
+    assert_eq!(p["rollback"]["reviewer"], "e2e", "{p}");
+    assert!(
+        p["rollback"]["key_fingerprint"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("SHA256:")),
+        "{p}"
     );
 
     // 6. A rejected reindex drops its collection; the alias stays.
@@ -412,6 +434,22 @@ async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
     assert_eq!(p["refused_reviews"][0]["code"], "unsigned", "{p}");
     assert_eq!(p["phase"], "awaiting_review", "{p}");
     assert!(p["review"].is_null(), "{p}");
+    // A signal with no payload at all is refused as malformed: it does not fail the run.
+    stock(&[
+        "workflow",
+        "signal",
+        "--workflow-id",
+        &rejected,
+        "--name",
+        "review",
+    ]);
+    let p = eventually("the empty signal refused", &[&worker], || async {
+        let p = progress(&sets, &rejected);
+        (p["refused_reviews"].as_array()?.len() == 2).then_some(p)
+    })
+    .await;
+    assert_eq!(p["refused_reviews"][1]["code"], "malformed", "{p}");
+    assert_eq!(p["phase"], "awaiting_review", "{p}");
     // A signed decision through the stock CLI's update: `vecstream review sign` makes the
     // payload (rejecting one's own job passes four-eyes).
     let payload = cli(
@@ -437,8 +475,12 @@ async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
         "--input",
         payload.trim(),
     ]);
+    // The CLI prints the update's result (Go's map notation, or JSON with `-o json`).
     let compact: String = answer.split_whitespace().collect();
-    assert!(compact.contains(r#""accepted":true"#), "{answer}");
+    assert!(
+        compact.contains("accepted:true") || compact.contains(r#""accepted":true"#),
+        "{answer}"
+    );
     eventually("the rejected collection dropped", &[&worker], || async {
         (!weaviate
             .collection_exists(&rejected_collection)

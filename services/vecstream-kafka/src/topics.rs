@@ -266,6 +266,8 @@ pub async fn cluster_info(cfg: &KafkaConfig) -> Result<ClusterInfo, KafkaEdgeErr
                     if left.is_zero() {
                         return Err(e.into());
                     }
+                    // A metadata call that fails at once (no broker resolvable) must not spin.
+                    std::thread::sleep(Duration::from_millis(100).min(left));
                 }
             }
         }

@@ -199,7 +199,9 @@ fn review_check(
             ReviewContext {
                 workflow_id: &input.workflow_id,
                 review_id: &input.review_id,
+                purpose: input.purpose,
                 starter: input.started_by.as_ref(),
+                started_at_ms: input.started_at_ms,
                 four_eyes: settings.four_eyes,
             },
         )

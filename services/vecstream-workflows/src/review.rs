@@ -154,11 +154,7 @@ pub async fn submit_review(
     signed: &SignedStatement,
 ) -> Result<ReviewOutcome, TemporalError> {
     let failed = |e| workflow_error(id, format!("the review update: {e}"));
-    let payload = serde_json::to_value(signed).map_err(|e| failed(e.to_string()))?;
-    let digest = Sha256::digest(signed.signature.as_bytes());
-    let options = WorkflowExecuteUpdateOptions::builder()
-        .update_id(format!("review-{}", hex::encode(&digest[..12])))
-        .build();
+    let (payload, options) = update_of(signed).map_err(failed)?;
     match job {
         ReviewedJob::Reindex => client
             .get_workflow_handle::<ReindexWorkflow>(id)
@@ -171,6 +167,34 @@ pub async fn submit_review(
             .await
             .map_err(|e| failed(update_error(e))),
     }
+}
+
+/// Sends a signed rollback as the reindex's `rollback` update and returns its answer.
+pub async fn submit_rollback(
+    client: &Client,
+    id: &str,
+    signed: &SignedStatement,
+) -> Result<ReviewOutcome, TemporalError> {
+    let failed = |e| workflow_error(id, format!("the rollback update: {e}"));
+    let (payload, options) = update_of(signed).map_err(failed)?;
+    client
+        .get_workflow_handle::<ReindexWorkflow>(id)
+        .execute_update(ReindexWorkflow::rollback_update, payload, options)
+        .await
+        .map_err(|e| failed(update_error(e)))
+}
+
+/// The payload of a signed update, and its options: the update id is derived from the
+/// signature, so the same signed request sent again is answered with the first answer.
+fn update_of(
+    signed: &SignedStatement,
+) -> Result<(serde_json::Value, WorkflowExecuteUpdateOptions), String> {
+    let payload = serde_json::to_value(signed).map_err(|e| e.to_string())?;
+    let digest = Sha256::digest(signed.signature.as_bytes());
+    let options = WorkflowExecuteUpdateOptions::builder()
+        .update_id(format!("signed-{}", hex::encode(&digest[..12])))
+        .build();
+    Ok((payload, options))
 }
 
 /// The words of an update error: a validator's refusal carries the job's reason.

@@ -27,6 +27,9 @@ const STATEMENT_VERSION: u32 = 1;
 pub const MAX_COMMENT_BYTES: usize = 4096;
 const MAX_STATEMENT_BYTES: usize = 8192;
 const MAX_NAME_BYTES: usize = 128;
+/// How far a signed start's time may be from the job's start (clock skew between the
+/// starter's machine and Temporal, plus the time to reach Temporal).
+const START_SKEW_MS: i64 = 5 * 60 * 1000;
 
 /// Why a key or key file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -243,6 +246,8 @@ pub enum Purpose {
     Review,
     /// Who started a job (the four-eyes rule compares it with the reviewer).
     Start,
+    /// A reindex's rollback in its rollback window, bound to the approved review.
+    Rollback,
 }
 
 /// The signed text: which job, which of its reviews, what decision, when.
@@ -263,6 +268,15 @@ pub struct Statement {
 }
 
 impl Statement {
+    /// A rollback of `workflow_id`, whose approved review is `review_id`, signed now.
+    pub fn rollback(workflow_id: &str, review_id: &str, comment: &str) -> Self {
+        Self {
+            purpose: Purpose::Rollback,
+            approve: false,
+            ..Self::review(workflow_id, review_id, false, comment)
+        }
+    }
+
     /// A review decision on review `review_id` of `workflow_id`, signed now.
     pub fn review(workflow_id: &str, review_id: &str, approve: bool, comment: &str) -> Self {
         Self {
@@ -331,7 +345,7 @@ pub enum Refusal {
          this one)"
     )]
     OtherReview { signed_for: String, open: String },
-    #[error("not a review decision (signed for a {0:?})")]
+    #[error("signed for a {0:?}, not for this request")]
     WrongPurpose(Purpose),
     #[error("four-eyes: {reviewer} started this job and cannot approve it")]
     SelfApproval { reviewer: String },
@@ -467,9 +481,15 @@ impl Keyring {
 #[derive(Debug, Clone, Copy)]
 pub struct ReviewContext<'a> {
     pub workflow_id: &'a str,
+    /// The id the statement must name: the open review's (for a rollback, the approved
+    /// review's).
     pub review_id: &'a str,
+    /// What the statement must be signed for (`Review` or `Rollback`).
+    pub purpose: Purpose,
     /// The job's signed start, if it was started with a key.
     pub starter: Option<&'a SignedStatement>,
+    /// When the job started (ms since the epoch): its signed start must be from then.
+    pub started_at_ms: i64,
     /// `review.four_eyes`: an approval must come from someone other than the starter.
     pub four_eyes: bool,
 }
@@ -510,7 +530,7 @@ pub fn check_review(
 ) -> Result<VerifiedReview, Refusal> {
     let signed = signed_of(request)?;
     let (statement, key) = keyring.verify(&signed)?;
-    if statement.purpose != Purpose::Review {
+    if statement.purpose != cx.purpose || cx.purpose == Purpose::Start {
         return Err(Refusal::WrongPurpose(statement.purpose));
     }
     if statement.workflow_id != cx.workflow_id {
@@ -531,9 +551,14 @@ pub fn check_review(
     }
     let starter = cx.starter.and_then(|s| {
         let (st, k) = keyring.verify(s).ok()?;
-        (st.purpose == Purpose::Start && st.workflow_id == cx.workflow_id).then(|| k.name.clone())
+        // Signed for this job, when it started: a start copied from an earlier run of the
+        // same workflow id (ids are predictable) proves nothing about this one.
+        let signed_then = st.signed_at_ms >= cx.started_at_ms.saturating_sub(START_SKEW_MS)
+            && st.signed_at_ms <= cx.started_at_ms.saturating_add(START_SKEW_MS);
+        (st.purpose == Purpose::Start && st.workflow_id == cx.workflow_id && signed_then)
+            .then(|| k.name.clone())
     });
-    if cx.four_eyes && statement.approve {
+    if cx.four_eyes && cx.purpose == Purpose::Review && statement.approve {
         match &starter {
             None => return Err(Refusal::UnverifiedStarter),
             Some(s) if *s == key.name => {
@@ -567,7 +592,9 @@ mod tests {
         ReviewContext {
             workflow_id: "reindex-Chunks-m1",
             review_id: "run-1/40",
+            purpose: Purpose::Review,
             starter,
+            started_at_ms: now_ms(),
             four_eyes,
         }
     }
@@ -687,11 +714,20 @@ mod tests {
             check_review(&keys, &approval(&bo), cx(None, true)).unwrap_err(),
             Refusal::UnverifiedStarter
         );
-        // A start signed for another job does not count as this one's.
+        // A start signed for another job does not count as this one's; nor does one signed
+        // for an earlier run of this id (copied from its history into a new start).
         let elsewhere = ana.sign(&Statement::start("reindex-Chunks-m2"));
         assert_eq!(
             check_review(&keys, &approval(&bo), cx(Some(&elsewhere), true)).unwrap_err(),
             Refusal::UnverifiedStarter
+        );
+        let mut earlier = Statement::start("reindex-Chunks-m1");
+        earlier.signed_at_ms -= 3_600_000;
+        let replayed = bo.sign(&earlier);
+        assert_eq!(
+            check_review(&keys, &approval(&ana), cx(Some(&replayed), true)).unwrap_err(),
+            Refusal::UnverifiedStarter,
+            "bo's start of an earlier run does not make ana's start of this one bo's"
         );
         // Rejecting one's own job is always allowed.
         let reject = ana.sign(&Statement::review(
@@ -708,6 +744,52 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn a_rollback_is_signed_for_the_approved_review_and_only_counts_as_one() {
+        let ana = ReviewerKey::generate("ana").unwrap();
+        let keys = ring(&[&ana]);
+        let rollback = ReviewContext {
+            purpose: Purpose::Rollback,
+            ..cx(None, true)
+        };
+        let signed = |s: Statement| serde_json::to_value(ana.sign(&s)).unwrap();
+        let v = check_review(
+            &keys,
+            &signed(Statement::rollback(
+                "reindex-Chunks-m1",
+                "run-1/40",
+                "worse",
+            )),
+            rollback,
+        )
+        .unwrap();
+        assert_eq!((v.reviewer.as_str(), v.approve), ("ana", false));
+        // An approval is not a rollback, nor the reverse; a rollback of another approval
+        // (an earlier run) does not count.
+        assert_eq!(
+            check_review(&keys, &approval(&ana), rollback).unwrap_err(),
+            Refusal::WrongPurpose(Purpose::Review)
+        );
+        assert_eq!(
+            check_review(
+                &keys,
+                &signed(Statement::rollback("reindex-Chunks-m1", "run-1/40", "")),
+                cx(None, false)
+            )
+            .unwrap_err(),
+            Refusal::WrongPurpose(Purpose::Rollback)
+        );
+        assert!(matches!(
+            check_review(
+                &keys,
+                &signed(Statement::rollback("reindex-Chunks-m1", "run-0/40", "")),
+                rollback
+            )
+            .unwrap_err(),
+            Refusal::OtherReview { .. }
+        ));
     }
 
     #[test]

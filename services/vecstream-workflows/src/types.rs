@@ -280,6 +280,11 @@ pub struct ReviewGate {
     /// The job's signed start (`review.key` of whoever started it), if any: the four-eyes
     /// rule's starter.
     pub started_by: Option<crate::signing::SignedStatement>,
+    /// When the job started (workflow time, ms since the epoch): a signed start counts only
+    /// if it was signed then, so one copied from an earlier run of the same id does not.
+    pub started_at_ms: i64,
+    /// `review` updates and signals received so far (each gets its own patch marker).
+    pub reviews_received: u32,
 }
 
 impl ReviewGate {

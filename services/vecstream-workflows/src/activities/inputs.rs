@@ -99,13 +99,24 @@ pub struct PhaseEvent {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReviewCheckInput {
     pub workflow_id: String,
-    /// The open review's id, as the workflow knows it.
+    /// The id the request must name (the open review's; for a rollback, the approved
+    /// review's), as the workflow knows it.
     pub review_id: String,
+    /// What the request must be signed for.
+    #[serde(default = "review_purpose")]
+    pub purpose: crate::signing::Purpose,
     /// The payload as received (any JSON).
     pub request: serde_json::Value,
     /// The job's signed start, if any.
     #[serde(default)]
     pub started_by: Option<crate::signing::SignedStatement>,
+    /// When the job started (workflow time): the signed start must be from then.
+    #[serde(default)]
+    pub started_at_ms: i64,
+}
+
+fn review_purpose() -> crate::signing::Purpose {
+    crate::signing::Purpose::Review
 }
 
 /// Result of `review.check`.

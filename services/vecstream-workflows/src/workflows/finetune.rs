@@ -7,8 +7,8 @@ use temporalio_sdk::{ChildWorkflowOptions, WorkflowContext, WorkflowContextView,
 use vecstream_core::EventType;
 
 use super::job::{
-    Reviewed, lineage, new_review_id, progress, receive_review, review_deadline, update,
-    wait_for_review,
+    Reviewed, lineage, new_review_id, progress, receive_review, review_deadline, signal_json,
+    update, wait_for_review,
 };
 use super::{EvaluateWorkflow, heavy, light, now_ms, training};
 use crate::finetune::{FineTuneActivities, FineTuneStep, RegisterInput};
@@ -16,6 +16,7 @@ use crate::types::{
     EvalSpec, EvaluateInput, FineTuneInput, FineTunePhase, FineTuneProgress, FineTuneResult,
     HeldOutPairs, JobProgress, ModelTarget, ReviewOutcome,
 };
+use temporalio_common::data_converters::RawValue;
 
 /// Fine-tunes a linear adapter on labelled pairs; see the module docs. Id
 /// `finetune-<base model id>-<dataset hash>`.
@@ -33,7 +34,11 @@ impl FineTuneWorkflow {
         input: FineTuneInput,
     ) -> WorkflowResult<FineTuneResult> {
         match finetune_phases(ctx, &input).await {
-            Ok(r) => Ok(r),
+            Ok(r) => {
+                // A review still being checked answers before the run ends.
+                ctx.wait_condition(|_| ctx.all_handlers_finished()).await?;
+                Ok(r)
+            }
             Err(e) => {
                 let _ = lineage(ctx, EventType::Fail, "failed", Some(e.to_string())).await;
                 Err(e)
@@ -65,8 +70,8 @@ impl FineTuneWorkflow {
     /// The same verdict as a signal (`temporal workflow signal --name review`): checked
     /// alike; its outcome shows in `progress` (`review`, `refused_reviews`).
     #[signal(name = "review")]
-    pub async fn review(ctx: &mut WorkflowContext<Self>, request: serde_json::Value) {
-        receive_review(ctx, request).await;
+    pub async fn review(ctx: &mut WorkflowContext<Self>, request: RawValue) {
+        receive_review(ctx, signal_json(&request)).await;
     }
 
     /// Where the job is; answers at any time.
@@ -95,7 +100,11 @@ async fn finetune_phases(
         job: ctx.workflow_id().to_owned(),
         input: input.clone(),
     };
-    update(ctx, |p| p.gate.started_by = input.starter.clone());
+    let started_at_ms = now_ms(ctx.workflow_time());
+    update(ctx, |p| {
+        p.gate.started_by = input.starter.clone();
+        p.gate.started_at_ms = started_at_ms;
+    });
     lineage(ctx, EventType::Start, "validating", None).await?;
     let dataset = ctx
         .execute_activity(FineTuneActivities::validate, input.clone(), light())

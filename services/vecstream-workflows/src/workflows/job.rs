@@ -9,11 +9,12 @@ use vecstream_core::EventType;
 
 use super::{light, now_ms};
 use crate::activities::{JobActivities, PhaseEvent, ReviewCheck, ReviewCheckInput};
+use crate::signing::Purpose;
 use crate::types::{JobProgress, RefusedReview, ReviewDecision, ReviewOutcome};
+use temporalio_common::data_converters::RawValue;
 
-/// Reviews are signed and checked by the `review.check` activity. Runs whose history took an
-/// unsigned `review` before this (no marker) replay it as they took it.
-const SIGNED_REVIEW_PATCH: &str = "signed-review-v1";
+/// Reviews are signed and checked by the `review.check` activity (see [`check_signed`]).
+const SIGNED_REVIEW_PATCH: &str = "signed-review-v2";
 
 /// A workflow whose state is a reviewed job's progress.
 pub(crate) trait Reviewed: 'static {
@@ -40,64 +41,83 @@ pub(crate) trait Reviewed: 'static {
     }
 }
 
+/// A signal's payload as JSON. Signals take raw payloads: one sent without a payload, or in
+/// another encoding, would otherwise fail to decode before any handler runs, and fail every
+/// workflow task of the run from then on (the signal stays in its history). Here it reads
+/// as `null` and is refused (or ignored) like any other malformed request.
+pub(crate) fn signal_json(raw: &RawValue) -> serde_json::Value {
+    raw.payloads
+        .first()
+        .and_then(|p| serde_json::from_slice(&p.data).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
 /// The id of a review opened now: unique per run and per opening, so a decision signed for
 /// another review (or an earlier run of the same workflow id) does not match.
 pub(crate) fn new_review_id<W>(ctx: &WorkflowContext<W>) -> String {
     format!("{}/{}", ctx.run_id(), ctx.history_length())
 }
 
-/// The body of every job's `review` update and signal: the payload is checked by the
-/// `review.check` activity (signature, trusted key, this job and review, four-eyes); a
-/// verified decision is taken while the job awaits review and none was taken (the first
-/// one wins); a refused one is recorded in `progress.refused_reviews`.
-pub(crate) async fn receive_review<W: Reviewed>(
+/// What [`check_signed`] made of a signed request.
+pub(crate) enum Checked {
+    /// Replaying a run that took this request unsigned (before signed requests): the
+    /// decision as it was sent, if it parses.
+    Legacy(Option<ReviewDecision>),
+    /// Signed by a trusted key, for this job and `review_id`.
+    Verified(ReviewDecision),
+    /// Refused, and recorded in `progress.refused_reviews`: the stable code and the reason.
+    Refused(String, String),
+}
+
+/// Checks a signed `purpose` request bound to `review_id` with the `review.check` activity
+/// (signature, trusted key, this job, `review_id`, four-eyes for approvals); a refusal is
+/// recorded in `progress.refused_reviews`. Each request received gets its own patch marker
+/// `<patch>-<n>`: a request that a run took unsigned before (no marker in its history)
+/// replays as it was taken, while every request received live is checked, even in a run
+/// whose earlier requests were unsigned (one patch id for all would be answered "no" for
+/// the whole run once an old request replayed).
+pub(crate) async fn check_signed<W: Reviewed>(
     ctx: &WorkflowContext<W>,
     request: serde_json::Value,
-) -> ReviewOutcome {
-    if !ctx.patched(SIGNED_REVIEW_PATCH) {
-        // Replaying a run that took unsigned reviews: take it as it did then.
-        let legacy: Option<ReviewDecision> = serde_json::from_value(request).ok();
-        if let Some(d) = legacy {
-            ctx.state_mut(|s| s.job_progress_mut().take_review(d));
-        }
-        return outcome(ctx, "legacy", String::new());
+    purpose: Purpose,
+    review_id: &str,
+    patch: &str,
+) -> Checked {
+    let n = ctx.state_mut(|s| {
+        let gate = s.job_progress_mut().gate_mut();
+        gate.reviews_received = gate.reviews_received.saturating_add(1);
+        gate.reviews_received
+    });
+    if !ctx.patched(&format!("{patch}-{n}")) {
+        return Checked::Legacy(serde_json::from_value(request).ok());
     }
-    let (review_id, started_by) = ctx.state(|s| {
+    let (started_by, started_at_ms) = ctx.state(|s| {
         let g = s.job_progress().gate();
-        (g.review_id.clone(), g.started_by.clone())
+        (g.started_by.clone(), g.started_at_ms)
     });
     let checked = ctx
         .execute_activity(
             JobActivities::check_review,
             ReviewCheckInput {
                 workflow_id: ctx.workflow_id().to_owned(),
-                review_id,
+                review_id: review_id.to_owned(),
+                purpose,
                 request,
                 started_by,
+                started_at_ms,
             },
             light(),
         )
         .await;
-    let time_ms = now_ms(ctx.workflow_time());
     let (code, reason) = match checked {
-        Ok(ReviewCheck::Accepted(decision)) => {
-            if ctx.state_mut(|s| s.job_progress_mut().take_review(decision)) {
-                return outcome(ctx, "accepted", String::new());
-            }
-            // Verified, but another decision came first or the review closed meanwhile:
-            // not a refusal of the reviewer, so not recorded as one.
-            return outcome(
-                ctx,
-                "not_taken",
-                "the job is no longer awaiting this review".into(),
-            );
-        }
+        Ok(ReviewCheck::Accepted(decision)) => return Checked::Verified(decision),
         Ok(ReviewCheck::Refused { code, reason }) => (code, reason),
         Err(e) => (
             "check_failed".to_owned(),
-            format!("the review could not be checked: {e}"),
+            format!("the request could not be checked: {e}"),
         ),
     };
+    let time_ms = now_ms(ctx.workflow_time());
     ctx.state_mut(|s| {
         s.job_progress_mut().gate_mut().refuse(RefusedReview {
             code: code.clone(),
@@ -105,13 +125,67 @@ pub(crate) async fn receive_review<W: Reviewed>(
             time_ms,
         })
     });
-    outcome(ctx, &code, reason)
+    Checked::Refused(code, reason)
 }
 
-fn outcome<W: Reviewed>(ctx: &WorkflowContext<W>, code: &str, reason: String) -> ReviewOutcome {
+/// The body of every job's `review` update and signal: checked by [`check_signed`]; a
+/// verified decision is taken while the job awaits the review it was signed for and none
+/// was taken (the first one wins).
+pub(crate) async fn receive_review<W: Reviewed>(
+    ctx: &WorkflowContext<W>,
+    request: serde_json::Value,
+) -> ReviewOutcome {
+    let review_id = ctx.state(|s| s.job_progress().gate().review_id.clone());
+    let decision = match check_signed(
+        ctx,
+        request,
+        Purpose::Review,
+        &review_id,
+        SIGNED_REVIEW_PATCH,
+    )
+    .await
+    {
+        Checked::Legacy(d) => {
+            // Replaying a run that took unsigned reviews: take it as it did then.
+            if let Some(d) = d {
+                ctx.state_mut(|s| s.job_progress_mut().take_review(d));
+            }
+            let taken = progress(ctx).review().is_some();
+            return outcome(
+                ctx,
+                if taken { "accepted" } else { "legacy" },
+                String::new(),
+            );
+        }
+        Checked::Refused(code, reason) => return outcome(ctx, &code, reason),
+        Checked::Verified(d) => d,
+    };
+    let taken = ctx.state_mut(|s| {
+        let p = s.job_progress_mut();
+        p.gate().review_id == review_id && p.take_review(decision)
+    });
+    if taken {
+        outcome(ctx, "accepted", String::new())
+    } else {
+        // Verified, but another decision came first or the review closed meanwhile: not a
+        // refusal of the reviewer, so not recorded as one.
+        outcome(
+            ctx,
+            "not_taken",
+            "the job is no longer awaiting this review".into(),
+        )
+    }
+}
+
+/// The answer to a signed request: `code` is `accepted`, `not_taken` or a refusal's.
+pub(crate) fn outcome<W: Reviewed>(
+    ctx: &WorkflowContext<W>,
+    code: &str,
+    reason: String,
+) -> ReviewOutcome {
     let p = progress(ctx);
     ReviewOutcome {
-        accepted: code == "accepted" || (code == "legacy" && p.review().is_some()),
+        accepted: code == "accepted",
         code: code.to_owned(),
         reason,
         phase: p.phase_name().to_owned(),
@@ -179,4 +253,27 @@ pub(crate) async fn lineage<W: Reviewed>(
     ctx.execute_activity(JobActivities::lineage, event, light())
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use temporalio_common::protos::temporal::api::common::v1::Payload;
+
+    #[test]
+    fn any_signal_payload_reads_as_json_or_null() {
+        let payload = |data: &[u8]| Payload {
+            data: data.to_vec(),
+            ..Default::default()
+        };
+        assert_eq!(signal_json(&RawValue::new(vec![])), serde_json::Value::Null);
+        assert_eq!(
+            signal_json(&RawValue::new(vec![payload(b"\x00\xffnot json")])),
+            serde_json::Value::Null
+        );
+        assert_eq!(
+            signal_json(&RawValue::new(vec![payload(br#"{"approve": true}"#)])),
+            serde_json::json!({"approve": true})
+        );
+    }
 }

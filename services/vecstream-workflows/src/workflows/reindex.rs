@@ -10,18 +10,20 @@ use temporalio_sdk::{
 use vecstream_core::EventType;
 
 use super::job::{
-    Reviewed, lineage, new_review_id, progress, receive_review, review_deadline, update,
-    wait_for_review,
+    Checked, Reviewed, check_signed, lineage, new_review_id, outcome, progress, receive_review,
+    review_deadline, signal_json, update, wait_for_review,
 };
 use super::{EvaluateWorkflow, durable, heavy, light, now_ms};
 use crate::activities::{
     DropCollection, JobActivities, MigrationStep, PrepareInput, ScanRange, SwapAlias,
 };
 use crate::migration::{MigrationEvent, ModelCollection};
+use crate::signing::Purpose;
 use crate::types::{
     EvalReport, EvalSpec, EvaluateInput, JobProgress, ModelTarget, PartitionProgress, Phase,
     ReindexInput, ReindexProgress, ReindexResult, ReviewDecision, ReviewOutcome, eval_workflow_id,
 };
+use temporalio_common::data_converters::RawValue;
 
 /// The patch of the migration protocol: runs started before it keep the old logic.
 const MIGRATION_PATCH: &str = "migration-v1";
@@ -40,7 +42,13 @@ impl ReindexWorkflow {
         ctx: &mut WorkflowContext<Self>,
         input: ReindexInput,
     ) -> WorkflowResult<ReindexResult> {
-        let mut carried = input.carried.clone().unwrap_or_default();
+        // Progress is handed over only by continue-as-new: a start that carries some (anyone
+        // who can start a workflow can write its input) starts from nothing, so no review,
+        // phase or signed start can be smuggled in.
+        let mut carried = match ctx.info().continued_from_run_id() {
+            Some(_) => input.carried.clone().unwrap_or_default(),
+            None => ReindexProgress::default(),
+        };
         carried.runs += 1;
         if carried.alias.is_empty() {
             carried.alias = input.alias.clone();
@@ -50,10 +58,15 @@ impl ReindexWorkflow {
             carried.migration = ctx.patched(MIGRATION_PATCH);
             carried.tenant = input.tenant.clone();
             carried.gate.started_by = input.starter.clone();
+            carried.gate.started_at_ms = now_ms(ctx.workflow_time());
         }
         ctx.state_mut(|s| s.progress = carried);
         match phases(ctx, &input).await {
-            Ok(result) => Ok(result),
+            Ok(result) => {
+                // A review still being checked answers before the run ends.
+                ctx.wait_condition(|_| ctx.all_handlers_finished()).await?;
+                Ok(result)
+            }
             Err(e) => {
                 if !matches!(e, temporalio_sdk::WorkflowTermination::ContinueAsNew(_)) {
                     // Best effort: the failure itself is what the workflow reports.
@@ -88,23 +101,56 @@ impl ReindexWorkflow {
     /// The same verdict as a signal (`temporal workflow signal --name review`): checked
     /// alike; its outcome shows in `progress` (`review`, `refused_reviews`).
     #[signal(name = "review")]
-    pub async fn review(ctx: &mut WorkflowContext<Self>, request: serde_json::Value) {
-        receive_review(ctx, request).await;
+    pub async fn review(ctx: &mut WorkflowContext<Self>, request: RawValue) {
+        receive_review(ctx, signal_json(&request)).await;
     }
 
-    /// During the rollback window: swap the alias back and retire the new collection.
-    /// Ignored at any other time (visible in `progress`: `rollback` stays empty).
-    #[signal(name = "rollback")]
-    pub fn rollback(&mut self, _ctx: &mut SyncWorkflowContext<Self>, decision: ReviewDecision) {
-        if self.progress.phase == Phase::RollbackWindow && self.progress.rollback.is_none() {
-            self.progress.rollback = Some(decision);
+    /// During the rollback window: swap the alias back and retire the new collection. Signed
+    /// like a review (for the approved review: `Statement::rollback`), as an update whose
+    /// answer says whether it was taken; refused before it is recorded outside the window.
+    #[update(name = "rollback")]
+    pub async fn rollback_update(
+        ctx: &mut WorkflowContext<Self>,
+        request: serde_json::Value,
+    ) -> ReviewOutcome {
+        receive_rollback(ctx, request).await
+    }
+
+    #[update_validator(rollback_update)]
+    pub fn validate_rollback(
+        &self,
+        _ctx: &WorkflowContextView,
+        _request: &serde_json::Value,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if self.progress.phase != Phase::RollbackWindow {
+            return Err(format!(
+                "not in its rollback window (phase {})",
+                self.progress.phase.as_str()
+            )
+            .into());
         }
+        match &self.progress.rollback {
+            Some(r) => Err(format!("already rolling back (asked by {})", r.reviewer).into()),
+            None => Ok(()),
+        }
+    }
+
+    /// The same as a signal (the stock CLI): checked alike; its outcome shows in `progress`
+    /// (`rollback`, `refused_reviews`).
+    #[signal(name = "rollback")]
+    pub async fn rollback(ctx: &mut WorkflowContext<Self>, request: RawValue) {
+        receive_rollback(ctx, signal_json(&request)).await;
     }
 
     /// Before approval: stop, keep the live collection, drop the new one (as a reject).
     /// Ignored once approved (a rollback is the way back then).
     #[signal(name = "cancel")]
-    pub fn cancel(&mut self, _ctx: &mut SyncWorkflowContext<Self>, decision: ReviewDecision) {
+    pub fn cancel(&mut self, _ctx: &mut SyncWorkflowContext<Self>, request: RawValue) {
+        // Unsigned (Temporal's own cancel and terminate are open to the same callers); a
+        // payload that is not a decision is ignored rather than failing the run.
+        let Ok(decision) = serde_json::from_value::<ReviewDecision>(signal_json(&request)) else {
+            return;
+        };
         let before_approval = matches!(
             self.progress.phase,
             Phase::Preparing | Phase::Scanning | Phase::Evaluating | Phase::AwaitingReview
@@ -131,12 +177,69 @@ impl Reviewed for ReindexWorkflow {
     }
 }
 
-/// Hands over to a new run when the history grew long; resumes at the same phase.
-fn maybe_continue(
+/// Reindexes that took unsigned rollbacks replay them so (see `job::check_signed`).
+const SIGNED_ROLLBACK_PATCH: &str = "signed-rollback-v1";
+
+/// The body of the `rollback` update and signal: checked by `check_signed` against the
+/// approved review's id; taken only in the rollback window, once.
+async fn receive_rollback(
+    ctx: &WorkflowContext<ReindexWorkflow>,
+    request: serde_json::Value,
+) -> ReviewOutcome {
+    let in_window = |p: &ReindexProgress| p.phase == Phase::RollbackWindow && p.rollback.is_none();
+    let review_id = ctx.state(|s| s.progress.gate.review_id.clone());
+    let decision = match check_signed(
+        ctx,
+        request,
+        Purpose::Rollback,
+        &review_id,
+        SIGNED_ROLLBACK_PATCH,
+    )
+    .await
+    {
+        Checked::Legacy(Some(d)) => d,
+        Checked::Legacy(None) => return rollback_outcome(ctx, "legacy", String::new()),
+        Checked::Refused(code, reason) => return rollback_outcome(ctx, &code, reason),
+        Checked::Verified(d) => d,
+    };
+    let taken = ctx.state_mut(|s| {
+        let take = in_window(&s.progress);
+        if take {
+            s.progress.rollback = Some(decision);
+        }
+        take
+    });
+    if taken {
+        rollback_outcome(ctx, "accepted", String::new())
+    } else {
+        rollback_outcome(
+            ctx,
+            "not_taken",
+            "the reindex is no longer in its rollback window".into(),
+        )
+    }
+}
+
+/// `outcome`, with the rollback as the decision it holds.
+fn rollback_outcome(
+    ctx: &WorkflowContext<ReindexWorkflow>,
+    code: &str,
+    reason: String,
+) -> ReviewOutcome {
+    ReviewOutcome {
+        review: progress(ctx).rollback,
+        ..outcome(ctx, code, reason)
+    }
+}
+
+/// Hands over to a new run when the history grew long; resumes at the same phase. A review
+/// still being checked is answered first (continue-as-new would drop it).
+async fn maybe_continue(
     ctx: &WorkflowContext<ReindexWorkflow>,
     input: &ReindexInput,
 ) -> WorkflowResult<()> {
     if ctx.continue_as_new_suggested() || ctx.history_length() > input.history_budget {
+        ctx.wait_condition(|_| ctx.all_handlers_finished()).await?;
         let next = ReindexInput {
             carried: Some(progress(ctx)),
             ..input.clone()
@@ -673,7 +776,7 @@ async fn scan_known(
             let offsets_per_s = done as f64 / secs;
             p.eta_secs = (offsets_per_s > 0.0).then(|| (total - done) as f64 / offsets_per_s);
         });
-        maybe_continue(ctx, input)?;
+        maybe_continue(ctx, input).await?;
     }
 }
 
@@ -730,7 +833,7 @@ async fn await_review(
         );
         if !wait_for_review(ctx, wait).await? {
             catch_up(ctx, input, &building(ctx, input)).await?;
-            maybe_continue(ctx, input)?;
+            maybe_continue(ctx, input).await?;
         }
     }
 }
@@ -759,7 +862,7 @@ async fn await_rollback_or_window_end(
         };
         if !asked {
             catch_up(ctx, input, &building(ctx, input)).await?;
-            maybe_continue(ctx, input)?;
+            maybe_continue(ctx, input).await?;
         }
     }
 }

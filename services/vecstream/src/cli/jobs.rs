@@ -41,9 +41,14 @@ pub enum ReindexCommand {
 pub struct OperatorArgs {
     /// Workflow id (`reindex-<alias>-<model id>`).
     pub workflow_id: String,
-    /// Who asks (recorded in the progress, the lineage and the migration state).
+    /// Who asks (recorded in the progress, the lineage and the migration state). A
+    /// rollback is signed instead: the name the workers' trusted keys give your key is
+    /// recorded.
     #[arg(long, env = "USER", default_value = "operator")]
     pub by: String,
+    /// Rollback: your secret key file (default: review.key, env VECSTREAM_REVIEW_KEY).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<String>,
     /// Why (recorded with it).
     #[arg(long, default_value = "")]
     pub reason: String,

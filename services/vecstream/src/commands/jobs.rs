@@ -230,7 +230,11 @@ async fn reindex_cancel(config: &Config, args: &OperatorArgs) -> anyhow::Result<
     handle
         .signal(
             ReindexWorkflow::cancel,
-            operator(args),
+            // The workflow takes the raw payload (a malformed one must not fail the run).
+            temporalio_common::data_converters::RawValue::from_value(
+                &operator(args),
+                &temporalio_common::data_converters::PayloadConverter::default(),
+            ),
             WorkflowSignalOptions::default(),
         )
         .await
@@ -295,14 +299,22 @@ async fn reindex_rollback(config: &Config, args: &OperatorArgs) -> anyhow::Resul
              until temporal.rollback_window_secs have passed)",
             p.phase.as_str()
         );
-        handle
-            .signal(
-                ReindexWorkflow::rollback,
-                operator(args),
-                WorkflowSignalOptions::default(),
-            )
+        // Signed like a review, for the approved review of this run.
+        let key = crate::commands::review::load_key(config, args.key.as_ref())?;
+        let signed = key.sign(&vecstream_workflows::signing::Statement::rollback(
+            id,
+            &p.gate.review_id,
+            &args.reason,
+        ));
+        let answer = vecstream_workflows::review::submit_rollback(&client, id, &signed)
             .await
             .with_context(|| format!("asking {id} to roll back"))?;
+        anyhow::ensure!(
+            answer.accepted,
+            "{id} refused the rollback ({}): {}",
+            answer.code,
+            answer.reason
+        );
         eprintln!(
             "rollback sent: {id} catches {} up, then swaps the alias back",
             p.live_collection

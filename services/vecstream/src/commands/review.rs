@@ -31,7 +31,7 @@ pub async fn run(config: &Config, cmd: &ReviewCommand) -> anyhow::Result<ExitCod
 }
 
 /// The reviewer's key: `--key`, else `review.key`.
-fn load_key(config: &Config, flag: Option<&String>) -> anyhow::Result<ReviewerKey> {
+pub(crate) fn load_key(config: &Config, flag: Option<&String>) -> anyhow::Result<ReviewerKey> {
     let path = flag.unwrap_or(&config.review.key);
     anyhow::ensure!(
         !path.is_empty(),
@@ -124,14 +124,18 @@ async fn decide(config: &Config, args: &ReviewArgs, approve: bool) -> anyhow::Re
     Ok(match answer {
         Err(_) => {
             eprintln!(
-                "{id} did not answer within {} s: is a worker on its task queue running? \
-                 Nothing was taken; send the review again once one runs",
-                wait.as_secs()
+                "{id} did not answer within {} s: is a worker on its task queue running? The \
+                 review may still be taken when one runs: see `vecstream {} status {id}` \
+                 before sending it again",
+                wait.as_secs(),
+                job.command()
             );
             ExitCode::FAILURE
         }
         Ok(Err(e)) => {
-            eprintln!("{id} refused the review: {e}");
+            // The validator's answer (no review open) or the update failing (the run
+            // closed meanwhile, Temporal unreachable): not a verdict on the signature.
+            eprintln!("{id} did not take the review: {e}");
             ExitCode::FAILURE
         }
         Ok(Ok(o)) if o.accepted => {

@@ -136,8 +136,13 @@ async fn run_worker(
         check_reviewer_keys(config)?;
     }
     // Activities publish lineage and read the documents topic: wrong Kafka credentials
-    // stop the worker at start, not its first activity.
-    vecstream_kafka::topics::cluster_info(&config.kafka).await?;
+    // stop the worker at start, not its first activity. Kafka merely down does not (the
+    // activities retry), as for Weaviate below.
+    match vecstream_kafka::topics::cluster_info(&config.kafka).await {
+        Err(e @ vecstream_kafka::KafkaEdgeError::Access { .. }) => return Err(e.into()),
+        Err(e) => tracing::warn!(error = %e, "kafka not answering yet"),
+        Ok(_) => {}
+    }
     vecstream_weaviate::WeaviateClient::new(&config.weaviate)?
         .check_access()
         .await?;
