@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use vecstream_e2e::pipeline::{eventually, publisher, tenant_doc_ids};
+use vecstream_e2e::pipeline::{TopicReader, eventually, publisher, tenant_doc_ids, wait_for_stage};
 use vecstream_e2e::{
     Running, cache_dir, cli_ok as cli, config, describe, reindex_progress, require_service, unique,
     vecstream, with_sets,
@@ -77,7 +77,7 @@ async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
     let id = |i: usize| format!("{run}-{i:04}");
 
     // 1. The stream indexes 1,000 documents (and 20 of a second tenant) into the live model.
-    let (_, publisher) = publisher().await;
+    let (registry, publisher) = publisher().await;
     let publish = |tenant: String, from: usize, to: usize| {
         let publisher = publisher.clone();
         async move {
@@ -240,6 +240,8 @@ async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
     //    accepted. Then the alias moves; every document, including those produced during
     //    the reindex, is in the new collection.
     let keys = vecstream_e2e::review_keys();
+    // The run's lineage events are keyed by its workflow id: read them from now on.
+    let mut lineage = TopicReader::new(vecstream_core::topics::LINEAGE);
     let refused = |key: &std::path::Path, code: &str| {
         let key = key.to_string_lossy().into_owned();
         let out = vecstream(&with_sets(
@@ -286,6 +288,24 @@ async fn reindex_with_review_evaluation_rollback_reject_and_timeout() {
     let fingerprint = p["review"]["key_fingerprint"].as_str().unwrap().to_owned();
     assert!(fingerprint.starts_with("SHA256:"), "{p}");
     assert!(accepted.contains(&fingerprint), "{accepted}");
+    // The lineage event that follows the approval names the verified reviewer and key.
+    let events = wait_for_stage(
+        &mut lineage,
+        &registry,
+        &wf,
+        &["reindex:rollback_window"],
+        &[&worker],
+    )
+    .await;
+    let approved = events
+        .iter()
+        .find(|e| e.vecstream.stage == "reindex:rollback_window")
+        .unwrap();
+    assert_eq!(approved.vecstream.reviewer.as_deref(), Some("e2e-second"));
+    assert_eq!(
+        approved.vecstream.reviewer_key.as_deref(),
+        Some(fingerprint.as_str())
+    );
     let target = p["target_collection"].as_str().unwrap().to_owned();
     eventually("the alias on the new collection", &[&worker], || async {
         (weaviate.resolve_alias(&alias).await.ok()?? == target).then_some(())
