@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use vecstream_config::{Config, LoadOptions};
 use vecstream_e2e::pipeline::eventually;
 use vecstream_e2e::{Running, cache_dir, describe, require_service, unique, vecstream_bin};
 
@@ -70,6 +72,35 @@ fn fails_at_start(component: &str, sets: &[String], broken: &str) -> String {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// The offsets group `group` has committed on the documents topic, over the secure
+/// listener (none: `Offset::Invalid` everywhere).
+fn committed_documents_offsets(group: &str) -> Vec<rdkafka::Offset> {
+    let (config, _) = Config::load(&LoadOptions {
+        file: Some(secure_config()),
+        ..Default::default()
+    })
+    .unwrap();
+    let consumer: BaseConsumer = vecstream_kafka::client_config(&config.kafka)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let topic = vecstream_core::topics::DOCUMENTS;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let mut partitions = rdkafka::TopicPartitionList::new();
+    for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        partitions.add_partition(topic, p.id());
+    }
+    consumer
+        .committed_offsets(partitions, Duration::from_secs(10))
+        .unwrap()
+        .elements()
+        .iter()
+        .map(|e| e.offset())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -187,6 +218,14 @@ async fn the_pipeline_runs_over_sasl_ssl_tls_and_api_keys_and_bad_credentials_st
         describe(&out)
     );
 
+    // The embedder refused at start consumed nothing: its group has no offsets.
+    let committed = committed_documents_offsets(&format!("{run}-embedder"));
+    assert!(!committed.is_empty());
+    assert!(
+        committed.iter().all(|o| *o == rdkafka::Offset::Invalid),
+        "{committed:?}"
+    );
+
     // The pipeline over the secure endpoints: produce, embed, sink, search, lineage.
     let embedder = Running::start_with("embedder", 19862, &flags, &sets, logs.path());
     let sink = Running::start_with("sink", 19863, &flags, &sets, logs.path());
@@ -232,6 +271,14 @@ async fn the_pipeline_runs_over_sasl_ssl_tls_and_api_keys_and_bad_credentials_st
     let report: serde_json::Value = serde_json::from_str(&report).unwrap();
     assert_eq!(report["rows"][0]["queries"], 1, "{report}");
     assert_eq!(report["rows"][0]["recall_at_k"], 1.0, "{report}");
+    // ... and the one with the right credentials commits over SASL_SSL.
+    let committed = committed_documents_offsets(&format!("{run}-embedder"));
+    assert!(
+        committed
+            .iter()
+            .any(|o| matches!(o, rdkafka::Offset::Offset(_))),
+        "{committed:?}"
+    );
     let dlq = secure_ok(&sets, &["dlq", "list", "--json"]);
     assert!(
         !dlq.contains(&run),
