@@ -687,3 +687,107 @@ async fn a_reindex_of_long_documents_on_one_cpu_worker_completes_and_watch_says_
         .unwrap();
     worker.stop();
 }
+
+/// Whoever can start a workflow writes its input: a `ReindexWorkflow` started around the
+/// registry with a forged `carried` progress (an approved review, a phase past it) does not
+/// swap anything; started with a Temporal retry policy (whose later runs would get that
+/// input again as if continued) it is refused outright.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_start_around_the_registry_cannot_smuggle_in_a_decision() {
+    use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
+    use vecstream_workflows::{
+        Phase, ReindexInput, ReindexProgress, ReindexWorkflow, ReviewDecision, ReviewGate,
+    };
+    require_service("temporal", 7233);
+    require_service("weaviate", 8080);
+    let cfg = config();
+    let run = unique("e2e-forged-");
+    let logs = tempfile::tempdir().unwrap();
+    let queue = format!("{run}-cpu");
+    let sets = vec![
+        format!("temporal.cpu_task_queue={queue}"),
+        format!("temporal.gpu_task_queue={run}-gpu"),
+    ];
+    let worker = Running::start("worker", 19716, &sets, logs.path());
+    let client = vecstream_workflows::connect(&cfg.temporal).await.unwrap();
+    let alias = format!("E2eForged{}", run.replace('-', ""));
+    let forged = |id: &str| ReindexInput {
+        alias: alias.clone(),
+        target: vecstream_workflows::ModelTarget {
+            model_dir: "/nonexistent/forged-model".into(),
+            max_seq_length: None,
+            precision: Default::default(),
+        },
+        target_model_id: "forged".into(),
+        eval: None,
+        review_timeout_secs: 60,
+        range_offsets: 100,
+        catch_up_secs: 1,
+        tenant: None,
+        gpu_queue: format!("{run}-gpu"),
+        heartbeat_secs: 20,
+        history_budget: 4_000,
+        rollback_window_secs: 60,
+        switch_grace_secs: 1,
+        carried: Some(ReindexProgress {
+            alias: alias.clone(),
+            model_id: "forged".into(),
+            phase: Phase::Swapping,
+            target_collection: format!("Forged{id}"),
+            gate: ReviewGate {
+                review: Some(ReviewDecision {
+                    approve: true,
+                    reviewer: "ana".into(),
+                    comment: String::new(),
+                    key_fingerprint: String::new(),
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        }),
+        starter: None,
+    };
+    let outcome = |id: String, options: WorkflowStartOptions| {
+        let client = client.clone();
+        let input = forged(&id);
+        async move {
+            let handle = client
+                .start_workflow(ReindexWorkflow::run, input, options)
+                .await
+                .unwrap();
+            tokio::time::timeout(
+                Duration::from_secs(120),
+                handle.get_result(WorkflowGetResultOptions::default()),
+            )
+            .await
+            .expect("the forged reindex ends")
+        }
+    };
+    // Without a retry policy: the carried progress is ignored, the run starts from
+    // `preparing` and fails there (the model does not exist); nothing approved, no alias.
+    let id = format!("{run}-plain");
+    let result = outcome(
+        id.clone(),
+        WorkflowStartOptions::new(queue.as_str(), id).build(),
+    )
+    .await;
+    let err = result.expect_err("a forged approval must not complete the reindex");
+    let text = format!("{err:?}");
+    assert!(text.contains("forged-model"), "failed in preparing: {text}");
+    let weaviate = vecstream_weaviate::WeaviateClient::new(&cfg.weaviate).unwrap();
+    assert_eq!(weaviate.resolve_alias(&alias).await.unwrap(), None);
+    // With a retry policy: refused at once, saying why.
+    let id = format!("{run}-retried");
+    let options = WorkflowStartOptions::new(queue.as_str(), id.clone())
+        .retry_policy(
+            temporalio_common::RetryPolicy::builder()
+                .maximum_attempts(2)
+                .build(),
+        )
+        .build();
+    let err = outcome(id, options).await.expect_err("refused");
+    let text = format!("{err:?}");
+    assert!(text.contains("retry policy or cron schedule"), "{text}");
+    assert_eq!(weaviate.resolve_alias(&alias).await.unwrap(), None);
+    worker.stop();
+}

@@ -7,11 +7,12 @@ use std::time::Duration;
 use temporalio_sdk::{WorkflowContext, WorkflowResult};
 use vecstream_core::EventType;
 
-use super::{light, now_ms};
+use super::{light, now_ms, retry};
 use crate::activities::{JobActivities, PhaseEvent, ReviewCheck, ReviewCheckInput};
 use crate::signing::Purpose;
 use crate::types::{JobProgress, RefusedReview, ReviewDecision, ReviewOutcome};
 use temporalio_common::data_converters::RawValue;
+use temporalio_sdk::LocalActivityOptions;
 
 /// Reviews are signed and checked by the `review.check` activity (see [`check_signed`]).
 const SIGNED_REVIEW_PATCH: &str = "signed-review-v2";
@@ -95,20 +96,34 @@ pub(crate) async fn check_signed<W: Reviewed>(
         let g = s.job_progress().gate();
         (g.started_by.clone(), g.started_at_ms)
     });
-    let checked = ctx
-        .execute_activity(
-            JobActivities::check_review,
-            ReviewCheckInput {
-                workflow_id: ctx.workflow_id().to_owned(),
-                review_id: review_id.to_owned(),
-                purpose,
-                request,
-                started_by,
-                started_at_ms,
-            },
-            light(),
-        )
-        .await;
+    // What needs no key is refused here, without an activity (a flood of junk requests
+    // costs the history as little as possible).
+    let checked = match crate::signing::signed_of(&request) {
+        Err(refusal) => Ok(ReviewCheck::Refused {
+            code: refusal.code().to_owned(),
+            reason: refusal.to_string(),
+        }),
+        // A local activity: it runs in this worker, and nobody outside it can complete it
+        // (a normal activity can be completed by id by any client allowed to).
+        Ok(_) => {
+            ctx.execute_local_activity(
+                JobActivities::check_review,
+                ReviewCheckInput {
+                    workflow_id: ctx.workflow_id().to_owned(),
+                    review_id: review_id.to_owned(),
+                    purpose,
+                    request,
+                    started_by,
+                    started_at_ms,
+                },
+                LocalActivityOptions::builder()
+                    .start_to_close_timeout(Duration::from_secs(30))
+                    .retry_policy(retry(3))
+                    .build(),
+            )
+            .await
+        }
+    };
     let (code, reason) = match checked {
         Ok(ReviewCheck::Accepted(decision)) => return Checked::Verified(decision),
         Ok(ReviewCheck::Refused { code, reason }) => (code, reason),
@@ -135,6 +150,11 @@ pub(crate) async fn receive_review<W: Reviewed>(
     ctx: &WorkflowContext<W>,
     request: serde_json::Value,
 ) -> ReviewOutcome {
+    // A signal (updates are refused by the validator) when no review is open: answered
+    // without a check, and not a refusal of anyone's key.
+    if let Err(e) = ctx.state(|s| s.review_open()) {
+        return outcome(ctx, "not_taken", e.to_string());
+    }
     let review_id = ctx.state(|s| s.job_progress().gate().review_id.clone());
     let decision = match check_signed(
         ctx,

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ChildWorkflowOptions, ContinueAsNewOptions, SyncWorkflowContext, WorkflowContext,
-    WorkflowContextView, WorkflowResult,
+    ApplicationFailure, ChildWorkflowOptions, ContinueAsNewOptions, SyncWorkflowContext,
+    WorkflowContext, WorkflowContextView, WorkflowResult,
 };
 use vecstream_core::EventType;
 
@@ -45,7 +45,18 @@ impl ReindexWorkflow {
         // Progress is handed over only by continue-as-new: a start that carries some (anyone
         // who can start a workflow can write its input) starts from nothing, so no review,
         // phase or signed start can be smuggled in.
-        let mut carried = match ctx.info().continued_from_run_id() {
+        // Temporal's own retries and cron runs get the start input again, `carried`
+        // included: a reindex is never retried or scheduled that way (every start goes
+        // through the registry), so one that is was started around it and is refused.
+        let info = ctx.info();
+        if info.cron_schedule().is_some() || info.retry_policy().is_some() {
+            return Err(ApplicationFailure::non_retryable(
+                "a reindex is not run with a Temporal retry policy or cron schedule; start it \
+                 with `vecstream reindex start`",
+            )
+            .into());
+        }
+        let mut carried = match info.continued_from_run_id() {
             Some(_) => input.carried.clone().unwrap_or_default(),
             None => ReindexProgress::default(),
         };
@@ -187,6 +198,14 @@ async fn receive_rollback(
     request: serde_json::Value,
 ) -> ReviewOutcome {
     let in_window = |p: &ReindexProgress| p.phase == Phase::RollbackWindow && p.rollback.is_none();
+    // Outside the window (a signal: updates are refused by the validator), nothing to check.
+    if !ctx.state(|s| in_window(&s.progress)) {
+        return rollback_outcome(
+            ctx,
+            "not_taken",
+            "the reindex is not in its rollback window".into(),
+        );
+    }
     let review_id = ctx.state(|s| s.progress.gate.review_id.clone());
     let decision = match check_signed(
         ctx,
