@@ -91,6 +91,18 @@ async fn documents_become_chunks_with_lineage_dlq_fencing_and_dedup() {
     )
     .await
     .unwrap();
+    // A producer's key that tries terminal escapes: an OSC 52 clipboard write, a colour, a
+    // bell and a right-to-left override. Dead-lettered like any poison record; the operator
+    // reading `dlq list` must see them spelled out, not obeyed.
+    let hostile_key = format!("{run}-esc\u{1b}]52;c;cHduZWQ=\u{7}\u{1b}[31mred\u{202e}txt");
+    raw.send(
+        FutureRecord::to(topics::DOCUMENTS)
+            .key(hostile_key.as_str())
+            .payload("not avro either"),
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
 
     // 1. The long document is chunked (48-token windows), embedded and stored.
     let stored = eventually(
@@ -402,6 +414,25 @@ async fn documents_become_chunks_with_lineage_dlq_fencing_and_dedup() {
     assert_eq!(poison["stage"], "embed");
     assert_eq!(poison["source_topic"], topics::DOCUMENTS);
     assert!(listed.iter().all(|e| e["reason"] == "undecodable"));
+    // The text listing prints the hostile key with its control characters escaped.
+    let out = eventually("the hostile key dead-lettered", &[&embedder], || async {
+        let out = vecstream(&["dlq", "list", "--reason", "undecodable"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.contains(&format!("{run}-esc")).then_some(text)
+    })
+    .await;
+    let line = out
+        .lines()
+        .find(|l| l.contains(&format!("{run}-esc")))
+        .unwrap();
+    assert!(
+        !line.contains(['\u{1b}', '\u{7}', '\u{202e}']),
+        "raw control characters reached the terminal: {line:?}"
+    );
+    assert!(
+        line.contains("]52;c;cHduZWQ="),
+        "the rest is shown as is: {line}"
+    );
 
     let group = format!("{run}-replay");
     let out = vecstream(&[
