@@ -37,11 +37,13 @@ pub struct ReviewSettings {
     /// Worker: file of trusted reviewer public keys, one `ed25519:<base64> <name>` per line
     /// (`vecstream review keygen` prints one). Empty: no review is taken.
     pub authorized_keys: String,
-    /// Worker: an approval must come from another key than the one that signed the job's
-    /// start (so the job must be started with a key).
+    /// Worker: an approval must come from another reviewer (another name in
+    /// `authorized_keys`) than the one who signed the job's start (so the job must be
+    /// started with a key).
     pub four_eyes: bool,
     /// CLI, embedder: this process's secret key file (mode 0600): it signs `review
-    /// approve|reject` and the starts of reindex and fine-tuning jobs.
+    /// approve|reject|sign`, `reindex rollback` and the starts of reindex and fine-tuning
+    /// jobs.
     pub key: String,
 }
 

@@ -68,7 +68,7 @@ impl Classify for KafkaEdgeError {
             | KafkaEdgeError::RegistryAnswer { .. }
             | KafkaEdgeError::RegistryAccess { .. } => ErrorClass::Retryable,
             KafkaEdgeError::Registry { status, .. }
-                if *status >= 500 || matches!(*status, 401 | 403 | 404 | 408 | 429) =>
+                if *status >= 500 || matches!(*status, 404 | 408 | 429) =>
             {
                 ErrorClass::Retryable
             }
@@ -95,9 +95,18 @@ mod tests {
             what: "schema id 1".into(),
             body: String::new(),
         };
-        for code in [401, 403, 404, 408, 429, 500, 502, 503] {
+        for code in [404, 408, 429, 500, 502, 503] {
             assert_eq!(status(code).class(), ErrorClass::Retryable, "{code}");
         }
+        // 401/403 are `RegistryAccess` (the registry refusing us, not the record).
+        let refused = KafkaEdgeError::RegistryAccess {
+            url: "https://registry".into(),
+            status: 401,
+            what: "schema id 1".into(),
+            user: Some("svc".into()),
+        };
+        assert_eq!(refused.class(), ErrorClass::Retryable);
+        assert!(refused.to_string().contains("registry.password"));
         for code in [400, 409, 422] {
             assert_eq!(status(code).class(), ErrorClass::Permanent, "{code}");
         }

@@ -819,6 +819,7 @@ fn unexpected(what: &str, message: &str) -> WeaviateError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::{Property, Tenancy, collection_name};
 
     #[test]
     fn debug_output_never_shows_the_api_key() {
@@ -830,7 +831,6 @@ mod tests {
         assert!(!shown.contains("wv-key-123456"), "{shown}");
         assert!(shown.contains("<redacted>"), "{shown}");
     }
-    use crate::schema::{Property, Tenancy, collection_name};
 
     #[test]
     fn collection_names_are_valid_class_names_and_distinct() {

@@ -142,7 +142,12 @@ impl Classify for WeaviateError {
     fn class(&self) -> ErrorClass {
         match self {
             WeaviateError::Unreachable { .. } => ErrorClass::Retryable,
-            WeaviateError::Status { status, .. } if *status >= 500 || *status == 429 => {
+            // Refused credentials (a key rotated or revoked while running) are the
+            // deployment's problem, not the record's: retried, never dead-lettered. A
+            // component meets them at start as `Access` (`check_access`), which stops it.
+            WeaviateError::Status { status, .. }
+                if *status >= 500 || matches!(*status, 401 | 403 | 429) =>
+            {
                 ErrorClass::Retryable
             }
             // Answered while a restarting Weaviate is still loading its schema or shards.
@@ -171,6 +176,18 @@ mod tests {
             body: body.into(),
         };
         assert!(status(503, "").class().is_retryable());
+        // A key revoked while the sink runs must not send every record to the DLQ.
+        assert!(
+            status(401, "unauthorized: invalid api key")
+                .class()
+                .is_retryable()
+        );
+        assert!(status(403, "forbidden").class().is_retryable());
+        let refused_at_start = WeaviateError::Access {
+            url: "u".into(),
+            reason: "refused the API key".into(),
+        };
+        assert!(!refused_at_start.class().is_retryable());
         assert!(
             status(
                 422,

@@ -10,7 +10,7 @@ use temporalio_client::{
 
 use crate::TemporalError;
 use crate::signing::SignedStatement;
-use crate::types::{JobProgress, RefusedReview, ReviewDecision, ReviewOutcome};
+use crate::types::{JobProgress, ReviewDecision, ReviewOutcome};
 use crate::{FineTuneWorkflow, ReindexWorkflow};
 
 /// A job that takes the `review` signal.
@@ -61,12 +61,8 @@ pub struct ReviewState {
     pub phase: &'static str,
     pub awaiting_review: bool,
     pub review: Option<ReviewDecision>,
-    /// The job ended (approved and applied, or rejected).
-    pub finished: bool,
     /// The open (or last) review's id: what a signed decision names.
     pub review_id: String,
-    /// Reviews the job refused, latest last.
-    pub refused_reviews: Vec<RefusedReview>,
 }
 
 impl ReviewState {
@@ -75,9 +71,7 @@ impl ReviewState {
             phase: p.phase_name(),
             awaiting_review: p.awaiting_review(),
             review: p.review().cloned(),
-            finished: p.finished(),
             review_id: p.gate().review_id.clone(),
-            refused_reviews: p.gate().refused_reviews.clone(),
         }
     }
 }

@@ -502,7 +502,6 @@ pub struct VerifiedReview {
     /// The trusted key's name.
     pub reviewer: String,
     pub key_fingerprint: String,
-    pub signed_at_ms: i64,
     /// The verified starter's name, if the start was signed by a trusted key.
     pub starter: Option<String>,
 }
@@ -574,7 +573,6 @@ pub fn check_review(
         comment: statement.comment,
         reviewer: key.name.clone(),
         key_fingerprint: key.fingerprint.clone(),
-        signed_at_ms: statement.signed_at_ms,
         starter,
     })
 }
