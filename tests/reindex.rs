@@ -774,6 +774,10 @@ async fn a_start_around_the_registry_cannot_smuggle_in_a_decision() {
     let err = result.expect_err("a forged approval must not complete the reindex");
     let text = format!("{err:?}");
     assert!(text.contains("forged-model"), "failed in preparing: {text}");
+    // What the run held: none of the forged progress (asked of the closed run's worker).
+    let p = progress(&sets, &format!("{run}-plain"));
+    assert_eq!(p["phase"], "preparing", "{p}");
+    assert!(p["review"].is_null(), "the forged approval was taken: {p}");
     let weaviate = vecstream_weaviate::WeaviateClient::new(&cfg.weaviate).unwrap();
     assert_eq!(weaviate.resolve_alias(&alias).await.unwrap(), None);
     // With a retry policy: refused at once, saying why.
