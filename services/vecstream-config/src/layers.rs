@@ -139,6 +139,15 @@ impl Config {
                 self.weaviate.url
             ));
         }
+        for p in &self.engine.providers {
+            if !p.api_key.is_empty() && plain(&p.url) {
+                out.push(format!(
+                    "engine.providers `{}` has an api_key but its url is {}: the key goes out \
+                     unencrypted (use https://)",
+                    p.name, p.url
+                ));
+            }
+        }
         if !self.temporal.api_key.is_empty() && !self.temporal.tls && plain(&self.temporal.address)
         {
             out.push(format!(
@@ -198,6 +207,8 @@ impl Config {
                 return Err(invalid(key, "must start with http:// or https://"));
             }
         }
+        self.validate_providers()?;
+        self.validate_serve()?;
         if !["text", "json"].contains(&self.telemetry.log_format.as_str()) {
             return Err(invalid("telemetry.log_format", "must be text or json"));
         }
@@ -210,6 +221,92 @@ impl Config {
             return Err(invalid(
                 "telemetry.metrics_addr",
                 "must be host:port with an IP host",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The lanes of `vecstream serve`, highest priority first.
+pub const LANES: [&str; 3] = ["query", "stream", "bulk"];
+
+impl Config {
+    fn validate_providers(&self) -> Result<(), ConfigError> {
+        let engine = &self.engine;
+        let mut names = std::collections::BTreeSet::new();
+        for p in &engine.providers {
+            let key = format!("engine.providers `{}`", p.name);
+            if p.name.is_empty() || p.name == "local" {
+                return Err(invalid(
+                    "engine.providers.name",
+                    "every provider needs a name other than `local`",
+                ));
+            }
+            if !names.insert(p.name.as_str()) {
+                return Err(invalid(&key, "two providers have this name"));
+            }
+            if !["openai", "tei"].contains(&p.kind.as_str()) {
+                return Err(invalid(&key, "kind must be openai or tei"));
+            }
+            if !(p.url.starts_with("http://") || p.url.starts_with("https://")) {
+                return Err(invalid(&key, "url must start with http:// or https://"));
+            }
+            if p.kind == "openai" && p.model.is_empty() {
+                return Err(invalid(&key, "an openai provider needs a model"));
+            }
+            if !p.lane.is_empty() && !LANES.contains(&p.lane.as_str()) {
+                return Err(invalid(&key, "lane must be query, stream, bulk or empty"));
+            }
+            if p.max_batch == 0 || p.max_attempts == 0 || p.timeout_ms == 0 {
+                return Err(invalid(
+                    &key,
+                    "max_batch, max_attempts and timeout_ms must be at least 1",
+                ));
+            }
+            if p.requests_per_second < 0.0 || !p.requests_per_second.is_finite() {
+                return Err(invalid(&key, "requests_per_second must be 0 or more"));
+            }
+        }
+        let known = |n: &str| n == "local" || names.contains(n);
+        if !known(&engine.provider) {
+            return Err(invalid(
+                "engine.provider",
+                &format!(
+                    "`{}` is neither `local` nor the name of an [[engine.providers]] entry",
+                    engine.provider
+                ),
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::from([engine.provider.as_str()]);
+        for f in &engine.fallback {
+            if !known(f) {
+                return Err(invalid(
+                    "engine.fallback",
+                    &format!("`{f}` is neither `local` nor a provider's name"),
+                ));
+            }
+            if !seen.insert(f.as_str()) {
+                return Err(invalid(
+                    "engine.fallback",
+                    &format!("`{f}` is listed twice (or is the provider itself)"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_serve(&self) -> Result<(), ConfigError> {
+        let s = &self.serve;
+        if !LANES.contains(&s.default_lane.as_str()) {
+            return Err(invalid(
+                "serve.default_lane",
+                "must be query, stream or bulk",
+            ));
+        }
+        if s.max_inputs == 0 || s.max_body_bytes == 0 {
+            return Err(invalid(
+                "serve.max_inputs/max_body_bytes",
+                "must be at least 1",
             ));
         }
         Ok(())
@@ -359,6 +456,57 @@ mod tests {
             ),
         };
         Config::load(&opts).map(|(c, _)| c)
+    }
+
+    #[test]
+    fn providers_from_the_file_with_a_fallback_list_from_the_env() {
+        let file = r#"
+[engine]
+provider = "serve"
+[[engine.providers]]
+name = "serve"
+kind = "openai"
+url = "http://127.0.0.1:8088/v1"
+model = "m"
+requests_per_second = 20.0
+[[engine.providers]]
+name = "tei"
+kind = "tei"
+url = "http://127.0.0.1:8089"
+"#;
+        let c = load(
+            Some(file),
+            &[("VECSTREAM_ENGINE_FALLBACK", "tei, local")],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.engine.provider, "serve");
+        assert_eq!(c.engine.fallback, vec!["tei", "local"]);
+        assert_eq!(c.engine.providers.len(), 2);
+        assert_eq!(c.engine.providers[0].requests_per_second, 20.0);
+        assert_eq!(
+            c.engine.providers[1].max_attempts, 4,
+            "defaults fill the rest"
+        );
+
+        let err = load(Some(file), &[("VECSTREAM_ENGINE_FALLBACK", "nope")], &[]).unwrap_err();
+        assert!(err.to_string().contains("`nope`"), "{err}");
+        let err = load(Some(file), &[("VECSTREAM_ENGINE_FALLBACK", "serve")], &[]).unwrap_err();
+        assert!(err.to_string().contains("twice"), "{err}");
+        let bad_key = file
+            .replace("max_batch", "x")
+            .replace("model = \"m\"", "model = \"m\"\nmodle = 1");
+        let err = load(Some(&bad_key), &[], &[]).unwrap_err();
+        assert!(err.to_string().contains("modle"), "{err}");
+        let err = load(
+            Some(&file.replace("kind = \"tei\"", "kind = \"grpc\"")),
+            &[],
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("openai or tei"), "{err}");
+        let err = load(None, &[("VECSTREAM_SERVE_DEFAULT_LANE", "vip")], &[]).unwrap_err();
+        assert!(err.to_string().contains("serve.default_lane"), "{err}");
     }
 
     #[test]

@@ -26,6 +26,138 @@ pub struct Config {
     pub sink: SinkSettings,
     /// Signed reviews: the keys workers trust, and the key this process signs with.
     pub review: ReviewSettings,
+    /// The embedding service (`vecstream serve`).
+    pub serve: ServeSettings,
+}
+
+/// `vecstream serve`: the engine behind an OpenAI- and TEI-compatible HTTP API, with
+/// priority lanes (`query` before `stream` before `bulk`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeSettings {
+    /// Listen address of the API (and of `/healthz`, `/readyz`, `/metrics`).
+    pub addr: String,
+    /// Lane of a request that names none (no `x-vecstream-lane` header, no lane in the
+    /// path, no lane of its API key): `query`, `stream` or `bulk`.
+    pub default_lane: String,
+    /// Tokens the `query` lane may hold queued; a request over it is answered 429 with
+    /// `Retry-After`.
+    pub max_queued_tokens_query: usize,
+    /// Tokens the `stream` lane may hold queued.
+    pub max_queued_tokens_stream: usize,
+    /// Tokens the `bulk` lane may hold queued.
+    pub max_queued_tokens_bulk: usize,
+    /// A request of a lower lane waiting this long (milliseconds) goes into the next batch
+    /// ahead of the higher lanes (the starvation guard).
+    pub starvation_ms: u64,
+    /// Priority lanes on; off, every request waits in one first-come queue (the baseline
+    /// of the lanes benchmark).
+    pub lanes: bool,
+    /// File of API keys, one `<lane> <name> <key>` per line (`#` comments): with it every
+    /// request needs `Authorization: Bearer <key>`, and a key's lane is both its default
+    /// and the highest it may ask for. Empty: no authentication.
+    pub api_keys: String,
+    /// Most inputs in one request.
+    pub max_inputs: usize,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServeSettings {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:8088".into(),
+            default_lane: "query".into(),
+            max_queued_tokens_query: 65_536,
+            max_queued_tokens_stream: 524_288,
+            max_queued_tokens_bulk: 2_097_152,
+            starvation_ms: 2_000,
+            lanes: true,
+            api_keys: String::new(),
+            max_inputs: 2_048,
+            max_body_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// A remote embedding provider: anything speaking the OpenAI embeddings API (`openai`:
+/// OpenAI, vLLM, Ollama, `vecstream serve`) or text-embeddings-inference's `/embed`
+/// (`tei`). Its vectors are L2-normalised like the engine's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemoteProvider {
+    /// Name used in `engine.provider`, `engine.fallback`, lineage and metrics.
+    pub name: String,
+    /// `openai` (POST `<url>/embeddings`) or `tei` (POST `<url>/embed`).
+    pub kind: String,
+    /// Base URL: for `openai` the API root (`https://api.openai.com/v1`,
+    /// `http://127.0.0.1:8088/v1`), for `tei` the server (`http://127.0.0.1:8080`).
+    pub url: String,
+    /// Bearer token (never logged); empty for none.
+    pub api_key: Secret,
+    /// Model name sent to the provider. When it is the model id of `engine.model_dir`
+    /// (what `vecstream serve` runs), the provider shares the local model's vector space
+    /// (checked with a probe before its first use) and may fall back to `local`; otherwise
+    /// its vector space is its own: `<kind>-<model>-<dimensions>`.
+    pub model: String,
+    /// Width of the vectors; 0 = whatever the provider answers (checked to stay the same).
+    /// `openai` sends it as `dimensions` when set and the model is not the local one.
+    pub dimensions: usize,
+    /// Most inputs per request; larger calls are split.
+    pub max_batch: usize,
+    /// Timeout of one request, in milliseconds.
+    pub timeout_ms: u64,
+    /// Client-side rate limit in requests per second; 0 = none.
+    pub requests_per_second: f64,
+    /// Client-side rate limit in tokens per minute (counted with the local tokenizer);
+    /// 0 = none.
+    pub tokens_per_minute: u64,
+    /// Attempts per request on a transient failure (timeouts, 429, 5xx) before the call
+    /// goes to the fallback.
+    pub max_attempts: u32,
+    /// First backoff between attempts, in milliseconds (doubled each time, with jitter;
+    /// a `Retry-After` answer is honoured instead when it is longer).
+    pub backoff_initial_ms: u64,
+    /// Longest backoff between attempts, in milliseconds.
+    pub backoff_max_ms: u64,
+    /// Consecutive failed calls that open the circuit breaker: while open, calls go
+    /// straight to the fallback.
+    pub breaker_failures: u32,
+    /// How long the breaker stays open before one trial call, in milliseconds.
+    pub breaker_open_ms: u64,
+    /// `x-vecstream-lane` sent with every request (`query`, `stream`, `bulk`); empty: the
+    /// caller's own (search `query`, embedder `stream`, jobs `bulk`).
+    pub lane: String,
+    /// Send the local tokenizer's token ids instead of text (OpenAI's token-array input):
+    /// exact for a provider running the local model; needs `model` to be the local model.
+    pub send_token_ids: bool,
+    /// PEM file of a CA for `https://` URLs, on top of the system's.
+    pub tls_ca_cert: String,
+}
+
+impl Default for RemoteProvider {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            kind: "openai".into(),
+            url: String::new(),
+            api_key: Secret::default(),
+            model: String::new(),
+            dimensions: 0,
+            max_batch: 64,
+            timeout_ms: 30_000,
+            requests_per_second: 0.0,
+            tokens_per_minute: 0,
+            max_attempts: 4,
+            backoff_initial_ms: 250,
+            backoff_max_ms: 10_000,
+            breaker_failures: 5,
+            breaker_open_ms: 30_000,
+            lane: String::new(),
+            send_token_ids: false,
+            tls_ca_cert: String::new(),
+        }
+    }
 }
 
 /// Signed reviews. A `review` counts only when signed by a key the worker trusts; the
@@ -69,6 +201,14 @@ pub struct EngineSettings {
     /// The model store: registered (fine-tuned) model versions. `model_dir`, `embed --model`
     /// and `reindex start --model-dir` also take a version name or model id of this store.
     pub model_store: String,
+    /// Who embeds: `local` (this process's engine on `model_dir`) or the `name` of an
+    /// `[[engine.providers]]` entry.
+    pub provider: String,
+    /// Tried in order when the provider fails (retries spent, circuit open): `local` or
+    /// provider names. Every member must share the provider's vector space.
+    pub fallback: Vec<String>,
+    /// Remote embedding providers (`[[engine.providers]]` tables in the config file).
+    pub providers: Vec<RemoteProvider>,
 }
 
 /// The stream embedder: documents in, vectors + lineage out, in Kafka transactions.
@@ -190,6 +330,9 @@ impl Default for EngineSettings {
             max_wait_ms: 5,
             max_seq_length: 0,
             model_store: format!("{}/model-store", cache_dir()),
+            provider: "local".into(),
+            fallback: Vec::new(),
+            providers: Vec::new(),
         }
     }
 }

@@ -5,6 +5,7 @@
 mod display;
 mod error;
 mod ids;
+mod lane;
 mod records;
 pub mod topics;
 mod trace;
@@ -17,6 +18,7 @@ pub use ids::{
     content_hash, doc_key, key_hash, large_document_workflow_id, legacy_large_document_workflow_id,
     record_key, split_record_key,
 };
+pub use lane::{LANE_HEADER, Lane};
 pub use records::{
     ChunkVector, Dataset, Document, DocumentVectors, EventType, Job, LineageEvent, Run,
     VecstreamFacet, default_tenant,

@@ -67,11 +67,7 @@ impl HealthServer {
         let local_addr = listener
             .local_addr()
             .map_err(|e| TelemetryError::Bind(addr.to_owned(), e))?;
-        let app = Router::new()
-            .route("/metrics", get(metrics_handler))
-            .route("/healthz", get(|| async { "ok\n" }))
-            .route("/readyz", get(ready_handler))
-            .with_state(AppState { metrics, readiness });
+        let app = health_routes(metrics, readiness);
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "metrics/health server stopped");
@@ -80,6 +76,15 @@ impl HealthServer {
         tracing::info!(%local_addr, "serving /metrics, /healthz, /readyz");
         Ok(Self { local_addr, task })
     }
+}
+
+/// The `/metrics`, `/healthz` and `/readyz` routes, to serve beside others.
+pub fn health_routes(metrics: Metrics, readiness: Readiness) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready_handler))
+        .with_state(AppState { metrics, readiness })
 }
 
 impl Drop for HealthServer {

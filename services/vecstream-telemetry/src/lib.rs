@@ -5,7 +5,7 @@ mod metrics;
 mod propagation;
 mod tracing_init;
 
-pub use health::{HealthServer, Readiness};
+pub use health::{HealthServer, Readiness, health_routes};
 pub use metrics::Metrics;
 pub use propagation::{continue_trace, own_hop};
 pub use tracing_init::{TelemetryError, TracingGuard, init_tracing};

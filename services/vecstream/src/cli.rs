@@ -153,6 +153,9 @@ pub enum Command {
     Embed(EmbedArgs),
     /// Search the active collection (alias `Chunks`) by meaning.
     Search(SearchArgs),
+    /// Serve the engine over HTTP: OpenAI `/v1/embeddings` and TEI `/embed`, with priority
+    /// lanes (query, stream, bulk) and per-lane admission control.
+    Serve(ServeArgs),
     /// Start, watch, cancel or roll back a blue/green reindex (a Temporal workflow).
     #[command(subcommand)]
     Reindex(ReindexCommand),
@@ -336,6 +339,85 @@ impl EmbedArgs {
     }
 }
 
+/// `vecstream serve`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Lanes: a request's lane is the path's (`/bulk/v1/embeddings`, \
+`/stream/embed`), else its `x-vecstream-lane` header, else its API key's, else \
+serve.default_lane. Batches fill from query, then stream, then bulk; a lower lane waiting \
+past serve.starvation_ms goes first. Over its queued-token limit a lane answers 429 with \
+Retry-After. Every serve.* key is also a VECSTREAM_SERVE_* variable."
+)]
+pub struct ServeArgs {
+    /// Listen address of the API and of /healthz, /readyz, /metrics (config serve.addr).
+    #[arg(long, env = "VECSTREAM_SERVE_ADDR", value_name = "HOST:PORT")]
+    pub addr: Option<String>,
+    /// A lane's queued-token limit, e.g. `bulk=100000` (repeatable; config
+    /// serve.max_queued_tokens_<lane>).
+    #[arg(long, value_name = "LANE=TOKENS", value_parser = parse_key_value)]
+    pub max_queued_tokens: Vec<(String, String)>,
+    /// Lane of requests that name none: query, stream or bulk (config serve.default_lane).
+    #[arg(long, env = "VECSTREAM_SERVE_DEFAULT_LANE", value_parser = ["query", "stream", "bulk"])]
+    pub default_lane: Option<String>,
+    /// One first-come queue instead of priority lanes (the benchmark's baseline; config
+    /// serve.lanes = false).
+    #[arg(long)]
+    pub no_lanes: bool,
+    /// File of `<lane> <name> <key>` lines: requests need one of the keys (config
+    /// serve.api_keys).
+    #[arg(long, env = "VECSTREAM_SERVE_API_KEYS", value_name = "FILE")]
+    pub api_keys: Option<String>,
+    /// Model directory, or a version name or model id of the model store (config
+    /// engine.model_dir).
+    #[arg(long, env = "VECSTREAM_ENGINE_MODEL_DIR", value_name = "DIR")]
+    pub model: Option<String>,
+    /// fp32, int8 (CPU) or fp16 (CUDA) (config engine.precision).
+    #[arg(long, env = "VECSTREAM_ENGINE_PRECISION", value_parser = ["fp32", "int8", "fp16"])]
+    pub precision: Option<String>,
+    /// auto, cpu or cuda (config engine.backend).
+    #[arg(long, env = "VECSTREAM_ENGINE_BACKEND", value_parser = ["auto", "cpu", "cuda"])]
+    pub backend: Option<String>,
+    /// Threads of the forward pass, 0 = every core (config engine.threads).
+    #[arg(long, env = "VECSTREAM_ENGINE_THREADS", value_name = "N")]
+    pub threads: Option<usize>,
+    /// Most tokens per engine batch (config engine.batch_tokens).
+    #[arg(long, env = "VECSTREAM_ENGINE_BATCH_TOKENS", value_name = "N")]
+    pub batch_tokens: Option<usize>,
+}
+
+impl ServeArgs {
+    /// The flags as config overrides.
+    pub fn overrides(&self) -> Result<Vec<(String, String)>, String> {
+        let mut out: Vec<(String, String)> = [
+            ("serve.addr", self.addr.clone()),
+            ("serve.default_lane", self.default_lane.clone()),
+            ("serve.api_keys", self.api_keys.clone()),
+            ("serve.lanes", self.no_lanes.then(|| "false".to_owned())),
+            ("engine.model_dir", self.model.clone()),
+            ("engine.precision", self.precision.clone()),
+            ("engine.backend", self.backend.clone()),
+            ("engine.threads", self.threads.map(|n| n.to_string())),
+            (
+                "engine.batch_tokens",
+                self.batch_tokens.map(|n| n.to_string()),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
+        .collect();
+        for (lane, tokens) in &self.max_queued_tokens {
+            let lane = lane.trim().to_lowercase();
+            if !["query", "stream", "bulk"].contains(&lane.as_str()) {
+                return Err(format!(
+                    "--max-queued-tokens {lane}=…: the lane is query, stream or bulk"
+                ));
+            }
+            out.push((format!("serve.max_queued_tokens_{lane}"), tokens.clone()));
+        }
+        Ok(out)
+    }
+}
+
 /// `vecstream produce`.
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
@@ -450,7 +532,7 @@ mod tests {
     fn every_design_subcommand_exists() {
         let cmd = Cli::command();
         for name in [
-            "run", "produce", "embed", "search", "reindex", "review", "finetune", "eval",
+            "run", "produce", "embed", "search", "serve", "reindex", "review", "finetune", "eval",
             "lineage", "dlq", "status",
         ] {
             let sub = cmd

@@ -59,6 +59,9 @@ async fn run(cli: Cli, hooks: Hooks) -> anyhow::Result<ExitCode> {
     if let Command::Embed(args) = &cli.command {
         overrides.extend(args.overrides());
     }
+    if let Command::Serve(args) = &cli.command {
+        overrides.extend(args.overrides().map_err(anyhow::Error::msg)?);
+    }
     let options = LoadOptions {
         file: cli.global.config.clone(),
         overrides,
@@ -83,6 +86,7 @@ async fn run(cli: Cli, hooks: Hooks) -> anyhow::Result<ExitCode> {
         Command::Run(args) => commands::run::run(&config, &args, &hooks).await,
         Command::Embed(args) => commands::embed::run(&config, &args).await,
         Command::Search(args) => commands::search::run(&config, &args).await,
+        Command::Serve(_) => commands::serve::run(&config).await,
         Command::Reindex(cmd) => commands::jobs::reindex(&config, &cmd).await,
         Command::Review(cmd) => commands::review::run(&config, &cmd).await,
         Command::Finetune(cmd) => commands::finetune::run(&config, &cmd).await,

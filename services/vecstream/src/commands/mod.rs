@@ -13,5 +13,6 @@ pub mod review;
 pub mod run;
 pub mod run_embedder;
 pub mod search;
+pub mod serve;
 pub mod status;
 pub mod topics;

@@ -1,0 +1,151 @@
+//! `vecstream serve`: the embedding engine as an HTTP service.
+//!
+//! - `POST /v1/embeddings` speaks OpenAI's embeddings API (texts or token arrays, float or
+//!   base64, usage in tokens); `POST /embed` speaks text-embeddings-inference's. Both also
+//!   answer under `/{lane}/…` (`/bulk/v1/embeddings`), for clients that cannot set headers.
+//! - Every text waits in a priority lane (`query`, `stream`, `bulk`; header
+//!   `x-vecstream-lane`, the path, the API key's lane, or `serve.default_lane`). One
+//!   dispatcher fills each engine batch from the highest lane first, up to the token budget
+//!   (`engine.batch_tokens`), with a starvation guard for the lower lanes; each lane admits
+//!   up to its queued-token limit and answers 429 with `Retry-After` past it.
+//! - `/healthz`, `/readyz`, `/metrics` on the same address.
+
+mod api;
+mod dispatch;
+pub mod lanes;
+mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tokio::task::JoinHandle;
+use vecstream_config::ServeSettings;
+use vecstream_core::Lane;
+use vecstream_engine::Engine;
+use vecstream_telemetry::{Metrics, Readiness};
+
+pub use api::{ApiKeys, KeyEntry};
+use dispatch::Dispatcher;
+pub use metrics::ServeMetrics;
+
+/// Why the service did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("serve: {0}")]
+    Config(String),
+    #[error("serve: cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("serve: registering metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// A running service; dropping it stops it.
+#[derive(Debug)]
+pub struct Server {
+    /// The address bound (port 0 resolves to a real port).
+    pub local_addr: SocketAddr,
+    task: JoinHandle<()>,
+    dispatcher: JoinHandle<()>,
+}
+
+impl Server {
+    /// Serves `engine` on `settings.addr`. `batch_tokens` and `max_wait` are the dispatcher's
+    /// batch budget and gathering window (the engine itself should not wait: it gets one
+    /// batch at a time).
+    pub async fn start(
+        settings: &ServeSettings,
+        engine: Arc<Engine>,
+        batch_tokens: usize,
+        max_wait: Duration,
+        metrics: &Metrics,
+        readiness: Readiness,
+    ) -> Result<Self, ServeError> {
+        let default_lane: Lane = settings.default_lane.parse().map_err(ServeError::Config)?;
+        let keys = ApiKeys::load(&settings.api_keys).map_err(ServeError::Config)?;
+        let serve_metrics = ServeMetrics::register(metrics.registry())?;
+        let scheduler = lanes::Scheduler::new(
+            [
+                settings.max_queued_tokens_query,
+                settings.max_queued_tokens_stream,
+                settings.max_queued_tokens_bulk,
+            ],
+            settings.lanes,
+            Duration::from_millis(settings.starvation_ms),
+        );
+        let dispatcher = Dispatcher::new(
+            engine.clone(),
+            scheduler,
+            batch_tokens.max(engine.info().max_seq_length),
+            max_wait,
+            serve_metrics.clone(),
+        );
+        let state = Arc::new(
+            api::AppState::new(
+                engine,
+                dispatcher.clone(),
+                keys,
+                default_lane,
+                settings.max_inputs,
+                serve_metrics,
+            )
+            .map_err(ServeError::Config)?,
+        );
+        let app = Router::new()
+            .route("/v1/embeddings", post(api::openai))
+            .route("/embeddings", post(api::openai))
+            .route("/{lane}/v1/embeddings", post(api::openai_lane))
+            .route("/embed", post(api::tei))
+            .route("/{lane}/embed", post(api::tei_lane))
+            .route("/v1/models", get(api::models))
+            .route("/info", get(api::info))
+            .with_state(state.clone())
+            .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+            .merge(vecstream_telemetry::health_routes(
+                metrics.clone(),
+                readiness.clone(),
+            ));
+        let listener = tokio::net::TcpListener::bind(&settings.addr)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: settings.addr.clone(),
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| ServeError::Bind {
+            addr: settings.addr.clone(),
+            source,
+        })?;
+        let dispatcher = tokio::spawn(dispatcher.run());
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "serve stopped");
+            }
+        });
+        readiness.set("serve", true);
+        tracing::info!(
+            %local_addr,
+            model_id = %state.engine.info().model_id,
+            lanes = settings.lanes,
+            auth = state.keys.is_enabled(),
+            "serving /v1/embeddings (OpenAI), /embed (TEI), /v1/models, /info, /healthz, /readyz, /metrics"
+        );
+        Ok(Self {
+            local_addr,
+            task,
+            dispatcher,
+        })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.dispatcher.abort();
+    }
+}
