@@ -176,6 +176,10 @@ pub struct VecstreamFacet {
     /// ... and that key's fingerprint (`SHA256:...`).
     #[serde(default)]
     pub reviewer_key: Option<String>,
+    /// Who embedded (`embedded` events): `local` or the name of a remote provider of
+    /// `engine.providers`; with `backend` (`cpu`, `cuda`, `openai`, `tei`).
+    #[serde(default)]
+    pub provider: Option<String>,
 }
 
 #[cfg(test)]

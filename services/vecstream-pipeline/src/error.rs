@@ -13,6 +13,8 @@ pub enum PipelineError {
     Weaviate(#[from] WeaviateError),
     #[error("embedding engine: {0}")]
     Engine(#[from] EngineError),
+    #[error(transparent)]
+    Provider(#[from] vecstream_providers::ProviderError),
     #[error("kafka transaction: {message}")]
     Transaction { message: String, retryable: bool },
     #[error("restoring the embedder state of partition {partition}: {message}")]
@@ -60,6 +62,8 @@ impl Classify for PipelineError {
             PipelineError::Weaviate(e) => e.class(),
             // A device error that passes (out of memory, a restarting engine) retries the batch.
             PipelineError::Engine(e) => e.class(),
+            // A provider down, throttling or with its circuit open: the batch waits.
+            PipelineError::Provider(e) => e.class(),
             PipelineError::Config(_) => ErrorClass::Permanent,
             PipelineError::Transaction { retryable, .. }
             | PipelineError::Escalation { retryable, .. } => {

@@ -65,6 +65,9 @@ pub struct PipelineMetrics {
     /// (`reindex`: preparing, scanning, evaluating, awaiting_review, approved, rejected,
     /// failed): started minus finished ones are the running workflows.
     pub workflow_events: IntCounterVec,
+    /// `vecstream_provider_*`: calls, retries, fallbacks and breakers of the embedding
+    /// providers (see `vecstream_providers::ProviderMetrics`).
+    pub providers: vecstream_providers::ProviderMetrics,
 }
 
 impl PipelineMetrics {
@@ -212,6 +215,7 @@ impl PipelineMetrics {
                 "Phase events of the long jobs (Temporal workflows).",
                 &["workflow", "phase"],
             )?,
+            providers: vecstream_providers::ProviderMetrics::register(registry)?,
         };
         registry.register(Box::new(m.embed_seconds.clone()))?;
         registry.register(Box::new(m.activity_executions.clone()))?;

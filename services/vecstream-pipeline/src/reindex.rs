@@ -14,7 +14,8 @@ use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::Message;
 use vecstream_config::Config;
 use vecstream_core::topics;
-use vecstream_engine::{Chunker, Engine};
+use vecstream_engine::Chunker;
+use vecstream_providers::{EmbedInput, ProviderChain};
 use vecstream_kafka::scan;
 use vecstream_weaviate::WeaviateClient;
 
@@ -50,7 +51,7 @@ pub struct SliceReport {
 pub struct Reindexer {
     documents: DocumentReader,
     consumer: Arc<BaseConsumer>,
-    engine: Arc<Engine>,
+    provider: Arc<ProviderChain>,
     chunker: Arc<Chunker>,
     writer: ChunkWriter,
     max_body_bytes: usize,
@@ -61,21 +62,22 @@ pub struct Reindexer {
 impl std::fmt::Debug for Reindexer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Reindexer")
-            .field("model_id", &self.engine.info().model_id)
+            .field("model_id", &self.provider.model_id())
             .finish()
     }
 }
 
 impl Reindexer {
-    /// Chunking and limits come from `config.embedder`, as for the stream embedder.
+    /// Chunking and limits come from `config.embedder`, as for the stream embedder;
+    /// `provider` embeds (the `bulk` lane of remote providers).
     pub fn new(
         config: &Config,
-        engine: Arc<Engine>,
+        provider: Arc<ProviderChain>,
         metrics: PipelineMetrics,
     ) -> Result<Self, PipelineError> {
         let settings = &config.embedder;
         let chunker = Chunker::new(
-            engine.tokenizer().clone(),
+            provider.tokenizer().clone(),
             (settings.chunk_tokens > 0).then_some(settings.chunk_tokens),
             settings.chunk_overlap,
         )?;
@@ -95,13 +97,13 @@ impl Reindexer {
             max_body_bytes: settings.max_body_bytes,
             max_chunks: settings.max_chunks,
             slice_records: settings.batch_max_records.max(1),
-            engine,
+            provider,
         })
     }
 
     /// The model id the scan embeds with.
     pub fn model_id(&self) -> &str {
-        &self.engine.info().model_id
+        self.provider.model_id()
     }
 
     /// Reads, embeds and writes one slice of `[from, to)` of `partition`; with `tenant`,
@@ -185,17 +187,16 @@ impl Reindexer {
             what: "preparing a reindex slice",
             message: e.to_string(),
         })?;
-        let sequences: Vec<Vec<u32>> = to_embed
+        let inputs: Vec<EmbedInput> = to_embed
             .iter()
-            .flat_map(|(_, _, _, chunks)| chunks.iter().map(|c| c.token_ids.clone()))
+            .flat_map(|(_, _, _, chunks)| chunks.iter().map(EmbedInput::from))
             .collect();
-        let mut vectors = if sequences.is_empty() {
+        let mut vectors = if inputs.is_empty() {
             Vec::new()
         } else {
-            self.engine.embed_tokens(sequences).await?
+            self.provider.embed(&inputs).await?.vectors
         }
-        .into_iter()
-        .map(|e| e.vector);
+        .into_iter();
         for (at, doc, hash, chunks) in &to_embed {
             let v: Vec<Vec<f32>> = vectors.by_ref().take(chunks.len()).collect();
             records[*at] = Some(Ok(vectors_of(doc, hash, chunks, &v, &model_id)));

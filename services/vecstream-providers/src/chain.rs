@@ -69,6 +69,26 @@ impl ChainBuilder {
         self.settings.provider == "local"
     }
 
+    /// Checks that every remote member of the configured chain serves the vector space of
+    /// `local_model_id` (the model of `engine.model_dir`): collections, chunk ids and
+    /// migrations are keyed by local models, so a remote model of its own space is refused
+    /// at start rather than filling a collection with vectors of another space.
+    pub fn check_serves(&self, local_model_id: &str) -> Result<(), ProviderError> {
+        let names = std::iter::once(&self.settings.provider).chain(&self.settings.fallback);
+        for name in names.filter(|n| *n != "local") {
+            let Some(cfg) = self.settings.providers.iter().find(|p| &p.name == name) else {
+                return Err(ProviderError::Config(format!("no provider named `{name}`")));
+            };
+            let space = crate::vector_space_of(cfg, Some(local_model_id))?;
+            if space != local_model_id {
+                return Err(ProviderError::Config(format!(
+                    "provider `{name}` embeds with its own model ({space}) but engine.model_dir                      is {local_model_id}: the pipeline embeds in a local model's vector space                      (its collections, chunk ids and migrations are keyed by it). Run that model                      behind the provider (`vecstream serve`, TEI) and set the provider's                      `model` to {local_model_id}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The configured chain around `local` (the engine of `engine.model_dir`: the
     /// tokenizer, the reference of the vector-space probe, and a member where listed),
     /// calling remote members in `lane` unless they name their own.
@@ -130,10 +150,11 @@ impl ChainBuilder {
         if chain.model_id() == local.info().model_id {
             Ok(chain)
         } else {
-            tracing::info!(
+            tracing::warn!(
                 model_id = %local.info().model_id,
                 providers_space = %chain.model_id(),
-                "the configured providers embed another vector space: the local engine embeds this model"
+                providers = ?chain.names(),
+                "the configured providers serve another model: the local engine embeds this one"
             );
             ProviderChain::local(local, lane, self.metrics.clone())
         }

@@ -288,6 +288,19 @@ impl JobActivities {
         Ok(engine)
     }
 
+    /// What embeds for `target`: the configured providers (`engine.provider`, in the
+    /// `bulk` lane) when they embed its model's vector space, else its engine alone.
+    pub(crate) async fn provider(
+        &self,
+        target: &ModelTarget,
+    ) -> Result<Arc<vecstream_providers::ProviderChain>, ActivityError> {
+        let engine = self.engine(target).await?;
+        vecstream_providers::ChainBuilder::new(&self.config.engine, self.metrics.providers.clone())
+            .build_for(engine, vecstream_providers::Lane::Bulk)
+            .map(Arc::new)
+            .map_err(|e| activity_error(JobError::from(e)))
+    }
+
     fn lock_engines(&self) -> std::sync::MutexGuard<'_, EngineCache> {
         self.engines.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -448,7 +461,7 @@ impl JobActivities {
         timed(&metrics, "reindex.scan_range", async move {
             let reindexer = Reindexer::new(
                 &self.config,
-                self.engine(&input.target).await?,
+                self.provider(&input.target).await?,
                 self.metrics.clone(),
             )
             .activity_err()?;
@@ -457,7 +470,7 @@ impl JobActivities {
                 kept_current.push(
                     Reindexer::new(
                         &self.config,
-                        self.engine(target).await?,
+                        self.provider(target).await?,
                         self.metrics.clone(),
                     )
                     .activity_err()?,

@@ -42,6 +42,9 @@ pub enum JobError {
     },
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    /// The embedding providers (remote ones down, throttling, a misconfigured chain).
+    #[error(transparent)]
+    Provider(#[from] vecstream_providers::ProviderError),
     #[error(transparent)]
     Kafka(#[from] KafkaEdgeError),
     #[error(transparent)]
@@ -117,6 +120,7 @@ impl Classify for JobError {
             }
             JobError::Pipeline(e) => e.class(),
             JobError::Kafka(e) => e.class(),
+            JobError::Provider(e) => e.class(),
             JobError::Join(_) => ErrorClass::Retryable,
         }
     }

@@ -34,7 +34,8 @@ use rdkafka::message::{Message, OwnedMessage};
 use tokio::sync::watch;
 use vecstream_config::{Config, EmbedderSettings, KafkaConfig};
 use vecstream_core::{Classify, topics};
-use vecstream_engine::{Chunker, Engine};
+use vecstream_engine::Chunker;
+use vecstream_providers::{EmbedInput, ProviderChain};
 use vecstream_kafka::{SchemaRegistry, schemas, traceparent_of};
 use vecstream_telemetry::continue_trace;
 
@@ -65,7 +66,7 @@ pub struct Embedder {
     transactions: Transactions,
     documents: DocumentReader,
     encoder: RecordEncoder,
-    engine: Arc<Engine>,
+    provider: Arc<ProviderChain>,
     chunker: Chunker,
     state: DedupState,
     metrics: PipelineMetrics,
@@ -78,7 +79,8 @@ impl std::fmt::Debug for Embedder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Embedder")
             .field("group_id", &self.settings.group_id)
-            .field("model_id", &self.engine.info().model_id)
+            .field("model_id", &self.provider.model_id())
+            .field("providers", &self.provider.names())
             .finish()
     }
 }
@@ -89,10 +91,11 @@ impl Embedder {
     ///
     /// With an `escalator`, large documents go to their own job. Which model the embedder
     /// runs with is its caller's choice (`vecstream run embedder` follows the alias's
-    /// migration state).
+    /// migration state); `provider` embeds in that model's vector space (the local engine,
+    /// or remote providers with their fallback).
     pub async fn connect(
         config: &Config,
-        engine: Arc<Engine>,
+        provider: Arc<ProviderChain>,
         metrics: PipelineMetrics,
         escalator: Option<Arc<dyn Escalator>>,
     ) -> Result<Self, PipelineError> {
@@ -108,7 +111,7 @@ impl Embedder {
         let lineage_schema = lineage_writer_schema(&registry).await?;
         let chunk_tokens = (settings.chunk_tokens > 0).then_some(settings.chunk_tokens);
         let chunker = Chunker::new(
-            engine.tokenizer().clone(),
+            provider.tokenizer().clone(),
             chunk_tokens,
             settings.chunk_overlap,
         )?;
@@ -123,13 +126,12 @@ impl Embedder {
             &metrics,
             &[],
         )?;
-        tracing::info!(%transactional_id, group = %settings.group_id, model_id = %engine.info().model_id, "embedder connected");
+        tracing::info!(%transactional_id, group = %settings.group_id, model_id = %provider.model_id(), providers = ?provider.names(), "embedder connected");
 
         let encoder = RecordEncoder {
             lineage: LineageFactory::new(decision::STAGE, "embedder", &config.kafka.brokers),
             vectors_schema: (vectors_id, schemas::parse(schemas::DOCUMENT_VECTORS)?),
             lineage_schema,
-            backend: engine.info().backend.as_str(),
             large_document_tokens: settings.large_document_tokens,
             dlq_record_limit: vecstream_kafka::topics::dlq_record_limit(&config.kafka).await,
         };
@@ -140,7 +142,7 @@ impl Embedder {
             transactions,
             documents: DocumentReader::new(config)?,
             encoder,
-            engine,
+            provider,
             chunker,
             state: DedupState::bounded(config.embedder.state_max_documents),
             metrics,
@@ -160,7 +162,7 @@ impl Embedder {
     fn rules(&self) -> Rules<'_> {
         let limit = self.settings.large_document_tokens;
         Rules {
-            model_id: &self.engine.info().model_id,
+            model_id: self.provider.model_id(),
             chunker: &self.chunker,
             max_body_bytes: self.settings.max_body_bytes,
             max_chunks: self.settings.max_chunks,
@@ -233,6 +235,7 @@ impl Embedder {
                     offset: m.offset(),
                     decision: d.decision,
                     embed_ms: None,
+                    embedded_by: None,
                     trace,
                     _span: span,
                     workflow_id: None,
@@ -241,45 +244,47 @@ impl Embedder {
             })
             .collect();
 
-        let sequences: Vec<Vec<u32>> = items
+        let inputs: Vec<EmbedInput> = items
             .iter()
-            .flat_map(|i| i.decision.chunks().iter().map(|c| c.token_ids.clone()))
+            .flat_map(|i| i.decision.chunks().iter().map(EmbedInput::from))
             .collect();
-        let tokens: usize = sequences.iter().map(Vec::len).sum();
-        let vectors: Vec<Vec<f32>> = if sequences.is_empty() {
+        let tokens: usize = inputs.iter().map(|i| i.token_ids.len()).sum();
+        let vectors: Vec<Vec<f32>> = if inputs.is_empty() {
             Vec::new()
         } else {
-            // Device memory that another batch or process held can pass: the batch is
-            // retried with its partitions paused, a few times; memory that never suffices
-            // (or any permanent error) stops the embedder, and its supervisor restarts it.
-            let engine = &self.engine;
+            // Device memory that another batch or process held can pass, and so can a
+            // provider that is down or throttling (after its own retries and the fallback):
+            // the batch is retried with its partitions paused; the engine's device errors a
+            // few times only, then the embedder stops and its supervisor restarts it.
+            let provider = &self.provider;
+            let inputs = &inputs;
             // Shared with the retried closure; the future is Send, hence atomics and a mutex.
             let attempts = std::sync::atomic::AtomicU32::new(0);
             let attempt_started = std::sync::Mutex::new(Instant::now());
             let embedded = self
                 .member
                 .retry_paused(&self.retrier(), "embed", shutdown, || {
-                    let sequences = sequences.clone();
                     let attempt = attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                     *attempt_started.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
                     async move {
-                        engine
-                            .embed_tokens(sequences)
+                        provider
+                            .embed(inputs)
                             .await
                             .map_err(|e| embed_error(attempt, e))
                     }
                 })
                 .await?;
-            // The engine time of the attempt that succeeded, not the backoff before it.
+            // The time of the attempt that succeeded, not the backoff before it.
             let embed_started = *attempt_started.lock().unwrap_or_else(|p| p.into_inner());
             let elapsed = embed_started.elapsed();
             self.metrics.embed_seconds.observe(elapsed.as_secs_f64());
             for item in &mut items {
                 if matches!(item.decision, Decision::Embed { .. }) {
                     item.embed_ms = Some(elapsed.as_millis() as i64);
+                    item.embedded_by = Some((embedded.provider.clone(), embedded.backend.clone()));
                 }
             }
-            embedded.into_iter().map(|e| e.vector).collect()
+            embedded.vectors
         };
 
         // Partitions with a document that must wait (Temporal unreachable, a superseded job
@@ -338,7 +343,7 @@ impl Embedder {
     ) -> Result<(Vec<OwnedMessage>, Vec<decision::Decided>, Pending), PipelineError> {
         let state = std::mem::take(&mut self.state);
         let chunker = self.chunker.clone();
-        let model_id = self.engine.info().model_id.clone();
+        let model_id = self.provider.model_id().to_owned();
         let Rules {
             max_body_bytes,
             max_chunks,
@@ -467,7 +472,7 @@ impl Embedder {
                 tenant: doc.tenant.clone(),
                 doc_id: doc.id.clone(),
                 version: doc.version,
-                model_id: self.engine.info().model_id.clone(),
+                model_id: self.provider.model_id().to_owned(),
                 content_hash: hash.clone(),
                 partition: item.partition,
                 offset: item.offset,
@@ -501,7 +506,7 @@ impl Embedder {
             tracing::error!(doc_id = %job.doc_id, tenant = %job.tenant, error = %why, "the large document's job cannot start: dead-lettered");
             // The memory forgets the escalation unless a later record of the batch changed
             // the document again.
-            let model_id = &self.engine.info().model_id;
+            let model_id = self.provider.model_id();
             if let Some((key, state)) = item.decision.state_after(model_id, item.before.as_ref()) {
                 let slot = (item.partition, key);
                 if pending.get(&slot) == Some(&state) {
@@ -573,7 +578,7 @@ impl Embedder {
         assigned: &BTreeSet<i32>,
     ) -> Result<BTreeSet<i32>, PipelineError> {
         let now = now_ms();
-        let model_id = &self.engine.info().model_id;
+        let model_id = self.provider.model_id();
         let mut records: Vec<OutRecord> = Vec::new();
         let mut vector_at = 0usize;
         for item in items {
@@ -609,8 +614,14 @@ impl Embedder {
 
 /// The error of embedding attempt `attempt`: one that can pass stays retryable until
 /// [`MAX_EMBED_ATTEMPTS`], then the embedder gives up (permanent: it stops and is restarted).
-fn embed_error(attempt: u32, e: vecstream_engine::EngineError) -> PipelineError {
-    if attempt >= MAX_EMBED_ATTEMPTS && e.class().is_retryable() {
+fn embed_error(attempt: u32, e: vecstream_providers::ProviderError) -> PipelineError {
+    // Only the local engine's own errors are bounded: a remote provider down (or every
+    // member of the chain) is an outage the batch waits out, like Kafka's.
+    let engine_only = matches!(
+        &e,
+        vecstream_providers::ProviderError::Transient { provider, .. } if provider == "local"
+    );
+    if engine_only && attempt >= MAX_EMBED_ATTEMPTS && e.class().is_retryable() {
         PipelineError::GaveUp {
             what: "embedding a batch",
             attempts: attempt,
@@ -656,12 +667,13 @@ fn replayed_from(m: &OwnedMessage) -> Option<i64> {
 mod tests {
     use vecstream_core::Classify;
     use vecstream_engine::EngineError;
+    use vecstream_providers::ProviderError;
 
     use super::{MAX_EMBED_ATTEMPTS, embed_error};
 
     #[test]
     fn device_memory_is_retried_a_few_times_then_the_embedder_gives_up() {
-        let oom = || EngineError::device("cuda", "workspace", "CUDA_ERROR_OUT_OF_MEMORY");
+        let oom = || ProviderError::from(EngineError::device("cuda", "workspace", "CUDA_ERROR_OUT_OF_MEMORY"));
         for attempt in 1..MAX_EMBED_ATTEMPTS {
             assert!(
                 embed_error(attempt, oom()).class().is_retryable(),
@@ -675,6 +687,21 @@ mod tests {
             "{last}"
         );
         // A permanent error stops at once.
-        assert!(!embed_error(1, EngineError::Stopped).class().is_retryable());
+        assert!(
+            !embed_error(1, EngineError::Stopped.into())
+                .class()
+                .is_retryable()
+        );
+    }
+
+    #[test]
+    fn a_remote_provider_down_is_waited_out_however_long() {
+        let down = ProviderError::Transient {
+            provider: "serve".into(),
+            message: "unreachable".into(),
+            retry_after: None,
+        };
+        let e = embed_error(MAX_EMBED_ATTEMPTS * 10, down);
+        assert!(e.class().is_retryable(), "{e}");
     }
 }

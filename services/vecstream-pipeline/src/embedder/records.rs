@@ -19,6 +19,8 @@ pub(super) struct Item {
     pub decision: Decision,
     /// Milliseconds the engine took for the batch this item's chunks were embedded in.
     pub embed_ms: Option<i64>,
+    /// Who embedded its chunks: (provider, backend).
+    pub embedded_by: Option<(String, String)>,
     /// The hop of the document's trace this stage sends downstream (`traceparent`).
     pub trace: TraceParent,
     /// Open while the document is in flight; exported when OTLP is configured.
@@ -44,8 +46,6 @@ pub(super) struct RecordEncoder {
     pub lineage: LineageFactory,
     pub vectors_schema: (u32, Schema),
     pub lineage_schema: (u32, Schema),
-    /// `cpu` or `cuda`, named in the `embedded` events.
-    pub backend: &'static str,
     /// For the `escalated` events' message.
     pub large_document_tokens: usize,
     /// Largest record the DLQ topic takes (`vecstream_kafka::topics::dlq_record_limit`).
@@ -173,7 +173,8 @@ impl RecordEncoder {
         match &item.decision {
             Decision::Embed { hash, .. } => VecstreamFacet {
                 content_hash: Some(hash.clone()),
-                backend: Some(self.backend.into()),
+                backend: item.embedded_by.as_ref().map(|(_, b)| b.clone()),
+                provider: item.embedded_by.as_ref().map(|(p, _)| p.clone()),
                 duration_ms: item.embed_ms,
                 ..source
             },

@@ -73,9 +73,9 @@ impl JobActivities {
             }
         };
         let settings = &self.config.embedder;
-        let engine = self.engine(&input.target).await?;
+        let provider = self.provider(&input.target).await?;
         let chunker = vecstream_engine::Chunker::new(
-            engine.tokenizer().clone(),
+            provider.tokenizer().clone(),
             (settings.chunk_tokens > 0).then_some(settings.chunk_tokens),
             settings.chunk_overlap,
         )
@@ -90,16 +90,20 @@ impl JobActivities {
         let tokens: usize = chunks.iter().map(|c| c.token_count()).sum();
         let started = std::time::Instant::now();
         let mut vectors = Vec::with_capacity(chunks.len());
+        let mut embedded_by = ("local".to_owned(), String::new());
         for slice in chunks.chunks(32) {
             if ctx.is_cancelled() {
                 return Err(ActivityError::cancelled());
             }
-            let embedded = engine
-                .embed_tokens(slice.iter().map(|c| c.token_ids.clone()).collect())
+            let inputs: Vec<vecstream_providers::EmbedInput> =
+                slice.iter().map(Into::into).collect();
+            let embedded = provider
+                .embed(&inputs)
                 .await
                 .map_err(JobError::from)
                 .activity_err()?;
-            vectors.extend(embedded.into_iter().map(|e| e.vector));
+            embedded_by = (embedded.provider, embedded.backend);
+            vectors.extend(embedded.vectors);
             ctx.record_heartbeat(vectors.len()).await?;
         }
         // Last look before publishing: a job cancelled (its document deleted) publishes
@@ -108,7 +112,7 @@ impl JobActivities {
         if ctx.is_cancelled() {
             return Err(ActivityError::cancelled());
         }
-        let model_id = engine.info().model_id.clone();
+        let model_id = provider.model_id().to_owned();
         let record = vectors_of(&doc, &hash, &chunks, &vectors, &model_id);
         let trace = input
             .traceparent
@@ -141,7 +145,8 @@ impl JobActivities {
             content_hash: Some(hash),
             chunk_ids: record.chunks.iter().map(|c| c.chunk_id.clone()).collect(),
             model_id: Some(model_id),
-            backend: Some(engine.info().backend.as_str().to_owned()),
+            backend: Some(embedded_by.1),
+            provider: Some(embedded_by.0),
             source_topic: Some(topics::DOCUMENTS.into()),
             source_partition: Some(input.partition),
             source_offset: Some(input.offset),

@@ -135,6 +135,16 @@ async fn run_worker(
     if !matches!(queue, Queue::Gpu) {
         check_reviewer_keys(config)?;
     }
+    if !matches!(queue, Queue::Cpu) && config.engine.provider != "local" {
+        // The gpu queue's activities embed through the providers: a provider of another
+        // model stops the worker now, not a reindex halfway.
+        let mut target = vecstream_workflows::ModelTarget::configured(&config.engine)
+            .map_err(anyhow::Error::msg)?;
+        target.model_dir =
+            vecstream_workflows::activities::resolve_model(&config.engine, &target.model_dir)?;
+        vecstream_providers::ChainBuilder::new(&config.engine, metrics.providers.clone())
+            .check_serves(&super::job_common::model_id_of(&target)?)?;
+    }
     // Activities publish lineage and read the documents topic: wrong Kafka credentials
     // stop the worker at start, not its first activity. Kafka merely down does not (the
     // activities retry), as for Weaviate below.

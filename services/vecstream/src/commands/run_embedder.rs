@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use vecstream_config::Config;
 use vecstream_engine::Engine;
 use vecstream_pipeline::{Embedder, Escalator, PipelineMetrics};
+use vecstream_providers::{ChainBuilder, Lane};
 use vecstream_telemetry::Readiness;
 use vecstream_weaviate::{Tenancy, WeaviateClient, collection_name};
 use vecstream_workflows::migration::{
@@ -55,6 +56,8 @@ pub async fn run(
         .context("creating the topics")?;
     let control = ControlTopic::new(&config.kafka)?;
     let configured = configured_model(config)?;
+    let providers = ChainBuilder::new(&config.engine, metrics.providers.clone());
+    providers.check_serves(&configured.model_id)?;
     let alias = config.weaviate.alias.clone();
     // The reindex to the configured model, when the embedder starts one.
     let starter = TemporalEscalator::new(config.clone());
@@ -70,9 +73,10 @@ pub async fn run(
             .await?
             .context("starting the embedding engine")?;
         let escalator: Arc<dyn Escalator> = Arc::new(TemporalEscalator::new(effective.clone()));
+        let provider = providers.build_for(Arc::new(engine), Lane::Stream)?;
         let embedder = Embedder::connect(
             &effective,
-            Arc::new(engine),
+            Arc::new(provider),
             metrics.clone(),
             Some(escalator),
         )

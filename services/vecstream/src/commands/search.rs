@@ -3,6 +3,7 @@
 //! chunks of the active collection.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use vecstream_core::printable;
 
 use anyhow::Context;
@@ -104,15 +105,24 @@ pub async fn run(config: &Config, args: &SearchArgs) -> anyhow::Result<ExitCode>
             collection_name(&model_id, tenancy)
         );
     }
-    let query = engine
-        .embed(vec![args.query.clone()])
-        .await?
-        .pop()
-        .context("the engine returned no vector")?;
+    // The query lane of the configured providers when they serve this model (a running
+    // `vecstream serve`), else the engine here.
+    let metrics = vecstream_providers::ProviderMetrics::unregistered()?;
+    let provider = vecstream_providers::ChainBuilder::new(&engine_settings, metrics)
+        .build_for(Arc::new(engine), vecstream_providers::Lane::Query)?;
+    let embedded = provider
+        .embed(&[vecstream_providers::EmbedInput::text(args.query.clone())])
+        .await?;
+    tracing::debug!(provider = %embedded.provider, "query embedded");
+    let query_vector = embedded
+        .vectors
+        .into_iter()
+        .next()
+        .context("the provider returned no vector")?;
     let hits = weaviate
         .near_vector_where(
             &collection,
-            &query.vector,
+            &query_vector,
             args.k,
             &PROPERTIES,
             // Multi-tenancy scopes the request to the tenant; otherwise its property filters.
