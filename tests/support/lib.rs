@@ -222,6 +222,18 @@ pub struct Running {
     log: PathBuf,
 }
 
+/// The status code of `GET <path>` on `127.0.0.1:<port>`, if it answers (plain HTTP/1.0,
+/// usable inside and outside an async runtime).
+pub fn http_status(port: u16, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
 impl Running {
     pub fn start(component: &str, port: u16, sets: &[String], log_dir: &std::path::Path) -> Self {
         Self::start_with(component, port, &[], sets, log_dir)
@@ -253,6 +265,42 @@ impl Running {
             .spawn()
             .expect("vecstream run starts");
         Self { child, log }
+    }
+
+    /// `vecstream serve --addr 127.0.0.1:<port>` with `flags` (and `--set`s); returns once
+    /// `/readyz` answers 200.
+    pub fn serve(port: u16, flags: &[&str], sets: &[String], log_dir: &std::path::Path) -> Self {
+        let log = log_dir.join(format!("serve-{port}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(vecstream_bin());
+        for s in sets {
+            cmd.args(["--set", s]);
+        }
+        let child = cmd
+            .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+            .args(flags)
+            .env("VECSTREAM_TELEMETRY_LOG_LEVEL", "info")
+            .env("VECSTREAM_TELEMETRY_LOG_FORMAT", "text")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("vecstream serve starts");
+        let mut running = Self { child, log };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if http_status(port, "/readyz") == Some(200) {
+                return running;
+            }
+            if let Some(status) = running.child.try_wait().unwrap() {
+                panic!("vecstream serve exited {status:?}\n{}", running.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve not ready in 60 s\n{}",
+                running.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     pub fn log(&self) -> String {

@@ -137,10 +137,19 @@ pub async fn lineage_of(
     registry: &SchemaRegistry,
     doc_id: &str,
 ) -> Vec<LineageEvent> {
+    lineage_of_keys(reader, registry, &[doc_id]).await
+}
+
+/// The lineage events of several documents, after one poll.
+pub async fn lineage_of_keys(
+    reader: &mut TopicReader,
+    registry: &SchemaRegistry,
+    doc_ids: &[&str],
+) -> Vec<LineageEvent> {
     let reader_schema = vecstream_kafka::schemas::parse(vecstream_kafka::schemas::LINEAGE_EVENT)
         .expect("lineage schema");
     let mut events = Vec::new();
-    for m in reader.poll(&[doc_id]).await {
+    for m in reader.poll(doc_ids).await {
         let (id, payload) = wire::split(m.payload().unwrap()).unwrap();
         let writer = registry.schema_by_id(id).await.unwrap();
         events.push(wire::decode::<LineageEvent>(&writer, Some(&reader_schema), payload).unwrap());

@@ -120,6 +120,10 @@ pub struct RemoteProvider {
     pub backoff_initial_ms: u64,
     /// Longest backoff between attempts, in milliseconds.
     pub backoff_max_ms: u64,
+    /// Longest one call waits out `429` answers (each `Retry-After` honoured) before the
+    /// next member of the chain takes it, in milliseconds. Throttling is no failure: it
+    /// never opens the circuit.
+    pub max_throttle_ms: u64,
     /// Consecutive failed calls that open the circuit breaker: while open, calls go
     /// straight to the fallback.
     pub breaker_failures: u32,
@@ -151,6 +155,7 @@ impl Default for RemoteProvider {
             max_attempts: 4,
             backoff_initial_ms: 250,
             backoff_max_ms: 10_000,
+            max_throttle_ms: 60_000,
             breaker_failures: 5,
             breaker_open_ms: 30_000,
             lane: String::new(),

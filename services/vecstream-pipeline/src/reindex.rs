@@ -15,8 +15,8 @@ use rdkafka::message::Message;
 use vecstream_config::Config;
 use vecstream_core::topics;
 use vecstream_engine::Chunker;
-use vecstream_providers::{EmbedInput, ProviderChain};
 use vecstream_kafka::scan;
+use vecstream_providers::{EmbedInput, ProviderChain};
 use vecstream_weaviate::WeaviateClient;
 
 use crate::document::{DocumentReader, Read, chunked, delete_of, normalized, vectors_of};

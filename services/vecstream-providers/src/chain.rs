@@ -326,6 +326,7 @@ impl ProviderChain {
                 Err(e) => {
                     let outcome = match &e {
                         ProviderError::Transient { .. } => "transient",
+                        ProviderError::Throttled { .. } => "throttled",
                         ProviderError::WrongSpace { .. } => "wrong_space",
                         _ => "permanent",
                     };

@@ -13,6 +13,15 @@ pub enum ProviderError {
         /// What the provider asked for (`Retry-After`), or when an open circuit closes.
         retry_after: Option<Duration>,
     },
+    /// The provider is up but asked us to slow down (429) for longer than
+    /// `max_throttle_ms`: the next member may take the call; it is no failure of the
+    /// provider (its circuit stays closed).
+    #[error("provider `{provider}` is throttling: {message}")]
+    Throttled {
+        provider: String,
+        message: String,
+        retry_after: Option<Duration>,
+    },
     /// The same call fails again: a refused key, an unknown model, a malformed answer.
     #[error("provider `{provider}`: {message}")]
     Permanent { provider: String, message: String },
@@ -38,7 +47,8 @@ impl ProviderError {
     /// When the caller should try again, if the failure said.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            ProviderError::Transient { retry_after, .. } => *retry_after,
+            ProviderError::Transient { retry_after, .. }
+            | ProviderError::Throttled { retry_after, .. } => *retry_after,
             ProviderError::AllFailed(all) => all.iter().filter_map(Self::retry_after).min(),
             _ => None,
         }
@@ -48,7 +58,9 @@ impl ProviderError {
 impl Classify for ProviderError {
     fn class(&self) -> ErrorClass {
         match self {
-            ProviderError::Transient { .. } => ErrorClass::Retryable,
+            ProviderError::Transient { .. } | ProviderError::Throttled { .. } => {
+                ErrorClass::Retryable
+            }
             // One member down is enough to try again: it may come back.
             ProviderError::AllFailed(all) if all.iter().any(|e| e.class().is_retryable()) => {
                 ErrorClass::Retryable

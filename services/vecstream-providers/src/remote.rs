@@ -259,8 +259,12 @@ impl RemoteProvider {
             let said = vecstream_core::printable(&head);
             let message = format!("{} answered {status}: {said}", self.endpoint);
             return Err(match status {
-                StatusCode::TOO_MANY_REQUESTS
-                | StatusCode::REQUEST_TIMEOUT
+                StatusCode::TOO_MANY_REQUESTS => ProviderError::Throttled {
+                    provider: self.cfg.name.clone(),
+                    message,
+                    retry_after,
+                },
+                StatusCode::REQUEST_TIMEOUT
                 | StatusCode::SERVICE_UNAVAILABLE
                 | StatusCode::BAD_GATEWAY
                 | StatusCode::GATEWAY_TIMEOUT
@@ -363,7 +367,8 @@ impl RemoteProvider {
             })
             .sum();
         let name = self.cfg.name.as_str();
-        let mut attempt = 0;
+        let max_throttle = Duration::from_millis(self.cfg.max_throttle_ms);
+        let (mut failures, mut throttles, mut throttled) = (0u32, 0u32, Duration::ZERO);
         loop {
             let now = Instant::now();
             let wait = self
@@ -379,32 +384,43 @@ impl RemoteProvider {
             }
             let err = match self.call_once(inputs, lane).await {
                 Ok(v) => return Ok(v),
-                Err(e @ ProviderError::Transient { .. }) => e,
+                Err(e @ (ProviderError::Transient { .. } | ProviderError::Throttled { .. })) => e,
                 Err(e) => return Err(e),
             };
-            attempt += 1;
             let asked = err.retry_after();
-            // Asked to wait longer than we ever back off: the fallback (or the caller's
-            // own backoff) takes it from here.
-            if attempt >= self.cfg.max_attempts || asked.is_some_and(|a| a > self.backoff.max) {
-                return Err(err);
-            }
-            let reason = retry_reason(&err);
-            self.metrics
-                .retries
-                .with_label_values(&[name, reason])
-                .inc();
-            let delay = self
-                .backoff
-                .delay(attempt - 1, Backoff::jitter())
-                .max(asked.unwrap_or_default());
-            tracing::debug!(provider = name, attempt, ?delay, error = %err, "retrying the provider");
-            if asked.is_some() {
+            let delay = if matches!(err, ProviderError::Throttled { .. }) {
+                // Busy, not broken: wait as asked, within the call's throttle budget.
+                let delay = self
+                    .backoff
+                    .delay(throttles, Backoff::jitter())
+                    .max(asked.unwrap_or_default());
+                throttles += 1;
+                if throttled + delay > max_throttle {
+                    return Err(err);
+                }
+                throttled += delay;
                 self.metrics
                     .throttled_ms
                     .with_label_values(&[name])
                     .inc_by(delay.as_millis() as u64);
-            }
+                delay
+            } else {
+                failures += 1;
+                // Asked to wait longer than we ever back off: the fallback (or the caller's
+                // own backoff) takes it from here.
+                if failures >= self.cfg.max_attempts || asked.is_some_and(|a| a > self.backoff.max)
+                {
+                    return Err(err);
+                }
+                self.backoff
+                    .delay(failures - 1, Backoff::jitter())
+                    .max(asked.unwrap_or_default())
+            };
+            self.metrics
+                .retries
+                .with_label_values(&[name, retry_reason(&err)])
+                .inc();
+            tracing::debug!(provider = name, failures, throttles, ?delay, error = %err, "retrying the provider");
             tokio::time::sleep(delay).await;
         }
     }
@@ -412,7 +428,7 @@ impl RemoteProvider {
 
 fn retry_reason(e: &ProviderError) -> &'static str {
     let m = e.to_string();
-    if m.contains("429") {
+    if matches!(e, ProviderError::Throttled { .. }) {
         "429"
     } else if m.contains("503") {
         "503"

@@ -35,8 +35,8 @@ use tokio::sync::watch;
 use vecstream_config::{Config, EmbedderSettings, KafkaConfig};
 use vecstream_core::{Classify, topics};
 use vecstream_engine::Chunker;
-use vecstream_providers::{EmbedInput, ProviderChain};
 use vecstream_kafka::{SchemaRegistry, schemas, traceparent_of};
+use vecstream_providers::{EmbedInput, ProviderChain};
 use vecstream_telemetry::continue_trace;
 
 use crate::common::{BatchLimits, Member, Retrier, next_offsets};
@@ -673,7 +673,13 @@ mod tests {
 
     #[test]
     fn device_memory_is_retried_a_few_times_then_the_embedder_gives_up() {
-        let oom = || ProviderError::from(EngineError::device("cuda", "workspace", "CUDA_ERROR_OUT_OF_MEMORY"));
+        let oom = || {
+            ProviderError::from(EngineError::device(
+                "cuda",
+                "workspace",
+                "CUDA_ERROR_OUT_OF_MEMORY",
+            ))
+        };
         for attempt in 1..MAX_EMBED_ATTEMPTS {
             assert!(
                 embed_error(attempt, oom()).class().is_retryable(),
