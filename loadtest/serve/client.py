@@ -16,19 +16,40 @@ import sys
 import threading
 import time
 
-import httpx
+import http.client
+import urllib.parse
+
+
+class Client:
+    """One keep-alive HTTP/1.1 connection (standard library only)."""
+
+    def __init__(self, url):
+        u = urllib.parse.urlsplit(url)
+        self.path = u.path
+        self.conn = http.client.HTTPConnection(u.hostname, u.port, timeout=600)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.conn.close()
+
+
+class HTTPError(Exception):
+    pass
 
 
 def post(client, url, model, texts, lane=None):
-    headers = {"x-vecstream-lane": lane} if lane else {}
-    r = client.post(
-        url,
-        json={"model": model, "input": texts, "encoding_format": "base64"},
-        headers=headers,
-        timeout=600,
-    )
-    r.raise_for_status()
-    body = r.json()
+    headers = {"content-type": "application/json"}
+    if lane:
+        headers["x-vecstream-lane"] = lane
+    payload = json.dumps({"model": model, "input": texts, "encoding_format": "base64"})
+    client.conn.request("POST", client.path, body=payload, headers=headers)
+    r = client.conn.getresponse()
+    data = r.read()
+    if r.status != 200:
+        raise HTTPError(f"{r.status}: {data[:200]!r}")
+    body = json.loads(data)
     if len(body["data"]) != len(texts):
         raise SystemExit(f"{len(body['data'])} vectors for {len(texts)} texts")
     return body.get("usage", {}).get("prompt_tokens", 0)
@@ -41,7 +62,7 @@ def throughput(a, texts):
     nxt = [0]
 
     def work():
-        with httpx.Client() as c:
+        with Client(a.url) as c:
             while True:
                 with lock:
                     if nxt[0] >= len(batches):
@@ -53,7 +74,7 @@ def throughput(a, texts):
                     tokens[0] += t
 
     # One warm-up request (model load, connection).
-    with httpx.Client() as c:
+    with Client(a.url) as c:
         post(c, a.url, a.model, texts[: a.batch])
     start = time.perf_counter()
     threads = [threading.Thread(target=work) for _ in range(a.concurrency)]
@@ -70,14 +91,14 @@ def latency(a, texts):
     lock = threading.Lock()
 
     def bulk(k):
-        with httpx.Client() as c:
+        with Client(a.url) as c:
             i = k * a.batch
             while not stop.is_set():
                 b = [texts[(i + j) % len(texts)] for j in range(a.batch)]
                 i += a.batch * a.bulk_clients
                 try:
                     post(c, a.url, a.model, b, lane="bulk")
-                except httpx.HTTPError:
+                except HTTPError:
                     continue
                 with lock:
                     bulk_texts[0] += len(b)
@@ -87,7 +108,7 @@ def latency(a, texts):
     time.sleep(a.warmup)
     lat = []
     queries = [t.split(".")[0][:120] for t in texts[:200]]
-    with httpx.Client() as c:
+    with Client(a.url) as c:
         end = time.perf_counter() + a.seconds
         bulk_before = bulk_texts[0]
         started = time.perf_counter()

@@ -47,6 +47,9 @@ pub struct ServeSettings {
     pub max_queued_tokens_stream: usize,
     /// Tokens the `bulk` lane may hold queued.
     pub max_queued_tokens_bulk: usize,
+    /// Most tokens in one engine batch. A query waits for the batch in flight, so smaller
+    /// batches let it in sooner; larger ones embed a little faster.
+    pub batch_tokens: usize,
     /// A request of a lower lane waiting this long (milliseconds) goes into the next batch
     /// ahead of the higher lanes (the starvation guard).
     pub starvation_ms: u64,
@@ -71,6 +74,7 @@ impl Default for ServeSettings {
             max_queued_tokens_query: 65_536,
             max_queued_tokens_stream: 524_288,
             max_queued_tokens_bulk: 2_097_152,
+            batch_tokens: 2_048,
             starvation_ms: 2_000,
             lanes: true,
             api_keys: String::new(),

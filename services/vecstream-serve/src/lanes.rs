@@ -139,7 +139,8 @@ impl<T: Queued> Scheduler<T> {
 
     /// The next batch of at most `budget` tokens (at least one item when any is queued):
     /// the highest lane first, except that a lower lane whose oldest item has waited past
-    /// the starvation guard goes first.
+    /// the starvation guard goes first. A batch led by query texts takes no text of a lower
+    /// lane: a query's latency is the forward pass of its own batch, kept short.
     pub fn next_batch(&mut self, budget: usize, now: Instant) -> Vec<Taken<T>> {
         self.drop_cancelled();
         let starved = (1..3)
@@ -153,9 +154,12 @@ impl<T: Queued> Scheduler<T> {
             .into_iter()
             .chain((0..3).filter(|q| Some(*q) != starved))
             .collect();
-        let mut out = Vec::new();
+        let mut out: Vec<Taken<T>> = Vec::new();
         let mut used = 0;
         for q in order {
+            if q > 0 && self.lanes && out.first().is_some_and(|t| t.lane == Lane::Query) {
+                break;
+            }
             while let Some(front) = self.queues[q].front() {
                 let t = front.item.tokens();
                 if !out.is_empty() && used + t > budget {
@@ -220,8 +224,8 @@ mod tests {
             .unwrap();
         s.admit(Lane::Query, vec![Item("q1", 10, false)], t0)
             .unwrap();
-        let b = s.next_batch(85, t0);
-        assert_eq!(names(&b), ["q1", "s1", "b1"]);
+        assert_eq!(names(&s.next_batch(85, t0)), ["q1"], "a query batch stays short");
+        assert_eq!(names(&s.next_batch(85, t0)), ["s1", "b1"]);
         assert_eq!(s.queued_tokens(Lane::Bulk), 40);
         assert_eq!(names(&s.next_batch(85, t0)), ["b2"]);
         assert!(s.is_empty());

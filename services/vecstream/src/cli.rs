@@ -380,8 +380,9 @@ pub struct ServeArgs {
     /// Threads of the forward pass, 0 = every core (config engine.threads).
     #[arg(long, env = "VECSTREAM_ENGINE_THREADS", value_name = "N")]
     pub threads: Option<usize>,
-    /// Most tokens per engine batch (config engine.batch_tokens).
-    #[arg(long, env = "VECSTREAM_ENGINE_BATCH_TOKENS", value_name = "N")]
+    /// Most tokens per engine batch: a query waits for the batch in flight (config
+    /// serve.batch_tokens).
+    #[arg(long, env = "VECSTREAM_SERVE_BATCH_TOKENS", value_name = "N")]
     pub batch_tokens: Option<usize>,
 }
 

@@ -27,7 +27,7 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
     let server = Server::start(
         &config.serve,
         Arc::new(engine),
-        config.engine.batch_tokens,
+        config.serve.batch_tokens,
         max_wait,
         &metrics,
         readiness,
