@@ -224,7 +224,11 @@ mod tests {
             .unwrap();
         s.admit(Lane::Query, vec![Item("q1", 10, false)], t0)
             .unwrap();
-        assert_eq!(names(&s.next_batch(85, t0)), ["q1"], "a query batch stays short");
+        assert_eq!(
+            names(&s.next_batch(85, t0)),
+            ["q1"],
+            "a query batch stays short"
+        );
         assert_eq!(names(&s.next_batch(85, t0)), ["s1", "b1"]);
         assert_eq!(s.queued_tokens(Lane::Bulk), 40);
         assert_eq!(names(&s.next_batch(85, t0)), ["b2"]);
