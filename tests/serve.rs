@@ -255,7 +255,12 @@ async fn bulk_left_when_the_query_answers(port: u16, bulk: usize) -> usize {
         }));
     }
     // Every bulk request queued before the query.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bulk requests were never queued"
+        );
         let m = metrics_text(port).await;
         let queued = metric_value(&m, r#"vecstream_serve_queued_tokens{lane="bulk"}"#);
         let taken = metric_value(&m, r#"vecstream_serve_batch_tokens_total{lane="bulk"}"#);
@@ -329,22 +334,28 @@ async fn the_query_lane_overtakes_a_saturated_bulk_lane_and_a_full_lane_says_whe
                 .unwrap()
         }
     };
-    let first = tokio::spawn(send("bulk", 64));
-    while metric_value(
-        &metrics_text(19884).await,
-        r#"vecstream_serve_queued_tokens{lane="bulk"}"#,
-    ) < 2000.0
-    {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let too_large = send("bulk", 64).await;
+    assert_eq!(
+        too_large.status(),
+        413,
+        "a request over the lane's limit by itself never fits"
+    );
+    let body: serde_json::Value = too_large.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "request_too_large", "{body}");
+    // Six requests of ~1,600 tokens at once: one fits the 2,000-token lane at a time, the
+    // others are refused with Retry-After.
+    let burst: Vec<_> = (0..6).map(|_| tokio::spawn(send("bulk", 14))).collect();
     let mut refused = None;
-    for _ in 0..200 {
-        let r = send("bulk", 4).await;
-        if r.status() == 429 {
-            refused = Some(r);
-            break;
+    let mut served = 0;
+    for b in burst {
+        let r = b.await.unwrap();
+        match r.status().as_u16() {
+            200 => served += 1,
+            429 => refused = Some(r),
+            other => panic!("unexpected {other}"),
         }
     }
+    assert!(served >= 1, "the lane took what fits");
     let refused = refused.expect("a full bulk lane refuses");
     let retry_after: u64 = refused.headers()["retry-after"]
         .to_str()
@@ -359,7 +370,6 @@ async fn the_query_lane_overtakes_a_saturated_bulk_lane_and_a_full_lane_says_whe
         200,
         "the query lane has its own limit"
     );
-    assert_eq!(first.await.unwrap().status(), 200);
     let m = metrics_text(19884).await;
     assert!(
         metric_value(
@@ -377,11 +387,11 @@ async fn the_embedder_embeds_through_serve_slows_on_429_and_falls_back_to_the_lo
     let run = unique("e2e-serve-");
     let dir = tempfile::tempdir().unwrap();
     let model_id = model_id();
-    // The stream lane of this serve holds little: a second stream request while one waits
-    // is answered 429.
+    // The stream lane of this serve holds little: requests while it is full are answered
+    // 429.
     let serve = Running::serve(
         19885,
-        &["--max-queued-tokens", "stream=300", "--batch-tokens", "512"],
+        &["--max-queued-tokens", "stream=500", "--batch-tokens", "512"],
         &[],
         dir.path(),
     );
@@ -417,7 +427,7 @@ timeout_ms = 10000
     let sets = vec![
         format!("embedder.group_id={group}"),
         format!("embedder.transactional_id={run}-txn"),
-        "embedder.batch_max_records=4".to_owned(),
+        "embedder.batch_max_records=2".to_owned(),
     ];
     let embedder = Running::start_with(
         "embedder",
@@ -432,30 +442,49 @@ timeout_ms = 10000
         dir.path(),
     );
 
-    // Another client fills the stream lane most of the time (a request of ~2000 tokens,
-    // then a pause), so the embedder's requests meet 429s and get in between.
+    // Other clients (TEI's API, so their refusals count apart) keep the stream lane at its
+    // limit of 500 tokens (requests of ~230 tokens from six loops: two fit) until serve has
+    // refused the embedder (OpenAI's API) at least once; then they stop and the embedder's
+    // retries get in.
     let stop_load = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let load = {
-        let stop = stop_load.clone();
-        let model = model_id.clone();
-        tokio::spawn(async move {
-            let http = reqwest::Client::new();
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let _ = http
-                    .post("http://127.0.0.1:19885/v1/embeddings")
-                    .header("x-vecstream-lane", "stream")
-                    .json(&serde_json::json!({"model": model, "input": bulk_texts(16, "load")}))
-                    .send()
-                    .await;
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
+    let mut load: Vec<_> = (0..6)
+        .map(|_| {
+            let stop = stop_load.clone();
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = http
+                        .post("http://127.0.0.1:19885/embed")
+                        .header("x-vecstream-lane", "stream")
+                        .json(
+                            &serde_json::json!({"inputs": bulk_texts(2, "load"), "truncate": true}),
+                        )
+                        .send()
+                        .await;
+                    if r.is_ok_and(|r| r.status() == 429) {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            })
         })
-    };
+        .collect();
+    let stop = stop_load.clone();
+    load.push(tokio::spawn(async move {
+        let embedder_refused =
+            r#"vecstream_serve_requests_total{api="openai",lane="stream",outcome="rejected"}"#;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while metric_value(&metrics_text(19885).await, embedder_refused) < 1.0
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }));
 
     let mut lineage = TopicReader::new(topics::LINEAGE);
     let body =
         |i: usize| format!("Document {i} of {run}: lighthouse keepers and fog horns, entry {i}.");
-    let first: Vec<String> = (0..12).map(|i| format!("{run}-a{i}")).collect();
+    let first: Vec<String> = (0..24).map(|i| format!("{run}-a{i}")).collect();
     for (i, id) in first.iter().enumerate() {
         let doc = vecstream_core::Document {
             tenant: "default".into(),
@@ -469,7 +498,9 @@ timeout_ms = 10000
         "every document of the first phase was embedded by serve: {providers:?}"
     );
     stop_load.store(true, std::sync::atomic::Ordering::Relaxed);
-    load.await.unwrap();
+    for l in load {
+        l.await.unwrap();
+    }
     let m = metrics_text(19886).await;
     assert!(
         metric_value(

@@ -303,9 +303,15 @@ impl Config {
                 "must be query, stream or bulk",
             ));
         }
-        if s.max_inputs == 0 || s.max_body_bytes == 0 {
+        if s.starvation_ms < 100 {
             return Err(invalid(
-                "serve.max_inputs/max_body_bytes",
+                "serve.starvation_ms",
+                "must be at least 100: below, every lower lane counts as starved and goes first",
+            ));
+        }
+        if s.max_inputs == 0 || s.max_body_bytes == 0 || s.batch_tokens == 0 {
+            return Err(invalid(
+                "serve.max_inputs/max_body_bytes/batch_tokens",
                 "must be at least 1",
             ));
         }

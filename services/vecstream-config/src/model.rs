@@ -40,8 +40,8 @@ pub struct ServeSettings {
     /// Lane of a request that names none (no `x-vecstream-lane` header, no lane in the
     /// path, no lane of its API key): `query`, `stream` or `bulk`.
     pub default_lane: String,
-    /// Tokens the `query` lane may hold queued; a request over it is answered 429 with
-    /// `Retry-After`.
+    /// Tokens the `query` lane may hold queued; a request that would pass it is answered
+    /// 429 with `Retry-After`, one over it by itself 413.
     pub max_queued_tokens_query: usize,
     /// Tokens the `stream` lane may hold queued.
     pub max_queued_tokens_stream: usize,
@@ -71,9 +71,11 @@ impl Default for ServeSettings {
         Self {
             addr: "127.0.0.1:8088".into(),
             default_lane: "query".into(),
+            // About 4 s, 15 s and 30 s of work for 2 CPU cores (18k tokens/s): a client's
+            // timeout (30 s by default) outlasts the wait of what is admitted.
             max_queued_tokens_query: 65_536,
-            max_queued_tokens_stream: 524_288,
-            max_queued_tokens_bulk: 2_097_152,
+            max_queued_tokens_stream: 262_144,
+            max_queued_tokens_bulk: 524_288,
             batch_tokens: 2_048,
             starvation_ms: 2_000,
             lanes: true,
@@ -152,7 +154,8 @@ impl Default for RemoteProvider {
             api_key: Secret::default(),
             model: String::new(),
             dimensions: 0,
-            max_batch: 64,
+            // TEI's own default limit (`max_client_batch_size`) is 32.
+            max_batch: 32,
             timeout_ms: 30_000,
             requests_per_second: 0.0,
             tokens_per_minute: 0,

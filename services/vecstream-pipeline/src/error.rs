@@ -15,6 +15,12 @@ pub enum PipelineError {
     Engine(#[from] EngineError),
     #[error(transparent)]
     Provider(#[from] vecstream_providers::ProviderError),
+    /// A remote provider refused the batch (a rejected key, an unknown model, an input over
+    /// its limits) and no fallback took it: the batch waits, its partitions paused, until the
+    /// provider is fixed (or a fallback is configured), instead of the embedder exiting and
+    /// starting again on the same batch.
+    #[error("{0} (the batch waits until the provider accepts it or a fallback takes it)")]
+    ProviderRefused(vecstream_providers::ProviderError),
     #[error("kafka transaction: {message}")]
     Transaction { message: String, retryable: bool },
     #[error("restoring the embedder state of partition {partition}: {message}")]
@@ -64,6 +70,7 @@ impl Classify for PipelineError {
             PipelineError::Engine(e) => e.class(),
             // A provider down, throttling or with its circuit open: the batch waits.
             PipelineError::Provider(e) => e.class(),
+            PipelineError::ProviderRefused(_) => ErrorClass::Retryable,
             PipelineError::Config(_) => ErrorClass::Permanent,
             PipelineError::Transaction { retryable, .. }
             | PipelineError::Escalation { retryable, .. } => {

@@ -265,6 +265,24 @@ impl ProviderChain {
 
     /// Embeds `inputs` on the first member that can; see the crate docs.
     pub async fn embed(&self, inputs: &[EmbedInput]) -> Result<Embedded, ProviderError> {
+        // Bare texts (queries) get the local tokenizer's ids, so every member (a remote
+        // sent token ids among them) embeds exactly the text.
+        let tokenised;
+        let inputs = if inputs.iter().any(|i| i.token_ids.is_empty()) {
+            let texts: Vec<&str> = inputs.iter().map(|i| i.text.as_str()).collect();
+            let encoded = self.tokenizer().encode_batch(&texts)?;
+            tokenised = inputs
+                .iter()
+                .zip(encoded)
+                .map(|(i, e)| EmbedInput {
+                    text: i.text.clone(),
+                    token_ids: e.ids,
+                })
+                .collect::<Vec<_>>();
+            tokenised.as_slice()
+        } else {
+            inputs
+        };
         let mut errors = Vec::new();
         for (i, m) in self.members.iter().enumerate() {
             let name = m.provider.name();
@@ -331,12 +349,22 @@ impl ProviderChain {
                         _ => "permanent",
                     };
                     self.metrics.calls.with_label_values(&[name, outcome]).inc();
-                    if let Some(b) = &m.breaker
-                        && matches!(e, ProviderError::Transient { .. })
-                        && b.failure(Instant::now())
-                    {
-                        self.metrics.breaker_open.with_label_values(&[name]).set(1);
-                        tracing::warn!(provider = name, error = %e, "circuit breaker opened: calls go to the fallback");
+                    if let Some(b) = &m.breaker {
+                        let now = Instant::now();
+                        let opened = match &e {
+                            ProviderError::Transient { .. } => b.failure(now),
+                            // Refused (a key, a model, a limit): the same refusal comes
+                            // back on every call, so the member rests for `breaker_open_ms`.
+                            ProviderError::Permanent { .. } => b.trip(now),
+                            _ => {
+                                b.settle_trial(now);
+                                false
+                            }
+                        };
+                        if opened {
+                            self.metrics.breaker_open.with_label_values(&[name]).set(1);
+                            tracing::warn!(provider = name, error = %e, "circuit breaker opened: calls go to the fallback");
+                        }
                     }
                     errors.push(e);
                 }

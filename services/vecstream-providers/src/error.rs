@@ -44,6 +44,19 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
+    /// True when a remote provider (not the local engine) answered it, or any member of a
+    /// failed chain.
+    pub fn is_remote(&self) -> bool {
+        match self {
+            ProviderError::Transient { provider, .. }
+            | ProviderError::Throttled { provider, .. }
+            | ProviderError::Permanent { provider, .. }
+            | ProviderError::WrongSpace { provider, .. } => provider != "local",
+            ProviderError::AllFailed(all) => all.iter().any(Self::is_remote),
+            ProviderError::Config(_) => false,
+        }
+    }
+
     /// When the caller should try again, if the failure said.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

@@ -107,8 +107,10 @@ enum BreakerState {
     Open {
         until: Instant,
     },
-    /// One trial call is out.
-    HalfOpen,
+    /// One trial call is out since then.
+    HalfOpen {
+        since: Instant,
+    },
 }
 
 impl Breaker {
@@ -126,11 +128,17 @@ impl Breaker {
         match *st {
             BreakerState::Closed { .. } => Ok(()),
             BreakerState::Open { until } if now >= until => {
-                *st = BreakerState::HalfOpen;
+                *st = BreakerState::HalfOpen { since: now };
                 Ok(())
             }
             BreakerState::Open { until } => Err(until - now),
-            BreakerState::HalfOpen => Err(Duration::from_millis(100)),
+            // A trial that never reported (its caller was cancelled) does not hold the
+            // circuit forever: another goes after `open_for`.
+            BreakerState::HalfOpen { since } if now >= since + self.open_for => {
+                *st = BreakerState::HalfOpen { since: now };
+                Ok(())
+            }
+            BreakerState::HalfOpen { since } => Err(since + self.open_for - now),
         }
     }
 
@@ -143,7 +151,7 @@ impl Breaker {
         let mut st = self.lock();
         let opens = match *st {
             BreakerState::Closed { failures } => failures + 1 >= self.threshold,
-            BreakerState::HalfOpen => true,
+            BreakerState::HalfOpen { .. } => true,
             BreakerState::Open { .. } => false,
         };
         *st = if opens {
@@ -158,6 +166,28 @@ impl Breaker {
             *st
         };
         opens
+    }
+
+    /// Opens the circuit for `open_for` whatever its state (a refusal that will not pass by
+    /// itself: a rejected key, an unknown model). True when it was not open already.
+    pub fn trip(&self, now: Instant) -> bool {
+        let mut st = self.lock();
+        let was_open = matches!(*st, BreakerState::Open { until } if now < until);
+        *st = BreakerState::Open {
+            until: now + self.open_for,
+        };
+        !was_open
+    }
+
+    /// A trial call that ended neither in success nor in a failure (throttled): the circuit
+    /// opens again rather than waiting for a report that will not come.
+    pub fn settle_trial(&self, now: Instant) {
+        let mut st = self.lock();
+        if matches!(*st, BreakerState::HalfOpen { .. }) {
+            *st = BreakerState::Open {
+                until: now + self.open_for,
+            };
+        }
     }
 
     /// True while calls are refused.
@@ -239,6 +269,11 @@ mod tests {
         let t1 = t0 + Duration::from_secs(10);
         assert_eq!(b.admit(t1), Ok(()), "one trial call");
         assert!(b.admit(t1).is_err(), "only one while it is out");
+        assert_eq!(
+            b.admit(t1 + Duration::from_secs(10)),
+            Ok(()),
+            "a trial that never reported does not hold the circuit"
+        );
         assert!(b.failure(t1), "a failed trial opens again");
         assert!(b.admit(t1 + Duration::from_secs(5)).is_err());
         let t2 = t1 + Duration::from_secs(10);
@@ -246,5 +281,11 @@ mod tests {
         b.success();
         assert_eq!(b.admit(t2), Ok(()));
         assert!(!b.is_open(t2));
+        assert!(b.trip(t2), "a refusal opens it at once");
+        assert!(b.is_open(t2));
+        let t3 = t2 + Duration::from_secs(10);
+        assert_eq!(b.admit(t3), Ok(()));
+        b.settle_trial(t3);
+        assert!(b.is_open(t3), "a throttled trial opens it again");
     }
 }

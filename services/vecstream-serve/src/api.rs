@@ -371,24 +371,10 @@ impl AppState {
         lane: Lane,
         sequences: Vec<Vec<u32>>,
     ) -> Result<Vec<Vec<f32>>, ApiError> {
-        let rx = self.dispatcher.submit(lane, sequences).map_err(|r| {
-            let mut e = ApiError::new(
-                api,
-                StatusCode::TOO_MANY_REQUESTS,
-                "lane_full",
-                format!(
-                    "lane `{}` is full: {} tokens queued (limit {}, serve.max_queued_tokens_{}); \
-                     retry after {} s",
-                    r.lane,
-                    r.queued_tokens,
-                    r.limit,
-                    r.lane,
-                    r.retry_after.as_secs()
-                ),
-            );
-            e.retry_after = Some(r.retry_after.as_secs().max(1));
-            e
-        })?;
+        let rx = self
+            .dispatcher
+            .submit(lane, sequences)
+            .map_err(|r| refused(api, &r))?;
         rx.await
             .map_err(|_| {
                 ApiError::new(
@@ -401,6 +387,16 @@ impl AppState {
             .map_err(|e| ApiError::new(api, StatusCode::INTERNAL_SERVER_ERROR, "engine", e))
     }
 
+    /// Before parsing and tokenising: a lane without room for this body refuses at once.
+    /// Its tokens are estimated low (a token is 4 to 6 bytes of JSON text or ids; 8 are
+    /// counted), so an early refusal is one the exact count would make too.
+    fn precheck(&self, api: Api, lane: Lane, body_bytes: usize) -> Result<(), ApiError> {
+        match self.dispatcher.check(lane, body_bytes / 8) {
+            Err(r) if !r.too_large => Err(refused(api, &r)),
+            _ => Ok(()),
+        }
+    }
+
     fn authorise(&self, api: Api, headers: &HeaderMap) -> Result<Option<KeyEntry>, ApiError> {
         self.keys.check(headers).map(|k| k.cloned()).map_err(|()| {
             ApiError::new(
@@ -411,6 +407,38 @@ impl AppState {
             )
         })
     }
+}
+
+/// 413 for a request that never fits its lane, 429 with `Retry-After` for a full lane.
+fn refused(api: Api, r: &crate::lanes::Rejected) -> ApiError {
+    if r.too_large {
+        return ApiError::new(
+            api,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request_too_large",
+            format!(
+                "this request holds {} tokens, over lane `{}`'s limit of {} \
+                 (serve.max_queued_tokens_{}): split it, or send it in the bulk lane",
+                r.cost, r.lane, r.limit, r.lane
+            ),
+        );
+    }
+    let mut e = ApiError::new(
+        api,
+        StatusCode::TOO_MANY_REQUESTS,
+        "lane_full",
+        format!(
+            "lane `{}` is full: {} tokens queued (limit {}, serve.max_queued_tokens_{}); \
+             retry after {} s",
+            r.lane,
+            r.queued_tokens,
+            r.limit,
+            r.lane,
+            r.retry_after.as_secs()
+        ),
+    );
+    e.retry_after = Some(r.retry_after.as_secs().max(1));
+    e
 }
 
 fn parse<T: serde::de::DeserializeOwned>(api: Api, body: &Bytes) -> Result<T, ApiError> {
@@ -490,6 +518,7 @@ async fn openai_in(
             state.default_lane,
         )?;
         lane = Some(l);
+        state.precheck(api, l, body.len())?;
         let req: OpenAiRequest = parse(api, &body)?;
         if !state.knows_model(&req.model) {
             return Err(ApiError::new(
@@ -589,6 +618,7 @@ async fn tei_in(
         let key = state.authorise(api, &headers)?;
         let l = lane_of(api, path_lane.as_deref(), &headers, key.as_ref(), state.default_lane)?;
         lane = Some(l);
+        state.precheck(api, l, body.len())?;
         let req: TeiRequest = parse(api, &body)?;
         if !req.normalize {
             return Err(ApiError::new(

@@ -110,6 +110,11 @@ impl Dispatcher {
         self.scheduler.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Refuses now a request of about `cost` tokens in `lane` that cannot be queued.
+    pub fn check(&self, lane: Lane, cost: usize) -> Result<(), Rejected> {
+        self.lock().check(lane, cost)
+    }
+
     /// Queues `sequences` (`[CLS] … [SEP]`) in `lane`; the receiver gets their vectors in
     /// order, or the engine's error.
     pub fn submit(

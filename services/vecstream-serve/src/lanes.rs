@@ -19,6 +19,10 @@ pub trait Queued {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejected {
     pub lane: Lane,
+    /// The request alone is over the lane's limit: it never fits (split it).
+    pub too_large: bool,
+    /// Its tokens.
+    pub cost: usize,
     pub queued_tokens: usize,
     pub limit: usize,
     /// When the lane should have room again, from the measured throughput.
@@ -74,13 +78,13 @@ impl<T: Queued> Scheduler<T> {
         }
     }
 
-    /// Queues a request's items in `lane`, or refuses all of them when the lane's queued
-    /// tokens would pass its limit (a request alone in an empty lane is always taken).
-    pub fn admit(&mut self, lane: Lane, items: Vec<T>, now: Instant) -> Result<(), Rejected> {
-        let cost: usize = items.iter().map(Queued::tokens).sum();
+    /// Refuses a request of `cost` tokens in `lane` now, without queueing anything: over
+    /// the limit by itself, or the lane already full.
+    pub fn check(&self, lane: Lane, cost: usize) -> Result<(), Rejected> {
         let i = lane.index();
         let queued = self.queued_tokens[i];
-        if queued > 0 && queued + cost > self.max_queued[i] {
+        let too_large = cost > self.max_queued[i];
+        if too_large || (queued > 0 && queued + cost > self.max_queued[i]) {
             // Everything at this lane's priority or above drains first.
             let ahead: usize = self.queued_tokens[..=i].iter().sum::<usize>() + cost;
             let secs = if self.throughput > 0.0 {
@@ -90,11 +94,21 @@ impl<T: Queued> Scheduler<T> {
             };
             return Err(Rejected {
                 lane,
+                too_large,
+                cost,
                 queued_tokens: queued,
                 limit: self.max_queued[i],
                 retry_after: Duration::from_secs_f64(secs.clamp(1.0, 60.0)),
             });
         }
+        Ok(())
+    }
+
+    /// Queues a request's items in `lane`, or refuses all of them (see [`Scheduler::check`]).
+    pub fn admit(&mut self, lane: Lane, items: Vec<T>, now: Instant) -> Result<(), Rejected> {
+        let cost: usize = items.iter().map(Queued::tokens).sum();
+        self.check(lane, cost)?;
+        let i = lane.index();
         self.queued_tokens[i] += cost;
         let q = if self.lanes { i } else { 0 };
         self.queues[q].extend(items.into_iter().map(|item| Entry {
@@ -272,18 +286,25 @@ mod tests {
     fn admission_refuses_over_the_lane_limit_with_a_retry_estimate() {
         let t0 = Instant::now();
         let mut s = Scheduler::new([100, 1000, 1000], true, Duration::from_secs(2));
-        s.admit(Lane::Query, vec![Item("alone", 500, false)], t0)
-            .expect("a request alone in an empty lane is taken");
+        let big = s
+            .admit(Lane::Query, vec![Item("alone", 500, false)], t0)
+            .unwrap_err();
+        assert!(big.too_large, "over the lane's limit by itself: never fits");
+        s.admit(Lane::Query, vec![Item("first", 90, false)], t0)
+            .unwrap();
         s.observe(100, Duration::from_secs(1));
         let r = s
-            .admit(Lane::Query, vec![Item("more", 10, false)], t0)
+            .admit(Lane::Query, vec![Item("more", 20, false)], t0)
             .unwrap_err();
-        assert_eq!((r.queued_tokens, r.limit), (500, 100));
+        assert!(!r.too_large);
+        assert_eq!((r.queued_tokens, r.limit), (90, 100));
         assert_eq!(
             r.retry_after,
-            Duration::from_secs(6),
-            "510 tokens at 100/s, rounded up"
+            Duration::from_secs(2),
+            "110 tokens at 100/s, rounded up"
         );
+        assert!(s.check(Lane::Query, 0).is_ok(), "room left: not full");
+        assert!(s.check(Lane::Query, 20).is_err());
         s.admit(Lane::Bulk, vec![Item("other lane", 10, false)], t0)
             .expect("lanes are limited apart");
     }

@@ -6,8 +6,9 @@
 //! - Every text waits in a priority lane (`query`, `stream`, `bulk`; header
 //!   `x-vecstream-lane`, the path, the API key's lane, or `serve.default_lane`). One
 //!   dispatcher fills each engine batch from the highest lane first, up to the token budget
-//!   (`engine.batch_tokens`), with a starvation guard for the lower lanes; each lane admits
-//!   up to its queued-token limit and answers 429 with `Retry-After` past it.
+//!   (`serve.batch_tokens`), with a starvation guard for the lower lanes; each lane admits
+//!   up to its queued-token limit and answers 429 with `Retry-After` past it (413 for a
+//!   request over the limit by itself).
 //! - `/healthz`, `/readyz`, `/metrics` on the same address.
 
 mod api;
@@ -51,8 +52,9 @@ pub enum ServeError {
 pub struct Server {
     /// The address bound (port 0 resolves to a real port).
     pub local_addr: SocketAddr,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
     dispatcher: JoinHandle<()>,
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl Server {
@@ -122,8 +124,15 @@ impl Server {
             source,
         })?;
         let dispatcher = tokio::spawn(dispatcher.run());
+        let (shutdown, mut stopping) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
+            let stop = async move {
+                let _ = stopping.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+            {
                 tracing::error!(error = %e, "serve stopped");
             }
         });
@@ -137,15 +146,31 @@ impl Server {
         );
         Ok(Self {
             local_addr,
-            task,
+            task: Some(task),
             dispatcher,
+            shutdown,
         })
+    }
+
+    /// Stops taking connections and answers the requests in flight (up to `grace`).
+    pub async fn stop(mut self, grace: Duration) {
+        let _ = self.shutdown.send(true);
+        if let Some(task) = self.task.take()
+            && tokio::time::timeout(grace, task).await.is_err()
+        {
+            tracing::warn!(
+                ?grace,
+                "requests still in flight after the grace period: cut off"
+            );
+        }
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
         self.dispatcher.abort();
     }
 }

@@ -621,6 +621,10 @@ fn embed_error(attempt: u32, e: vecstream_providers::ProviderError) -> PipelineE
         &e,
         vecstream_providers::ProviderError::Transient { provider, .. } if provider == "local"
     );
+    if !e.class().is_retryable() && e.is_remote() {
+        tracing::error!(error = %e, "a remote provider refused the batch; retrying with the partitions paused");
+        return PipelineError::ProviderRefused(e);
+    }
     if engine_only && attempt >= MAX_EMBED_ATTEMPTS && e.class().is_retryable() {
         PipelineError::GaveUp {
             what: "embedding a batch",
@@ -709,5 +713,12 @@ mod tests {
         };
         let e = embed_error(MAX_EMBED_ATTEMPTS * 10, down);
         assert!(e.class().is_retryable(), "{e}");
+        // A refusal (a rotated key, a model renamed) stalls the batch instead of stopping
+        // the embedder to start again on the same batch.
+        let refused = ProviderError::Permanent {
+            provider: "serve".into(),
+            message: "401 Unauthorized".into(),
+        };
+        assert!(embed_error(1, refused).class().is_retryable());
     }
 }

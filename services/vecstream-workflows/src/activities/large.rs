@@ -90,7 +90,9 @@ impl JobActivities {
         let tokens: usize = chunks.iter().map(|c| c.token_count()).sum();
         let started = std::time::Instant::now();
         let mut vectors = Vec::with_capacity(chunks.len());
-        let mut embedded_by = ("local".to_owned(), String::new());
+        // Who embedded: every member that took a slice (a fallback mid-document shows).
+        let mut providers = std::collections::BTreeSet::new();
+        let mut backends = std::collections::BTreeSet::new();
         for slice in chunks.chunks(32) {
             if ctx.is_cancelled() {
                 return Err(ActivityError::cancelled());
@@ -102,7 +104,8 @@ impl JobActivities {
                 .await
                 .map_err(JobError::from)
                 .activity_err()?;
-            embedded_by = (embedded.provider, embedded.backend);
+            providers.insert(embedded.provider);
+            backends.insert(embedded.backend);
             vectors.extend(embedded.vectors);
             ctx.record_heartbeat(vectors.len()).await?;
         }
@@ -145,8 +148,10 @@ impl JobActivities {
             content_hash: Some(hash),
             chunk_ids: record.chunks.iter().map(|c| c.chunk_id.clone()).collect(),
             model_id: Some(model_id),
-            backend: Some(embedded_by.1),
-            provider: Some(embedded_by.0),
+            backend: (!backends.is_empty())
+                .then(|| backends.into_iter().collect::<Vec<_>>().join(",")),
+            provider: (!providers.is_empty())
+                .then(|| providers.into_iter().collect::<Vec<_>>().join(",")),
             source_topic: Some(topics::DOCUMENTS.into()),
             source_partition: Some(input.partition),
             source_offset: Some(input.offset),

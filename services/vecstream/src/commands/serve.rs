@@ -40,7 +40,7 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
         if config.serve.lanes { "on" } else { "off" }
     );
     super::run::shutdown_signal().await;
-    tracing::info!("serve stopping");
-    drop(server);
+    tracing::info!("serve stopping: answering the requests in flight");
+    server.stop(Duration::from_secs(30)).await;
     Ok(ExitCode::SUCCESS)
 }
