@@ -158,7 +158,10 @@ async fn a_large_document_waits_for_temporal_without_holding_up_other_partitions
     // A delete of a document whose job is still running does not wait for the job to end:
     // the job is asked to stop, the delete follows within seconds, nothing comes back.
     let huge = format!("{run}-huge");
-    let huge_body = (0..6_000)
+    // Long enough (about 900 chunks) that the job is still embedding when the delete's
+    // cancellation reaches its heartbeat, on a fast machine too (6,000 entries finished
+    // first on one).
+    let huge_body = (0..12_000)
         .map(|i| format!("Entry {i} of the harbour log records a vessel, its cargo and the tide."))
         .collect::<Vec<_>>()
         .join(" ");

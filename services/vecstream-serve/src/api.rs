@@ -397,6 +397,23 @@ impl AppState {
         }
     }
 
+    /// A request's way in: its key, its lane (recorded in `lane` for the metrics even when
+    /// refused), and an early refusal when that lane is full.
+    fn enter(
+        &self,
+        api: Api,
+        path_lane: Option<&str>,
+        headers: &HeaderMap,
+        body_bytes: usize,
+        lane: &mut Option<Lane>,
+    ) -> Result<Lane, ApiError> {
+        let key = self.authorise(api, headers)?;
+        let l = lane_of(api, path_lane, headers, key.as_ref(), self.default_lane)?;
+        *lane = Some(l);
+        self.precheck(api, l, body_bytes)?;
+        Ok(l)
+    }
+
     fn authorise(&self, api: Api, headers: &HeaderMap) -> Result<Option<KeyEntry>, ApiError> {
         self.keys.check(headers).map(|k| k.cloned()).map_err(|()| {
             ApiError::new(
@@ -509,16 +526,7 @@ async fn openai_in(
     let api = Api::OpenAi;
     let mut lane = None;
     let result = async {
-        let key = state.authorise(api, &headers)?;
-        let l = lane_of(
-            api,
-            path_lane.as_deref(),
-            &headers,
-            key.as_ref(),
-            state.default_lane,
-        )?;
-        lane = Some(l);
-        state.precheck(api, l, body.len())?;
+        let l = state.enter(api, path_lane.as_deref(), &headers, body.len(), &mut lane)?;
         let req: OpenAiRequest = parse(api, &body)?;
         if !state.knows_model(&req.model) {
             return Err(ApiError::new(
@@ -615,10 +623,7 @@ async fn tei_in(
     let api = Api::Tei;
     let mut lane = None;
     let result = async {
-        let key = state.authorise(api, &headers)?;
-        let l = lane_of(api, path_lane.as_deref(), &headers, key.as_ref(), state.default_lane)?;
-        lane = Some(l);
-        state.precheck(api, l, body.len())?;
+        let l = state.enter(api, path_lane.as_deref(), &headers, body.len(), &mut lane)?;
         let req: TeiRequest = parse(api, &body)?;
         if !req.normalize {
             return Err(ApiError::new(
