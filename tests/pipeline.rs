@@ -34,6 +34,13 @@ async fn documents_become_chunks_with_lineage_dlq_fencing_and_dedup() {
         tenant: run.clone(),
         ..vecstream_e2e::pipeline::doc(id, version, body)
     };
+    // Only this run's vectors: on a fresh stack the group would otherwise replay every
+    // vectors record of the tests before it, among them the other test's (whose refused
+    // document it would write back after that test's sink removed it).
+    vecstream_kafka::topics::ensure_topics(&cfg.kafka)
+        .await
+        .unwrap();
+    vecstream_e2e::pipeline::start_group_at_end("e2e-pipeline-sink", topics::VECTORS);
     let embedder = Running::start("embedder", 19470, &sets, logs.path());
     let sink = Running::start("sink", 19471, &sets, logs.path());
 
