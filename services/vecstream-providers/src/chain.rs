@@ -95,10 +95,10 @@ impl ChainBuilder {
     pub fn build(&self, local: Arc<Engine>, lane: Lane) -> Result<ProviderChain, ProviderError> {
         let local_id = local.info().model_id.clone();
         let names = std::iter::once(&self.settings.provider).chain(&self.settings.fallback);
-        let mut members: Vec<Arc<dyn Provider>> = Vec::new();
+        let mut members: Vec<(Arc<dyn Provider>, Option<Breaker>)> = Vec::new();
         for name in names {
             if name == "local" {
-                members.push(Arc::new(LocalProvider::new(local.clone())));
+                members.push((Arc::new(LocalProvider::new(local.clone())), None));
                 continue;
             }
             let cfg = self
@@ -107,33 +107,20 @@ impl ChainBuilder {
                 .iter()
                 .find(|p| &p.name == name)
                 .ok_or_else(|| ProviderError::Config(format!("no provider named `{name}`")))?;
-            members.push(Arc::new(RemoteProvider::new(
-                cfg,
-                Some(&local_id),
-                self.metrics.clone(),
-            )?));
+            let breaker = Breaker::new(
+                cfg.breaker_failures,
+                std::time::Duration::from_millis(cfg.breaker_open_ms),
+            );
+            members.push((
+                Arc::new(RemoteProvider::new(
+                    cfg,
+                    Some(&local_id),
+                    self.metrics.clone(),
+                )?),
+                Some(breaker),
+            ));
         }
-        let breakers: Vec<Option<Breaker>> = std::iter::once(&self.settings.provider)
-            .chain(&self.settings.fallback)
-            .map(|name| {
-                self.settings
-                    .providers
-                    .iter()
-                    .find(|p| &p.name == name)
-                    .map(|p| {
-                        Breaker::new(
-                            p.breaker_failures,
-                            std::time::Duration::from_millis(p.breaker_open_ms),
-                        )
-                    })
-            })
-            .collect();
-        ProviderChain::from_members(
-            members.into_iter().zip(breakers).collect(),
-            local,
-            lane,
-            self.metrics.clone(),
-        )
+        ProviderChain::from_members(members, local, lane, self.metrics.clone())
     }
 
     /// The chain when it embeds in `model_id`'s space, else the local engine alone (a job

@@ -25,6 +25,8 @@ pub use remote::{RemoteProvider, parse_retry_after, vector_space_of};
 pub use vecstream_core::Lane;
 
 use futures::future::BoxFuture;
+/// The engine's own normalisation: a remote's vectors get exactly the engine's.
+pub use vecstream_engine::cpu::ops::l2_normalize;
 
 /// One text to embed. `token_ids` (`[CLS] … [SEP]` from the local tokenizer) let the local
 /// engine skip tokenising again; empty, the provider tokenises `text` itself.
@@ -67,14 +69,6 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
         inputs: &'a [EmbedInput],
         lane: Lane,
     ) -> BoxFuture<'a, Result<Vec<Vec<f32>>, ProviderError>>;
-}
-
-/// Scales `v` to unit length (a zero vector stays zero).
-pub fn l2_normalize(v: &mut [f32]) {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm > 0.0 {
-        v.iter_mut().for_each(|x| *x /= norm);
-    }
 }
 
 /// Cosine similarity of two vectors.

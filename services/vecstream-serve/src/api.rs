@@ -647,12 +647,9 @@ async fn tei_in(
             ));
         }
         let mut vectors = state.run(api, l, tokenised.sequences).await?;
-        for v in &mut vectors {
-            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-            if norm > 0.0 {
-                v.iter_mut().for_each(|x| *x /= norm);
-            }
-        }
+        vectors
+            .iter_mut()
+            .for_each(|v| vecstream_engine::cpu::ops::l2_normalize(v));
         Ok(axum::Json(vectors).into_response())
     }
     .await;
