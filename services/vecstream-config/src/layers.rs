@@ -209,6 +209,21 @@ impl Config {
         }
         self.validate_providers()?;
         self.validate_serve()?;
+        let ol = &self.openlineage;
+        if !ol.http_url.is_empty()
+            && !(ol.http_url.starts_with("http://") || ol.http_url.starts_with("https://"))
+        {
+            return Err(invalid(
+                "openlineage.http_url",
+                "must start with http:// or https://",
+            ));
+        }
+        if ol.http_buffer_events == 0 || ol.http_batch_size == 0 || ol.http_max_attempts == 0 {
+            return Err(invalid(
+                "openlineage.http_buffer_events/http_batch_size/http_max_attempts",
+                "must be at least 1",
+            ));
+        }
         if !["text", "json"].contains(&self.telemetry.log_format.as_str()) {
             return Err(invalid("telemetry.log_format", "must be text or json"));
         }

@@ -7,7 +7,7 @@ mod secret;
 pub use layers::{ConfigError, ConfigSource, LoadOptions, env_var_name};
 pub use model::{
     Config, EmbedderSettings, EngineSettings, KafkaConfig, RegistryConfig, RemoteProvider,
-    ReviewSettings, ServeSettings, SinkSettings, TelemetryConfig, TemporalConfig, WeaviateConfig,
+    OpenLineageSettings, ReviewSettings, ServeSettings, SinkSettings, TelemetryConfig, TemporalConfig, WeaviateConfig,
     cache_dir,
 };
 pub use secret::Secret;

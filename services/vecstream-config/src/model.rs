@@ -28,6 +28,64 @@ pub struct Config {
     pub review: ReviewSettings,
     /// The embedding service (`vecstream serve`).
     pub serve: ServeSettings,
+    /// OpenLineage export of the lineage topic (`vecstream run openlineage`, `vecstream
+    /// lineage export`).
+    pub openlineage: OpenLineageSettings,
+}
+
+/// OpenLineage export: the Avro lineage topic's events as spec-valid OpenLineage run
+/// events, through the HTTP transport (a Marquez-style `/api/v1/lineage` endpoint), the
+/// Kafka transport (JSON on a topic of its own), or both. Off while neither is set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenLineageSettings {
+    /// OpenLineage job namespace of vecstream's jobs (`embedder`, `sink`, `reindex`...).
+    pub namespace: String,
+    /// Base URL of the HTTP transport's endpoint (`http://marquez:5000`); empty: no HTTP.
+    pub http_url: String,
+    /// Path of the lineage endpoint under `http_url`.
+    pub http_endpoint: String,
+    /// Sent as `Authorization: Bearer <key>`; empty: no header.
+    pub http_api_key: Secret,
+    /// Timeout of one POST, in milliseconds.
+    pub http_timeout_ms: u64,
+    /// Events the HTTP transport holds while the endpoint is slow or down; when full, new
+    /// events are dropped (counted in `vecstream_openlineage_dropped_total`, logged), and
+    /// the stream never waits. `vecstream lineage export --from-beginning` re-sends them.
+    pub http_buffer_events: usize,
+    /// Events sent at once (concurrent POSTs on kept-alive connections).
+    pub http_batch_size: usize,
+    /// Tries of one event before it is dropped as undeliverable (backoff 0.5 s doubling,
+    /// at most 30 s); 4xx answers other than 408/429 are not retried.
+    pub http_max_attempts: u32,
+    /// Topic of the Kafka transport (JSON, key = run id); empty: no Kafka transport.
+    pub kafka_topic: String,
+    /// Consumer group of the exporter on `docs.lineage.v1`.
+    pub group_id: String,
+}
+
+impl Default for OpenLineageSettings {
+    fn default() -> Self {
+        Self {
+            namespace: "vecstream".into(),
+            http_url: String::new(),
+            http_endpoint: "api/v1/lineage".into(),
+            http_api_key: Secret::default(),
+            http_timeout_ms: 5_000,
+            http_buffer_events: 10_000,
+            http_batch_size: 32,
+            http_max_attempts: 5,
+            kafka_topic: String::new(),
+            group_id: "vecstream-openlineage".into(),
+        }
+    }
+}
+
+impl OpenLineageSettings {
+    /// True when at least one transport is configured.
+    pub fn enabled(&self) -> bool {
+        !self.http_url.is_empty() || !self.kafka_topic.is_empty()
+    }
 }
 
 /// `vecstream serve`: the engine behind an OpenAI- and TEI-compatible HTTP API, with
