@@ -104,6 +104,36 @@ pub async fn publish_one(
     publish_record(config, record, event).await
 }
 
+/// Publishes many events to `docs.lineage.v1` with one producer, waiting for every ack.
+pub async fn publish_many(
+    config: &vecstream_config::Config,
+    events: &[(String, LineageEvent)],
+) -> Result<(), crate::PipelineError> {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use vecstream_core::topics;
+    use vecstream_kafka::{SchemaRegistry, wire};
+    if events.is_empty() {
+        return Ok(());
+    }
+    let registry = SchemaRegistry::new(&config.registry)?;
+    let (id, schema) = lineage_writer_schema(&registry).await?;
+    let producer: FutureProducer = vecstream_kafka::idempotent_producer(&config.kafka)?;
+    let payloads = events
+        .iter()
+        .map(|(_, e)| wire::encode(id, &schema, e))
+        .collect::<Result<Vec<_>, _>>()?;
+    let sends = events.iter().zip(&payloads).map(|((key, _), payload)| {
+        producer.send(
+            FutureRecord::to(topics::LINEAGE).key(key).payload(payload),
+            std::time::Duration::from_secs(60),
+        )
+    });
+    for r in futures::future::join_all(sends).await {
+        r.map_err(|(e, _)| crate::PipelineError::from(e))?;
+    }
+    Ok(())
+}
+
 /// Where [`publish_record`] sends a record.
 #[derive(Debug, Clone, Copy)]
 pub struct Outgoing<'a> {

@@ -57,6 +57,16 @@ pub struct Reindexer {
     max_body_bytes: usize,
     max_chunks: usize,
     slice_records: usize,
+    /// Per-document lineage of the scan, naming the reindex's run as parent.
+    lineage: Option<ScanLineage>,
+}
+
+/// Where and as whose part a scan publishes its documents' lineage.
+struct ScanLineage {
+    config: Config,
+    workflow_id: String,
+    parent_run_id: String,
+    factory: crate::lineage::LineageFactory,
 }
 
 impl std::fmt::Debug for Reindexer {
@@ -98,7 +108,24 @@ impl Reindexer {
             max_chunks: settings.max_chunks,
             slice_records: settings.batch_max_records.max(1),
             provider,
+            lineage: None,
         })
+    }
+
+    /// Publishes a lineage event per document the scan writes (job `reindexer`), each
+    /// naming `parent_run_id` (the reindex workflow's run) as its parent.
+    pub fn with_lineage(mut self, config: &Config, workflow_id: &str, parent_run_id: &str) -> Self {
+        self.lineage = Some(ScanLineage {
+            config: config.clone(),
+            workflow_id: workflow_id.to_owned(),
+            parent_run_id: parent_run_id.to_owned(),
+            factory: crate::lineage::LineageFactory::new(
+                "reindex",
+                "reindexer",
+                &config.kafka.brokers,
+            ),
+        });
+        self
     }
 
     /// The model id the scan embeds with.
@@ -203,7 +230,11 @@ impl Reindexer {
         }
         let decoded: Vec<Decoded> = records.into_iter().flatten().collect();
         report.skipped = report.records - decoded.len() as u64;
-        for outcome in self.writer.write(&decoded).await? {
+        let outcomes = self.writer.write(&decoded).await?;
+        if let Some(lineage) = &self.lineage {
+            self.publish_lineage(lineage, &decoded, &outcomes).await?;
+        }
+        for outcome in outcomes {
             match outcome {
                 Outcome::Upserted { written, .. } => {
                     report.embedded += 1;
@@ -223,5 +254,68 @@ impl Reindexer {
             }
         }
         Ok(report)
+    }
+
+    /// One lineage event per document of the slice, acknowledged before the slice counts
+    /// as done (its heartbeat moves past it only then).
+    async fn publish_lineage(
+        &self,
+        lineage: &ScanLineage,
+        decoded: &[Decoded],
+        outcomes: &[Outcome],
+    ) -> Result<(), PipelineError> {
+        use vecstream_core::{EventType, VecstreamFacet};
+        let now = crate::lineage::now_ms();
+        let weaviate = lineage.config.weaviate.url.clone();
+        let mut events = Vec::with_capacity(decoded.len());
+        for (record, outcome) in decoded.iter().zip(outcomes) {
+            let Ok(v) = record else { continue };
+            let event_type = match outcome {
+                Outcome::Upserted { .. } | Outcome::Deleted { .. } => EventType::Complete,
+                Outcome::DeadLettered(..) => EventType::Fail,
+                _ => EventType::Other,
+            };
+            let collection = vecstream_weaviate::collection_name(&v.model_id, self.writer.tenancy());
+            let facet = VecstreamFacet {
+                doc_id: Some(v.doc_id.clone()),
+                tenant: Some(v.tenant.clone()),
+                doc_version: Some(v.doc_version),
+                content_hash: (!v.content_hash.is_empty()).then(|| v.content_hash.clone()),
+                chunk_ids: v.chunks.iter().map(|c| c.chunk_id.clone()).collect(),
+                model_id: Some(v.model_id.clone()),
+                source_topic: Some(topics::DOCUMENTS.into()),
+                target_collection: Some(collection.clone()),
+                workflow_id: Some(lineage.workflow_id.clone()),
+                error: match outcome {
+                    Outcome::DeadLettered(reason, message) => {
+                        Some(format!("{}: {message}", reason.as_str()))
+                    }
+                    _ => None,
+                },
+                ..Default::default()
+            };
+            let outputs = match outcome {
+                Outcome::Upserted { .. } | Outcome::Deleted { .. } => vec![vecstream_core::Dataset {
+                    namespace: weaviate.clone(),
+                    name: collection,
+                }],
+                _ => Vec::new(),
+            };
+            let label = match outcome {
+                Outcome::Upserted { .. } => "embedded",
+                other => other.label(),
+            };
+            let mut event = lineage.factory.event(
+                event_type,
+                label,
+                facet,
+                vec![lineage.factory.topic(topics::DOCUMENTS)],
+                outputs,
+                now,
+            );
+            event.run.parent_run_id = Some(lineage.parent_run_id.clone());
+            events.push((v.record_key(), event));
+        }
+        crate::lineage::publish_many(&lineage.config, &events).await
     }
 }

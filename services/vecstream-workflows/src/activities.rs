@@ -459,12 +459,16 @@ impl JobActivities {
     ) -> Result<SliceReport, ActivityError> {
         let metrics = self.metrics.clone();
         timed(&metrics, "reindex.scan_range", async move {
-            let reindexer = Reindexer::new(
+            let mut reindexer = Reindexer::new(
                 &self.config,
                 self.provider(&input.target).await?,
                 self.metrics.clone(),
             )
             .activity_err()?;
+            if !input.lineage_run_id.is_empty() {
+                let workflow_id = ctx.info().workflow_id.clone().unwrap_or_default();
+                reindexer = reindexer.with_lineage(&self.config, &workflow_id, &input.lineage_run_id);
+            }
             let mut kept_current = Vec::with_capacity(input.also.len());
             for target in &input.also {
                 kept_current.push(

@@ -318,6 +318,10 @@ pub trait JobProgress: Clone + Default + Send + 'static {
     fn lineage_model_id(&self) -> String;
     /// The collection the job writes, if any.
     fn lineage_collection(&self) -> Option<String>;
+    /// The run its lineage events name, when it outlives the Temporal run (continue-as-new).
+    fn lineage_run_id(&self) -> Option<String> {
+        None
+    }
 
     /// Whether the job waits for a review now.
     fn awaiting_review(&self) -> bool {

@@ -226,6 +226,48 @@ pub enum LineageCommand {
         #[arg(long, env = "VECSTREAM_LINEAGE_JSON")]
         json: bool,
     },
+    /// Send the lineage topic's events as OpenLineage run events through the configured
+    /// transports (`openlineage.http_url`, `openlineage.kafka_topic`). Without
+    /// `--from-beginning` it follows the topic in the exporter's consumer group until
+    /// stopped, as `vecstream run openlineage` does.
+    Export {
+        /// Back-fill: send every retained event from the topic's beginning to its current
+        /// end, waiting for the endpoint instead of dropping, then exit.
+        #[arg(long, env = "VECSTREAM_LINEAGE_FROM_BEGINNING")]
+        from_beginning: bool,
+        /// With `--from-beginning`: only events from this time on (RFC 3339, e.g.
+        /// `2026-12-01T10:00:00Z`, or an age such as `2h`).
+        #[arg(long, env = "VECSTREAM_LINEAGE_SINCE", requires = "from_beginning")]
+        since: Option<String>,
+    },
+    /// Where one document is, in one line: accepted (offset), embedded (model), indexed
+    /// (collection), searchable under the alias, or dead-lettered (reason), with times.
+    /// Exit status 0 when searchable, 1 when not (yet), 2 when dead-lettered.
+    Status {
+        /// The document id (matched byte for byte).
+        doc_id: String,
+        /// The document's tenant: a document is its (tenant, id).
+        #[arg(long, env = "VECSTREAM_LINEAGE_TENANT", default_value = "default")]
+        tenant: String,
+        /// The version to ask about; default: the newest one the embedder accepted.
+        #[arg(long, env = "VECSTREAM_LINEAGE_VERSION")]
+        version: Option<i64>,
+        /// Wait until the document (that version, or the newest accepted) is searchable,
+        /// dead-lettered, or `--timeout` passes.
+        #[arg(long, env = "VECSTREAM_LINEAGE_WAIT")]
+        wait: bool,
+        /// Seconds `--wait` waits.
+        #[arg(
+            long,
+            default_value_t = 60,
+            env = "VECSTREAM_LINEAGE_TIMEOUT",
+            value_name = "SECONDS"
+        )]
+        timeout: u64,
+        /// One JSON object instead of the line.
+        #[arg(long, env = "VECSTREAM_LINEAGE_JSON")]
+        json: bool,
+    },
 }
 
 /// `vecstream dlq`.
@@ -479,7 +521,11 @@ pub enum Component {
     Sink,
     /// Temporal worker for vecstream's workflows and activities.
     Worker,
-    /// Embedder, sink and worker in one process.
+    /// OpenLineage exporter: the lineage topic as OpenLineage events over HTTP and/or Kafka
+    /// (`[openlineage]`).
+    Openlineage,
+    /// Embedder, sink and worker in one process, and the OpenLineage exporter when
+    /// `[openlineage]` names a transport.
     All,
 }
 

@@ -42,6 +42,10 @@ pub struct ScanRange {
     /// Models whose collections the range also goes into (a migration keeps them current).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub also: Vec<ModelTarget>,
+    /// The reindex's lineage run: the scan's per-document lineage names it as parent
+    /// (empty: the scan publishes no per-document lineage, as before).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub lineage_run_id: String,
 }
 
 /// Input of `reindex.migration`: one step of the alias's migration state.

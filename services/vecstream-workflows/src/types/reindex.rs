@@ -162,6 +162,10 @@ pub struct ReindexProgress {
     pub gate: ReviewGate,
     /// Runs of the workflow so far (continue-as-new).
     pub runs: u32,
+    /// The first run's id: the lineage run of the whole reindex across continue-as-new
+    /// (empty for reindexes started before it was kept).
+    #[serde(default)]
+    pub lineage_run_id: String,
     /// The model being built, and the one serving when the reindex started (when known:
     /// from the alias's migration state or the worker's configured model). With both known,
     /// the migration keeps both collections current until it ends.
@@ -240,6 +244,9 @@ impl JobProgress for ReindexProgress {
     }
     fn lineage_collection(&self) -> Option<String> {
         (!self.target_collection.is_empty()).then(|| self.target_collection.clone())
+    }
+    fn lineage_run_id(&self) -> Option<String> {
+        (!self.lineage_run_id.is_empty()).then(|| self.lineage_run_id.clone())
     }
 }
 

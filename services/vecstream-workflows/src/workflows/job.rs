@@ -254,7 +254,9 @@ pub(crate) async fn lineage<W: Reviewed>(
     let p = progress(ctx);
     let event = PhaseEvent {
         workflow_id: ctx.workflow_id().to_owned(),
-        run_id: ctx.run_id().to_owned(),
+        run_id: p
+            .lineage_run_id()
+            .unwrap_or_else(|| ctx.run_id().to_owned()),
         job: W::Progress::JOB.into(),
         event_type,
         phase: phase.into(),

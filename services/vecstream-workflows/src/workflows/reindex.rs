@@ -68,6 +68,7 @@ impl ReindexWorkflow {
             // (whose history has no marker) keeps the old logic through continue-as-new.
             carried.migration = ctx.patched(MIGRATION_PATCH);
             carried.tenant = input.tenant.clone();
+            carried.lineage_run_id = ctx.run_id().to_owned();
             carried.gate.started_by = input.starter.clone();
             carried.gate.started_at_ms = now_ms(ctx.workflow_time());
         }
@@ -767,6 +768,7 @@ async fn scan_known(
                     to,
                     tenant: input.tenant.clone(),
                     also,
+                    lineage_run_id: progress(ctx).lineage_run_id.clone(),
                 },
                 heavy(
                     &input.gpu_queue,

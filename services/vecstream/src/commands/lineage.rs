@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use vecstream_core::printable;
 
+use anyhow::Context;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use vecstream_config::Config;
@@ -16,6 +17,27 @@ pub async fn run(config: &Config, cmd: &LineageCommand) -> anyhow::Result<ExitCo
     let registry = SchemaRegistry::new(&config.registry)?;
     let reader = schemas::parse(schemas::LINEAGE_EVENT)?;
     match cmd {
+        LineageCommand::Export {
+            from_beginning,
+            since,
+        } => export(config, *from_beginning, since.as_deref()).await,
+        LineageCommand::Status {
+            doc_id,
+            tenant,
+            version,
+            wait,
+            timeout,
+            json,
+        } => {
+            let ask = super::lineage_status::Ask {
+                doc_id,
+                tenant,
+                version: *version,
+                wait: wait.then_some(Duration::from_secs(*timeout)),
+                json: *json,
+            };
+            super::lineage_status::run(config, &registry, &reader, ask).await
+        }
         LineageCommand::Trace {
             doc_id,
             tenant,
@@ -102,7 +124,70 @@ pub async fn run(config: &Config, cmd: &LineageCommand) -> anyhow::Result<ExitCo
     }
 }
 
-async fn decode(
+/// `vecstream lineage export`: follow (the exporter's group) or back-fill with a progress
+/// bar.
+async fn export(config: &Config, from_beginning: bool, since: Option<&str>) -> anyhow::Result<ExitCode> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    use vecstream_openlineage::{Exporter, Mode, OpenLineageMetrics};
+    let since_ms = since.map(parse_since).transpose()?;
+    let exporter = Exporter::new(config, OpenLineageMetrics::unregistered()?)?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        super::run::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let mode = if from_beginning {
+        Mode::Backfill { since_ms }
+    } else {
+        Mode::Follow
+    };
+    let bar = if from_beginning {
+        ProgressBar::new(0)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} openlineage export [{bar:40}] {pos}/{len} events {per_sec} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    let progress = |done: u64, total: u64| {
+        bar.set_length(total.max(done));
+        bar.set_position(done);
+    };
+    let report = exporter.run(mode, stop_rx, &progress).await?;
+    bar.finish_and_clear();
+    eprintln!(
+        "openlineage export: {} lineage events read, {} sent over HTTP, {} to Kafka, {} dropped, {} undecodable",
+        report.read, report.sent_http, report.sent_kafka, report.dropped, report.undecodable
+    );
+    Ok(if report.dropped > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `--since`: RFC 3339 time, or an age (`2h`, `30m`) back from now; epoch milliseconds.
+fn parse_since(s: &str) -> anyhow::Result<i64> {
+    let at = match humantime::parse_rfc3339_weak(s) {
+        Ok(t) => t,
+        Err(_) => {
+            let age = humantime::parse_duration(s).with_context(|| {
+                format!("--since {s:?}: neither an RFC 3339 time nor an age such as 2h")
+            })?;
+            std::time::SystemTime::now() - age
+        }
+    };
+    Ok(at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0))
+}
+
+pub(crate) async fn decode(
     registry: &SchemaRegistry,
     reader: &apache_avro::Schema,
     bytes: &[u8],

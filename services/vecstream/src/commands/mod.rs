@@ -8,6 +8,7 @@ pub mod finetune;
 pub mod job_common;
 pub mod jobs;
 pub mod lineage;
+pub mod lineage_status;
 pub mod produce;
 pub mod review;
 pub mod run;

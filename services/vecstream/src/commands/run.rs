@@ -18,6 +18,16 @@ pub async fn run(config: &Config, args: &RunArgs, hooks: &Hooks) -> anyhow::Resu
         Component::Sink => (false, true, None),
         Component::Worker => (false, false, Some(args.queue)),
         Component::All => (true, true, Some(args.queue)),
+        Component::Openlineage => (false, false, None),
+    };
+    let openlineage = match args.component {
+        Component::Openlineage if !config.openlineage.enabled() => anyhow::bail!(
+            "`run openlineage` needs a transport: set openlineage.http_url \
+             (VECSTREAM_OPENLINEAGE_HTTP_URL), openlineage.kafka_topic, or both"
+        ),
+        Component::Openlineage => true,
+        Component::All => config.openlineage.enabled(),
+        _ => false,
     };
     let metrics = Metrics::new();
     let readiness = Readiness::default();
@@ -82,6 +92,33 @@ pub async fn run(config: &Config, args: &RunArgs, hooks: &Hooks) -> anyhow::Resu
             readiness.clone(),
             stop_rx.clone(),
         )));
+    }
+
+    if openlineage {
+        // Lineage export never stops the stream: it reads the lineage topic in its own
+        // group, drops (and counts) what an unreachable endpoint cannot take, and a failure
+        // of its own is logged, not propagated to the other components.
+        let exporter = vecstream_openlineage::Exporter::new(
+            config,
+            vecstream_openlineage::OpenLineageMetrics::register(metrics.registry())
+                .context("registering openlineage metrics")?,
+        )?;
+        readiness.set("openlineage", true);
+        let stop = stop_rx.clone();
+        let only = matches!(args.component, Component::Openlineage);
+        tasks.push(spawned(tokio::spawn(async move {
+            let outcome = exporter
+                .run(vecstream_openlineage::Mode::Follow, stop, &|_, _| {})
+                .await;
+            match outcome {
+                Ok(_) => Ok(()),
+                Err(e) if only => Err(anyhow::Error::new(e).context("openlineage export stopped")),
+                Err(e) => {
+                    tracing::error!(error = %e, "openlineage export stopped; the pipeline goes on");
+                    Ok(())
+                }
+            }
+        })));
     }
 
     // The first component to fail stops the others (they finish and commit what they hold),
