@@ -69,13 +69,9 @@ async fn every_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_pipeli
         vectors_id,
         &vecstream_kafka::schemas::parse(vecstream_kafka::schemas::DOCUMENT_VECTORS).unwrap(),
         &vecstream_core::DocumentVectors {
-            doc_id: "v".into(),
-            doc_version: 1,
-            tenant: "e2e".into(),
-            model_id: "m".into(),
             content_hash: "h".into(),
             deleted: false,
-            chunks: Vec::new(),
+            ..vecstream_pipeline::document::delete_of("v", "e2e", 1, "m")
         },
     )
     .unwrap();

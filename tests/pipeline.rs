@@ -543,13 +543,10 @@ async fn a_vectors_record_weaviate_rejects_whole_is_dead_lettered_and_the_sink_g
             })
             .collect();
         let v = DocumentVectors {
-            doc_id: id.to_owned(),
-            doc_version: version,
-            tenant: run.clone(),
-            model_id: model_id.clone(),
             content_hash: format!("hash-{version}"),
             deleted: false,
             chunks,
+            ..vecstream_pipeline::document::delete_of(id, &run, version, &model_id)
         };
         vecstream_kafka::wire::encode(schema_id, &schema, &v).unwrap()
     };

@@ -6,8 +6,8 @@ mod secret;
 
 pub use layers::{ConfigError, ConfigSource, LoadOptions, env_var_name};
 pub use model::{
-    Config, EmbedderSettings, EngineSettings, KafkaConfig, RegistryConfig, RemoteProvider,
-    OpenLineageSettings, ReviewSettings, ServeSettings, SinkSettings, TelemetryConfig, TemporalConfig, WeaviateConfig,
-    cache_dir,
+    Config, EmbedderSettings, EngineSettings, KafkaConfig, OpenLineageSettings, RegistryConfig,
+    RemoteProvider, ReviewSettings, ServeSettings, SinkSettings, TelemetryConfig, TemporalConfig,
+    WeaviateConfig, cache_dir,
 };
 pub use secret::Secret;

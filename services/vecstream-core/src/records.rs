@@ -63,6 +63,19 @@ pub struct DocumentVectors {
     pub content_hash: String,
     #[serde(default)]
     pub deleted: bool,
+    /// The document's source, title and metadata, for filters and keyword search.
+    #[serde(default)]
+    pub source: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    /// Milliseconds since the epoch when the producer produced the version.
+    #[serde(default)]
+    pub produced_at: Option<i64>,
+    /// W3C trace id of the document's trace.
+    #[serde(default)]
+    pub trace_id: Option<String>,
     #[serde(default)]
     pub chunks: Vec<ChunkVector>,
 }

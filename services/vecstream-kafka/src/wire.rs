@@ -349,6 +349,11 @@ mod tests {
             model_id: "m".into(),
             content_hash: "h".into(),
             deleted: false,
+            source: "crm".into(),
+            title: Some("T".into()),
+            metadata: [("team".to_owned(), "billing".to_owned())].into(),
+            produced_at: Some(1_764_590_400_000),
+            trace_id: Some("0af7651916cd43dd8448eb211c80319c".into()),
             chunks: vec![vecstream_core::ChunkVector {
                 chunk_id: vecstream_core::chunk_id("default", "d", 0, "m").to_string(),
                 index: 0,

@@ -22,11 +22,11 @@ use uuid::Uuid;
 use vecstream_core::{Dataset, EventType, LineageEvent, VecstreamFacet, topics};
 
 /// The OpenLineage spec version the events follow (openlineage-python 1.54's).
-pub const SPEC_SCHEMA_URL: &str = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent";
+pub const SPEC_SCHEMA_URL: &str =
+    "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent";
 const PARENT_FACET_URL: &str =
     "https://openlineage.io/spec/facets/1-2-0/ParentRunFacet.json#/$defs/ParentRunFacet";
-const ERROR_FACET_URL: &str =
-    "https://openlineage.io/spec/facets/1-0-1/ErrorMessageRunFacet.json#/$defs/ErrorMessageRunFacet";
+const ERROR_FACET_URL: &str = "https://openlineage.io/spec/facets/1-0-1/ErrorMessageRunFacet.json#/$defs/ErrorMessageRunFacet";
 const SCHEMA_FACET_URL: &str =
     "https://openlineage.io/spec/facets/1-2-0/SchemaDatasetFacet.json#/$defs/SchemaDatasetFacet";
 const JOB_TYPE_FACET_URL: &str =
@@ -283,7 +283,10 @@ fn vecstream_facet(f: &VecstreamFacet, stage: &str, outcome: &str, avro_run_id: 
     put("sourceTopic", f.source_topic.clone().map(Value::from));
     put("sourcePartition", f.source_partition.map(Value::from));
     put("sourceOffset", f.source_offset.map(Value::from));
-    put("targetCollection", f.target_collection.clone().map(Value::from));
+    put(
+        "targetCollection",
+        f.target_collection.clone().map(Value::from),
+    );
     put("workflowId", f.workflow_id.clone().map(Value::from));
     put("traceId", f.trace_id.clone().map(Value::from));
     put("durationMs", f.duration_ms.map(Value::from));
@@ -343,8 +346,14 @@ fn avro_type(ty: &Value) -> String {
             let kind = o.get("type").map(avro_type).unwrap_or_default();
             match (kind.as_str(), o.get("logicalType").and_then(Value::as_str)) {
                 (_, Some(logical)) => format!("{kind}({logical})"),
-                ("array", _) => format!("array<{}>", o.get("items").map(avro_type).unwrap_or_default()),
-                ("map", _) => format!("map<{}>", o.get("values").map(avro_type).unwrap_or_default()),
+                ("array", _) => format!(
+                    "array<{}>",
+                    o.get("items").map(avro_type).unwrap_or_default()
+                ),
+                ("map", _) => format!(
+                    "map<{}>",
+                    o.get("values").map(avro_type).unwrap_or_default()
+                ),
                 ("record" | "enum", _) => o
                     .get("name")
                     .and_then(Value::as_str)
@@ -445,7 +454,12 @@ mod tests {
         assert_eq!(v["docVersion"], "9007199254740993");
         assert_eq!(v["chunkIds"][0], "c1");
         assert!(sink["run"]["facets"].get("errorMessage").is_none());
-        let failed = m.run_event(&event("embedder", "embed:dead_lettered", EventType::Fail, 7));
+        let failed = m.run_event(&event(
+            "embedder",
+            "embed:dead_lettered",
+            EventType::Fail,
+            7,
+        ));
         assert_eq!(
             failed["run"]["facets"]["errorMessage"]["message"],
             "poison: empty body"

@@ -353,7 +353,9 @@ impl DropLog {
     fn dropped(log: &Mutex<Self>, reason: &str, n: u64) {
         let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
         l.unlogged += n;
-        if l.last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+        if l.last
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+        {
             tracing::warn!(
                 dropped = l.unlogged,
                 reason,
@@ -376,7 +378,10 @@ struct HttpTransport {
 }
 
 impl HttpTransport {
-    fn start(s: &OpenLineageSettings, metrics: OpenLineageMetrics) -> Result<Self, OpenLineageError> {
+    fn start(
+        s: &OpenLineageSettings,
+        metrics: OpenLineageMetrics,
+    ) -> Result<Self, OpenLineageError> {
         let url = format!(
             "{}/{}",
             s.http_url.trim_end_matches('/'),
@@ -548,7 +553,13 @@ impl Sender {
             Ok(r) if r.status().is_success() => Posted::Ok,
             Ok(r) => {
                 let status = r.status().as_u16();
-                let text: String = r.text().await.unwrap_or_default().chars().take(300).collect();
+                let text: String = r
+                    .text()
+                    .await
+                    .unwrap_or_default()
+                    .chars()
+                    .take(300)
+                    .collect();
                 let why = format!("HTTP {status}: {text}");
                 if matches!(status, 408 | 429) || status >= 500 {
                     Posted::Retry(why)
@@ -580,8 +591,8 @@ mod tests {
     async fn a_dead_endpoint_fills_the_buffer_then_drops_and_counts_without_waiting() {
         // Nothing listens on this port.
         let metrics = OpenLineageMetrics::unregistered().unwrap();
-        let http = HttpTransport::start(&settings("http://127.0.0.1:9", 3), metrics.clone())
-            .unwrap();
+        let http =
+            HttpTransport::start(&settings("http://127.0.0.1:9", 3), metrics.clone()).unwrap();
         let started = Instant::now();
         let dropped: u64 = (0..50).map(|i| u64::from(http.offer(vec![i]))).sum();
         // Offering never waits on the endpoint.
@@ -641,7 +652,10 @@ mod tests {
         assert_eq!(seen.len(), 3, "{seen:?}");
         assert!(seen.iter().all(|(auth, _)| auth == "Bearer k3y"));
         assert_eq!(
-            metrics.dropped.with_label_values(&["http", "rejected"]).get(),
+            metrics
+                .dropped
+                .with_label_values(&["http", "rejected"])
+                .get(),
             1
         );
     }

@@ -241,6 +241,11 @@ pub fn vectors_of(
         model_id: model_id.to_owned(),
         content_hash: hash.to_owned(),
         deleted: false,
+        source: doc.source.clone(),
+        title: doc.title.clone(),
+        metadata: doc.metadata.clone(),
+        produced_at: Some(doc.produced_at),
+        trace_id: None,
         chunks: chunks
             .iter()
             .zip(vectors)
@@ -266,6 +271,11 @@ pub fn delete_of(doc_id: &str, tenant: &str, version: i64, model_id: &str) -> Do
         model_id: model_id.to_owned(),
         content_hash: String::new(),
         deleted: true,
+        source: String::new(),
+        title: None,
+        metadata: Default::default(),
+        produced_at: None,
+        trace_id: None,
         chunks: Vec::new(),
     }
 }

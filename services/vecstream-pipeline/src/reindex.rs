@@ -275,7 +275,8 @@ impl Reindexer {
                 Outcome::DeadLettered(..) => EventType::Fail,
                 _ => EventType::Other,
             };
-            let collection = vecstream_weaviate::collection_name(&v.model_id, self.writer.tenancy());
+            let collection =
+                vecstream_weaviate::collection_name(&v.model_id, self.writer.tenancy());
             let facet = VecstreamFacet {
                 doc_id: Some(v.doc_id.clone()),
                 tenant: Some(v.tenant.clone()),
@@ -295,10 +296,12 @@ impl Reindexer {
                 ..Default::default()
             };
             let outputs = match outcome {
-                Outcome::Upserted { .. } | Outcome::Deleted { .. } => vec![vecstream_core::Dataset {
-                    namespace: weaviate.clone(),
-                    name: collection,
-                }],
+                Outcome::Upserted { .. } | Outcome::Deleted { .. } => {
+                    vec![vecstream_core::Dataset {
+                        namespace: weaviate.clone(),
+                        name: collection,
+                    }]
+                }
                 _ => Vec::new(),
             };
             let label = match outcome {

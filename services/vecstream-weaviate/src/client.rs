@@ -246,7 +246,31 @@ impl WeaviateClient {
             )
             .await
         {
-            Ok(class) => Ok(Some(spec.differences(&class))),
+            Ok(class) => {
+                // Properties a later release added go into the collection in place; what
+                // is written before has none (a reindex fills them).
+                for p in spec.missing_added(&class) {
+                    match self
+                        .call(
+                            reqwest::Method::POST,
+                            &format!("/v1/schema/{}/properties", spec.name),
+                            Some(serde_json::to_value(p).unwrap_or_default()),
+                            "add property",
+                        )
+                        .await
+                    {
+                        Ok(_) => {
+                            tracing::info!(collection = %spec.name, property = %p.name, "property added")
+                        }
+                        // Another process added it meanwhile.
+                        Err(WeaviateError::Status {
+                            status: 422, body, ..
+                        }) if body.contains("already exists") => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(Some(spec.differences(&class)))
+            }
             Err(WeaviateError::Status { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
         }
@@ -710,7 +734,7 @@ impl WeaviateClient {
         }
     }
 
-    async fn graphql(&self, query: &str, what: &str) -> Result<Value, WeaviateError> {
+    pub(crate) async fn graphql(&self, query: &str, what: &str) -> Result<Value, WeaviateError> {
         let resp = self
             .call(
                 reqwest::Method::POST,

@@ -3,6 +3,7 @@
 mod client;
 mod error;
 mod schema;
+mod search;
 
 pub use client::{
     BatchObject, BatchOutcome, Hit, MAX_CHUNKS_PER_DOC, StoredChunk, WeaviateClient,
@@ -12,4 +13,8 @@ pub use error::{ObjectError, WeaviateError};
 pub use schema::{
     CHUNK_COLLECTION_PREFIX, CollectionSpec, Property, Tenancy, collection_name,
     is_chunk_collection, is_collection_of,
+};
+pub use search::{
+    Condition, Fusion, KEYWORD_PROPERTIES, ScoredHit, SearchMode, SearchQuery, best_per_document,
+    parse_filter, where_argument,
 };

@@ -94,6 +94,10 @@ pub struct Property {
     /// Whether `text` is tokenised for keyword search; ids are matched whole.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokenization: Option<String>,
+    /// Added by a later release: added in place to collections that lack it, instead of
+    /// counting as a difference.
+    #[serde(skip)]
+    pub added_later: bool,
 }
 
 impl Property {
@@ -103,6 +107,15 @@ impl Property {
             name: name.into(),
             data_type: vec![data_type.into()],
             tokenization: None,
+            added_later: false,
+        }
+    }
+
+    /// A property added by a later release (see [`Property::added_later`]).
+    pub fn later(self) -> Self {
+        Self {
+            added_later: true,
+            ..self
         }
     }
 
@@ -153,6 +166,22 @@ impl CollectionSpec {
                 Property::new("token_count", "int"),
                 Property::keyword("content_hash"),
                 Property::keyword("model_id"),
+                // For keyword search and filters (hybrid search): `text` above and these
+                // are BM25-indexed with `word` tokenization (lowercased, split on anything
+                // not a letter or digit); `source`, `metadata` entries (`key=value`) and
+                // ids are matched whole.
+                Property::keyword("source").later(),
+                Property::new("title", "text").later(),
+                Property {
+                    tokenization: Some("field".into()),
+                    ..Property::new("metadata", "text[]")
+                }
+                .later(),
+                // The metadata's keys and values as words, for BM25.
+                Property::new("metadata_text", "text").later(),
+                Property::new("produced_at", "date").later(),
+                // The document's W3C trace id: a hit leads to its lineage.
+                Property::keyword("trace_id").later(),
             ],
             distance: "cosine".into(),
             tenancy,
@@ -161,6 +190,19 @@ impl CollectionSpec {
 }
 
 impl CollectionSpec {
+    /// The properties a later release added that `class` (as Weaviate describes it) lacks.
+    pub fn missing_added(&self, class: &serde_json::Value) -> Vec<&Property> {
+        let stored: Vec<&str> = class
+            .get("properties")
+            .and_then(serde_json::Value::as_array)
+            .map(|ps| ps.iter().filter_map(|p| p.get("name")?.as_str()).collect())
+            .unwrap_or_default();
+        self.properties
+            .iter()
+            .filter(|p| p.added_later && !stored.contains(&p.name.as_str()))
+            .collect()
+    }
+
     /// How `class` (a collection as Weaviate describes it) differs from this spec: one line
     /// per property missing or of another data type, and one if its multi-tenancy is not
     /// the spec's. Empty when it matches. Properties Weaviate holds beyond the spec are
@@ -200,6 +242,7 @@ impl CollectionSpec {
         for p in &self.properties {
             let want: Vec<&str> = p.data_type.iter().map(String::as_str).collect();
             match stored.get(p.name.as_str()) {
+                None if p.added_later => {}
                 None => problems.push(format!("property {} is missing", p.name)),
                 Some(have) if *have != want => {
                     problems.push(format!("property {} is {have:?}, not {want:?}", p.name))

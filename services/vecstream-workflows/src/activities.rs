@@ -467,7 +467,8 @@ impl JobActivities {
             .activity_err()?;
             if !input.lineage_run_id.is_empty() {
                 let workflow_id = ctx.info().workflow_id.clone().unwrap_or_default();
-                reindexer = reindexer.with_lineage(&self.config, &workflow_id, &input.lineage_run_id);
+                reindexer =
+                    reindexer.with_lineage(&self.config, &workflow_id, &input.lineage_run_id);
             }
             let mut kept_current = Vec::with_capacity(input.also.len());
             for target in &input.also {

@@ -314,11 +314,48 @@ pub enum DlqCommand {
 /// `vecstream search`.
 #[derive(Debug, Args)]
 pub struct SearchArgs {
-    /// What to look for, in natural language.
+    /// What to look for: natural language, keywords, codes.
     pub query: String,
-    /// Number of chunks to return.
+    /// Number of results: documents (each with its best chunk), or chunks with `--chunks`.
     #[arg(long, short, default_value_t = 5, env = "VECSTREAM_SEARCH_K")]
     pub k: usize,
+    /// `vector` (nearest vectors), `keyword` (BM25 over the chunk's text, the title and
+    /// the metadata) or `hybrid` (both, fused).
+    #[arg(
+        long,
+        value_enum,
+        default_value = "hybrid",
+        env = "VECSTREAM_SEARCH_MODE"
+    )]
+    pub mode: SearchModeArg,
+    /// Hybrid: weight of the vector side (1 = vector only, 0 = keywords only).
+    #[arg(long, default_value_t = 0.5, env = "VECSTREAM_SEARCH_ALPHA")]
+    pub alpha: f32,
+    /// Hybrid: how the two rankings fuse: `relative-score` (scores normalised, then
+    /// weighted) or `ranked` (reciprocal ranks).
+    #[arg(
+        long,
+        value_enum,
+        default_value = "relative-score",
+        env = "VECSTREAM_SEARCH_FUSION"
+    )]
+    pub fusion: FusionArg,
+    /// Only documents matching, repeatable (all apply): `source=VALUE`,
+    /// `metadata.KEY=VALUE` (exact, case-sensitive).
+    #[arg(
+        long = "where",
+        value_name = "FIELD=VALUE",
+        env = "VECSTREAM_SEARCH_WHERE",
+        value_delimiter = ','
+    )]
+    pub filters: Vec<String>,
+    /// Only documents produced at or after this time (RFC 3339, or an age such as `7d`).
+    #[arg(long, env = "VECSTREAM_SEARCH_SINCE")]
+    pub since: Option<String>,
+    /// List the best chunks themselves (several per document) instead of the best chunk
+    /// per document.
+    #[arg(long, env = "VECSTREAM_SEARCH_CHUNKS")]
+    pub chunks: bool,
     /// Collection or alias to search; default: config weaviate.alias (`Chunks`).
     #[arg(long, env = "VECSTREAM_SEARCH_COLLECTION")]
     pub collection: Option<String>,
@@ -328,6 +365,21 @@ pub struct SearchArgs {
     /// One JSON object per hit instead of a table.
     #[arg(long, env = "VECSTREAM_SEARCH_JSON")]
     pub json: bool,
+}
+
+/// `vecstream search --mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SearchModeArg {
+    Vector,
+    Hybrid,
+    Keyword,
+}
+
+/// `vecstream search --fusion`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FusionArg {
+    RelativeScore,
+    Ranked,
 }
 
 /// `vecstream embed`.

@@ -102,7 +102,8 @@ impl RecordEncoder {
         let mut chunk_ids = Vec::new();
         match decision {
             Decision::Embed { doc, hash, chunks } => {
-                let record = vectors_of(doc, hash, chunks, vectors, model_id);
+                let mut record = vectors_of(doc, hash, chunks, vectors, model_id);
+                record.trace_id = Some(item.trace.trace_id_hex());
                 chunk_ids = record.chunks.iter().map(|c| c.chunk_id.clone()).collect();
                 out.push(self.vectors_record(item, &record)?);
                 let chunked = VecstreamFacet {

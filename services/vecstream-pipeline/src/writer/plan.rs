@@ -303,29 +303,56 @@ fn objects_of(
             dim
         ));
     }
+    // What filters and keyword search read: the same on every chunk of the document.
+    let metadata: Vec<String> = v
+        .metadata
+        .iter()
+        .map(|(k, val)| format!("{k}={val}"))
+        .collect();
+    let metadata_text: String = v
+        .metadata
+        .iter()
+        .map(|(k, val)| format!("{k} {val}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let produced_at = v.produced_at.and_then(|ms| {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).ok()?);
+        Some(humantime::format_rfc3339_millis(t).to_string())
+    });
     v.chunks
         .iter()
         .map(|c| {
             let id = Uuid::parse_str(&c.chunk_id)
                 .map_err(|e| format!("chunk id {:?}: {e}", c.chunk_id))?;
+            let mut properties = json!({
+                "doc_id": v.doc_id,
+                "doc_key": doc.key,
+                // Exact: see the schema (Weaviate numbers are float64).
+                "doc_version": v.doc_version.to_string(),
+                "tenant": v.tenant,
+                "chunk_index": c.index,
+                "text": c.text,
+                "char_start": c.char_start,
+                "char_end": c.char_end,
+                "token_count": c.token_count,
+                "content_hash": v.content_hash,
+                "model_id": v.model_id,
+                "source": v.source,
+                "title": v.title,
+                "metadata": metadata,
+                "metadata_text": metadata_text,
+                "produced_at": produced_at,
+                "trace_id": v.trace_id,
+            });
+            // Absent, not null: nothing to filter or score on.
+            if let Some(map) = properties.as_object_mut() {
+                map.retain(|_, value| !value.is_null());
+            }
             Ok(BatchObject {
                 collection: collection.to_owned(),
                 tenant: doc.scope.clone(),
                 id,
-                properties: json!({
-                    "doc_id": v.doc_id,
-                    "doc_key": doc.key,
-                    // Exact: see the schema (Weaviate numbers are float64).
-                    "doc_version": v.doc_version.to_string(),
-                    "tenant": v.tenant,
-                    "chunk_index": c.index,
-                    "text": c.text,
-                    "char_start": c.char_start,
-                    "char_end": c.char_end,
-                    "token_count": c.token_count,
-                    "content_hash": v.content_hash,
-                    "model_id": v.model_id,
-                }),
+                properties,
                 vector: c.vector.clone(),
             })
         })

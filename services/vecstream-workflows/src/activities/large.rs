@@ -116,13 +116,14 @@ impl JobActivities {
             return Err(ActivityError::cancelled());
         }
         let model_id = provider.model_id().to_owned();
-        let record = vectors_of(&doc, &hash, &chunks, &vectors, &model_id);
+        let mut record = vectors_of(&doc, &hash, &chunks, &vectors, &model_id);
         let trace = input
             .traceparent
             .as_deref()
             .and_then(vecstream_core::TraceParent::parse)
             .unwrap_or_else(vecstream_core::TraceParent::new_root)
             .child();
+        record.trace_id = Some(trace.trace_id_hex());
         vecstream_pipeline::lineage::publish_record(
             &self.config,
             vecstream_pipeline::lineage::Outgoing {

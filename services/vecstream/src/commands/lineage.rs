@@ -126,7 +126,11 @@ pub async fn run(config: &Config, cmd: &LineageCommand) -> anyhow::Result<ExitCo
 
 /// `vecstream lineage export`: follow (the exporter's group) or back-fill with a progress
 /// bar.
-async fn export(config: &Config, from_beginning: bool, since: Option<&str>) -> anyhow::Result<ExitCode> {
+async fn export(
+    config: &Config,
+    from_beginning: bool,
+    since: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     use indicatif::{ProgressBar, ProgressStyle};
     use vecstream_openlineage::{Exporter, Mode, OpenLineageMetrics};
     let since_ms = since.map(parse_since).transpose()?;
@@ -168,6 +172,12 @@ async fn export(config: &Config, from_beginning: bool, since: Option<&str>) -> a
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `--since` as an RFC 3339 time (Weaviate's date filters).
+pub fn rfc3339_since(s: &str) -> anyhow::Result<String> {
+    let ms = parse_since(s)?;
+    Ok(format_ms(ms))
 }
 
 /// `--since`: RFC 3339 time, or an age (`2h`, `30m`) back from now; epoch milliseconds.

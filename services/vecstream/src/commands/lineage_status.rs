@@ -314,7 +314,10 @@ async fn searchable(
     let Some(collection) = weaviate.resolve_alias(alias).await? else {
         return Ok(None);
     };
-    let scope = weaviate.tenancy_of(&collection).await?.scope(&receipt.tenant);
+    let scope = weaviate
+        .tenancy_of(&collection)
+        .await?
+        .scope(&receipt.tenant);
     let key = vecstream_core::doc_key(&receipt.tenant, &receipt.doc_id);
     let chunks = weaviate.doc_chunks(&collection, scope, &key).await?;
     let unchanged = receipt
