@@ -210,8 +210,9 @@ impl Config {
         self.validate_providers()?;
         self.validate_serve()?;
         let ol = &self.openlineage;
-        if !ol.http_url.is_empty()
-            && !(ol.http_url.starts_with("http://") || ol.http_url.starts_with("https://"))
+        if !(ol.http_url.is_empty()
+            || ol.http_url.starts_with("http://")
+            || ol.http_url.starts_with("https://"))
         {
             return Err(invalid(
                 "openlineage.http_url",

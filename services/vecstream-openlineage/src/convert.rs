@@ -422,7 +422,7 @@ mod tests {
                 model_id: Some("m".into()),
                 source_partition: Some(0),
                 source_offset: Some(offset),
-                chunk_ids: vec!["c1".into()],
+                chunk_ids: vec!["8f2d5a9e-3b1c-5d7e-9f0a-1b2c3d4e5f60".into()],
                 error: Some("poison: empty body".into()),
                 ..Default::default()
             },
@@ -452,7 +452,7 @@ mod tests {
         // Facets: custom, error only on FAIL; versions exact.
         let v = &sink["run"]["facets"]["vecstream"];
         assert_eq!(v["docVersion"], "9007199254740993");
-        assert_eq!(v["chunkIds"][0], "c1");
+        assert_eq!(v["chunkIds"][0], "8f2d5a9e-3b1c-5d7e-9f0a-1b2c3d4e5f60");
         assert!(sink["run"]["facets"].get("errorMessage").is_none());
         let failed = m.run_event(&event(
             "embedder",
@@ -460,6 +460,11 @@ mod tests {
             EventType::Fail,
             7,
         ));
+        // `VECSTREAM_DUMP_OPENLINEAGE=FILE`: the events as JSON, for a schema check by hand.
+        if let Ok(path) = std::env::var("VECSTREAM_DUMP_OPENLINEAGE") {
+            let all = serde_json::to_string(&[&start, &sink, &failed]).unwrap();
+            std::fs::write(path, all).unwrap();
+        }
         assert_eq!(
             failed["run"]["facets"]["errorMessage"]["message"],
             "poison: empty body"

@@ -769,31 +769,42 @@ impl JobActivities {
             // Chunk hits are folded into a document ranking: enough chunks to fill k documents.
             let chunk_k = input.spec.k.max(10).saturating_mul(5).min(200);
             for (q, v) in suite.iter().zip(&vectors) {
+                let mode = input.mode.unwrap_or(vecstream_weaviate::SearchMode::Vector);
                 let mut hits = Vec::new();
                 for scope in &scopes {
+                    let query = vecstream_weaviate::SearchQuery {
+                        mode,
+                        text: &q.query,
+                        vector: Some(&v.vector),
+                        alpha: 0.5,
+                        fusion: vecstream_weaviate::Fusion::RelativeScore,
+                        limit: chunk_k,
+                        properties: &["doc_id", "tenant"],
+                        keyword_properties: &vecstream_weaviate::KEYWORD_PROPERTIES,
+                        filters: tenant
+                            .filter(|_| tenancy == Tenancy::Filter)
+                            .map(|t| vecstream_weaviate::Condition::TextEqual {
+                                path: "tenant".into(),
+                                value: t.to_owned(),
+                            })
+                            .into_iter()
+                            .collect(),
+                        scope: scope.as_deref(),
+                    };
                     hits.extend(
                         weaviate
-                            .near_vector_where(
-                                &input.collection,
-                                &v.vector,
-                                chunk_k,
-                                &["doc_id", "tenant"],
-                                tenant
-                                    .filter(|_| tenancy == Tenancy::Filter)
-                                    .map(|t| ("tenant", t)),
-                                scope.as_deref(),
-                            )
+                            .search(&input.collection, &query)
                             .await
                             .activity_err()?,
                     );
                 }
-                hits.sort_by(|a, b| a.distance.total_cmp(&b.distance));
+                hits.sort_by(|a, b| b.score.total_cmp(&a.score));
                 hits.truncate(chunk_k);
                 // A document is (tenant, id): with a tenant named (the run's, or the query's
                 // own), ranks and relevance compare record keys; without one, a relevant id
                 // is that id in any tenant.
                 let relevant_tenant = tenant.or(q.tenant.as_deref());
-                let identity = |h: &vecstream_weaviate::Hit| -> Option<String> {
+                let identity = |h: &vecstream_weaviate::ScoredHit| -> Option<String> {
                     let id = h.properties.get("doc_id")?.as_str()?;
                     Some(match relevant_tenant {
                         Some(_) => {
@@ -817,6 +828,10 @@ impl JobActivities {
             let m = judge(&judged, input.spec.k);
             Ok(EvalRow {
                 collection: input.collection,
+                mode: input
+                    .mode
+                    .map(|m| m.as_str().to_owned())
+                    .unwrap_or_default(),
                 model_id,
                 queries: suite.len(),
                 recall_at_k: m.recall_at_k,

@@ -435,6 +435,7 @@ impl FineTuneActivities {
             let d = vectors(corpus).await?;
             let m = held_out_metrics(&q, &d, &relevant, input.k);
             Ok(EvalRow {
+                mode: String::new(),
                 collection: input.label,
                 model_id: engine.info().model_id.clone(),
                 queries: n,

@@ -133,6 +133,10 @@ pub struct EvalSpec {
     /// The candidate's recall@k below this rejects without review.
     #[serde(default)]
     pub min_recall: Option<f64>,
+    /// Search modes compared side by side on each collection (`vector`, `hybrid`,
+    /// `keyword`); empty: vector only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub modes: Vec<vecstream_weaviate::SearchMode>,
 }
 
 pub(crate) fn default_k() -> usize {
@@ -143,6 +147,9 @@ pub(crate) fn default_k() -> usize {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalRow {
     pub collection: String,
+    /// The search mode (`vector` when empty: reports written before modes).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mode: String,
     pub model_id: String,
     pub queries: usize,
     pub recall_at_k: f64,
@@ -166,13 +173,14 @@ impl EvalReport {
     /// A plain-text table for terminals.
     pub fn table(&self) -> String {
         let mut out = format!(
-            "suite {} (k = {})\n{:<48} {:>8} {:>10} {:>8} {:>9}\n",
-            self.suite, self.k, "collection", "queries", "recall@k", "MRR", "nDCG@10"
+            "suite {} (k = {})\n{:<48} {:<8} {:>8} {:>10} {:>8} {:>9}\n",
+            self.suite, self.k, "collection", "mode", "queries", "recall@k", "MRR", "nDCG@10"
         );
         for r in &self.rows {
+            let mode = if r.mode.is_empty() { "vector" } else { &r.mode };
             out.push_str(&format!(
-                "{:<48} {:>8} {:>10.4} {:>8.4} {:>9.4}\n",
-                r.collection, r.queries, r.recall_at_k, r.mrr, r.ndcg_at_10
+                "{:<48} {:<8} {:>8} {:>10.4} {:>8.4} {:>9.4}\n",
+                r.collection, mode, r.queries, r.recall_at_k, r.mrr, r.ndcg_at_10
             ));
         }
         if let Some(t) = self.threshold {

@@ -250,8 +250,8 @@ pub enum LineageCommand {
         #[arg(long, env = "VECSTREAM_LINEAGE_TENANT", default_value = "default")]
         tenant: String,
         /// The version to ask about; default: the newest one the embedder accepted.
-        #[arg(long, env = "VECSTREAM_LINEAGE_VERSION")]
-        version: Option<i64>,
+        #[arg(long, env = "VECSTREAM_LINEAGE_DOC_VERSION")]
+        doc_version: Option<i64>,
         /// Wait until the document (that version, or the newest accepted) is searchable,
         /// dead-lettered, or `--timeout` passes.
         #[arg(long, env = "VECSTREAM_LINEAGE_WAIT")]
@@ -345,8 +345,7 @@ pub struct SearchArgs {
     #[arg(
         long = "where",
         value_name = "FIELD=VALUE",
-        env = "VECSTREAM_SEARCH_WHERE",
-        value_delimiter = ','
+        env = "VECSTREAM_SEARCH_WHERE"
     )]
     pub filters: Vec<String>,
     /// Only documents produced at or after this time (RFC 3339, or an age such as `7d`).

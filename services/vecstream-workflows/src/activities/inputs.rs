@@ -139,6 +139,9 @@ pub struct EvalCollection {
     pub collection: String,
     pub target: ModelTarget,
     pub spec: EvalSpec,
+    /// How the queries search (none: nearest vectors, as before modes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<vecstream_weaviate::SearchMode>,
 }
 
 #[cfg(test)]

@@ -23,7 +23,17 @@ impl EvaluateWorkflow {
         input: EvaluateInput,
     ) -> WorkflowResult<EvalReport> {
         let mut rows: Vec<EvalRow> = Vec::with_capacity(input.collections.len());
-        for (collection, target) in &input.collections {
+        // Modes side by side on each collection; none named: one vector row, as before.
+        let modes: Vec<Option<vecstream_weaviate::SearchMode>> = if input.spec.modes.is_empty() {
+            vec![None]
+        } else {
+            input.spec.modes.iter().copied().map(Some).collect()
+        };
+        for ((collection, target), mode) in input
+            .collections
+            .iter()
+            .flat_map(|c| modes.iter().map(move |m| (c, *m)))
+        {
             let options = heavy(&input.gpu_queue, Duration::from_secs(300));
             let row = match &input.pairs {
                 Some(held_out) => {
@@ -46,6 +56,7 @@ impl EvaluateWorkflow {
                             collection: collection.clone(),
                             target: target.clone(),
                             spec: input.spec.clone(),
+                            mode,
                         },
                         options,
                     )

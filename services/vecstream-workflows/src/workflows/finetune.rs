@@ -160,6 +160,7 @@ async fn finetune_phases(
                         k: input.k,
                         tenant: None,
                         min_recall: None,
+                        modes: Vec::new(),
                     },
                     pairs: Some(HeldOutPairs {
                         pairs: input.pairs.clone(),

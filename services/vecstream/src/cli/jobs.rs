@@ -303,6 +303,10 @@ pub struct EvalRunArgs {
     /// Fail (exit 1) when the last collection's recall@k is below this.
     #[arg(long)]
     pub min_recall: Option<f64>,
+    /// Search modes compared side by side on each collection, e.g. `vector,hybrid`
+    /// (hybrid: alpha 0.5, relative-score fusion); default: vector.
+    #[arg(long = "mode", value_enum, value_delimiter = ',')]
+    pub modes: Vec<crate::cli::SearchModeArg>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

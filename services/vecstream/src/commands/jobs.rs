@@ -48,6 +48,7 @@ async fn reindex_start(config: &Config, args: &ReindexStartArgs) -> anyhow::Resu
             k: args.eval_k,
             tenant: args.eval_tenant.clone(),
             min_recall: args.min_recall,
+            modes: Vec::new(),
         }),
         review_timeout_secs: args
             .review_timeout
@@ -414,6 +415,15 @@ async fn eval_run(config: &Config, args: &EvalRunArgs) -> anyhow::Result<ExitCod
             k: args.k,
             tenant: args.tenant.clone(),
             min_recall: args.min_recall,
+            modes: args
+                .modes
+                .iter()
+                .map(|m| match m {
+                    crate::cli::SearchModeArg::Vector => vecstream_weaviate::SearchMode::Vector,
+                    crate::cli::SearchModeArg::Hybrid => vecstream_weaviate::SearchMode::Hybrid,
+                    crate::cli::SearchModeArg::Keyword => vecstream_weaviate::SearchMode::Keyword,
+                })
+                .collect(),
         },
         gpu_queue: config.temporal.gpu_task_queue.clone(),
     };

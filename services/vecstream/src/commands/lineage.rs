@@ -24,7 +24,7 @@ pub async fn run(config: &Config, cmd: &LineageCommand) -> anyhow::Result<ExitCo
         LineageCommand::Status {
             doc_id,
             tenant,
-            version,
+            doc_version,
             wait,
             timeout,
             json,
@@ -32,7 +32,7 @@ pub async fn run(config: &Config, cmd: &LineageCommand) -> anyhow::Result<ExitCo
             let ask = super::lineage_status::Ask {
                 doc_id,
                 tenant,
-                version: *version,
+                version: *doc_version,
                 wait: wait.then_some(Duration::from_secs(*timeout)),
                 json: *json,
             };
