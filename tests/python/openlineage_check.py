@@ -3,9 +3,10 @@
     python openlineage_check.py kafka --topic T --tenant RUN --docs a,b --timeout 120
         Reads the Kafka transport's topic (confluent-kafka Consumer, JSON values) until every
         document of the tenant has a run of the `sink` job that ended.
-    python openlineage_check.py http --port P --tenant RUN --seconds 60 --min 3
+    python openlineage_check.py http --port P --tenant RUN --seconds 60 --min 3 [--quiet 5]
         Receives the HTTP transport's POSTs on /api/v1/lineage (as Marquez would) until at
-        least --min events of the tenant came, or --seconds passed.
+        least --min events of the tenant came and none for --quiet seconds, or --seconds
+        passed.
 
 Both validate every event of the tenant against the official OpenLineage JSON schema
 (tests/openlineage/spec, spec 2-0-2, the version openlineage-python emits) and each facet
@@ -165,9 +166,15 @@ def from_http(args):
     server.timeout = 0.5
     print("listening", flush=True, file=sys.stderr)
     deadline = time.time() + args.seconds
+    last = time.time()
     while time.time() < deadline:
+        before = len(received)
         server.handle_request()
-        if len([e for e in received if of_tenant(e, args.tenant)]) >= args.min:
+        if len(received) > before:
+            last = time.time()
+        # Enough of the tenant's events, and the sender has gone quiet: done.
+        enough = len([e for e in received if of_tenant(e, args.tenant)]) >= args.min
+        if enough and time.time() - last > args.quiet:
             break
     events = [e for e in received if of_tenant(e, args.tenant)]
     summary = judge(events, args.tenant, [])
@@ -189,6 +196,7 @@ def main():
     h.add_argument("--seconds", type=float, default=60)
     h.add_argument("--min", type=int, default=1)
     h.add_argument("--api-key", default="")
+    h.add_argument("--quiet", type=float, default=5, help="seconds without a request that end it")
     for s in (k, h):
         s.add_argument("--tenant", required=True)
         s.add_argument("--timeout", type=float, default=120)

@@ -355,20 +355,33 @@ pub fn start_group_at_end(group: &str, topic: &str) {
     }
 }
 
-/// Every partition of `topic` at its end offset now.
+/// Every partition of `topic` at its end offset now. A topic created a moment ago has no
+/// leaders yet (NotLeaderForPartition): ask again for up to a minute.
 fn end_offsets<C: rdkafka::consumer::ConsumerContext>(
     consumer: &impl Consumer<C>,
     topic: &str,
 ) -> rdkafka::TopicPartitionList {
     let timeout = Duration::from_secs(10);
-    let metadata = consumer.fetch_metadata(Some(topic), timeout).unwrap();
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    for t in metadata.topics() {
-        for p in t.partitions() {
-            let (_, high) = consumer.fetch_watermarks(topic, p.id(), timeout).unwrap();
-            tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Offset(high))
-                .unwrap();
+    let started = Instant::now();
+    loop {
+        let attempt = || -> Result<rdkafka::TopicPartitionList, rdkafka::error::KafkaError> {
+            let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+            let mut tpl = rdkafka::TopicPartitionList::new();
+            for t in metadata.topics() {
+                for p in t.partitions() {
+                    let (_, high) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
+                    tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Offset(high))?;
+                }
+            }
+            Ok(tpl)
+        };
+        match attempt() {
+            Ok(tpl) => return tpl,
+            Err(e) if started.elapsed() < Duration::from_secs(60) => {
+                eprintln!("end offsets of {topic}: {e}; asking again");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => panic!("end offsets of {topic}: {e}"),
         }
     }
-    tpl
 }

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Writes the keyword-heavy labelled set: corpus.jsonl (documents) and suite.jsonl (queries).
 
-Each family is a handful of near-identical documents that differ only in identifiers
-(error codes, part numbers, host names, ticket ids): what a sentence embedding barely
-tells apart and BM25 matches exactly. Each query names one identifier; its document is
-the one relevant. Deterministic (seeded): run it again to get the same files.
+Each family holds 30 documents on one subject, each naming one identifier (an error code, a
+part number, a host, a ticket id) once among sentences drawn from the family's pool: what
+a sentence embedding ranks by the subject's wording, and BM25 finds by the rare term. A
+query names one identifier in the family's own wording; that identifier's document is the
+one relevant. Three queries per family. Deterministic (seeded): run it again to get the
+same files.
 """
 import json
 import random
@@ -54,7 +56,11 @@ FAMILIES = [
                                                  "Abernathy", "Szymanski", "Ferreira", "Haddad",
                                                  "Kowalczyk", "Oyelaran", "Thorvaldsen", "Marchetti",
                                                  "Iwu", "Brannigan", "Castellanos", "Petrosyan",
-                                                 "Delacroix", "Mwangi", "Sorensen", "Valtonen"]),
+                                                 "Delacroix", "Mwangi", "Sorensen", "Valtonen",
+                                                 "Achterberg", "Baptiste", "Chowdhury", "Dragomir",
+                                                 "Eklund", "Fitzgerald", "Gallardo", "Hakimi",
+                                                 "Ishikawa", "Jovanovic", "Karlsson", "Laurent",
+                                                 "Moreau", "Nieminen", "Oduya", "Pellegrini"]),
      ["{ident} asked to move the parental leave start by two weeks.",
       "The request from {ident} was approved by the team lead and HR.",
       "Payroll adjusts the salary split for the months of leave.",
@@ -71,15 +77,28 @@ FAMILIES = [
 TEAMS = ["payments", "platform", "ops", "research", "logistics", "people"]
 REGIONS = ["eu", "us", "apac"]
 
+FILLER = [
+    "The {family} team reviewed this during the weekly sync and agreed on the next steps.",
+    "A similar {family} case last quarter was closed after the same checks.",
+    "Escalate to the {family} lead when the usual checks do not settle it.",
+    "The {family} dashboard shows the history of this item over the last month.",
+    "Notes from the {family} review are linked from the team page.",
+    "Owners rotate weekly; the {family} on-call keeps the log current.",
+    "The {family} handbook describes the standard procedure in more detail.",
+    "Customers were informed through the usual {family} channel.",
+]
+
 docs, queries = [], []
 for family, label, make_ident, sentences, question in FAMILIES:
     seen = set()
-    for n in range(15):
+    pool = [s for s in sentences[1:]] + [f.format(family=family) for f in FILLER]
+    for n in range(30):
         ident = make_ident()
         while ident in seen:
             ident = make_ident()
         seen.add(ident)
-        body = sentences[:]
+        body = rng.sample(pool, 6)
+        body.insert(rng.randrange(len(body) + 1), sentences[0])
         text = " ".join(s.format(ident=ident) for s in body)
         doc_id = f"kw/{family}-{n}"
         docs.append({
@@ -89,7 +108,8 @@ for family, label, make_ident, sentences, question in FAMILIES:
             "source": f"kb://{family}",
             "metadata": {"team": rng.choice(TEAMS), "region": rng.choice(REGIONS), "family": family},
         })
-        queries.append({"query": question.format(ident=ident), "relevant_doc_ids": [doc_id]})
+        if n % 10 == 3:
+            queries.append({"query": question.format(ident=ident), "relevant_doc_ids": [doc_id]})
 
 (HERE / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
 (HERE / "suite.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))

@@ -252,7 +252,9 @@ fn doc_run_id(
 }
 
 fn event_time(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    // RFC 3339 writes years 1970..=9999 here: a foreign record's time outside them is clamped.
+    let ms = ms.clamp(0, 253_402_300_799_999);
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64);
     humantime::format_rfc3339_millis(t).to_string()
 }
 

@@ -59,6 +59,8 @@ pub struct Exporter {
 
 const BACKOFF_START: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Lineage records handled together (their Kafka sends in flight at once).
+const BATCH_RECORDS: usize = 500;
 /// How long a stopping exporter keeps sending what its HTTP buffer holds.
 const FLUSH_GRACE: Duration = Duration::from_secs(10);
 
@@ -146,11 +148,11 @@ impl Exporter {
             .create()?;
         consumer.subscribe(&[topics::LINEAGE])?;
         loop {
-            let m = tokio::select! {
+            let first = tokio::select! {
                 m = consumer.recv() => m,
                 _ = stop.wait_for(|s| *s) => break,
             };
-            let m = match m {
+            let first = match first {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::warn!(error = %e, "openlineage export: kafka read failed; retrying");
@@ -158,14 +160,24 @@ impl Exporter {
                     continue;
                 }
             };
-            if let Some(payload) = m.payload() {
-                self.handle(out, payload, None, stop, report).await;
+            // What is already there joins the batch: the Kafka transport's sends of a batch
+            // are in flight together instead of one round trip each.
+            let mut batch = vec![first];
+            while batch.len() < BATCH_RECORDS {
+                match tokio::time::timeout(Duration::from_millis(2), consumer.recv()).await {
+                    Ok(Ok(m)) => batch.push(m),
+                    _ => break,
+                }
             }
+            let payloads: Vec<&[u8]> = batch.iter().filter_map(|m| m.payload()).collect();
+            self.handle(out, &payloads, None, stop, report).await;
             if *stop.borrow() {
                 // Not handled whole: read again after a restart.
                 break;
             }
-            consumer.store_offset_from_message(&m)?;
+            for m in &batch {
+                consumer.store_offset_from_message(m)?;
+            }
         }
         let _ = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync);
         Ok(())
@@ -195,11 +207,16 @@ impl Exporter {
         });
         let total = total_rx.await.unwrap_or(0);
         let mut done = 0u64;
-        while let Some(payload) = rx.recv().await {
-            done += 1;
-            if !payload.is_empty() {
-                self.handle(out, &payload, since_ms, stop, report).await;
-            }
+        let mut batch = Vec::with_capacity(BATCH_RECORDS);
+        while rx.recv_many(&mut batch, BATCH_RECORDS).await > 0 {
+            done += batch.len() as u64;
+            let payloads: Vec<&[u8]> = batch
+                .iter()
+                .filter(|p| !p.is_empty())
+                .map(Vec::as_slice)
+                .collect();
+            self.handle(out, &payloads, since_ms, stop, report).await;
+            batch.clear();
             progress(done, total);
             if *stop.borrow() {
                 break;
@@ -212,48 +229,50 @@ impl Exporter {
         Ok(())
     }
 
-    /// Decodes, converts and hands one lineage record to the transports.
+    /// Decodes, converts and hands lineage records to the transports.
     async fn handle(
         &self,
         out: &Transports<'_>,
-        payload: &[u8],
+        payloads: &[&[u8]],
         since_ms: Option<i64>,
         stop: &watch::Receiver<bool>,
         report: &mut ExportReport,
     ) {
-        self.metrics.read.inc();
-        report.read += 1;
-        let event = match self.decode(payload).await {
-            Ok(e) => e,
-            Err(message) => {
-                self.metrics.undecodable.inc();
-                report.undecodable += 1;
-                tracing::warn!(%message, "openlineage export skips an undecodable lineage record");
-                return;
+        let mut converted = Vec::with_capacity(payloads.len());
+        for payload in payloads {
+            self.metrics.read.inc();
+            report.read += 1;
+            let event = match self.decode(payload).await {
+                Ok(e) => e,
+                Err(message) => {
+                    self.metrics.undecodable.inc();
+                    report.undecodable += 1;
+                    tracing::warn!(%message, "openlineage export skips an undecodable lineage record");
+                    continue;
+                }
+            };
+            if since_ms.is_some_and(|t| event.event_time < t) {
+                continue;
             }
-        };
-        if since_ms.is_some_and(|t| event.event_time < t) {
-            return;
+            let run_event = self.model.run_event(&event);
+            let run_id = run_event["run"]["runId"].as_str().unwrap_or("").to_owned();
+            match serde_json::to_vec(&run_event) {
+                Ok(body) => converted.push((run_id, body)),
+                Err(e) => tracing::warn!(error = %e, "openlineage event does not serialise"),
+            }
         }
-        let run_event = self.model.run_event(&event);
-        let run_id = run_event["run"]["runId"].as_str().unwrap_or("").to_owned();
-        let body = match serde_json::to_vec(&run_event) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(error = %e, "openlineage event does not serialise");
-                return;
-            }
-        };
         if let Some(k) = &out.kafka {
-            k.send(&run_id, &body, stop, out.metrics).await;
+            k.send_all(&converted, stop, out.metrics).await;
         }
         if let Some(h) = &out.http {
-            let dropped = if out.wait_for_room {
-                h.send(body).await
-            } else {
-                h.offer(body)
-            };
-            report.dropped += u64::from(dropped);
+            for (_, body) in converted {
+                let dropped = if out.wait_for_room {
+                    h.send(body).await
+                } else {
+                    h.offer(body)
+                };
+                report.dropped += u64::from(dropped);
+            }
         }
     }
 
@@ -312,32 +331,52 @@ impl KafkaTransport {
         })
     }
 
-    /// Produces one event, retrying until it is acknowledged or the exporter stops (the
-    /// record's offset is not stored before: a restart sends it again).
-    async fn send(
+    /// Produces the events (all in flight together; a run's events keep their order on
+    /// its partition), retrying those that failed until they are acknowledged or the
+    /// exporter stops (the records' offsets are not stored before: a restart sends them
+    /// again).
+    async fn send_all(
         &self,
-        key: &str,
-        body: &[u8],
+        items: &[(String, Vec<u8>)],
         stop: &watch::Receiver<bool>,
         metrics: &OpenLineageMetrics,
     ) {
+        let mut pending: Vec<usize> = (0..items.len()).collect();
         let mut backoff = BACKOFF_START;
-        loop {
-            let record = FutureRecord::to(&self.topic).key(key).payload(body);
-            match self.producer.send(record, Duration::from_secs(30)).await {
-                Ok(_) => {
-                    metrics.sent.with_label_values(&["kafka"]).inc();
-                    self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    return;
+        while !pending.is_empty() {
+            let sends = pending.iter().map(|&i| {
+                let (key, body) = &items[i];
+                self.producer.send(
+                    FutureRecord::to(&self.topic).key(key).payload(body),
+                    Duration::from_secs(30),
+                )
+            });
+            let results = futures::future::join_all(sends).await;
+            let mut failed = Vec::new();
+            let mut last_error = None;
+            for (&i, r) in pending.iter().zip(results) {
+                match r {
+                    Ok(_) => {
+                        metrics.sent.with_label_values(&["kafka"]).inc();
+                        self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Err((e, _)) => {
+                        failed.push(i);
+                        last_error = Some(e);
+                    }
                 }
-                Err((e, _)) if !*stop.borrow() => {
-                    metrics.retries.with_label_values(&["kafka"]).inc();
-                    tracing::warn!(error = %e, topic = %self.topic, "openlineage kafka transport: produce failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                }
-                Err(_) => return,
             }
+            pending = failed;
+            if pending.is_empty() || *stop.borrow() {
+                return;
+            }
+            metrics
+                .retries
+                .with_label_values(&["kafka"])
+                .inc_by(pending.len() as u64);
+            tracing::warn!(error = ?last_error, topic = %self.topic, failed = pending.len(), "openlineage kafka transport: produce failed; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
         }
     }
 }

@@ -348,6 +348,30 @@ impl WeaviateClient {
         Ok(crate::Tenancy::from_config(enabled))
     }
 
+    /// The names of an existing collection's properties.
+    pub async fn property_names(
+        &self,
+        collection: &str,
+    ) -> Result<std::collections::BTreeSet<String>, WeaviateError> {
+        let class = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/schema/{collection}"),
+                None,
+                "get collection",
+            )
+            .await?;
+        Ok(class
+            .get("properties")
+            .and_then(Value::as_array)
+            .map(|ps| {
+                ps.iter()
+                    .filter_map(|p| p.get("name")?.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     /// The Weaviate tenants of a multi-tenant collection.
     pub async fn tenants(&self, collection: &str) -> Result<Vec<String>, WeaviateError> {
         let what = "list tenants";

@@ -50,6 +50,17 @@ pub enum Condition {
     DateAtLeast { path: String, rfc3339: String },
 }
 
+impl Condition {
+    /// The property the condition reads.
+    pub fn path(&self) -> &str {
+        match self {
+            Condition::TextEqual { path, .. }
+            | Condition::Contains { path, .. }
+            | Condition::DateAtLeast { path, .. } => path,
+        }
+    }
+}
+
 /// One search.
 #[derive(Debug, Clone)]
 pub struct SearchQuery<'a> {
@@ -176,24 +187,23 @@ impl SearchQuery<'_> {
                 message: e.to_string(),
             })
         };
-        let keyword_properties = self
-            .keyword_properties
-            .iter()
-            .map(|p| lit(p))
-            .collect::<Vec<_>>()
-            .join(", ");
+        // No list means every text property.
+        let keyword_properties = match self.keyword_properties {
+            [] => String::new(),
+            ps => format!(
+                ", properties: [{}]",
+                ps.iter().map(|p| lit(p)).collect::<Vec<_>>().join(", ")
+            ),
+        };
         let (search, extra) = match self.mode {
             SearchMode::Vector => (format!("nearVector: {{vector: {}}}", vector()?), "distance"),
             SearchMode::Keyword => (
-                format!(
-                    "bm25: {{query: {}, properties: [{keyword_properties}]}}",
-                    lit(self.text)
-                ),
+                format!("bm25: {{query: {}{keyword_properties}}}", lit(self.text)),
                 "score",
             ),
             SearchMode::Hybrid => (
                 format!(
-                    "hybrid: {{query: {}, vector: {}, alpha: {}, fusionType: {}, properties: [{keyword_properties}]}}",
+                    "hybrid: {{query: {}, vector: {}, alpha: {}, fusionType: {}{keyword_properties}}}",
                     lit(self.text),
                     vector()?,
                     self.alpha.clamp(0.0, 1.0),
@@ -226,6 +236,33 @@ impl WeaviateClient {
         collection: &str,
         query: &SearchQuery<'_>,
     ) -> Result<Vec<ScoredHit>, WeaviateError> {
+        // Collections written by earlier releases lack the newer properties until a sink
+        // adds them: ask only for what this one has, and refuse a filter it cannot answer.
+        let present = self.property_names(collection).await?;
+        let has = |p: &&str| present.contains(p.split('^').next().unwrap_or(p));
+        if let Some(missing) = query.filters.iter().map(Condition::path).find(|p| !has(p)) {
+            return Err(WeaviateError::Unexpected {
+                what: "search".into(),
+                message: format!(
+                    "collection {collection} has no property `{missing}` to filter on: it was \
+                     written by an earlier release; a running sink adds the property and fills \
+                     it for documents written from then on (a reindex fills it for all)"
+                ),
+            });
+        }
+        let properties: Vec<&str> = query.properties.iter().copied().filter(has).collect();
+        let keyword_properties: Vec<&str> = query
+            .keyword_properties
+            .iter()
+            .copied()
+            .filter(has)
+            .collect();
+        let query = &SearchQuery {
+            properties: &properties,
+            keyword_properties: &keyword_properties,
+            filters: query.filters.clone(),
+            ..*query
+        };
         let gql = query.graphql(collection)?;
         let data = match self.graphql(&gql, "search").await {
             Err(e) if query.scope.is_some() && crate::is_tenant_not_found(&e) => {

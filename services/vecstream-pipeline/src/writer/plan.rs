@@ -315,10 +315,7 @@ fn objects_of(
         .map(|(k, val)| format!("{k} {val}"))
         .collect::<Vec<_>>()
         .join("\n");
-    let produced_at = v.produced_at.and_then(|ms| {
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).ok()?);
-        Some(humantime::format_rfc3339_millis(t).to_string())
-    });
+    let produced_at = v.produced_at.and_then(rfc3339_of_millis);
     v.chunks
         .iter()
         .map(|c| {
@@ -359,6 +356,17 @@ fn objects_of(
         .collect()
 }
 
+/// A producer's `produced_at` as RFC 3339, or none when it is not a time RFC 3339 can
+/// write (before 1970 or after 9999): a hostile timestamp loses the filter, not the record.
+fn rfc3339_of_millis(ms: i64) -> Option<String> {
+    const LAST_MS_OF_9999: i64 = 253_402_300_799_999;
+    let ms = u64::try_from(ms)
+        .ok()
+        .filter(|&ms| ms <= LAST_MS_OF_9999 as u64)?;
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    Some(humantime::format_rfc3339_millis(t).to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,6 +374,22 @@ mod tests {
     use vecstream_core::{ChunkVector, chunk_id};
 
     const F: Tenancy = Tenancy::Filter;
+
+    #[test]
+    fn produced_at_outside_rfc3339_years_is_left_out_instead_of_panicking() {
+        assert_eq!(
+            rfc3339_of_millis(1_764_590_400_000).as_deref(),
+            Some("2025-12-01T12:00:00.000Z")
+        );
+        assert_eq!(
+            rfc3339_of_millis(253_402_300_799_999).as_deref(),
+            Some("9999-12-31T23:59:59.999Z")
+        );
+        // Nanoseconds taken for milliseconds, negative and maximal values.
+        for hostile in [1_764_000_000_000_000_000, -1, i64::MAX, 253_402_300_800_000] {
+            assert_eq!(rfc3339_of_millis(hostile), None, "{hostile}");
+        }
+    }
 
     /// The exact key of tenant `t`'s document `id` (every record here is tenant `t`'s).
     fn k(id: &str) -> String {

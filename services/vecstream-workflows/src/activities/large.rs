@@ -13,10 +13,97 @@ use crate::types::{LargeDocumentInput, LargeDocumentResult};
 impl JobActivities {
     /// Embeds one large document (read again from its offset) in slices, heartbeating the
     /// chunks done, and publishes its vector record and lineage as the stream would.
+    ///
+    /// Whatever the end (skipped, cancelled by a delete, refused, out of attempts), it
+    /// publishes a lineage event that closes the run the embedder's `escalated` opened.
     pub(super) async fn embed_large_document(
         self: Arc<Self>,
         ctx: ActivityContext,
         input: LargeDocumentInput,
+    ) -> Result<LargeDocumentResult, ActivityError> {
+        let outcome = self.embed_large_body(&ctx, &input).await;
+        let last_attempt = ctx.info().retry_policy.as_ref().is_some_and(|p| {
+            p.maximum_attempts() > 0 && ctx.info().attempt >= p.maximum_attempts() as u32
+        });
+        let close = match &outcome {
+            Ok(done) => done
+                .skipped
+                .as_ref()
+                .map(|why| (EventType::Other, "skipped", why.clone())),
+            Err(ActivityError::Cancelled { .. }) => Some((
+                EventType::Other,
+                "cancelled",
+                "the job was cancelled: a delete or a newer version superseded the document"
+                    .to_owned(),
+            )),
+            Err(ActivityError::Application(failure))
+                if failure.is_non_retryable() || last_attempt =>
+            {
+                Some((
+                    EventType::Fail,
+                    "failed",
+                    failure.source_error().to_string(),
+                ))
+            }
+            Err(_) => None,
+        };
+        if let Some((event_type, outcome_name, detail)) = close {
+            if let Err(e) = self
+                .close_large_run(&ctx, &input, event_type, outcome_name, detail)
+                .await
+            {
+                tracing::warn!(doc_id = %input.doc_id, error = ?e, "the large document's closing lineage event was not published");
+            }
+        }
+        outcome
+    }
+
+    /// The lineage event that ends a large document's run other than by embedding it.
+    async fn close_large_run(
+        &self,
+        ctx: &ActivityContext,
+        input: &LargeDocumentInput,
+        event_type: EventType,
+        outcome: &str,
+        detail: String,
+    ) -> Result<(), ActivityError> {
+        // The run is keyed by the model the embedder escalated with: the job's target.
+        let model_id = self.provider(&input.target).await?.model_id().to_owned();
+        let factory = vecstream_pipeline::lineage::LineageFactory::new(
+            "embed",
+            "embedder",
+            &self.config.kafka.brokers,
+        );
+        let facet = VecstreamFacet {
+            doc_id: Some(input.doc_id.clone()),
+            tenant: Some(input.tenant.clone()),
+            doc_version: Some(input.version),
+            model_id: Some(model_id),
+            source_topic: Some(topics::DOCUMENTS.into()),
+            source_partition: Some(input.partition),
+            source_offset: Some(input.offset),
+            workflow_id: ctx.info().workflow_id.clone(),
+            error: Some(detail),
+            ..Default::default()
+        };
+        let event = factory.event(
+            event_type,
+            outcome,
+            facet,
+            vec![factory.topic(topics::DOCUMENTS)],
+            Vec::new(),
+            vecstream_pipeline::lineage::now_ms(),
+        );
+        let key = vecstream_core::record_key(&input.tenant, &input.doc_id);
+        vecstream_pipeline::lineage::publish_one(&self.config, &key, &event)
+            .await
+            .activity_err()
+    }
+
+    async fn embed_large_body(
+        self: &Arc<Self>,
+        ctx: &ActivityContext,
+        input: &LargeDocumentInput,
     ) -> Result<LargeDocumentResult, ActivityError> {
         use vecstream_pipeline::document::{DocumentReader, Read, chunked, normalized, vectors_of};
         let skipped = |why: String| LargeDocumentResult {

@@ -100,7 +100,8 @@ impl Receipt {
                     .join(", ");
                 self.embedded = step(by);
             }
-            "embed:unchanged" => {
+            // A re-delivery of an embedded version says unchanged: the embedding stands.
+            "embed:unchanged" if self.embedded.is_none() => {
                 self.embedded = step(format!(
                     "unchanged, {}",
                     f.model_id.as_deref().unwrap_or("?")
