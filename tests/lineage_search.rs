@@ -38,6 +38,7 @@ async fn receipts_and_openlineage_export_with_the_endpoint_down_then_back_filled
     require_service("registry", 8081);
     require_service("weaviate", 8080);
     let run = unique("e2e-ol-");
+    let test_started = Instant::now();
     let logs = tempfile::tempdir().unwrap();
     let ol_topic = format!("{run}.openlineage");
     let sets = vec![
@@ -265,10 +266,12 @@ async fn receipts_and_openlineage_export_with_the_endpoint_down_then_back_filled
         "openlineage.http_url=http://127.0.0.1:19908".to_owned(),
         "openlineage.http_api_key=s3cret".to_owned(),
     ];
+    // Since this test began (the topic also holds other tests' events).
+    let since = format!("{}s", test_started.elapsed().as_secs() + 30);
     let started = Instant::now();
     let out = cli_ok(
         &backfill_sets,
-        &["lineage", "export", "--from-beginning", "--since", "10m"],
+        &["lineage", "export", "--from-beginning", "--since", &since],
     );
     let receiver = receiver.wait_with_output().unwrap();
     assert!(

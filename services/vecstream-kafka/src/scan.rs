@@ -19,7 +19,7 @@ pub fn scan_topic(
     visit: impl FnMut(&BorrowedMessage<'_>),
 ) -> Result<u64, KafkaEdgeError> {
     let consumer = scan_consumer(cfg, "vecstream-scan")?;
-    scan_with(&consumer, topic, false, timeout, visit)
+    scan_with(&consumer, topic, ScanFrom::Beginning, timeout, visit)
 }
 
 /// A consumer for [`scan_with`]: `read_committed`, no automatic commits. `group` only
@@ -32,48 +32,69 @@ pub fn scan_consumer(cfg: &KafkaConfig, group: &str) -> Result<BaseConsumer, Kaf
         .create()?)
 }
 
-/// [`scan_topic`] with a given consumer, starting at the beginning or, with
-/// `from_committed`, at the offsets its group committed; records written after the scan
-/// started are not visited. Commits nothing.
+/// Where a scan starts in each partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanFrom {
+    /// The partition's first record.
+    Beginning,
+    /// The offset the consumer's group committed (its first record when none).
+    Committed,
+    /// The first record with a timestamp at or after this time (ms since the epoch).
+    Time(i64),
+}
+
+/// Per partition of `topic`: `(partition, first offset to read, end offset now)`, only the
+/// partitions with something to read.
+pub fn scan_ranges(
+    consumer: &BaseConsumer,
+    topic: &str,
+    from: ScanFrom,
+    timeout: Duration,
+) -> Result<Vec<(i32, i64, i64)>, KafkaEdgeError> {
+    let bounds = partition_bounds(consumer, topic, timeout)?;
+    let mut starts = TopicPartitionList::new();
+    for (p, _, _) in &bounds {
+        match from {
+            ScanFrom::Time(ms) => starts.add_partition_offset(topic, *p, Offset::Offset(ms))?,
+            _ => {
+                starts.add_partition(topic, *p);
+            }
+        }
+    }
+    let starts = match from {
+        ScanFrom::Beginning => starts,
+        ScanFrom::Committed => consumer.committed_offsets(starts, timeout)?,
+        ScanFrom::Time(_) => consumer.offsets_for_times(starts, timeout)?,
+    };
+    let mut ranges = Vec::new();
+    for (p, low, high) in bounds {
+        let start = match starts.find_partition(topic, p).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) if from != ScanFrom::Beginning => o.max(low),
+            // No record at or after the time.
+            Some(Offset::End) if matches!(from, ScanFrom::Time(_)) => high,
+            _ => low,
+        };
+        if high > start {
+            ranges.push((p, start, high));
+        }
+    }
+    Ok(ranges)
+}
+
+/// [`scan_topic`] with a given consumer, starting where `from` says; records written after
+/// the scan started are not visited. Commits nothing.
 pub fn scan_with(
     consumer: &BaseConsumer,
     topic: &str,
-    from_committed: bool,
+    from: ScanFrom,
     timeout: Duration,
     mut visit: impl FnMut(&BorrowedMessage<'_>),
 ) -> Result<u64, KafkaEdgeError> {
-    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic)
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    if partitions.is_empty() {
-        return Err(KafkaEdgeError::Topic {
-            topic: topic.to_owned(),
-            message: "does not exist (run `vecstream topics create`)".into(),
-        });
-    }
-    let mut starts = TopicPartitionList::new();
-    for p in &partitions {
-        starts.add_partition(topic, *p);
-    }
-    if from_committed {
-        starts = consumer.committed_offsets(starts, timeout)?;
-    }
     let mut ends = std::collections::HashMap::new();
     let mut tpl = TopicPartitionList::new();
-    for e in starts.elements() {
-        let (low, high) = consumer.fetch_watermarks(topic, e.partition(), timeout)?;
-        let from = match e.offset() {
-            Offset::Offset(o) if from_committed => o.max(low),
-            _ => low,
-        };
-        if high > from {
-            ends.insert(e.partition(), high);
-            tpl.add_partition_offset(topic, e.partition(), Offset::Offset(from))?;
-        }
+    for (p, start, end) in scan_ranges(consumer, topic, from, timeout)? {
+        ends.insert(p, end);
+        tpl.add_partition_offset(topic, p, Offset::Offset(start))?;
     }
     if ends.is_empty() {
         return Ok(0);

@@ -119,8 +119,11 @@ impl Exporter {
                     .await?
             }
         }
+        // A back-fill sends everything it read (unless stopped); a follower that stops
+        // sends what its buffer holds for a grace period.
+        let wait_for_all = matches!(mode, Mode::Backfill { .. }).then_some(&mut stop);
         let (sent_http, dropped) = match out.http {
-            Some(h) => h.close(FLUSH_GRACE).await,
+            Some(h) => h.close(FLUSH_GRACE, wait_for_all).await,
             None => (0, 0),
         };
         report.sent_http = sent_http;
@@ -198,9 +201,12 @@ impl Exporter {
         let reader = tokio::task::spawn_blocking(move || {
             let consumer = scan::scan_consumer(&kafka, &group)?;
             let timeout = Duration::from_millis(kafka.request_timeout_ms.max(30_000));
-            let bounds = scan::partition_bounds(&consumer, topics::LINEAGE, timeout)?;
-            let _ = total_tx.send(bounds.iter().map(|(_, lo, hi)| (hi - lo) as u64).sum());
-            scan::scan_with(&consumer, topics::LINEAGE, false, timeout, |m| {
+            // --since seeks by the records' timestamps: a year of lineage is not read for
+            // the last hour (the events' own times still filter, to the millisecond).
+            let from = since_ms.map_or(scan::ScanFrom::Beginning, scan::ScanFrom::Time);
+            let ranges = scan::scan_ranges(&consumer, topics::LINEAGE, from, timeout)?;
+            let _ = total_tx.send(ranges.iter().map(|(_, lo, hi)| (hi - lo) as u64).sum());
+            scan::scan_with(&consumer, topics::LINEAGE, from, timeout, |m| {
                 // A closed channel means the export stopped: the rest is not read.
                 let _ = tx.blocking_send(m.payload().map(<[u8]>::to_vec).unwrap_or_default());
             })
@@ -411,7 +417,8 @@ impl DropLog {
 /// The HTTP transport: a bounded buffer and one sender task.
 struct HttpTransport {
     tx: mpsc::Sender<Vec<u8>>,
-    task: tokio::task::JoinHandle<(u64, u64)>,
+    task: tokio::task::JoinHandle<()>,
+    delivery: Arc<Delivery>,
     metrics: OpenLineageMetrics,
     drops: Arc<Mutex<DropLog>>,
 }
@@ -435,7 +442,9 @@ impl HttpTransport {
             })?;
         let (tx, rx) = mpsc::channel(s.http_buffer_events);
         let drops = Arc::new(Mutex::new(DropLog::default()));
+        let delivery = Arc::new(Delivery::default());
         let sender = Sender {
+            delivery: delivery.clone(),
             client,
             url,
             api_key: s.http_api_key.expose().to_owned(),
@@ -447,6 +456,7 @@ impl HttpTransport {
         Ok(Self {
             tx,
             task: tokio::spawn(sender.run(rx)),
+            delivery,
             metrics,
             drops,
         })
@@ -479,28 +489,67 @@ impl HttpTransport {
         !ok
     }
 
-    /// Sends what the buffer holds for at most `grace`; returns (sent, dropped) of the
+    /// Sends what the buffer holds: all of it when `wait_for_all` is given (until it turns
+    /// true, then for `grace`), else for at most `grace`. Returns (sent, dropped) of the
     /// transport's life.
-    async fn close(self, grace: Duration) -> (u64, u64) {
+    async fn close(
+        self,
+        grace: Duration,
+        wait_for_all: Option<&mut watch::Receiver<bool>>,
+    ) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
         drop(self.tx);
         let mut task = self.task;
-        match tokio::time::timeout(grace, &mut task).await {
-            Ok(Ok(counts)) => counts,
-            _ => {
-                task.abort();
-                let left = self.metrics.buffered.get().max(0) as u64;
-                self.metrics
-                    .dropped
-                    .with_label_values(&["http", "shutdown"])
-                    .inc_by(left);
-                DropLog::dropped(&self.drops, "shutdown", left);
-                (0, left)
+        let finished = match wait_for_all {
+            Some(stop) => {
+                let stopped = async {
+                    // A stop sender gone means nobody can stop us: wait for the sends.
+                    if stop.wait_for(|s| *s).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                };
+                tokio::select! {
+                    r = &mut task => r.is_ok(),
+                    _ = stopped => tokio::time::timeout(grace, &mut task).await.is_ok_and(|r| r.is_ok()),
+                }
             }
+            None => tokio::time::timeout(grace, &mut task)
+                .await
+                .is_ok_and(|r| r.is_ok()),
+        };
+        if !finished {
+            task.abort();
+            // Still buffered, or taken by a POST the abort cut short.
+            let d = &self.delivery;
+            let in_flight = d
+                .taken
+                .load(Relaxed)
+                .saturating_sub(d.sent.load(Relaxed) + d.dropped.load(Relaxed));
+            let left = self.metrics.buffered.get().max(0) as u64 + in_flight;
+            self.metrics
+                .dropped
+                .with_label_values(&["http", "shutdown"])
+                .inc_by(left);
+            DropLog::dropped(&self.drops, "shutdown", left);
+            self.delivery.dropped.fetch_add(left, Relaxed);
         }
+        (
+            self.delivery.sent.load(Relaxed),
+            self.delivery.dropped.load(Relaxed),
+        )
     }
 }
 
+/// What the HTTP sender did so far (read by `close`, also after an abort).
+#[derive(Default)]
+struct Delivery {
+    taken: std::sync::atomic::AtomicU64,
+    sent: std::sync::atomic::AtomicU64,
+    dropped: std::sync::atomic::AtomicU64,
+}
+
 struct Sender {
+    delivery: Arc<Delivery>,
     client: reqwest::Client,
     url: String,
     api_key: String,
@@ -520,22 +569,23 @@ enum Posted {
 }
 
 impl Sender {
-    async fn run(self, mut rx: mpsc::Receiver<Vec<u8>>) -> (u64, u64) {
-        let (mut sent, mut dropped) = (0u64, 0u64);
+    async fn run(self, mut rx: mpsc::Receiver<Vec<u8>>) {
+        use std::sync::atomic::Ordering::Relaxed;
         let mut batch = Vec::with_capacity(self.batch);
         while rx.recv_many(&mut batch, self.batch).await > 0 {
             self.metrics.buffered.sub(batch.len() as i64);
+            self.delivery.taken.fetch_add(batch.len() as u64, Relaxed);
             let results =
                 futures::future::join_all(batch.drain(..).map(|body| self.deliver(body))).await;
             for ok in results {
-                if ok {
-                    sent += 1;
+                let counter = if ok {
+                    &self.delivery.sent
                 } else {
-                    dropped += 1;
-                }
+                    &self.delivery.dropped
+                };
+                counter.fetch_add(1, Relaxed);
             }
         }
-        (sent, dropped)
     }
 
     /// POSTs one event, retrying with backoff; true when the endpoint took it.
@@ -644,9 +694,60 @@ mod tests {
                 .get(),
             dropped
         );
-        let (sent, lost) = http.close(Duration::from_secs(10)).await;
+        let (sent, lost) = http.close(Duration::from_secs(10), None).await;
         assert_eq!(sent, 0);
         assert_eq!(lost + dropped, 50);
+    }
+
+    /// A slow endpoint: each POST takes 50 ms, one at a time.
+    async fn slow_endpoint() -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicU64>) {
+        use axum::{Router, http::StatusCode, routing::post};
+        let got = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (g, one_at_a_time) = (got.clone(), Arc::new(tokio::sync::Mutex::new(())));
+        let app = Router::new().route(
+            "/api/v1/lineage",
+            post(move || {
+                let (g, lock) = (g.clone(), one_at_a_time.clone());
+                async move {
+                    let _turn = lock.lock().await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    g.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    StatusCode::CREATED
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (addr, got)
+    }
+
+    #[tokio::test]
+    async fn a_backfill_sends_all_it_read_however_long_the_endpoint_takes_and_a_follower_counts_what_it_left()
+     {
+        let (addr, got) = slow_endpoint().await;
+        let metrics = OpenLineageMetrics::unregistered().unwrap();
+        let url = format!("http://{addr}");
+        // Back-fill: 40 events x 50 ms = 2 s, far past the 100 ms grace.
+        let http = HttpTransport::start(&settings(&url, 100), metrics.clone()).unwrap();
+        for i in 0..40u8 {
+            assert!(!http.send(vec![i]).await);
+        }
+        let (_stop_tx, mut stop) = watch::channel(false);
+        let (sent, dropped) = http
+            .close(Duration::from_millis(100), Some(&mut stop))
+            .await;
+        assert_eq!((sent, dropped), (40, 0));
+        assert_eq!(got.load(std::sync::atomic::Ordering::Relaxed), 40);
+        // A follower stopping with the same backlog sends for the grace only; what it sent
+        // and what it left both count.
+        let http = HttpTransport::start(&settings(&url, 100), metrics.clone()).unwrap();
+        for i in 0..40u8 {
+            assert!(!http.send(vec![i]).await);
+        }
+        let (sent, dropped) = http.close(Duration::from_millis(300), None).await;
+        assert!(sent > 0 && dropped > 0, "{sent} sent, {dropped} dropped");
+        assert_eq!(sent + dropped, 40);
     }
 
     #[tokio::test]
@@ -684,7 +785,7 @@ mod tests {
         for body in ["a", "bad", "b"] {
             assert!(!http.send(body.as_bytes().to_vec()).await);
         }
-        let (sent, dropped) = http.close(Duration::from_secs(10)).await;
+        let (sent, dropped) = http.close(Duration::from_secs(10), None).await;
         assert_eq!((sent, dropped), (2, 1));
         let seen = seen.lock().unwrap();
         // The rejected event was tried once.

@@ -341,8 +341,12 @@ impl ControlTopic {
             let consumer = consumer.lock().unwrap_or_else(|p| p.into_inner());
             let mut states = HashMap::new();
             let timeout = Duration::from_millis(kafka.request_timeout_ms.max(1_000));
-            let scanned =
-                vecstream_kafka::scan::scan_with(&consumer, topics::CONTROL, false, timeout, |m| {
+            let scanned = vecstream_kafka::scan::scan_with(
+                &consumer,
+                topics::CONTROL,
+                vecstream_kafka::scan::ScanFrom::Beginning,
+                timeout,
+                |m| {
                     let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
                         return;
                     };
@@ -357,7 +361,8 @@ impl ControlTopic {
                             states.remove(key);
                         }
                     }
-                });
+                },
+            );
             match scanned {
                 Ok(_) => Ok(states),
                 // Not created yet (or its metadata not propagated): no alias has a state.

@@ -184,7 +184,7 @@ async fn replay(
         vecstream_kafka::scan::scan_with(
             kafka_consumer,
             topics::DOCUMENTS_DLQ,
-            true,
+            vecstream_kafka::scan::ScanFrom::Committed,
             timeout,
             |m| {
                 done.insert(m.partition(), m.offset() + 1);
