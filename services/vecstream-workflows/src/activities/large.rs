@@ -23,7 +23,7 @@ impl JobActivities {
     ) -> Result<LargeDocumentResult, ActivityError> {
         let outcome = self.embed_large_body(&ctx, &input).await;
         let last_attempt = ctx.info().retry_policy.as_ref().is_some_and(|p| {
-            p.maximum_attempts() > 0 && ctx.info().attempt >= p.maximum_attempts() as u32
+            p.maximum_attempts() > 0 && ctx.info().attempt >= p.maximum_attempts()
         });
         let close = match &outcome {
             Ok(done) => done
@@ -47,13 +47,12 @@ impl JobActivities {
             }
             Err(_) => None,
         };
-        if let Some((event_type, outcome_name, detail)) = close {
-            if let Err(e) = self
+        if let Some((event_type, outcome_name, detail)) = close
+            && let Err(e) = self
                 .close_large_run(&ctx, &input, event_type, outcome_name, detail)
                 .await
-            {
-                tracing::warn!(doc_id = %input.doc_id, error = ?e, "the large document's closing lineage event was not published");
-            }
+        {
+            tracing::warn!(doc_id = %input.doc_id, error = ?e, "the large document's closing lineage event was not published");
         }
         outcome
     }
