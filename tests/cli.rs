@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use vecstream_e2e::{cache_dir, describe, repo_root, require_service, unique, vecstream};
+use vecstream_e2e::{describe, repo_root, require_service, unique, vecstream};
 
 #[test]
 fn status_reports_all_four_services_healthy() {
@@ -64,12 +64,7 @@ fn produced_directory_is_readable_by_python_avro_deserializer() {
     );
 
     let ids = [format!("{run}/guides/intro.md"), format!("{run}/notes.txt")];
-    let python = cache_dir().join("venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} missing: run `compose/local/stack install`",
-        python.display()
-    );
+    let python = vecstream_e2e::venv_python();
     let out = Command::new(python)
         .arg(repo_root().join("tests/python/read_documents.py"))
         .args([

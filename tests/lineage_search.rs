@@ -12,17 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use vecstream_e2e::pipeline::metrics_text;
-use vecstream_e2e::{Running, cache_dir, cli_ok, describe, repo_root, require_service, unique};
-
-fn python() -> std::path::PathBuf {
-    let python = cache_dir().join("venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} missing: run `compose/local/stack install`",
-        python.display()
-    );
-    python
-}
+use vecstream_e2e::{Running, cli_ok, describe, repo_root, require_service, unique};
 
 /// Sum of the series of `name` whose labels include `label` (e.g. `transport="http"`).
 fn metric(text: &str, name: &str, label: &str) -> f64 {
@@ -65,7 +55,7 @@ async fn receipts_and_openlineage_export_with_the_endpoint_down_then_back_filled
 
     // A stock producer publishes; each receipt waits until its document is searchable.
     let ids: Vec<String> = (0..3).map(|i| format!("{run}-doc-{i}")).collect();
-    let out = Command::new(python())
+    let out = Command::new(vecstream_e2e::venv_python())
         .args([
             repo_root()
                 .join("tests/python/stock_clients.py")
@@ -181,7 +171,7 @@ async fn receipts_and_openlineage_export_with_the_endpoint_down_then_back_filled
 
     // The Kafka transport, read by a stock consumer: every event valid, runs ended, the
     // sink's runs parented by the embedder's, the dead letter's FAIL with its error.
-    let out = Command::new(python())
+    let out = Command::new(vecstream_e2e::venv_python())
         .args([
             repo_root()
                 .join("tests/python/openlineage_check.py")
@@ -239,7 +229,7 @@ async fn receipts_and_openlineage_export_with_the_endpoint_down_then_back_filled
     exporter.stop();
 
     // Back-fill: the events again, to a live endpoint with an API key, none dropped.
-    let receiver = Command::new(python())
+    let receiver = Command::new(vecstream_e2e::venv_python())
         .args([
             repo_root()
                 .join("tests/python/openlineage_check.py")

@@ -67,12 +67,7 @@ fn texts() -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stock_openai_client_and_tei_http_get_the_vectors_of_vecstream_embed() {
-    let python = cache_dir().join("venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} missing: run scripts/setup",
-        python.display()
-    );
+    let python = vecstream_e2e::venv_python();
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("texts.jsonl");
     let texts = texts();

@@ -4,19 +4,14 @@
 
 use std::process::Command;
 
-use vecstream_e2e::{Running, cache_dir, describe, repo_root, require_service, unique};
+use vecstream_e2e::{Running, describe, repo_root, require_service, unique};
 
 #[test]
 fn python_avro_clients_produce_documents_and_read_their_lineage() {
     require_service("kafka", 9092);
     require_service("registry", 8081);
     require_service("weaviate", 8080);
-    let python = cache_dir().join("venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} missing: run `compose/local/stack install`",
-        python.display()
-    );
+    let python = vecstream_e2e::venv_python();
     let script = repo_root().join("tests/python/stock_clients.py");
     let run = unique("e2e-py-");
     let logs = tempfile::tempdir().unwrap();

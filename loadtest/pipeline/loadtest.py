@@ -19,7 +19,10 @@ engine-only ceiling; the report gives the pipeline's tokens/s as a ratio of it.
 LargeDocumentWorkflow on Temporal, then, every --chaos-every seconds, in turn: SIGKILL and
 restart the embedder; the sink; Weaviate down for 15 s; the schema registry down for 15 s;
 the worker; the Kafka broker stopped and started again (a broker restart mid-stream: the
-producers buffer, transactions abort or retry, consumers rejoin); Weaviate down with the
+producers buffer, transactions abort or retry, consumers rejoin), or, against the
+three-broker stack (--brokers 3, `compose/local/stack up --brokers 3`), one broker killed
+with SIGKILL (in turn node 2, 3, 1: leaders and the group and transaction coordinators move)
+and restarted --broker-down seconds later; Weaviate down with the
 sink killed during the outage (so a sink that commits before its upserts are durable loses
 the batch it was retrying). Whatever the mode, the run ends with a check of Weaviate's
 contents against the expected set and prints a verdict; it ends when every expected effect
@@ -612,6 +615,10 @@ def main():
     ap.add_argument("--bad-ratio", type=float, default=0.01)
     ap.add_argument("--chaos", action="store_true")
     ap.add_argument("--chaos-every", type=float, default=20, help="seconds between faults")
+    ap.add_argument("--brokers", type=int, choices=[1, 3], default=1,
+                    help="Kafka nodes of the stack (3: compose/local/stack up --brokers 3)")
+    ap.add_argument("--broker-down", type=float, default=20,
+                    help="with --brokers 3 --chaos: seconds a killed broker stays down")
     ap.add_argument("--migrate", action="store_true",
                     help="start a model migration mid-stream and approve it (see the docs above)")
     ap.add_argument("--rollback-window", type=int, default=90,
@@ -656,7 +663,10 @@ def main():
     groups = (f"loadtest-{run}-embedder", f"loadtest-{run}-sink")
     start_groups_at_end([(groups[0], DOCS), (groups[1], VECTORS)])
     alias = "Loadtest" + run.replace("-", "")
-    sets = [f"embedder.group_id={groups[0]}", "embedder.transactional_id=loadtest-embedder",
+    global BOOTSTRAP
+    if args.brokers == 3:
+        BOOTSTRAP = "127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9096"
+    sets = [f"kafka.brokers={BOOTSTRAP}", f"embedder.group_id={groups[0]}", "embedder.transactional_id=loadtest-embedder",
             f"sink.group_id={groups[1]}", "sink.max_backoff_ms=2000", f"weaviate.alias={alias}",
             f"temporal.cpu_task_queue=loadtest-{run}-cpu", f"temporal.gpu_task_queue=loadtest-{run}-gpu",
             "embedder.control_poll_ms=500", "embedder.reindex_on_model_change=false"]
@@ -732,6 +742,19 @@ def main():
         comps[kind].kill()
         comps[kind].start()
 
+    cache = pathlib.Path(os.environ.get("VECSTREAM_CACHE", pathlib.Path.home() / ".cache/vecstream"))
+    brokers_killed = []
+
+    def kill_broker(seconds):
+        # In turn node 2, 3, 1 (node 1 is also the bootstrap address the clients know first).
+        node = ["kafka-2", "kafka-3", "kafka"][len(brokers_killed) % 3]
+        brokers_killed.append(node)
+        pid = int((cache / "run" / f"{node}.pid").read_text())
+        os.killpg(pid, signal.SIGKILL)  # the stack starts each broker as its group's leader
+        time.sleep(seconds)
+        subprocess.run([ROOT / "compose/local/stack", "up", node], capture_output=True)
+        return node
+
     def chaos():
         schedule = ["embedder", "sink", "weaviate", "registry", "worker", "kafka",
                     "weaviate+sink"]
@@ -742,6 +765,10 @@ def main():
             if kind in ("weaviate", "registry"):
                 faults.append((time.time() - t0, f"{kind} down 15 s"))
                 service_down(kind, 15)
+            elif kind == "kafka" and args.brokers == 3:
+                at = time.time() - t0
+                node = kill_broker(args.broker_down)
+                faults.append((at, f"kill -9 broker {node}, restarted {args.broker_down:.0f} s later"))
             elif kind == "kafka":
                 faults.append((time.time() - t0, "kafka broker stopped and restarted"))
                 service_down("kafka", 4)
@@ -929,6 +956,7 @@ def main():
         "updates_other_elsewhere": info["updates_other_elsewhere"],
         "undecodable": info["undecodable"], "miskeyed": info["miskeyed"],
         "records_published": len(events), "chaos": args.chaos, "faults": faults,
+        "brokers": args.brokers,
         "broken_sink": args.broken_sink, "stalled": stalled,
         "restarts": {n: c.restarts for n, c in comps.items()},
         "publish_seconds": produce_s, "drained_seconds": drained_s,

@@ -34,6 +34,18 @@ pub fn cache_dir() -> PathBuf {
         })
 }
 
+/// The Python of the stack's venv, with the stock clients (confluent-kafka, openai,
+/// openlineage-python) that the tests drive.
+pub fn venv_python() -> PathBuf {
+    let python = cache_dir().join("venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} missing: run scripts/setup (compose/local/stack install)",
+        python.display()
+    );
+    python
+}
+
 /// Root of the repository.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

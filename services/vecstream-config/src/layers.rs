@@ -192,10 +192,12 @@ impl Config {
         if self.kafka.brokers.trim().is_empty() {
             return Err(invalid("kafka.brokers", "must name at least one broker"));
         }
-        if self.kafka.partitions < 1 || self.kafka.replication_factor < 1 {
+        if self.kafka.partitions < 1
+            || (self.kafka.replication_factor < 1 && self.kafka.replication_factor != -1)
+        {
             return Err(invalid(
                 "kafka.partitions/replication_factor",
-                "must be at least 1",
+                "must be at least 1 (replication_factor: or -1, the cluster's default)",
             ));
         }
         for (key, url) in [
@@ -584,6 +586,22 @@ url = "http://127.0.0.1:8089"
         assert!(load(None, &[], &[("kafka.security_protocol", "sasl_ssl")]).is_err());
         assert!(load(None, &[], &[("weaviate.url", "localhost:8080")]).is_err());
         assert!(load(None, &[], &[("telemetry.log_format", "xml")]).is_err());
+    }
+
+    #[test]
+    fn replication_factor_is_the_clusters_default_unless_set() {
+        // -1 asks the cluster for its default.replication.factor (3 on a production
+        // cluster, 1 on the one-broker stack).
+        assert_eq!(load(None, &[], &[]).unwrap().kafka.replication_factor, -1);
+        let three = load(None, &[], &[("kafka.replication_factor", "3")]).unwrap();
+        assert_eq!(three.kafka.replication_factor, 3);
+        for bad in ["0", "-2"] {
+            let err = load(None, &[], &[("kafka.replication_factor", bad)]).unwrap_err();
+            assert!(
+                err.to_string().contains("replication_factor"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

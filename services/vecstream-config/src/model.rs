@@ -427,7 +427,9 @@ pub struct KafkaConfig {
     pub client_id: String,
     /// Partitions of topics vecstream creates.
     pub partitions: i32,
-    /// Replication factor of topics vecstream creates (1 on the local single-node stack).
+    /// Replication factor of topics vecstream creates; -1 = the cluster's
+    /// `default.replication.factor` (1 on the local one-broker stack, 3 on its three-broker
+    /// mode and on most managed clusters).
     pub replication_factor: i32,
     /// Timeout of metadata and admin requests, in milliseconds.
     pub request_timeout_ms: u64,
@@ -451,7 +453,7 @@ impl Default for KafkaConfig {
             ssl_ca_location: String::new(),
             client_id: "vecstream".into(),
             partitions: 6,
-            replication_factor: 1,
+            replication_factor: -1,
             request_timeout_ms: 10_000,
             max_poll_interval_ms: 300_000,
             session_timeout_ms: 45_000,

@@ -32,6 +32,29 @@ pub fn scan_consumer(cfg: &KafkaConfig, group: &str) -> Result<BaseConsumer, Kaf
         .create()?)
 }
 
+/// A read error librdkafka recovers from by itself (a broker connection dropped, all
+/// brokers briefly unreachable, a leader moving): the scan keeps polling until its
+/// no-progress timeout instead of failing the command.
+fn passing(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::AllBrokersDown
+                | C::BrokerTransportFailure
+                | C::NetworkException
+                | C::RequestTimedOut
+                | C::OperationTimedOut
+                | C::NotLeaderForPartition
+                | C::LeaderNotAvailable
+                | C::NotCoordinator
+                | C::CoordinatorNotAvailable
+                | C::CoordinatorLoadInProgress
+                | C::Resolve
+        )
+    )
+}
+
 /// Where a scan starts in each partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScanFrom {
@@ -120,6 +143,9 @@ pub fn scan_with(
                     ends.remove(&m.partition());
                 }
             }
+            Some(Err(e)) if passing(&e) && last_progress.elapsed() <= timeout => {
+                tracing::warn!(%topic, error = %e, "kafka read interrupted; reading on");
+            }
             Some(Err(e)) => return Err(e.into()),
             None => {
                 // Transaction markers occupy offsets: a partition may end before its last
@@ -206,6 +232,9 @@ pub fn read_range(
                 next = m.offset() + 1;
                 out.push(m.detach());
             }
+            Some(Err(e)) if passing(&e) && last_progress.elapsed() <= timeout => {
+                tracing::warn!(%topic, partition, error = %e, "kafka read interrupted; reading on");
+            }
             Some(Err(e)) => return Err(e.into()),
             None => {
                 // Past the last record of the range (markers or compaction): the position says.
@@ -231,4 +260,29 @@ pub fn read_range(
         }
     }
     Ok((out, next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropped_connections_are_read_through_and_refusals_are_not() {
+        use rdkafka::error::KafkaError;
+        use rdkafka::types::RDKafkaErrorCode as C;
+        for code in [
+            C::AllBrokersDown,
+            C::BrokerTransportFailure,
+            C::NotLeaderForPartition,
+        ] {
+            assert!(passing(&KafkaError::MessageConsumption(code)), "{code:?}");
+        }
+        for code in [
+            C::TopicAuthorizationFailed,
+            C::SaslAuthenticationFailed,
+            C::UnknownTopicOrPartition,
+        ] {
+            assert!(!passing(&KafkaError::MessageConsumption(code)), "{code:?}");
+        }
+    }
 }

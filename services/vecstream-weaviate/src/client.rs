@@ -331,16 +331,20 @@ impl WeaviateClient {
             .ok_or_else(|| unexpected("count documents", &data.to_string()))
     }
 
+    /// An existing collection's definition (`GET /v1/schema/{collection}`).
+    async fn get_collection(&self, collection: &str) -> Result<Value, WeaviateError> {
+        self.call(
+            reqwest::Method::GET,
+            &format!("/v1/schema/{collection}"),
+            None,
+            "get collection",
+        )
+        .await
+    }
+
     /// How an existing collection keeps tenants apart (multi-tenancy on or off).
     pub async fn tenancy_of(&self, collection: &str) -> Result<crate::Tenancy, WeaviateError> {
-        let class = self
-            .call(
-                reqwest::Method::GET,
-                &format!("/v1/schema/{collection}"),
-                None,
-                "get collection",
-            )
-            .await?;
+        let class = self.get_collection(collection).await?;
         let enabled = class
             .pointer("/multiTenancyConfig/enabled")
             .and_then(Value::as_bool)
@@ -353,14 +357,7 @@ impl WeaviateClient {
         &self,
         collection: &str,
     ) -> Result<std::collections::BTreeSet<String>, WeaviateError> {
-        let class = self
-            .call(
-                reqwest::Method::GET,
-                &format!("/v1/schema/{collection}"),
-                None,
-                "get collection",
-            )
-            .await?;
+        let class = self.get_collection(collection).await?;
         Ok(class
             .get("properties")
             .and_then(Value::as_array)
@@ -512,12 +509,7 @@ impl WeaviateClient {
             .ok_or_else(|| unexpected("nearVector search", &data.to_string()))?;
         rows.iter()
             .map(|row| {
-                let mut props = row.as_object().cloned().unwrap_or_default();
-                let extra = props.remove("_additional").unwrap_or(Value::Null);
-                let id = extra
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .and_then(|s| Uuid::parse_str(s).ok());
+                let (id, extra, props) = split_hit(row);
                 let distance = extra.get("distance").and_then(Value::as_f64);
                 match (id, distance) {
                     (Some(id), Some(d)) => Ok(Hit {
@@ -862,6 +854,17 @@ fn unexpected(what: &str, message: &str) -> WeaviateError {
         what: what.to_owned(),
         message: message.to_owned(),
     }
+}
+
+/// A GraphQL `Get` row: its object id, its `_additional` and its properties.
+pub(crate) fn split_hit(row: &Value) -> (Option<Uuid>, Value, serde_json::Map<String, Value>) {
+    let mut props = row.as_object().cloned().unwrap_or_default();
+    let extra = props.remove("_additional").unwrap_or(Value::Null);
+    let id = extra
+        .get("id")
+        .and_then(Value::as_str)
+        .and_then(|s| Uuid::parse_str(s).ok());
+    (id, extra, props)
 }
 
 #[cfg(test)]

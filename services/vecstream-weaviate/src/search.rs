@@ -279,12 +279,7 @@ impl WeaviateClient {
             })?;
         rows.iter()
             .map(|row| {
-                let mut props = row.as_object().cloned().unwrap_or_default();
-                let extra = props.remove("_additional").unwrap_or(Value::Null);
-                let id = extra
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .and_then(|s| Uuid::parse_str(s).ok());
+                let (id, extra, props) = crate::client::split_hit(row);
                 // GraphQL answers `score` as a string, `distance` as a number.
                 let number = |v: &Value| match v {
                     Value::String(s) => s.parse::<f64>().ok(),
